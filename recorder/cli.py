@@ -1,0 +1,197 @@
+"""irms-agent: the recorder agent's command line.
+
+Exit codes: 0 done; 1 failed; 2 bad configuration, profile, key or arguments;
+3 object store problem; 5 session refused by the pre-flight check; 6 capture failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from recorder.clock import SystemClock
+from recorder.errors import ConfigError
+from recorder.profile import load_profile
+from recorder.session import Recorder, RecorderSettings
+from recorder.station import install_custodian, irms_home, keygen, load_station
+from storage.errors import IrmsError
+from storage.url import open_store, redact
+from verifier.formats import CaseInfo, check_code
+
+DEFAULT_LEGAL_BASIS = "Điều 183 Bộ luật Tố tụng hình sự 2015"
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    home = irms_home()
+    sid, path = keygen(home, args.station_id, Path(args.custodian_public) if args.custodian_public else None)
+    print(f"station {sid}: key {path}, public key {home / 'keys' / 'station.pub'}")
+    return 0
+
+
+def cmd_custodian(args: argparse.Namespace) -> int:
+    install_custodian(irms_home(), Path(args.public_key))
+    print(f"custodian public key installed in {irms_home() / 'keys' / 'custodian.pub'}")
+    return 0
+
+
+def _recorder(args: argparse.Namespace) -> Recorder:
+    check_code(args.site, "site")
+    check_code(args.room, "room")
+    station = load_station()
+    profile = load_profile(args.kit)
+    store = open_store(args.store, retention_days=args.retention_days)
+    settings = RecorderSettings(site=args.site, room=args.room, label=args.label or f"{args.site}/{args.room}",
+                                retention_days=args.retention_days or 0, drain_timeout_s=args.drain_timeout)
+    return Recorder(station, store, profile, SystemClock(), settings)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    rec = _recorder(args)
+    if args.seconds is not None and args.seconds <= 0:
+        raise ConfigError("--seconds must be positive")
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        rec.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    rec.uploader_started()
+    recovered = rec.recover()
+    sid = None
+    for rsid in recovered:
+        s = rec.journal.session(rsid)
+        if sid is None and s.prefix.startswith(f"{args.site}/{args.room}/") and (
+            s.planned_end_us is None or s.planned_end_us > rec.clock.now_us()
+        ):
+            sid = rsid
+            print(f"irms-agent: resuming session {rsid} after an interruption", file=sys.stderr)
+        else:
+            rec.close(rsid, "recovered_after_crash")
+            print(f"irms-agent: closed interrupted session {rsid}", file=sys.stderr)
+    if sid is None:
+        if not args.suspect or not args.interrogator or not args.legal_basis:
+            print("irms-agent: warning: suspect, interrogator or legal basis not given; "
+                  "placeholders recorded in the header", file=sys.stderr)
+        case = CaseInfo(
+            case_number=args.case,
+            suspect=args.suspect or "(không ghi / not given)",
+            interrogators=tuple(args.interrogator or [getpass.getuser()]),
+            legal_basis=args.legal_basis or DEFAULT_LEGAL_BASIS,
+        )
+        sid = rec.start(case, args.seconds)
+    until = rec.journal.session(sid).planned_end_us
+    reason = rec.record(sid, until)
+    rec.close(sid, reason)
+    pending = rec.finish_uploads()
+    summary = rec.session_summary(sid)
+    summary["end_reason"] = reason
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"session {sid}: {summary['segments']} segments, {summary['duration_s']:.1f} s, "
+              f"{len(summary['interruptions'])} interruptions, store {redact(rec.store.url)}")
+        if pending:
+            print(f"{pending} objects still queued for upload; they go when the store is back "
+                  "(irms-agent upload)")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    rec = _recorder(args)
+    rec.uploader_started()
+    closed = []
+    for sid in rec.recover():
+        rec.close(sid, "recovered_after_crash")
+        closed.append(sid)
+    pending = rec.finish_uploads()
+    print(json.dumps({"closed": closed, "pending_uploads": pending}) if args.json
+          else f"closed {len(closed)} interrupted sessions; {pending} objects queued")
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    rec = _recorder(args)
+    pending = rec.finish_uploads()
+    print(json.dumps({"pending_uploads": pending}) if args.json else f"{pending} objects still queued")
+    return 0 if pending == 0 else 3
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kit", default="synthetic", help="hardware profile name or path (default: synthetic)")
+    p.add_argument("--store", required=True, help="object store: a directory, file:///dir or s3://host:port/bucket")
+    p.add_argument("--site", required=True, help="site (facility) code, e.g. HN-CA-01")
+    p.add_argument("--room", required=True, help="room code, e.g. P101")
+    p.add_argument("--label", help="text burned into the picture (default SITE/ROOM)")
+    p.add_argument("--retention-days", type=int, default=0, help="Object Lock retention for uploaded objects")
+    p.add_argument("--drain-timeout", type=float, default=300.0,
+                   help="seconds to wait at the end for queued uploads (they are kept either way)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="irms-agent", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("keygen", help="make this station's Ed25519 key (once)")
+    p.add_argument("--station-id", help="station id (default: derived from the key)")
+    p.add_argument("--custodian-public", help="the custodian's X25519 public key (PEM) to wrap session keys to")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("custodian", help="install the custodian's public key")
+    p.add_argument("public_key")
+    p.set_defaults(func=cmd_custodian)
+
+    p = sub.add_parser("record", help="record a session (resumes an interrupted one first)")
+    _store_args(p)
+    p.add_argument("--case", required=True, help="case number")
+    p.add_argument("--suspect", help="suspect's name")
+    p.add_argument("--interrogator", action="append", help="interrogator (repeat for several)")
+    p.add_argument("--legal-basis", help="legal basis of the interrogation")
+    p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("recover", help="salvage and close sessions interrupted by a crash")
+    _store_args(p)
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("upload", help="upload whatever is still queued")
+    _store_args(p)
+    p.set_defaults(func=cmd_upload)
+
+    try:
+        from recorder import probe_cli
+    except ImportError:  # pragma: no cover - only while the probe module is absent
+        pass
+    else:
+        probe_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except IrmsError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"irms-agent: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("irms-agent: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

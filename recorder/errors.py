@@ -1,0 +1,33 @@
+"""The recorder's branch of the project error tree."""
+
+from __future__ import annotations
+
+from storage.errors import IrmsError
+
+
+class RecorderError(IrmsError):
+    """Something the station cannot do; the message says what and where."""
+
+
+class ProfileError(RecorderError):
+    """A hardware profile is missing or invalid."""
+
+    exit_code = 2
+
+
+class ConfigError(RecorderError):
+    """Station configuration or keys are missing or invalid."""
+
+    exit_code = 2
+
+
+class PreflightRefused(RecorderError):
+    """A session was refused before it started (full disk, missing device...)."""
+
+    exit_code = 5
+
+
+class CaptureError(RecorderError):
+    """ffmpeg could not be started or keeps failing."""
+
+    exit_code = 6

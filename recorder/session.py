@@ -1,0 +1,395 @@
+"""A recording session on the station: start, capture runs, seal, close, recover.
+
+A session is one or more *runs*: a run is one ffmpeg process. A new run starts
+after a pause, after a device is lost and comes back, or after the agent itself
+crashed and was restarted. Every segment of every run gets the next index of the
+one hash chain of the session; the time between runs is an interruption with its
+cause. Each agent process that records a session holds one data key for it: key 0
+(wrapped in the header) for the process that started it, and a new key, published
+as a key object, for a process that resumes it after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.clock import Clock
+from recorder.errors import PreflightRefused, RecorderError
+from recorder.journal import Journal, RunRow, SessionRow
+from recorder.profile import Profile
+from recorder.sealer import seal
+from recorder.segmenter import SEGMENT_LIST, build_argv, parse_segment_list, probe_duration_us
+from recorder.station import Station
+from recorder.supervisor import ProcessSupervisor
+from recorder.uploader import Uploader
+from storage.base import ObjectStore
+from storage.durable import fsync_file, write_durable
+from verifier.canonical import canonical_json, parse_json_object
+from verifier.chain import chain_genesis
+from verifier.crypto import new_data_key, wrap_key
+from verifier.formats import (
+    CaseInfo,
+    build_header,
+    build_key_object,
+    build_manifest,
+    header_name,
+    key_name,
+    locator_name,
+    manifest_name,
+    record_name,
+    segment_name,
+    session_prefix,
+)
+from verifier.keys import sign_document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecorderSettings:
+    site: str
+    room: str
+    label: str = ""
+    retention_days: int = 0
+    min_free_bytes: int = 512 * 1024 * 1024
+    watchdog_s: float = 10.0
+    restart_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    drain_timeout_s: float = 300.0
+    credentials: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SessionKey:
+    index: int
+    data_key: bytes
+
+
+class Recorder:
+    """Records sessions for one station into one store."""
+
+    def __init__(self, station: Station, store: ObjectStore, profile: Profile, clock: Clock,
+                 settings: RecorderSettings) -> None:
+        self.station = station
+        self.store = store
+        self.profile = profile
+        self.clock = clock
+        self.settings = settings
+        station.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        station.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(station.spool, 0o700)
+        self.journal = Journal(station.journal_path)
+        self.uploader = Uploader(station.journal_path, store, clock, retention_days=settings.retention_days)
+        self.keys: dict[str, SessionKey] = {}
+        self.stop_requested = threading.Event()
+        self.pause_reason: str | None = None
+        self.clock_offset_us = 0
+        self.current_run: ProcessSupervisor | None = None
+
+    # --- outbox -------------------------------------------------------------
+
+    def _outbox_write(self, session_id: str, name: str, data: bytes) -> str:
+        path = self.station.outbox / session_id / name.replace("/", "__")
+        write_durable(path, data, mode=0o600, replace=True)
+        return str(path)
+
+    def _publish(self, session_id: str, name: str, data: bytes) -> None:
+        self.journal.queue(session_id, name, self._outbox_write(session_id, name, data))
+        self.uploader.kick()
+
+    # --- start --------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Refuse a new session when evidence could not be kept (R01, R10)."""
+        free = shutil.disk_usage(self.station.home).free
+        if free < self.settings.min_free_bytes:
+            raise PreflightRefused(
+                f"only {free // 2**20} MiB free on {self.station.home}, need "
+                f"{self.settings.min_free_bytes // 2**20} MiB: new session refused, recorded evidence kept"
+            )
+        if not shutil.which("ffmpeg"):
+            raise PreflightRefused("ffmpeg is not installed on this station")
+
+    def start(self, case: CaseInfo, seconds: float | None) -> str:
+        self.preflight()
+        sid = str(uuid.uuid4())
+        now = self.clock.now_us()
+        data_key = new_data_key()
+        wrapped = wrap_key(data_key, self.station.custodian, sid, 0)
+        header = sign_document(build_header(
+            session_id=sid, station_id=self.station.station_id, station_key_b64=self.station.public_b64,
+            site=self.settings.site, room=self.settings.room, case=case,
+            kit={"profile": self.profile.name, "devices": self.profile.devices_json()},
+            started_at_us=now, segment_target_us=self.profile.segment.seconds * 1_000_000,
+            wrapped_key=wrapped,
+        ), self.station.key)
+        prefix = session_prefix(self.settings.site, self.settings.room, sid)
+        header_bytes = canonical_json(header)
+        planned = now + int(seconds * 1_000_000) if seconds else None
+        self.journal.add_session(SessionRow(sid, prefix, header_bytes.decode(), "recording", now, planned, 0,
+                                            chain_genesis(header), 1))
+        self.journal.add_event(sid, now, "start", "")
+        self._publish(sid, header_name(prefix), header_bytes)
+        self._publish(sid, locator_name(sid), canonical_json({"format": "irms.locator/1", "prefix": prefix,
+                                                              "session_id": sid}))
+        self.keys[sid] = SessionKey(0, data_key)
+        log.info("session %s started in %s/%s", sid, self.settings.site, self.settings.room)
+        return sid
+
+    # --- capture ------------------------------------------------------------
+
+    def _new_run(self, sid: str) -> tuple[RunRow, ProcessSupervisor]:
+        runs = self.journal.runs(sid)
+        n = runs[-1].run + 1 if runs else 0
+        run_dir = self.station.spool / sid / f"run{n:03d}"
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        row = RunRow(sid, n, str(run_dir), self.clock.now_us(), None, None)
+        self.journal.add_run(row)
+        argv = build_argv(self.profile, run_dir, self.settings.label or f"{self.settings.site}/{self.settings.room}",
+                          self.settings.credentials)
+        env = {**os.environ, "TZ": self.profile.overlay.timezone}
+        sup = ProcessSupervisor(f"ffmpeg-{sid[:8]}-run{n}", argv, cwd=run_dir, env=env,
+                                log_path=self.station.home / "logs" / "ffmpeg.log")
+        (self.station.home / "logs").mkdir(exist_ok=True)
+        sup.start()
+        self.current_run = sup
+        return row, sup
+
+    def _key(self, sid: str) -> SessionKey:
+        if sid not in self.keys:
+            # This process did not start the session: a new key for what it seals (after a crash).
+            now = self.clock.now_us()
+            idx = self.journal.bump_key(sid)
+            data_key = new_data_key()
+            obj = sign_document(build_key_object(
+                session_id=sid, key_index=idx, created_at_us=now, cause="resume_after_crash",
+                wrapped_key=wrap_key(data_key, self.station.custodian, sid, idx),
+            ), self.station.key)
+            self._publish(sid, key_name(self.journal.session(sid).prefix, idx), canonical_json(obj))
+            self.keys[sid] = SessionKey(idx, data_key)
+        return self.keys[sid]
+
+    def _seal_captured(self, sid: str) -> int:
+        """Seal every captured segment of the session, in index order."""
+        sealed = 0
+        for seg in self.journal.segments(sid, "captured"):
+            s = self.journal.session(sid)
+            if seg.idx != s.next_index:
+                raise RecorderError(f"journal out of order: segment {seg.idx} but chain expects {s.next_index}")
+            plain_path = Path(self.journal.runs(sid)[seg.run].dir) / seg.file
+            plain = plain_path.read_bytes()
+            key = self._key(sid)
+            out = seal(plain=plain, session_id=sid, index=seg.idx, key_index=key.index, run=seg.run,
+                       data_key=key.data_key, station_key=self.station.key, prev_chain=s.chain_head,
+                       start_us=seg.start_us, duration_us=seg.duration_us,
+                       clock_offset_us=self.clock_offset_us, salvaged=seg.salvaged)
+            rec_bytes = canonical_json(out.record)
+            objects = [
+                (segment_name(s.prefix, seg.idx), self._outbox_write(sid, segment_name(s.prefix, seg.idx), out.cipher)),
+                (record_name(s.prefix, seg.idx), self._outbox_write(sid, record_name(s.prefix, seg.idx), rec_bytes)),
+            ]
+            self.journal.mark_sealed(sid, seg.idx, rec_bytes.decode(), out.record["chain"], objects)
+            plain_path.unlink(missing_ok=True)
+            sealed += 1
+        if sealed:
+            self.uploader.kick()
+        return sealed
+
+    def _collect(self, sid: str, run: RunRow, final: bool) -> int:
+        """Capture what ffmpeg has finished in a run (and, when final, salvage the rest)."""
+        run_dir = Path(run.dir)
+        t0 = run.t0_us if run.t0_us is not None else run.launched_us
+        known = self.journal.known_files(sid, run.run)
+        listed = []
+        try:
+            listed = parse_segment_list((run_dir / SEGMENT_LIST).read_text())
+        except FileNotFoundError:
+            pass
+        count = 0
+        last_end = 0
+        for seg in listed:
+            last_end = max(last_end, seg.end_us)
+            if seg.file in known:
+                continue
+            path = run_dir / seg.file
+            if not path.exists():
+                continue
+            fsync_file(path)
+            if self.journal.capture(sid, run.run, seg.file, t0 + seg.start_us, seg.end_us - seg.start_us) is not None:
+                count += 1
+                self._on_media(sid, t0 + seg.start_us)
+        if final:
+            listed_names = {s.file for s in listed}
+            for path in sorted(run_dir.glob("seg*.ts")):
+                if path.name in listed_names or path.name in known:
+                    continue
+                duration = probe_duration_us(path)
+                if duration <= 0:
+                    log.warning("segment %s holds no decodable media; kept for inspection", path)
+                    continue
+                fsync_file(path)
+                if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
+                    count += 1
+                    self.journal.add_event(sid, self.clock.now_us(), "salvaged", path.name)
+                    self._on_media(sid, t0 + last_end)
+                    last_end += duration
+        if count:
+            self._seal_captured(sid)
+        return count
+
+    def _on_media(self, sid: str, start_us: int) -> None:
+        """Media is flowing again: an open interruption ends where it starts."""
+        self.journal.close_interruptions(sid, start_us)
+
+    def _media_end(self, sid: str) -> int | None:
+        segs = self.journal.segments(sid)
+        if not segs:
+            return None
+        last = segs[-1]
+        return last.start_us + last.duration_us
+
+    def record(self, sid: str, until_us: int | None) -> str:
+        """Capture runs until `until_us` or a stop request; returns the end reason."""
+        backoff_i = 0
+        self.uploader_started()
+        while True:
+            if self.stop_requested.is_set():
+                return "stopped"
+            if until_us is not None and self.clock.now_us() >= until_us:
+                return "duration_reached"
+            run, sup = self._new_run(sid)
+            outcome = self._watch(sid, run, sup, until_us)
+            if outcome in ("stopped", "duration_reached"):
+                return outcome
+            # The run failed: an interruption from the end of its media until media flows again.
+            start = self._media_end(sid) or run.launched_us
+            tail = " | ".join(list(sup.stderr_tail)[-3:])
+            self.journal.open_interruption(sid, start, outcome, tail[:500])
+            self.journal.add_event(sid, self.clock.now_us(), outcome, tail[:500])
+            log.warning("session %s: %s (%s); restarting capture", sid, outcome, tail)
+            delay = self.settings.restart_backoff_s[min(backoff_i, len(self.settings.restart_backoff_s) - 1)]
+            backoff_i += 1
+            deadline = self.clock.monotonic() + delay
+            while self.clock.monotonic() < deadline and not self.stop_requested.is_set():
+                self.clock.sleep(0.05)
+
+    def _watch(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
+        run_dir = Path(run.dir)
+        last_progress = self.clock.monotonic()
+        t0_known = False
+        while True:
+            if not t0_known and (run_dir / "seg000000.ts").exists():
+                self.journal.set_run_t0(sid, run.run, self.clock.now_us())
+                t0_known = True
+                run = next(r for r in self.journal.runs(sid) if r.run == run.run)
+            if t0_known and self._collect(sid, run, final=False):
+                last_progress = self.clock.monotonic()
+            reason = None
+            if self.stop_requested.is_set():
+                reason = "stopped"
+            elif until_us is not None and self.clock.now_us() >= until_us:
+                reason = "duration_reached"
+            if reason:
+                sup.stop()
+                self._finish_run(sid, run, reason)
+                return reason
+            if not sup.alive():
+                # ffmpeg exits 0 when a camera disappears: the exit code does not mean "finished".
+                self._finish_run(sid, run, "device_lost")
+                return "device_lost"
+            if self.clock.monotonic() - last_progress > self.settings.watchdog_s:
+                log.warning("no new segment for %.0f s: capture stalled", self.settings.watchdog_s)
+                sup.kill()
+                self._finish_run(sid, run, "device_lost")
+                return "device_lost"
+            self.clock.sleep(0.02 if not t0_known else 0.1)
+
+    def _finish_run(self, sid: str, run: RunRow, cause: str) -> None:
+        run = next(r for r in self.journal.runs(sid) if r.run == run.run)
+        self._collect(sid, run, final=True)
+        self.journal.end_run(sid, run.run, self.clock.now_us(), cause)
+        self.current_run = None
+
+    # --- close --------------------------------------------------------------
+
+    def close(self, sid: str, end_reason: str) -> dict[str, Any]:
+        """Seal anything left, write the signed manifest, queue it last."""
+        self._seal_captured(sid)
+        s = self.journal.session(sid)
+        now = self.clock.now_us()
+        self.journal.close_interruptions(sid, now)
+        self.journal.add_event(sid, now, "end", end_reason)
+        header = parse_json_object(s.header.encode(), "session header")
+        interruptions = [
+            {"cause": i["cause"], "end_us": i["end_us"], "reason": i["reason"], "start_us": i["start_us"]}
+            for i in self.journal.interruptions(sid)
+        ]
+        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in self.journal.events(sid)]
+        media_end = self._media_end(sid)
+        manifest = sign_document(build_manifest(
+            session_id=sid, header_sha256=chain_genesis(header), segment_count=s.next_index,
+            chain_head=s.chain_head, started_at_us=s.started_at_us,
+            ended_at_us=max(now, media_end or now) if end_reason != "recovered_after_crash" else (media_end or now),
+            end_reason=end_reason, key_count=s.key_count, interruptions=interruptions, events=events,
+            devices=self.profile.devices_json(),
+        ), self.station.key)
+        data = canonical_json(manifest)
+        self._publish(sid, manifest_name(s.prefix), data)
+        self.journal.set_session_state(sid, "closed", end_reason, data.decode())
+        shutil.rmtree(self.station.spool / sid, ignore_errors=True)
+        return manifest
+
+    # --- recovery -----------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """After a crash: salvage every open session's segments and open a crash interruption."""
+        recovered = []
+        for s in self.journal.open_sessions():
+            if s.session_id in self.keys:
+                continue
+            for run in self.journal.runs(s.session_id):
+                self._collect(s.session_id, run, final=True)
+                if run.ended_us is None:
+                    self.journal.end_run(s.session_id, run.run, self.clock.now_us(), "crash")
+            self._seal_captured(s.session_id)
+            start = self._media_end(s.session_id) or s.started_at_us
+            if not any(i["end_us"] is None for i in self.journal.interruptions(s.session_id)):
+                self.journal.open_interruption(s.session_id, start, "crash", "agent restarted after it stopped")
+            self.journal.add_event(s.session_id, self.clock.now_us(), "recovered", "")
+            recovered.append(s.session_id)
+        return recovered
+
+    def uploader_started(self) -> None:
+        if self.uploader.thread is None:
+            self.uploader.start()
+
+    def finish_uploads(self) -> int:
+        """Wait for the outbox to drain (bounded); returns how many objects are still queued."""
+        self.uploader_started()
+        self.uploader.drain(self.settings.drain_timeout_s)
+        return self.journal.pending_count()
+
+    def session_summary(self, sid: str) -> dict[str, Any]:
+        s = self.journal.session(sid)
+        segs = self.journal.segments(sid)
+        return {
+            "session_id": sid,
+            "prefix": s.prefix,
+            "segments": len(segs),
+            "duration_s": round(sum(x.duration_us for x in segs) / 1e6, 3),
+            "interruptions": self.journal.interruptions(sid),
+            "chain_head": s.chain_head,
+            "pending_uploads": self.journal.pending_count(sid),
+            "store": self.store.url,
+        }
+
+
+def header_of(journal: Journal, sid: str) -> dict[str, Any]:
+    return dict(json.loads(journal.session(sid).header))

@@ -1,0 +1,100 @@
+"""One owner for every child process: start, watch, stop (SIGINT once, wait, kill)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+from recorder.errors import CaptureError
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the agent dies, so no orphan keeps a camera open."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+class ProcessSupervisor:
+    """Owns one child process; captures its stderr into a bounded tail and a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
+                 log_path: Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+            )
+        except OSError as err:
+            raise CaptureError(f"cannot start {self.name} ({self.argv[0]}): {err.strerror}") from None
+        self._reader = threading.Thread(target=self._read_stderr, name=f"{self.name}-stderr", daemon=True)
+        self._reader.start()
+        log.info("%s started, pid %d", self.name, self.proc.pid)
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        sink = self.log_path.open("ab") if self.log_path else None
+        try:
+            for raw in self.proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.stderr_tail.append(line)
+                if sink:
+                    sink.write(raw)
+                    sink.flush()
+        finally:
+            if sink:
+                sink.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """Ask once (SIGINT, so ffmpeg closes its segment), wait, then kill."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGINT)
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing pid %d", self.name, grace, self.proc.pid)
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._reader:
+            self._reader.join(timeout=5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)

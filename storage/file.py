@@ -1,0 +1,87 @@
+"""The embedded default store: a plain directory, written durably."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from storage.base import ObjectInfo
+from storage.durable import write_durable
+from storage.errors import ObjectExists, ObjectNotFound, StoreConfigError, StoreError, StoreUnavailable
+
+
+def check_name(name: str) -> str:
+    """Refuse object names that could escape the store or are not canonical."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StoreConfigError(f"invalid object name {name!r}")
+    return name
+
+
+class FileStore:
+    """Objects as files under `root`; `put` is create-once and fsynced."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = f"file://{self.root}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreConfigError(f"cannot create file store at {self.root}: {err.strerror}") from err
+        if not self.root.is_dir():
+            raise StoreConfigError(f"file store {self.root} is not a directory")
+
+    def _path(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def put(self, name: str, data: bytes, *, retain_until: dt.datetime | None = None) -> ObjectInfo:
+        path = self._path(name)
+        try:
+            write_durable(path, data, mode=0o440, replace=False)
+        except FileExistsError:
+            if path.read_bytes() != data:
+                raise ObjectExists(f"object {name} already exists with other content") from None
+        except OSError as err:
+            raise StoreUnavailable(f"cannot write {name} to {self.root}: {err.strerror}") from err
+        return ObjectInfo(name=name, size=len(data), retain_until=retain_until)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {name} not found in {self.url}") from None
+        except OSError as err:
+            raise StoreError(f"cannot read {name}: {err.strerror}") from err
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            st = self._path(name).stat()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {name} not found in {self.url}") from None
+        return ObjectInfo(name=name, size=st.st_size)
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        names: list[str] = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for f in files:
+                if f.startswith("."):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, f), self.root).replace(os.sep, "/")
+                if rel.startswith(prefix):
+                    names.append(rel)
+        yield from sorted(names)
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {name} not found in {self.url}") from None
+
+    def ping(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            raise StoreUnavailable(f"file store {self.root} is not a writable directory")

@@ -1,0 +1,8 @@
+"""Root fixtures. Real peers (S3 server, camera, microphone, browser) live in tests/plugins/."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.plugins.base",
+    "tests.plugins.s3",
+]

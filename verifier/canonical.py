@@ -1,0 +1,52 @@
+"""Canonical JSON: the only byte form IRMS ever hashes or signs.
+
+Sorted keys, UTF-8 (not ASCII-escaped), no insignificant whitespace, and no
+floats (every quantity is an integer: microseconds, bytes), so any language
+produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from verifier.errors import FormatError
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode `value` canonically; refuse floats, NaN and non-string keys."""
+    check_canonical(value, "$")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def check_canonical(value: Any, where: str) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if abs(value) > 2**53:
+            raise FormatError(f"integer at {where} is outside the exactly representable range")
+        return
+    if isinstance(value, float):
+        raise FormatError(f"float at {where}: evidence formats use integers only")
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_canonical(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FormatError(f"non-string key at {where}")
+            check_canonical(item, f"{where}.{key}")
+        return
+    raise FormatError(f"value of type {type(value).__name__} at {where} cannot be canonical JSON")
+
+
+def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Parse bytes that must hold one JSON object; one clear error otherwise."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FormatError(f"{what} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise FormatError(f"{what} is not a JSON object")
+    return value
