@@ -21,14 +21,14 @@ class KeyError_(IrmsError):
 class DecryptionError(IrmsError):
     """Decryption failed. Deliberately opaque: it never says which byte was wrong."""
 
-    exit_code = 4
+    exit_code = 1
     http_status = 403
 
 
 class SignatureError(IrmsError):
     """A signature does not verify under the expected key."""
 
-    exit_code = 4
+    exit_code = 1
     http_status = 401
 
 

@@ -1,0 +1,188 @@
+"""irms-verify: prove a recording complete and untouched, offline, with public keys only.
+
+Exit codes: 0 verified; 1 a rule failed (the line names it, e.g. V07); 2 bad
+arguments, key or input; 3 store unreachable; 4 unterminated (no manifest: only
+the proven segments are vouched for, the session is not complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from storage.base import ObjectStore
+from storage.errors import IrmsError, StoreConfigError
+from storage.url import open_store
+from verifier.canonical import parse_json_object
+from verifier.errors import VerificationError
+from verifier.export import EXPORT_FILE, export_session, is_export, rebuild_session
+from verifier.keys import load_custodian_private, save_private_key, save_public_key
+from verifier.session import Options, Report, audit, verify
+from verifier.trust import trust_dir
+
+EXIT_UNTERMINATED = 4
+
+
+def _open(args: argparse.Namespace) -> tuple[ObjectStore, Options, str]:
+    note = ""
+    store_path = Path(args.store)
+    trust = Path(args.trust) if args.trust else None
+    if "://" not in args.store and is_export(store_path):
+        store = open_store(str(store_path / "objects"))
+        if trust is None:
+            trust = store_path / "trust"
+            info = parse_json_object((store_path / EXPORT_FILE).read_bytes(), EXPORT_FILE)
+            note = (f"trust anchor taken from the export folder: station key {info.get('station_key_id')}; "
+                    "compare it with the annex to the minutes")
+    else:
+        store = open_store(args.store)
+    custodian: X25519PrivateKey | None = None
+    if getattr(args, "custodian_key", None):
+        custodian = load_custodian_private(Path(args.custodian_key))
+    witnessed: list[tuple[int, str]] = []
+    if getattr(args, "witness", None):
+        try:
+            data = json.loads(Path(args.witness).read_text())
+            witnessed = [(int(w["index"]), str(w["chain"])) for w in data]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise StoreConfigError(f"witness file {args.witness} is unreadable: {err}") from None
+    opts = Options(trust=trust or trust_dir(), custodian=custodian, witnessed=witnessed,
+                   media=not getattr(args, "no_media", False))
+    return store, opts, note
+
+
+def _emit(report: Report, args: argparse.Namespace, note: str) -> int:
+    if args.json:
+        out = report.to_json()
+        if note:
+            out["note"] = note
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        if note:
+            print(note)
+        print(report.summary())
+        for f in report.findings:
+            print(f"  {f}")
+    if report.status == "verified":
+        return 0
+    return EXIT_UNTERMINATED if report.status == "unterminated" else 1
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    store, opts, note = _open(args)
+    return _emit(audit(store, args.session_id, opts, fail_fast=True), args, note)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    store, opts, note = _open(args)
+    return _emit(audit(store, args.session_id, opts, fail_fast=False), args, note)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store, opts, _ = _open(args)
+    labels = args.label or ["case-file", "procuracy-file"]
+    out = Path(args.out)
+    results = []
+    for label in labels:
+        target = out / label if len(labels) > 1 else out
+        results.append(export_session(store, args.session_id, opts, target, label, dt.datetime.now(dt.UTC)))
+        print(f"exported {label} to {target}") if not args.json else None
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    store, opts, _ = _open(args)
+    if opts.custodian is None:
+        raise StoreConfigError("rebuild needs --custodian-key (the custodian's private key)")
+    opts.media = False
+    report = verify(store, args.session_id, opts) if not args.force else audit(store, args.session_id, opts)
+    rebuild_session(store, report, opts.custodian, Path(args.out))
+    print(f"rebuilt {report.segments} segments of session {args.session_id} into {args.out}")
+    return 0
+
+
+def cmd_custodian_keygen(args: argparse.Namespace) -> int:
+    key = X25519PrivateKey.generate()
+    passphrase = None
+    if args.passphrase_env:
+        import os
+
+        value = os.environ.get(args.passphrase_env)
+        if not value:
+            raise StoreConfigError(f"environment variable {args.passphrase_env} is empty")
+        passphrase = value.encode()
+    save_private_key(Path(args.private), key, passphrase)
+    save_public_key(Path(args.public), key.public_key())
+    print(f"custodian key pair: private {args.private}, public {args.public}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, media: bool = True) -> None:
+    p.add_argument("session_id")
+    p.add_argument("--store", required=True, help="a directory, an export folder, or s3://host:port/bucket")
+    p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust")
+    p.add_argument("--custodian-key", help="custodian private key: also decrypt and decode every segment")
+    p.add_argument("--witness", help="JSON list of {index, chain} heads witnessed by the server")
+    if media:
+        p.add_argument("--no-media", action="store_true", help="skip decoding even with a custodian key")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="irms-verify", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("session", help="verify a session; stops at the first failed rule")
+    _common(p)
+    p.set_defaults(func=cmd_session)
+    p = sub.add_parser("audit", help="check every rule and list every finding")
+    _common(p)
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("export", help="write sealed copies (case file, procuracy file) that verify offline")
+    _common(p)
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--label", action="append", help="copy label (repeatable; default: case-file, procuracy-file)")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("rebuild", help="decrypt a verified session into one playable MP4")
+    _common(p, media=False)
+    p.add_argument("--out", required=True, help="the MP4 file to write")
+    p.add_argument("--force", action="store_true", help="rebuild even if verification fails")
+    p.set_defaults(func=cmd_rebuild)
+    p = sub.add_parser("custodian-keygen", help="make a custodian X25519 key pair")
+    p.add_argument("--private", required=True)
+    p.add_argument("--public", required=True)
+    p.add_argument("--passphrase-env", help="encrypt the private key with the passphrase in this variable")
+    p.set_defaults(func=cmd_custodian_keygen)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VerificationError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"irms-verify: FAILED: {err}", file=sys.stderr)
+        return 1
+    except IrmsError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"irms-verify: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
