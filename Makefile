@@ -1,0 +1,33 @@
+# IRMS: `make demo` and `make test` each do all set-up on a fresh machine (idempotent).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml scripts/install-system
+	scripts/install-system
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	scripts/run-tests
+
+lint: setup
+	$(VENV)/bin/ruff check recorder storage verifier web tests bench scripts/demo.py
+	$(VENV)/bin/mypy recorder storage verifier
+	$(VENV)/bin/lint-imports
+
+bench: setup
+	scripts/run-bench
+
+clean:
+	rm -rf .demo test-artifacts
