@@ -5,4 +5,5 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.plugins.base",
     "tests.plugins.s3",
+    "tests.plugins.recording",
 ]

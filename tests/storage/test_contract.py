@@ -211,9 +211,7 @@ def test_s3_naive_retain_until_is_refused(s3_store: S3Store) -> None:
 
 
 @pytest.mark.s3
-def test_s3_bucket_without_object_lock_stores_without_retention(
-    s3_server: S3Server, s3_bucket: str
-) -> None:
+def test_s3_bucket_without_object_lock_stores_without_retention(s3_server: S3Server, s3_bucket: str) -> None:
     s3_server.client().make_bucket(s3_bucket)  # plain bucket, made by someone else
     store = open_store(s3_server.url(s3_bucket))
     assert isinstance(store, S3Store)
