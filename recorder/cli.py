@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from recorder.clock import SystemClock
+from recorder.config import load_config
 from recorder.errors import ConfigError
 from recorder.profile import load_profile
 from recorder.session import Recorder, RecorderSettings
@@ -45,10 +46,15 @@ def _recorder(args: argparse.Namespace) -> Recorder:
     check_code(args.site, "site")
     check_code(args.room, "room")
     station = load_station()
+    config = load_config(station.home)
     profile = load_profile(args.kit)
-    store = open_store(args.store, retention_days=args.retention_days)
-    settings = RecorderSettings(site=args.site, room=args.room, label=args.label or f"{args.site}/{args.room}",
-                                retention_days=args.retention_days or 0, drain_timeout_s=args.drain_timeout)
+    retention = args.retention_days if args.retention_days is not None else config.retention_days
+    store = open_store(args.store, retention_days=retention)
+    settings = RecorderSettings(
+        site=args.site, room=args.room, label=args.label or f"{args.site}/{args.room}", retention_days=retention,
+        drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else config.drain_timeout_s,
+        min_free_bytes=config.min_free_bytes, watchdog_s=config.watchdog_s,
+    )
     return Recorder(station, store, profile, SystemClock(), settings)
 
 
@@ -129,8 +135,8 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", required=True, help="site (facility) code, e.g. HN-CA-01")
     p.add_argument("--room", required=True, help="room code, e.g. P101")
     p.add_argument("--label", help="text burned into the picture (default SITE/ROOM)")
-    p.add_argument("--retention-days", type=int, default=0, help="Object Lock retention for uploaded objects")
-    p.add_argument("--drain-timeout", type=float, default=300.0,
+    p.add_argument("--retention-days", type=int, help="Object Lock retention for uploaded objects")
+    p.add_argument("--drain-timeout", type=float,
                    help="seconds to wait at the end for queued uploads (they are kept either way)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -204,8 +204,10 @@ class Journal:
     # outbox
     def _queue(self, session_id: str, name: str, path: str) -> None:
         seq = int(self._one("SELECT COALESCE(MAX(seq)+1, 0) FROM objects")[0])
-        self.db.execute("INSERT OR REPLACE INTO objects (name, session_id, path, seq, state) VALUES (?,?,?,?,'pending')",
-                        (name, session_id, path, seq))
+        self.db.execute(
+            "INSERT OR REPLACE INTO objects (name, session_id, path, seq, state) VALUES (?,?,?,?,'pending')",
+            (name, session_id, path, seq),
+        )
 
     def queue(self, session_id: str, name: str, path: str) -> None:
         with self.db:

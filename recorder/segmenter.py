@@ -65,14 +65,13 @@ def build_argv(
     cam_inputs = [camera_input(c, creds) for c in profile.cameras]
     for cam, node in zip(profile.cameras, cam_inputs, strict=True):
         v = node.video
-        if not cam.passthrough:
-            if profile.overlay.clock or profile.overlay.room_label:
-                text = overlay_text(label) if profile.overlay.room_label else "%{localtime:%d/%m/%Y %T}"
-                v = v.drawtext(
-                    text=text, escape_text=False, fontfile=profile.overlay.font,
-                    x=16, y="h-th-16", fontsize=max(16, cam.height // 30), fontcolor="white",
-                    box=1, boxcolor="black@0.6", boxborderw=6,
-                )
+        if not cam.passthrough and (profile.overlay.clock or profile.overlay.room_label):
+            text = overlay_text(label) if profile.overlay.room_label else "%{localtime:%d/%m/%Y %T}"
+            v = v.drawtext(
+                text=text, escape_text=False, fontfile=profile.overlay.font,
+                x=16, y="h-th-16", fontsize=max(16, cam.height // 30), fontcolor="white",
+                box=1, boxcolor="black@0.6", boxborderw=6,
+            )
         streams.append(v)
     for mic in profile.microphones:
         if mic.source == "camera":

@@ -11,6 +11,7 @@ as a key object, for a process that resumes it after a crash.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -208,10 +209,8 @@ class Recorder:
         t0 = run.t0_us if run.t0_us is not None else run.launched_us
         known = self.journal.known_files(sid, run.run)
         listed = []
-        try:
+        with contextlib.suppress(FileNotFoundError):
             listed = parse_segment_list((run_dir / SEGMENT_LIST).read_text())
-        except FileNotFoundError:
-            pass
         count = 0
         last_end = 0
         for seg in listed:
@@ -297,6 +296,7 @@ class Recorder:
             elif until_us is not None and self.clock.now_us() >= until_us:
                 reason = "duration_reached"
             if reason:
+                self.journal.add_event(sid, self.clock.now_us(), "capture_stop", reason)
                 sup.stop()
                 self._finish_run(sid, run, reason)
                 return reason
@@ -333,10 +333,12 @@ class Recorder:
         ]
         events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in self.journal.events(sid)]
         media_end = self._media_end(sid)
+        stops = [e["at_us"] for e in self.journal.events(sid) if e["kind"] == "capture_stop"]
+        ended = stops[-1] if stops and end_reason != "recovered_after_crash" else (media_end or now)
         manifest = sign_document(build_manifest(
             session_id=sid, header_sha256=chain_genesis(header), segment_count=s.next_index,
             chain_head=s.chain_head, started_at_us=s.started_at_us,
-            ended_at_us=max(now, media_end or now) if end_reason != "recovered_after_crash" else (media_end or now),
+            ended_at_us=ended,
             end_reason=end_reason, key_count=s.key_count, interruptions=interruptions, events=events,
             devices=self.profile.devices_json(),
         ), self.station.key)

@@ -8,6 +8,7 @@ not checked without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterable
@@ -136,10 +137,8 @@ def audit(store: ObjectStore, session_id: str, opts: Options, *, fail_fast: bool
         if fail_fast:
             raise _FailFast
 
-    try:
+    with contextlib.suppress(_FailFast):
         _audit(store, session_id, opts, report, fail, progress)
-    except _FailFast:
-        pass
     if report.findings:
         report.status = "failed"
     elif report.manifest is None:
@@ -211,8 +210,8 @@ def _audit(store: ObjectStore, session_id: str, opts: Options, report: Report,
         m = SEG_RE.fullmatch(rel)
         if m:
             seg_objects.setdefault(int(m.group(1)), set()).add(m.group(2))
-        elif (k := KEY_RE.fullmatch(rel)):
-            key_objects.add(int(k.group(1)))
+        elif km := KEY_RE.fullmatch(rel):
+            key_objects.add(int(km.group(1)))
         elif rel not in ("session.json", "manifest.json"):
             fail("V05", f"unexpected object {rel} in the session")
 
@@ -386,4 +385,5 @@ def decrypt_segments(store: ObjectStore, report: Report, custodian: X25519Privat
         if k not in keys:
             kdoc = parse_json_object(store.get(key_name(report.prefix, k)), f"key object {k}")
             keys[k] = unwrap_key(kdoc["wrapped_key"], custodian, report.session_id, k)
-        yield open_segment(keys[k], report.session_id, rec["index"], store.get(segment_name(report.prefix, rec["index"])))
+        cipher = store.get(segment_name(report.prefix, rec["index"]))
+        yield open_segment(keys[k], report.session_id, rec["index"], cipher)

@@ -1,0 +1,45 @@
+"""The station's configuration: one strict model, from IRMS_HOME/station.toml plus
+IRMS_* environment overrides; the defaults run everything on one machine."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recorder.errors import ConfigError
+
+
+class StationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    watchdog_s: float = Field(default=10.0, gt=0)
+    retention_days: int = Field(default=0, ge=0)
+    drain_timeout_s: float = Field(default=300.0, ge=0)
+    server_url: str = ""
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)
+    clock_tolerance_s: float = Field(default=2.0, gt=0)
+
+
+def load_config(home: Path) -> StationConfig:
+    """Read station.toml (optional) and apply IRMS_<FIELD> overrides; unknown keys are errors."""
+    path = home / "station.toml"
+    raw: dict[str, object] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"station configuration {path} is unreadable: {err}") from None
+    for name in StationConfig.model_fields:
+        env = os.environ.get(f"IRMS_{name.upper()}")
+        if env is not None:
+            raw[name] = env
+    try:
+        return StationConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"station configuration {path}: {where}: {first['msg']}") from None

@@ -1,0 +1,61 @@
+"""The ffmpeg argv is a pure function: assert on it, as users' ffmpeg will read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recorder.errors import ProfileError
+from recorder.profile import load_profile
+from recorder.segmenter import build_argv, overlay_text, parse_segment_list
+
+
+def opt(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_synthetic_argv_has_capped_bitrate_segments_and_overlay(tmp_path: Path) -> None:
+    argv = build_argv(load_profile("synthetic"), tmp_path, "HN-CA-01/P101")
+    assert argv[0] == "ffmpeg" and "-nostdin" in argv
+    assert argv.count("-re") == 2  # both generated inputs paced in real time
+    assert opt(argv, "-f") == "lavfi"
+    assert opt(argv, "-maxrate") == "1500k" and opt(argv, "-bufsize") == "3000k"
+    assert opt(argv, "-vcodec") == "libx264" and opt(argv, "-acodec") == "aac"
+    assert opt(argv, "-segment_format") == "mpegts" and opt(argv, "-segment_time") == "2"
+    assert opt(argv, "-segment_format_options") == "flush_packets=1"
+    assert opt(argv, "-force_key_frames") == "expr:gte(t,n_forced*2)"
+    assert opt(argv, "-segment_list") == str(tmp_path / "segments.csv")
+    assert argv[-1] == str(tmp_path / "seg%06d.ts")
+    graph = opt(argv, "-filter_complex")
+    assert "drawtext=" in graph and "HN-CA-01/P101" in graph and "localtime" in graph
+
+
+def test_argv_is_pure(tmp_path: Path) -> None:
+    p = load_profile("synthetic")
+    assert build_argv(p, tmp_path, "X") == build_argv(p, tmp_path, "X")
+
+
+def test_overlay_text_strips_filter_syntax() -> None:
+    assert overlay_text("P1:'%{x}") == "P1x  %{localtime:%d/%m/%Y %T}"
+
+
+def test_segment_list_ignores_a_torn_last_line() -> None:
+    text = "seg000000.ts,0.000000,2.021333\nseg000001.ts,2.021333,4.021333\nseg000002.ts,4.02"
+    segs = parse_segment_list(text)
+    assert [(s.file, s.start_us, s.end_us) for s in segs] == [
+        ("seg000000.ts", 0, 2_021_333), ("seg000001.ts", 2_021_333, 4_021_333)]
+
+
+def test_bad_profile_names_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text((Path(__file__).parents[2] / "hardware_profiles" / "synthetic.toml").read_text()
+                   .replace("fps = 25", "fps = 250").replace('role = "room"', 'role = "room"\nbogus = 1'))
+    with pytest.raises(ProfileError, match=r"bad\.toml: (cameras\.0\.fps|microphones\.0\.bogus)"):
+        load_profile(str(bad))
+    with pytest.raises(ProfileError, match="not found"):
+        load_profile("no-such-kit")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("format = ")
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        load_profile(str(broken))
