@@ -1,0 +1,61 @@
+"""Agent CPU over bare ffmpeg: the same 720p synthetic session, same encode and segment settings.
+
+Runs `irms-agent record` (capture, seal, sign, encrypt, upload to a file store) and
+then bare ffmpeg with the argv the agent builds, each for the same number of seconds,
+and prints CPU(agent incl. its ffmpeg) / CPU(bare ffmpeg). Target: at most 1.10.
+
+    python bench/agent_cpu.py [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from recorder.profile import load_profile
+from recorder.segmenter import build_argv
+
+BIN = Path(sys.executable).parent
+
+
+def cpu_of(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    """CPU seconds (user + system) of a command and every child it waited for."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[0]} failed: {stderr[-500:]}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=60)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="irms-bench-") as tmp:
+        base = Path(tmp)
+        env = {**os.environ, "IRMS_HOME": str(base / "home"), "IRMS_TRUST": str(base / "trust")}
+        subprocess.run([str(BIN / "irms-verify"), "custodian-keygen", "--private", str(base / "c.key"),
+                        "--public", str(base / "c.pub")], env=env, check=True, capture_output=True, timeout=60)
+        subprocess.run([str(BIN / "irms-agent"), "keygen", "--custodian-public", str(base / "c.pub")], env=env,
+                       check=True, capture_output=True, timeout=60)
+        agent = cpu_of([str(BIN / "irms-agent"), "record", "--kit", "synthetic", "--seconds", str(args.seconds),
+                        "--store", str(base / "store"), "--site", "BENCH", "--room", "P1", "--case", "bench",
+                        "--suspect", "x", "--interrogator", "y", "--legal-basis", "z"], env, base)
+        bare_dir = base / "bare"
+        bare_dir.mkdir()
+        argv = build_argv(load_profile("synthetic"), bare_dir, "BENCH/P1")
+        argv = argv[:-1] + ["-t", str(args.seconds), argv[-1]]
+        bare = cpu_of(argv, {**os.environ, "TZ": "Asia/Ho_Chi_Minh"}, bare_dir)
+    ratio = agent / bare
+    print(f"agent CPU {agent:.2f} s, bare ffmpeg CPU {bare:.2f} s for {args.seconds} s of 720p25")
+    print(f"agent_cpu_ratio {ratio:.3f} (target <= 1.10) {'PASS' if ratio <= 1.10 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
