@@ -91,8 +91,12 @@ class Recorder:
         self.keys: dict[str, SessionKey] = {}
         self.stop_requested = threading.Event()
         self.pause_reason: str | None = None
+        self.resume_reason = ""
+        self.pause_requested = threading.Event()
+        self.resume_requested = threading.Event()
         self.clock_offset_us = 0
         self.current_run: ProcessSupervisor | None = None
+        self._list_sizes: dict[str, int] = {}
 
     # --- outbox -------------------------------------------------------------
 
@@ -206,6 +210,15 @@ class Recorder:
     def _collect(self, sid: str, run: RunRow, final: bool) -> int:
         """Capture what ffmpeg has finished in a run (and, when final, salvage the rest)."""
         run_dir = Path(run.dir)
+        if not final:
+            # Most polls find nothing new: look at the segment list's size before anything else.
+            try:
+                size = (run_dir / SEGMENT_LIST).stat().st_size
+            except FileNotFoundError:
+                return 0
+            if self._list_sizes.get(run.dir) == size:
+                return 0
+            self._list_sizes[run.dir] = size
         t0 = run.t0_us if run.t0_us is not None else run.launched_us
         known = self.journal.known_files(sid, run.run)
         listed = []
@@ -263,10 +276,19 @@ class Recorder:
                 return "stopped"
             if until_us is not None and self.clock.now_us() >= until_us:
                 return "duration_reached"
+            if self.pause_requested.is_set():
+                if not self._wait_paused(sid):
+                    return "stopped"
+                continue
             run, sup = self._new_run(sid)
             outcome = self._watch(sid, run, sup, until_us)
             if outcome in ("stopped", "duration_reached"):
                 return outcome
+            if outcome == "pause":
+                backoff_i = 0
+                continue
+            if self.pause_requested.is_set():
+                continue  # the run ended while a pause was being requested
             # The run failed: an interruption from the end of its media until media flows again.
             start = self._media_end(sid) or run.launched_us
             tail = " | ".join(list(sup.stderr_tail)[-3:])
@@ -293,6 +315,8 @@ class Recorder:
             reason = None
             if self.stop_requested.is_set():
                 reason = "stopped"
+            elif self.pause_requested.is_set():
+                reason = "pause"
             elif until_us is not None and self.clock.now_us() >= until_us:
                 reason = "duration_reached"
             if reason:
@@ -309,7 +333,37 @@ class Recorder:
                 sup.kill()
                 self._finish_run(sid, run, "device_lost")
                 return "device_lost"
-            self.clock.sleep(0.02 if not t0_known else 0.1)
+            self.clock.sleep(0.02 if not t0_known else 0.25)
+
+    def pause(self, reason: str) -> None:
+        """Ask the recording loop to pause (R04): a reason is required and goes into the manifest."""
+        if not reason.strip():
+            raise RecorderError("a pause needs a reason (it is announced and written in the minutes)")
+        self.pause_reason = reason.strip()
+        self.pause_requested.set()
+
+    def resume(self, reason: str = "") -> None:
+        self.resume_reason = reason.strip()
+        self.pause_requested.clear()
+        self.resume_requested.set()
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_requested.is_set()
+
+    def _wait_paused(self, sid: str) -> bool:
+        """Record the pause as an interruption and wait for resume; False if stopped meanwhile."""
+        now = self.clock.now_us()
+        start = self._media_end(sid) or now
+        self.journal.open_interruption(sid, start, "pause", self.pause_reason or "")
+        self.journal.add_event(sid, now, "pause", self.pause_reason or "")
+        while self.pause_requested.is_set():
+            if self.stop_requested.is_set():
+                return False
+            self.clock.sleep(0.05)
+        self.resume_requested.clear()
+        self.journal.add_event(sid, self.clock.now_us(), "resume", self.resume_reason)
+        return True
 
     def _finish_run(self, sid: str, run: RunRow, cause: str) -> None:
         run = next(r for r in self.journal.runs(sid) if r.run == run.run)
@@ -324,6 +378,7 @@ class Recorder:
         self._seal_captured(sid)
         s = self.journal.session(sid)
         now = self.clock.now_us()
+        still_open = any(i["end_us"] is None for i in self.journal.interruptions(sid))
         self.journal.close_interruptions(sid, now)
         self.journal.add_event(sid, now, "end", end_reason)
         header = parse_json_object(s.header.encode(), "session header")
@@ -334,7 +389,12 @@ class Recorder:
         events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in self.journal.events(sid)]
         media_end = self._media_end(sid)
         stops = [e["at_us"] for e in self.journal.events(sid) if e["kind"] == "capture_stop"]
-        ended = stops[-1] if stops and end_reason != "recovered_after_crash" else (media_end or now)
+        if end_reason == "recovered_after_crash":
+            ended = media_end or now
+        elif still_open or not stops:
+            ended = now  # ended during a pause or a device loss: the interruption runs to the end
+        else:
+            ended = stops[-1]
         manifest = sign_document(build_manifest(
             session_id=sid, header_sha256=chain_genesis(header), segment_count=s.next_index,
             chain_head=s.chain_head, started_at_us=s.started_at_us,

@@ -1,0 +1,54 @@
+"""Pause and resume need a reason; both become events and an interruption in the manifest (R04)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from recorder.clock import SystemClock
+from recorder.errors import RecorderError
+from recorder.profile import load_profile
+from recorder.session import Recorder, RecorderSettings
+from recorder.station import load_station
+from storage.file import FileStore
+from tests.plugins.recording import Station
+from verifier.formats import CaseInfo
+
+pytestmark = pytest.mark.slow
+
+
+def test_pause_with_reason_then_resume(station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRMS_TRUST", str(station.trust))
+    rec = Recorder(load_station(station.home), FileStore(tmp_path / "store"), load_profile("synthetic"),
+                   SystemClock(), RecorderSettings(site="HN-CA-01", room="P101"))
+    sid = rec.start(CaseInfo("3/2026/HS", "Lê Văn C", ("Phạm D",), "Điều 183"), None)
+    result: dict[str, str] = {}
+    worker = threading.Thread(target=lambda: result.update(reason=rec.record(sid, None)))
+    worker.start()
+    try:
+        time.sleep(4.5)
+        with pytest.raises(RecorderError, match="reason"):
+            rec.pause("  ")
+        rec.pause("Nghỉ giải lao theo đề nghị của luật sư")
+        time.sleep(3)
+        rec.resume("Tiếp tục hỏi cung")
+        time.sleep(4.5)
+    finally:
+        rec.stop_requested.set()
+        worker.join(timeout=60)
+    assert result["reason"] == "stopped"
+    manifest = rec.close(sid, "stopped")
+    rec.finish_uploads()
+    assert [i["cause"] for i in manifest["interruptions"]] == ["pause"]
+    gap = manifest["interruptions"][0]
+    assert gap["reason"] == "Nghỉ giải lao theo đề nghị của luật sư"
+    assert 2.5 < (gap["end_us"] - gap["start_us"]) / 1e6 < 5.0
+    kinds = [e["kind"] for e in manifest["events"]]
+    assert kinds.index("pause") < kinds.index("resume")
+    res = station.verify("session", sid, "--store", str(tmp_path / "store"), "--json")
+    assert res.returncode == 0, res.stdout
+    assert json.loads(res.stdout)["interruptions"][0]["cause"] == "pause"
