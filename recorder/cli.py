@@ -54,8 +54,21 @@ def _recorder(args: argparse.Namespace) -> Recorder:
         site=args.site, room=args.room, label=args.label or f"{args.site}/{args.room}", retention_days=retention,
         drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else config.drain_timeout_s,
         min_free_bytes=config.min_free_bytes, watchdog_s=config.watchdog_s,
+        credentials=_device_overrides(args, config.credentials()),
     )
     return Recorder(station, store, profile, SystemClock(), settings)
+
+
+def _device_overrides(args: argparse.Namespace, creds: dict[str, str]) -> dict[str, str]:
+    """--camera ROLE=URL and --mic ROLE=SOURCE replace a profile's device for this station."""
+    out = dict(creds)
+    for flag, prefix in ((args.camera or [], "url_"), (args.mic or [], "mic_")):
+        for item in flag:
+            role, sep, value = item.partition("=")
+            if not sep or not role or not value:
+                raise ConfigError(f"expected ROLE=VALUE, got {item!r}")
+            out[prefix + role] = value
+    return out
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -138,6 +151,10 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retention-days", type=int, help="Object Lock retention for uploaded objects")
     p.add_argument("--drain-timeout", type=float,
                    help="seconds to wait at the end for queued uploads (they are kept either way)")
+    p.add_argument("--camera", action="append", metavar="ROLE=URL",
+                   help="use this URL for the kit's camera ROLE (e.g. wide=rtsp://10.0.0.5/cam)")
+    p.add_argument("--mic", action="append", metavar="ROLE=SOURCE",
+                   help="use this capture source for the kit's microphone ROLE (e.g. room=roommic.monitor)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -179,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         probe_cli.register(sub)
+    from recorder import screen_cli
+    screen_cli.register(sub)
+    from recorder import daemon_cli
+    daemon_cli.register(sub)
     return parser
 
 

@@ -22,6 +22,15 @@ class StationConfig(BaseModel):
     server_url: str = ""
     heartbeat_interval_s: float = Field(default=30.0, gt=0)
     clock_tolerance_s: float = Field(default=2.0, gt=0)
+    # Filled into the hardware profile's device URL templates; the password is never logged.
+    camera_host: str = ""
+    camera_host2: str = ""
+    camera_user: str = ""
+    camera_password: str = ""
+
+    def credentials(self) -> dict[str, str]:
+        return {"host": self.camera_host, "host2": self.camera_host2, "user": self.camera_user,
+                "password": self.camera_password}
 
 
 def load_config(home: Path) -> StationConfig:

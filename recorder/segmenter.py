@@ -24,27 +24,50 @@ SEGMENT_PATTERN = "seg%06d.ts"
 SEGMENT_LIST = "segments.csv"
 
 
-def camera_input(cam: Camera, credentials: dict[str, str]) -> Any:
+def is_live(profile: Profile) -> bool:
+    """A kit of real devices: its inputs are stamped with the wall clock (not generated)."""
+    return any(c.source != "lavfi" for c in profile.cameras) or any(m.source != "lavfi" for m in profile.microphones)
+
+
+def fill_template(template: str, credentials: dict[str, str]) -> str:
+    try:
+        return template.format(**credentials)
+    except KeyError as err:
+        raise CaptureError(f"device URL template needs {err.args[0]!r}: set camera_{err.args[0]} in the "
+                           "station configuration") from None
+
+
+def _offset(t0: int | None, latency_ms: int) -> dict[str, Any]:
+    """-itsoffset so that every input's timestamps are wall clock − T0, minus the device's own latency."""
+    if t0 is None:
+        return {}
+    return {"itsoffset": f"{-t0 - latency_ms / 1000:.3f}"}
+
+
+def camera_input(cam: Camera, credentials: dict[str, str], t0: int | None = None) -> Any:
     """One camera as an ffmpeg-python input node."""
     if cam.source == "lavfi":
         spec = cam.device.format(width=cam.width, height=cam.height, fps=cam.fps)
         return ffmpeg.input(spec, f="lavfi", re=None)
     if cam.source == "rtsp":
-        url = cam.device.format(**credentials)
-        return ffmpeg.input(url, rtsp_transport="tcp", timeout=5_000_000, use_wallclock_as_timestamps=1)
+        url = credentials.get(f"url_{cam.role}") or fill_template(cam.device, credentials)
+        return ffmpeg.input(url, rtsp_transport="tcp", timeout=5_000_000, use_wallclock_as_timestamps=1,
+                            **_offset(t0, cam.latency_ms))
     if cam.source == "http":
-        return ffmpeg.input(cam.device.format(**credentials), use_wallclock_as_timestamps=1)
+        url = credentials.get(f"url_{cam.role}") or fill_template(cam.device, credentials)
+        return ffmpeg.input(url, use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
     return ffmpeg.input(
-        cam.device, f="v4l2", framerate=cam.fps, video_size=f"{cam.width}x{cam.height}",
-        use_wallclock_as_timestamps=1,
+        cam.device, f="v4l2", framerate=cam.fps, video_size=(cam.width, cam.height),
+        use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms),
     )
 
 
-def microphone_input(mic: Microphone) -> Any:
+def microphone_input(mic: Microphone, credentials: dict[str, str] | None = None, t0: int | None = None) -> Any:
     if mic.source == "lavfi":
         return ffmpeg.input(mic.device.format(rate=mic.rate), f="lavfi", re=None)
     fmt = "pulse" if mic.source == "pulse" else "alsa"
-    return ffmpeg.input(mic.device, f=fmt, sample_rate=mic.rate, channels=mic.channels)
+    device = (credentials or {}).get(f"mic_{mic.role}") or mic.device
+    return ffmpeg.input(device, f=fmt, sample_rate=mic.rate, channels=mic.channels, **_offset(t0, mic.latency_ms))
 
 
 def overlay_text(label: str) -> str:
@@ -58,11 +81,19 @@ def build_argv(
     run_dir: Path,
     label: str,
     credentials: dict[str, str] | None = None,
+    t0: int | None = None,
 ) -> list[str]:
-    """The full ffmpeg argv for one run. Pure: same inputs, same argv."""
+    """The full ffmpeg argv for one run. Pure: same inputs, same argv.
+
+    For a live kit, `t0` (a whole wall-clock second at launch) is subtracted from every
+    input's wall-clock timestamps, so the segment list's times are wall clock − t0 (R18).
+    """
     creds = credentials or {}
+    live = is_live(profile)
+    if live and t0 is None:
+        raise CaptureError("a live kit needs the run's wall-clock origin t0")
     streams: list[Any] = []
-    cam_inputs = [camera_input(c, creds) for c in profile.cameras]
+    cam_inputs = [camera_input(c, creds, t0 if live else None) for c in profile.cameras]
     for cam, node in zip(profile.cameras, cam_inputs, strict=True):
         v = node.video
         if not cam.passthrough and (profile.overlay.clock or profile.overlay.room_label):
@@ -78,7 +109,7 @@ def build_argv(
             idx = int(mic.device) if mic.device.isdigit() else 0
             streams.append(cam_inputs[idx].audio)
         else:
-            streams.append(microphone_input(mic).audio)
+            streams.append(microphone_input(mic, creds, t0 if live else None).audio)
     enc = profile.encode
     seg = profile.segment.seconds
     any_copy = any(c.passthrough for c in profile.cameras)
@@ -94,8 +125,16 @@ def build_argv(
         "reset_timestamps": 0,
         "max_muxing_queue_size": 1024,
     }
+    if live:
+        # One wall clock for every input: keep the stamped times, never re-zero them.
+        opts.update({"copyts": None, "avoid_negative_ts": "disabled", "fps_mode": "passthrough",
+                     "segment_format_options": "mpegts_copyts=1:flush_packets=1"})
     if any_copy:
         opts["vcodec"] = "copy"
+        if live:
+            # An RTSP camera's first packet (SPS/PPS + key frame) can arrive unstamped and would be
+            # written at 0: give it the next packet's time instead (dropping it loses the key frame).
+            opts["bsf:v"] = r"setts=pts=if(eq(PTS\,NOPTS)\,NEXT_PTS\,PTS):dts=if(eq(DTS\,NOPTS)\,NEXT_DTS\,DTS)"
     else:
         fps = profile.cameras[0].fps
         opts.update({
@@ -154,3 +193,29 @@ def probe_duration_us(path: Path, timeout: float = 20.0) -> int:
     except json.JSONDecodeError:
         return 0
     return round(float(duration) * 1e6) if duration else 0
+
+
+def first_media_us(path: Path, timeout: float = 20.0) -> int | None:
+    """The earliest real timestamp among a segment's first packets (µs after the run's t0).
+
+    The first packet of a copied RTSP stream can come without a timestamp and is written
+    as 0; the segment list then says the run's first segment starts at t0, which it does not.
+    """
+    try:
+        proc = subprocess.run(
+            ["ffprobe", "-v", "error", "-read_intervals", "%+#24", "-show_entries", "packet=pts_time",
+             "-of", "csv=p=0", str(path)],
+            capture_output=True, timeout=timeout, check=False, text=True,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    times = []
+    for line in proc.stdout.split():
+        value = line.strip().strip(",")
+        try:
+            t = float(value)
+        except ValueError:
+            continue
+        if t > 0:
+            times.append(t)
+    return round(min(times) * 1e6) if times else None

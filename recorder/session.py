@@ -27,7 +27,14 @@ from recorder.errors import PreflightRefused, RecorderError
 from recorder.journal import Journal, RunRow, SessionRow
 from recorder.profile import Profile
 from recorder.sealer import seal
-from recorder.segmenter import SEGMENT_LIST, build_argv, parse_segment_list, probe_duration_us
+from recorder.segmenter import (
+    SEGMENT_LIST,
+    build_argv,
+    first_media_us,
+    is_live,
+    parse_segment_list,
+    probe_duration_us,
+)
 from recorder.station import Station
 from recorder.supervisor import ProcessSupervisor
 from recorder.uploader import Uploader
@@ -62,7 +69,7 @@ class RecorderSettings:
     retention_days: int = 0
     min_free_bytes: int = 512 * 1024 * 1024
     watchdog_s: float = 10.0
-    restart_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    restart_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     drain_timeout_s: float = 300.0
     credentials: dict[str, str] = field(default_factory=dict)
 
@@ -155,13 +162,17 @@ class Recorder:
         n = runs[-1].run + 1 if runs else 0
         run_dir = self.station.spool / sid / f"run{n:03d}"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        row = RunRow(sid, n, str(run_dir), self.clock.now_us(), None, None)
+        now = self.clock.now_us()
+        # Live devices are stamped with the wall clock: the run's origin is a whole second, known now.
+        t0 = now // 1_000_000 if is_live(self.profile) else None
+        row = RunRow(sid, n, str(run_dir), now, t0 * 1_000_000 if t0 is not None else None, None)
         self.journal.add_run(row)
         argv = build_argv(self.profile, run_dir, self.settings.label or f"{self.settings.site}/{self.settings.room}",
-                          self.settings.credentials)
+                          self.settings.credentials, t0=t0)
         env = {**os.environ, "TZ": self.profile.overlay.timezone}
         sup = ProcessSupervisor(f"ffmpeg-{sid[:8]}-run{n}", argv, cwd=run_dir, env=env,
-                                log_path=self.station.home / "logs" / "ffmpeg.log")
+                                log_path=self.station.home / "logs" / "ffmpeg.log",
+                                secrets=[self.settings.credentials.get("password", "")])
         (self.station.home / "logs").mkdir(exist_ok=True)
         sup.start()
         self.current_run = sup
@@ -234,9 +245,12 @@ class Recorder:
             if not path.exists():
                 continue
             fsync_file(path)
-            if self.journal.capture(sid, run.run, seg.file, t0 + seg.start_us, seg.end_us - seg.start_us) is not None:
+            start = seg.start_us
+            if seg.start_us == 0 and is_live(self.profile):
+                start = min(first_media_us(path) or 0, seg.end_us)
+            if self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start) is not None:
                 count += 1
-                self._on_media(sid, t0 + seg.start_us)
+                self._on_media(sid, t0 + start)
         if final:
             listed_names = {s.file for s in listed}
             for path in sorted(run_dir.glob("seg*.ts")):
@@ -291,9 +305,12 @@ class Recorder:
                 continue  # the run ended while a pause was being requested
             # The run failed: an interruption from the end of its media until media flows again.
             start = self._media_end(sid) or run.launched_us
-            tail = " | ".join(list(sup.stderr_tail)[-3:])
-            self.journal.open_interruption(sid, start, outcome, tail[:500])
-            self.journal.add_event(sid, self.clock.now_us(), outcome, tail[:500])
+            errors = [ln for ln in sup.stderr_tail if "Too many bits" not in ln]
+            detail = f"capture ended by itself (ffmpeg exit {sup.returncode()})"
+            tail = detail + (": " + errors[-1] if errors else "")
+            if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
+                self.journal.open_interruption(sid, start, outcome, tail[:500])
+                self.journal.add_event(sid, self.clock.now_us(), outcome, tail[:500])
             log.warning("session %s: %s (%s); restarting capture", sid, outcome, tail)
             delay = self.settings.restart_backoff_s[min(backoff_i, len(self.settings.restart_backoff_s) - 1)]
             backoff_i += 1
@@ -304,7 +321,7 @@ class Recorder:
     def _watch(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
         run_dir = Path(run.dir)
         last_progress = self.clock.monotonic()
-        t0_known = False
+        t0_known = run.t0_us is not None
         while True:
             if not t0_known and (run_dir / "seg000000.ts").exists():
                 self.journal.set_run_t0(sid, run.run, self.clock.now_us())

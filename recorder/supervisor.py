@@ -32,7 +32,7 @@ class ProcessSupervisor:
     """Owns one child process; captures its stderr into a bounded tail and a log file."""
 
     def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, secrets: Sequence[str] = ()) -> None:
         self.name = name
         self.argv = list(argv)
         self.cwd = cwd
@@ -40,6 +40,7 @@ class ProcessSupervisor:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.secrets = [x for x in secrets if x]
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
@@ -52,21 +53,27 @@ class ProcessSupervisor:
             raise CaptureError(f"cannot start {self.name} ({self.argv[0]}): {err.strerror}") from None
         self._reader = threading.Thread(target=self._read_stderr, name=f"{self.name}-stderr", daemon=True)
         self._reader.start()
-        log.info("%s started, pid %d", self.name, self.proc.pid)
+        log.info("%s started, pid %d: %s", self.name, self.proc.pid, self.redact(" ".join(self.argv)))
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         sink = self.log_path.open("ab") if self.log_path else None
         try:
             for raw in self.proc.stderr:
-                line = raw.decode("utf-8", "replace").rstrip()
+                line = self.redact(raw.decode("utf-8", "replace").rstrip())
                 self.stderr_tail.append(line)
                 if sink:
-                    sink.write(raw)
+                    sink.write(line.encode() + b"\n")
                     sink.flush()
         finally:
             if sink:
                 sink.close()
+
+    def redact(self, text: str) -> str:
+        """Secrets (camera passwords in URLs) never reach a log."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     @property
     def pid(self) -> int | None:

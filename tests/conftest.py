@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.plugins.base",
     "tests.plugins.s3",
     "tests.plugins.recording",
+    "tests.plugins.devices",
 ]

@@ -1,0 +1,86 @@
+"""Capture from the real RTSP camera peer and PulseAudio microphone: loss, return, synchronized inputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.devices import CameraPeer, MicPeer
+from tests.plugins.recording import Station
+
+pytestmark = pytest.mark.slow
+
+
+def record_args(store: Path, seconds: int, *extra: str) -> tuple[str, ...]:
+    return ("record", "--seconds", str(seconds), "--store", str(store), "--site", "HN-CA-01", "--room", "P101",
+            "--case", "11/2026/HS", "--suspect", "A", "--interrogator", "B", "--legal-basis", "C", "--json", *extra)
+
+
+def test_camera_lost_for_10_s_is_one_interruption_and_recording_resumes(
+        station: Station, tmp_path: Path, camera_peer: CameraPeer) -> None:
+    store = tmp_path / "store"
+
+    def outage() -> None:
+        time.sleep(8)
+        camera_peer.stop()
+        time.sleep(10)
+        camera_peer.start()
+
+    t = threading.Thread(target=outage)
+    t.start()
+    out = station.agent(*record_args(store, 30, "--kit", "ip-camera-rtsp", "--camera", f"wide={camera_peer.url}"))
+    t.join()
+    summary = json.loads(out.stdout)
+    res = station.verify("session", summary["session_id"], "--store", str(store), "--json",
+                         "--custodian-key", str(station.custodian_key))
+    report = json.loads(res.stdout)
+    assert res.returncode == 0, res.stdout
+    gaps = report["interruptions"]
+    assert [g["cause"] for g in gaps] == ["device_lost"], gaps
+    length = (gaps[0]["end_us"] - gaps[0]["start_us"]) / 1e6
+    assert 9.0 <= length <= 15.0, f"interruption of {length:.1f} s for a 10 s outage"
+    prefix = store / report["prefix"]
+    records = [json.loads(p.read_text()) for p in sorted((prefix / "seg").glob("*.json"))]
+    after = [r for r in records if r["start_us"] >= gaps[0]["end_us"]]
+    assert sum(r["duration_us"] for r in after) / 1e6 >= 5.0, "recording did not resume by itself"
+    assert len({r["run"] for r in records}) >= 2
+
+
+def test_camera_and_separate_microphone_share_one_clock(station: Station, tmp_path: Path, camera_peer: CameraPeer,
+                                                         mic_peer: MicPeer) -> None:
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-plus-mic"
+description = "RTSP camera picture with a separate PulseAudio microphone"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{camera_peer.url}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+    store = tmp_path / "store"
+    out = station.agent(*record_args(store, 8, "--kit", str(kit)))
+    summary = json.loads(out.stdout)
+    res = station.verify("session", summary["session_id"], "--store", str(store), "--json",
+                         "--custodian-key", str(station.custodian_key))
+    assert res.returncode == 0, res.stdout
+    report = json.loads(res.stdout)
+    assert report["interruptions"] == [] and 6.0 <= report["duration_s"] <= 9.5
+    first = json.loads((store / report["prefix"] / "seg" / "00000000.json").read_text())
+    header = json.loads((store / report["prefix"] / "session.json").read_text())
+    # The first media is stamped with the wall clock, within a few seconds of the start request.
+    assert 0 <= (first["start_us"] - header["started_at_us"]) / 1e6 < 4.0
