@@ -17,9 +17,9 @@ from pathlib import Path
 from types import FrameType
 
 from recorder.clock import SystemClock
-from recorder.config import load_config
+from recorder.config import load_config, save_latency
 from recorder.errors import ConfigError
-from recorder.profile import load_profile
+from recorder.profile import load_profile, with_latencies
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import install_custodian, irms_home, keygen, load_station
 from storage.errors import IrmsError
@@ -47,7 +47,7 @@ def _recorder(args: argparse.Namespace) -> Recorder:
     check_code(args.room, "room")
     station = load_station()
     config = load_config(station.home)
-    profile = load_profile(args.kit)
+    profile = with_latencies(load_profile(args.kit), config.latency_ms)
     retention = args.retention_days if args.retention_days is not None else config.retention_days
     store = open_store(args.store, retention_days=retention)
     settings = RecorderSettings(
@@ -122,6 +122,52 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Record a few seconds of flashes and beeps, measure picture − sound, optionally save it."""
+    import shutil
+    import tempfile
+    import time
+
+    from recorder.calibrate import measure
+    from recorder.segmenter import build_argv, is_live
+    from recorder.supervisor import ProcessSupervisor
+
+    home = irms_home()
+    config = load_config(home)
+    profile = with_latencies(load_profile(args.kit), config.latency_ms)
+    if not is_live(profile):
+        raise ConfigError(f"kit {profile.name} has no real devices to calibrate")
+    cam = next((c for c in profile.cameras if c.role == args.camera_role), None)
+    if cam is None:
+        raise ConfigError(f"kit {profile.name} has no camera with role {args.camera_role!r}")
+    creds = _device_overrides(args, config.credentials())
+    with tempfile.TemporaryDirectory(prefix="irms-calibrate-") as tmp:
+        run_dir = Path(tmp)
+        t0 = int(time.time())
+        sup = ProcessSupervisor("calibrate", build_argv(profile, run_dir, "calibration", creds, t0=t0), cwd=run_dir,
+                                secrets=[creds.get("password", "")])
+        sup.start()
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline and sup.alive():
+            time.sleep(0.2)
+        sup.stop()
+        joined = run_dir / "joined.ts"
+        with joined.open("wb") as sink:
+            for seg in sorted(run_dir.glob("seg*.ts")):
+                with seg.open("rb") as src:
+                    shutil.copyfileobj(src, sink)
+        offset = measure(joined, audio_stream=args.audio_stream)
+    new_latency = cam.latency_ms + round(offset.mean_ms)
+    result = {"camera": f"camera.{cam.role}", "offset_ms": round(offset.mean_ms, 2),
+              "spread_ms": round(offset.spread_ms, 2), "flashes": offset.pairs, "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency}
+    if args.write:
+        result["written_to"] = str(save_latency(home, f"camera.{cam.role}", new_latency))
+    print(json.dumps(result) if args.json else
+          f"picture − sound = {offset}; camera.{cam.role} latency {cam.latency_ms} -> {new_latency} ms"
+          + (f" (saved in {result['written_to']})" if args.write else " (not saved: use --write)"))
+    return 0
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     rec.uploader_started()
@@ -181,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legal-basis", help="legal basis of the interrogation")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("calibrate", help="measure a camera's latency against the microphone (flash and beep)")
+    p.add_argument("--kit", required=True, help="hardware profile name or path")
+    p.add_argument("--camera-role", default="wide", help="which camera of the kit (default: wide)")
+    p.add_argument("--camera", action="append", metavar="ROLE=URL", help="camera URL override")
+    p.add_argument("--mic", action="append", metavar="ROLE=SOURCE", help="microphone source override")
+    p.add_argument("--audio-stream", type=int, default=0, help="which audio stream is the microphone (default 0)")
+    p.add_argument("--seconds", type=float, default=8.0, help="how long to record the flashes (default 8)")
+    p.add_argument("--write", action="store_true", help="save the measured latency in station.toml")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("recover", help="salvage and close sessions interrupted by a crash")
     _store_args(p)

@@ -27,6 +27,8 @@ class StationConfig(BaseModel):
     camera_host2: str = ""
     camera_user: str = ""
     camera_password: str = ""
+    # Measured device latencies ("camera.<role>" / "microphone.<role>" -> ms), written by `irms-agent calibrate`.
+    latency_ms: dict[str, int] = Field(default_factory=dict)
 
     def credentials(self) -> dict[str, str]:
         return {"host": self.camera_host, "host2": self.camera_host2, "user": self.camera_user,
@@ -52,3 +54,36 @@ def load_config(home: Path) -> StationConfig:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"station configuration {path}: {where}: {first['msg']}") from None
+
+
+def save_latency(home: Path, key: str, value_ms: int) -> Path:
+    """Record a calibrated latency in station.toml, keeping every other setting."""
+    path = home / "station.toml"
+    raw: dict[str, object] = {}
+    if path.exists():
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    table = dict(raw.get("latency_ms", {}) or {})  # type: ignore[call-overload]
+    table[key] = value_ms
+    raw["latency_ms"] = table
+    StationConfig.model_validate(raw)
+    lines = []
+    for name, value in raw.items():
+        if not isinstance(value, dict):
+            lines.append(f"{name} = {_toml_value(value)}")
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{name}]")
+            lines.extend(f'"{k}" = {_toml_value(v)}' for k, v in sorted(value.items()))
+    from storage.durable import write_durable
+
+    write_durable(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
+    return path
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -103,3 +103,12 @@ def load_profile(name_or_path: str) -> Profile:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ProfileError(f"hardware profile {path}: {where}: {first['msg']}") from None
+
+
+def with_latencies(profile: Profile, latency_ms: dict[str, int]) -> Profile:
+    """The profile with this station's calibrated device latencies applied."""
+    cams = [c.model_copy(update={"latency_ms": latency_ms.get(f"camera.{c.role}", c.latency_ms)})
+            for c in profile.cameras]
+    mics = [m.model_copy(update={"latency_ms": latency_ms.get(f"microphone.{m.role}", m.latency_ms)})
+            for m in profile.microphones]
+    return profile.model_copy(update={"cameras": cams, "microphones": mics})

@@ -1,0 +1,126 @@
+"""Flash-and-beep calibration: how late a camera's picture arrives against a microphone.
+
+A flash (a white frame) and a beep start at the same instant: the camera peer and a
+calibration card flash on every whole second while the microphone hears a beep on the
+same second. In a recording of both on one wall clock, the flash lands `latency` after
+the beep; that latency is written to the station's configuration and subtracted from
+the camera's timestamps in every later recording (R18, TEST_ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recorder.errors import CaptureError
+
+PTS_RE = re.compile(r"pts_time:\s*(-?[0-9.]+)")
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise CaptureError(f"{argv[0]} failed: {err}") from None
+
+
+def video_luma(path: Path, timeout: float = 120.0) -> tuple[list[float], list[float]]:
+    """(frame times, mean luma 0-255) of the first video stream, times as stored in the file."""
+    proc = _run(["ffmpeg", "-nostdin", "-v", "info", "-copyts", "-i", str(path), "-map", "0:v:0",
+                 "-vf", "scale=32:18,format=gray,showinfo", "-f", "rawvideo", "pipe:1"], timeout)
+    times = [float(m.group(1)) for m in PTS_RE.finditer(proc.stderr.decode(errors="replace"))]
+    frames = np.frombuffer(proc.stdout, dtype=np.uint8)
+    n = min(len(times), frames.size // (32 * 18))
+    if n == 0:
+        raise CaptureError(f"no video frames decoded from {path}")
+    luma = frames[: n * 32 * 18].reshape(n, 32 * 18).mean(axis=1)
+    return times[:n], [float(x) for x in luma]
+
+
+def audio_samples(path: Path, stream: int = 0, rate: int = 48000, timeout: float = 120.0) -> tuple[float, np.ndarray]:
+    """(time of the first sample, mono float samples in -1..1) of an audio stream."""
+    probe = _run(["ffprobe", "-v", "error", "-select_streams", f"a:{stream}", "-show_entries",
+                  "stream=start_time", "-of", "csv=p=0", str(path)], timeout)
+    try:
+        start = float(probe.stdout.decode().strip().splitlines()[0].strip(","))
+    except (IndexError, ValueError):
+        raise CaptureError(f"no audio stream {stream} in {path}") from None
+    proc = _run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-ac", "1",
+                 "-ar", str(rate), "-f", "s16le", "pipe:1"], timeout)
+    samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.float64) / 32768.0
+    return start, samples
+
+
+def flash_times(times: list[float], luma: list[float], threshold: float = 160.0) -> list[float]:
+    """Times of frames where the picture turns white (a rising edge through `threshold`)."""
+    out = []
+    for i in range(1, len(luma)):
+        if luma[i] >= threshold > luma[i - 1]:
+            out.append(times[i])
+    return out
+
+
+def beep_onsets(start: float, samples: np.ndarray, rate: int = 48000, threshold_db: float = -30.0,
+                quiet_s: float = 0.3) -> list[float]:
+    """Times where sound starts after at least `quiet_s` of quiet (1 ms resolution)."""
+    win = rate // 1000
+    n = samples.size // win
+    if n == 0:
+        return []
+    rms = np.sqrt((samples[: n * win].reshape(n, win) ** 2).mean(axis=1) + 1e-20)
+    loud = 20 * np.log10(rms) > threshold_db
+    need = int(quiet_s * 1000)
+    onsets = []
+    quiet_run = 0
+    for i, is_loud in enumerate(loud):
+        if is_loud:
+            if quiet_run >= need:
+                onsets.append(start + i / 1000)
+            quiet_run = 0
+        else:
+            quiet_run += 1
+    return onsets
+
+
+@dataclass(frozen=True)
+class Offset:
+    """Picture minus sound, in milliseconds, over the flash/beep pairs found."""
+
+    mean_ms: float
+    spread_ms: float
+    pairs: int
+
+    def __str__(self) -> str:
+        return f"{self.mean_ms:+.1f} ms (spread {self.spread_ms:.1f} ms over {self.pairs} flashes)"
+
+
+def pair_offsets(flashes: list[float], beeps: list[float], max_s: float = 0.45) -> Offset:
+    """Match each flash with the nearest beep (within `max_s`) and summarise flash − beep."""
+    diffs = []
+    for f in flashes:
+        if not beeps:
+            break
+        nearest = min(beeps, key=lambda b: abs(f - b))
+        if abs(f - nearest) <= max_s:
+            diffs.append((f - nearest) * 1000)
+    if not diffs:
+        raise CaptureError("no flash matched a beep: is the camera seeing the flashes and the microphone the beeps?")
+    spread = statistics.pstdev(diffs) if len(diffs) > 1 else 0.0
+    return Offset(statistics.fmean(diffs), spread, len(diffs))
+
+
+def measure(path: Path, audio_stream: int = 0, settle_s: float = 1.5) -> Offset:
+    """The A/V offset of one recording (one file or a byte-joined set of TS segments).
+
+    The first `settle_s` seconds are left out: an RTSP client first drains about a second of
+    backlog, whose frames arrive in a burst and carry arrival times, not capture times.
+    """
+    times, luma = video_luma(path)
+    start, samples = audio_samples(path, audio_stream)
+    flashes = [f for f in flash_times(times, luma) if f >= times[0] + settle_s]
+    return pair_offsets(flashes, beep_onsets(start, samples))
