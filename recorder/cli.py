@@ -53,7 +53,7 @@ def _recorder(args: argparse.Namespace) -> Recorder:
     settings = RecorderSettings(
         site=args.site, room=args.room, label=args.label or f"{args.site}/{args.room}", retention_days=retention,
         drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else config.drain_timeout_s,
-        min_free_bytes=config.min_free_bytes, watchdog_s=config.watchdog_s,
+        min_free_bytes=config.min_free_bytes, watchdog_s=config.watchdog_s, health_every_s=config.health_every_s,
         credentials=_device_overrides(args, config.credentials()),
     )
     return Recorder(station, store, profile, SystemClock(), settings)
@@ -158,8 +158,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     shutil.copyfileobj(src, sink)
         offset = measure(joined, audio_stream=args.audio_stream)
     new_latency = cam.latency_ms + round(offset.mean_ms)
-    result = {"camera": f"camera.{cam.role}", "offset_ms": round(offset.mean_ms, 2),
-              "spread_ms": round(offset.spread_ms, 2), "flashes": offset.pairs, "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency}
+    result: dict[str, object] = {
+        "camera": f"camera.{cam.role}", "offset_ms": round(offset.mean_ms, 2), "spread_ms": round(offset.spread_ms, 2),
+        "flashes": offset.pairs, "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency,
+    }
     if args.write:
         result["written_to"] = str(save_latency(home, f"camera.{cam.role}", new_latency))
     print(json.dumps(result) if args.json else

@@ -17,6 +17,7 @@ class StationConfig(BaseModel):
 
     min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
     watchdog_s: float = Field(default=10.0, gt=0)
+    health_every_s: float = Field(default=10.0, gt=0)
     retention_days: int = Field(default=0, ge=0)
     drain_timeout_s: float = Field(default=300.0, ge=0)
     server_url: str = ""

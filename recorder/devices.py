@@ -138,8 +138,11 @@ def list_video_devices(
     v4l2_ctl: str | None = None,
     timeout_s: float = TOOL_TIMEOUT_S,
 ) -> list[VideoDevice]:
-    """V4L2 nodes under /sys/class/video4linux, with their modes when v4l2-ctl is installed."""
-    tool = v4l2_ctl if v4l2_ctl is not None else shutil.which("v4l2-ctl")
+    """V4L2 nodes under /sys/class/video4linux, with their modes when v4l2-ctl is installed.
+
+    `v4l2_ctl`: the tool's path; None looks it up on PATH, "" means it is not installed.
+    """
+    tool = shutil.which("v4l2-ctl") if v4l2_ctl is None else (v4l2_ctl or None)
     if not sys_root.is_dir():
         return []
     devices = []

@@ -124,6 +124,11 @@ class Journal:
             raise RecorderError(f"session {session_id} is not in the journal {self.path}")
         return SessionRow(*row)
 
+    def manifest(self, session_id: str) -> str | None:
+        """The signed manifest of a closed session, as the canonical JSON text that was uploaded."""
+        row = self._one("SELECT manifest FROM sessions WHERE session_id=?", session_id)
+        return None if row is None else row[0]
+
     def open_sessions(self) -> list[SessionRow]:
         rows = self.db.execute("SELECT session_id FROM sessions WHERE state != 'closed' ORDER BY started_at_us")
         return [self.session(r[0]) for r in rows.fetchall()]

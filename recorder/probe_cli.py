@@ -34,7 +34,7 @@ from storage.errors import IrmsError
 from storage.url import open_store, redact
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
-_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", re.IGNORECASE)
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]?)i?B?$", re.IGNORECASE)
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -50,7 +50,7 @@ def byte_count(text: str) -> int:
     m = _BYTES.match(text.strip())
     if not m:
         raise argparse.ArgumentTypeError(f"expected a size such as 2G, 500M or 1048576, got {text!r}")
-    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
+    return int(float(m[1]) * 1024 ** " KMGTP".index(m[2].upper() or " "))
 
 
 def register(subparsers: Any) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from recorder.clock import Clock
 from recorder.errors import PreflightRefused, RecorderError
+from recorder.health import HealthMonitor
 from recorder.journal import Journal, RunRow, SessionRow
 from recorder.profile import Profile
 from recorder.sealer import seal
@@ -72,6 +73,7 @@ class RecorderSettings:
     restart_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     drain_timeout_s: float = 300.0
     credentials: dict[str, str] = field(default_factory=dict)
+    health_every_s: float = 10.0
 
 
 @dataclass
@@ -104,6 +106,9 @@ class Recorder:
         self.clock_offset_us = 0
         self.current_run: ProcessSupervisor | None = None
         self._list_sizes: dict[str, int] = {}
+        cam = profile.cameras[0]
+        self.health = HealthMonitor(None if cam.passthrough else (cam.width, cam.height),
+                                    has_audio=bool(profile.microphones), every_s=settings.health_every_s)
 
     # --- outbox -------------------------------------------------------------
 
@@ -251,6 +256,11 @@ class Recorder:
             if self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start) is not None:
                 count += 1
                 self._on_media(sid, t0 + start)
+                now = self.clock.now_us()
+                if self.health.due(now):
+                    for kind, detail in self.health.check(path, now):
+                        log.warning("session %s: %s %s", sid, kind, detail)
+                        self.journal.add_event(sid, t0 + start, kind, detail)
         if final:
             listed_names = {s.file for s in listed}
             for path in sorted(run_dir.glob("seg*.ts")):

@@ -91,6 +91,7 @@ class Report:
             "duration_s": round(self.duration_us / 1e6, 3),
             "media_checked": self.media_checked,
             "interruptions": m.get("interruptions", []),
+            "events": m.get("events", []),
             "chain_head": m.get("chain_head") or (self.records[-1]["chain"] if self.records else None),
             "findings": [f.to_json() for f in self.findings],
         }

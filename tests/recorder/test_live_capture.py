@@ -84,3 +84,48 @@ channels = 1
     header = json.loads((store / report["prefix"] / "session.json").read_text())
     # The first media is stamped with the wall clock, within a few seconds of the start request.
     assert 0 <= (first["start_us"] - header["started_at_us"]) / 1e6 < 4.0
+
+
+def test_black_picture_and_silent_microphone_raise_health_events(station: Station, tmp_path: Path,
+                                                                  camera_peer: CameraPeer, mic_peer: MicPeer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-plus-mic"
+description = "RTSP camera picture with a separate PulseAudio microphone"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{camera_peer.url}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+    monkeypatch.setenv("IRMS_HEALTH_EVERY_S", "3")
+
+    def faults() -> None:
+        time.sleep(5)
+        camera_peer.control("black")
+        mic_peer.control("silence")
+
+    t = threading.Thread(target=faults)
+    t.start()
+    store = tmp_path / "store"
+    out = station.agent(*record_args(store, 16, "--kit", str(kit)))
+    t.join()
+    sid = json.loads(out.stdout)["session_id"]
+    res = station.verify("session", sid, "--store", str(store), "--json")
+    report = json.loads(res.stdout)
+    assert res.returncode == 0, res.stdout
+    health = [e["detail"] for e in report["events"] if e["kind"] == "health"]
+    assert any(d.startswith("camera.black") for d in health), report["events"]
+    assert any(d.startswith("mic.silent") for d in health), report["events"]
+    assert report["interruptions"] == []  # a black picture is recorded, and flagged, not cut
