@@ -170,6 +170,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from recorder.selftest import run_selftest
+
+    rec = _recorder(args)
+    rec.uploader_started()
+    result = run_selftest(rec, args.seconds)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for c in result["checks"]:
+            print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['check']:<18} {c['device'][:40]:<40} {c['reason']}")
+        print(f"self-test {'PASSED' if result['ok'] else 'FAILED'} (session {result['session_id']})")
+    return 0 if result["ok"] else 1
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     rec.uploader_started()
@@ -240,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true", help="save the measured latency in station.toml")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("selftest", help="daily self-test: probe, record a short clip, verify it (R19)")
+    _store_args(p)
+    p.add_argument("--seconds", type=float, default=6.0, help="length of the test clip (default 6)")
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("recover", help="salvage and close sessions interrupted by a crash")
     _store_args(p)

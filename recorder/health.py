@@ -64,6 +64,7 @@ class HealthMonitor:
     every_s: float = 10.0
     last_check_us: int | None = None
     failing: dict[str, str] = field(default_factory=dict)
+    last_results: list[ProbeResult] = field(default_factory=list)
 
     def due(self, now_us: int) -> bool:
         return self.last_check_us is None or now_us - self.last_check_us >= self.every_s * 1e6
@@ -76,6 +77,7 @@ class HealthMonitor:
         except (CaptureError, cv2.error) as err:
             log.warning("health check of %s failed: %s", path, err)
             return []
+        self.last_results = results
         events = []
         for r in results:
             if r.check not in WATCHED:
