@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.plugins.s3",
     "tests.plugins.recording",
     "tests.plugins.devices",
+    "tests.plugins.browser",
 ]

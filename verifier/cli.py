@@ -3,6 +3,8 @@
 Exit codes: 0 verified; 1 a rule failed (the line names it, e.g. V07); 2 bad
 arguments, key or input; 3 store unreachable; 4 unterminated (no manifest: only
 the proven segments are vouched for, the session is not complete).
+`seal` exits 1 also when the seal does not match the stored manifest; `annex`
+refuses (1, or 4 when unterminated) a session that does not verify, unless --force.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from storage.base import ObjectStore
 from storage.errors import IrmsError, StoreConfigError
 from storage.url import open_store
+from verifier.annex import build_annex, check_seal, load_session_documents, parse_seal
 from verifier.canonical import parse_json_object
 from verifier.errors import VerificationError
 from verifier.export import EXPORT_FILE, export_session, is_export, rebuild_session
 from verifier.keys import load_custodian_private, save_private_key, save_public_key
-from verifier.session import Options, Report, audit, verify
+from verifier.session import Options, Report, audit, locate, verify
 from verifier.trust import trust_dir
 
 EXIT_UNTERMINATED = 4
@@ -109,6 +112,34 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annex(args: argparse.Namespace) -> int:
+    store, opts, _ = _open(args)
+    opts.media = False
+    report = audit(store, args.session_id, opts, fail_fast=True)
+    if report.status != "verified" and not args.force:
+        print(report.summary(), file=sys.stderr)
+        print("irms-verify: no annex for a session that does not verify (--force to print it anyway)",
+              file=sys.stderr)
+        return EXIT_UNTERMINATED if report.status == "unterminated" else 1
+    header, manifest, records = load_session_documents(store, report.prefix or locate(store, args.session_id))
+    now_us = int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+    pdf = build_annex(header, manifest, records, generated_at_us=now_us)
+    Path(args.out).write_bytes(pdf)
+    print(f"annex of session {args.session_id} ({report.status}) written to {args.out}")
+    return 0
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    seal = parse_seal(args.seal)
+    args.session_id = seal.session_id
+    store, opts, note = _open(args)
+    prefix = locate(store, seal.session_id)
+    check_seal(store, seal, prefix)
+    if not args.json:
+        print(f"seal matches the stored manifest of session {seal.session_id} (SHA-256 {seal.manifest_sha256})")
+    return _emit(audit(store, seal.session_id, opts, fail_fast=True), args, note)
+
+
 def cmd_custodian_keygen(args: argparse.Namespace) -> int:
     key = X25519PrivateKey.generate()
     passphrase = None
@@ -157,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the MP4 file to write")
     p.add_argument("--force", action="store_true", help="rebuild even if verification fails")
     p.set_defaults(func=cmd_rebuild)
+    p = sub.add_parser("annex", help="print the annex to the minutes (PDF, Vietnamese) with the QR seal")
+    _common(p)
+    p.add_argument("--out", required=True, help="the PDF file to write")
+    p.add_argument("--force", action="store_true", help="write the annex even if verification fails")
+    p.set_defaults(func=cmd_annex)
+    p = sub.add_parser("seal", help="check a seal from an annex (IRMS1:<session>:<sha256>) against the store, "
+                                    "then verify the session; exit 0 only if both hold")
+    p.add_argument("seal", help="the seal text, as the annex's QR code holds it")
+    p.add_argument("--store", required=True, help="a directory, an export folder, or s3://host:port/bucket")
+    p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust")
+    p.add_argument("--custodian-key", help="custodian private key: also decrypt and decode every segment")
+    p.add_argument("--witness", help="JSON list of {index, chain} heads witnessed by the server")
+    p.add_argument("--no-media", action="store_true", help="skip decoding even with a custodian key")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_seal)
     p = sub.add_parser("custodian-keygen", help="make a custodian X25519 key pair")
     p.add_argument("--private", required=True)
     p.add_argument("--public", required=True)

@@ -1,0 +1,648 @@
+"""The investigator's screen, served by the agent on the station itself.
+
+It works with the central server and the store unreachable: everything it needs (the kit, the
+journal, the spool) is on the station. The flow follows the law (R01-R06):
+
+  case form (all fields required) -> pre-flight check (blocks on a failing device, too little disk,
+  a clock too far off; warns when the store is away) -> "ĐANG GHI / RECORDING" with elapsed time,
+  live preview and audio level -> pause and resume, each with a reason -> end -> annex to print.
+
+The recording itself is `Recorder.record` in a background thread; requests only set its events
+(`pause`, `resume`, `stop_requested`) and read the journal, so the screen never waits on it.
+One session at a time: a station serves one room.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from recorder.clock import Clock, SystemClock
+from recorder.errors import PreflightRefused, RecorderError
+from recorder.journal import Journal
+from recorder.preflight import DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
+from recorder.session import Recorder
+from storage.errors import IrmsError
+from verifier.annex import build_annex, local_time, manifest_sha256, utc_offset_label
+from verifier.canonical import canonical_json, parse_json_object
+from verifier.formats import CaseInfo
+
+log = logging.getLogger(__name__)
+
+RecorderFactory = Callable[[], Recorder]
+LANGS = ("vi", "en")
+SID_RE = re.compile(r"^[0-9a-f-]{36}$")
+MAX_LEN = {"case_number": 64, "suspect": 200, "interrogators": 1000, "legal_basis": 500, "reason": 500}
+
+TEXT: dict[str, dict[str, str]] = {
+    "vi": {
+        "title": "Trạm ghi hỏi cung",
+        "room": "Phòng",
+        "new_session": "Phiên hỏi cung mới",
+        "case_number": "Số vụ án / hồ sơ",
+        "suspect": "Người bị hỏi cung",
+        "interrogators": "Điều tra viên (mỗi người một dòng)",
+        "legal_basis": "Căn cứ pháp lý",
+        "legal_basis_hint": "Ví dụ: Điều 183 Bộ luật Tố tụng hình sự 2015",
+        "expected_minutes": "Thời lượng dự kiến (phút)",
+        "check": "Kiểm tra thiết bị trước khi ghi",
+        "preflight": "Kiểm tra trước khi ghi",
+        "preflight_ok": "Đạt: có thể bắt đầu ghi.",
+        "preflight_blocked": "KHÔNG ĐƯỢC BẮT ĐẦU GHI: khắc phục các lỗi dưới đây rồi kiểm tra lại. "
+                             "Việc từ chối đã được ghi vào nhật ký.",
+        "preflight_warned": "Có cảnh báo: vẫn có thể ghi, dữ liệu được lưu tạm trên trạm.",
+        "start": "Bắt đầu ghi",
+        "back": "Quay lại",
+        "recheck": "Kiểm tra lại",
+        "elapsed": "Thời gian đã ghi",
+        "started_at": "Bắt đầu lúc",
+        "preview": "Hình ảnh trực tiếp",
+        "level": "Mức âm thanh",
+        "no_signal": "chưa có tín hiệu",
+        "pause_reason": "Lý do tạm dừng",
+        "pause": "Tạm dừng",
+        "resume_reason": "Lý do tiếp tục",
+        "resume": "Tiếp tục ghi",
+        "end": "Kết thúc ghi",
+        "end_confirm": "Kết thúc phiên ghi? Thời điểm kết thúc sẽ ghi vào biên bản.",
+        "paused_for": "Lý do",
+        "ending": "Đang kết thúc và niêm phong…",
+        "ended": "ĐÃ KẾT THÚC / ENDED",
+        "failed": "LỖI / FAILED",
+        "end_time": "Kết thúc lúc",
+        "segments": "Số đoạn đã niêm phong",
+        "interruptions": "Tạm dừng / gián đoạn",
+        "pending": "Đoạn chờ tải lên kho",
+        "manifest_hash": "SHA-256 biên bản số",
+        "annex": "In phụ lục biên bản (PDF)",
+        "home": "Phiên mới",
+        "required": "{field} là bắt buộc.",
+        "too_long": "{field} quá dài (tối đa {n} ký tự).",
+        "minutes_range": "Thời lượng dự kiến phải là số phút từ 1 đến 720.",
+        "reason_required": "Phải nêu lý do (được công bố và ghi vào biên bản).",
+        "expired": "Kết quả kiểm tra đã cũ hoặc không hợp lệ: hãy kiểm tra lại.",
+        "busy": "Đang có một phiên ghi trên trạm này.",
+        "csrf": "Biểu mẫu đã hết hạn hoặc không hợp lệ (CSRF): tải lại trang.",
+        "ok": "Đạt",
+        "warning": "Cảnh báo",
+        "block": "Chặn",
+        "check_col": "Kiểm tra",
+        "device_col": "Thiết bị",
+        "result_col": "Kết quả",
+        "refused": "Từ chối bắt đầu",
+        "error": "Lỗi",
+        "tz": "giờ Việt Nam",
+        "cause_pause": "Tạm dừng",
+        "cause_device_lost": "Mất tín hiệu thiết bị",
+        "cause_crash": "Trạm ghi dừng đột ngột",
+        "cause_power": "Mất điện",
+        "cause_store_full": "Hết dung lượng",
+        "cause_encoder_stall": "Bộ mã hoá ngừng",
+    },
+    "en": {
+        "title": "Interrogation recording station",
+        "room": "Room",
+        "new_session": "New interrogation session",
+        "case_number": "Case number",
+        "suspect": "Suspect",
+        "interrogators": "Interrogators (one per line)",
+        "legal_basis": "Legal basis",
+        "legal_basis_hint": "e.g. Article 183, Criminal Procedure Code 2015",
+        "expected_minutes": "Expected length (minutes)",
+        "check": "Check the equipment before recording",
+        "preflight": "Pre-flight check",
+        "preflight_ok": "Passed: recording may start.",
+        "preflight_blocked": "RECORDING MAY NOT START: fix the failures below and check again. "
+                             "The refusal has been logged.",
+        "preflight_warned": "Warnings: recording may start; data is kept on the station meanwhile.",
+        "start": "Start recording",
+        "back": "Back",
+        "recheck": "Check again",
+        "elapsed": "Elapsed",
+        "started_at": "Started at",
+        "preview": "Live picture",
+        "level": "Audio level",
+        "no_signal": "no signal yet",
+        "pause_reason": "Reason for the pause",
+        "pause": "Pause",
+        "resume_reason": "Reason for resuming",
+        "resume": "Resume recording",
+        "end": "End recording",
+        "end_confirm": "End the session? The end time goes into the minutes.",
+        "paused_for": "Reason",
+        "ending": "Ending and sealing…",
+        "ended": "ĐÃ KẾT THÚC / ENDED",
+        "failed": "LỖI / FAILED",
+        "end_time": "Ended at",
+        "segments": "Sealed segments",
+        "interruptions": "Pauses / interruptions",
+        "pending": "Segments waiting for upload",
+        "manifest_hash": "Manifest SHA-256",
+        "annex": "Print the annex to the minutes (PDF)",
+        "home": "New session",
+        "required": "{field} is required.",
+        "too_long": "{field} is too long (at most {n} characters).",
+        "minutes_range": "Expected length must be a number of minutes from 1 to 720.",
+        "reason_required": "A reason is required (it is announced and written in the minutes).",
+        "expired": "The pre-flight result is stale or unknown: check again.",
+        "busy": "A session is already recording on this station.",
+        "csrf": "The form expired or is not valid (CSRF): reload the page.",
+        "ok": "OK",
+        "warning": "Warning",
+        "block": "Blocked",
+        "check_col": "Check",
+        "device_col": "Device",
+        "result_col": "Result",
+        "refused": "Start refused",
+        "error": "Error",
+        "tz": "Vietnam time",
+        "cause_pause": "Pause",
+        "cause_device_lost": "Device lost",
+        "cause_crash": "Station crash",
+        "cause_power": "Power cut",
+        "cause_store_full": "Storage full",
+        "cause_encoder_stall": "Encoder stalled",
+    },
+}
+
+
+class ScreenError(RecorderError):
+    """A request the screen refuses; the message is shown to the investigator."""
+
+    http_status = 400
+
+
+@dataclass
+class ScreenSettings:
+    site: str
+    room: str
+    clock_reference: str | None = None
+    clock_tolerance_s: float = 2.0
+    preflight_valid_s: float = 300.0
+    ffmpeg: str = "ffmpeg"
+    live_cache_s: float = 1.5
+    device_probe: DeviceProbe = probe_kit
+    clock_offset: Callable[[], float] | None = None
+    clock: Clock = field(default_factory=SystemClock)
+
+
+@dataclass
+class CaseForm:
+    case_number: str = ""
+    suspect: str = ""
+    interrogators: str = ""
+    legal_basis: str = ""
+    expected_minutes: str = "120"
+
+    def case(self) -> CaseInfo:
+        people = tuple(p.strip() for p in re.split(r"[\n;]", self.interrogators) if p.strip())
+        return CaseInfo(self.case_number.strip(), self.suspect.strip(), people, self.legal_basis.strip())
+
+    def validate(self, lang: str) -> dict[str, str]:
+        t = TEXT[lang]
+        errors: dict[str, str] = {}
+        for name in ("case_number", "suspect", "interrogators", "legal_basis"):
+            value = getattr(self, name).strip()
+            label = t[name].split(" (")[0]
+            if not value:
+                errors[name] = t["required"].format(field=label)
+            elif len(value) > MAX_LEN[name]:
+                errors[name] = t["too_long"].format(field=label, n=MAX_LEN[name])
+        if "interrogators" not in errors and not self.case().interrogators:
+            errors["interrogators"] = t["required"].format(field=t["interrogators"].split(" (")[0])
+        try:
+            minutes = int(self.expected_minutes)
+        except ValueError:
+            minutes = 0
+        if not 1 <= minutes <= 720:
+            errors["expected_minutes"] = t["minutes_range"]
+        return errors
+
+
+@dataclass
+class Pending:
+    """A passed pre-flight, waiting for the investigator to press Start."""
+
+    token: str
+    form: CaseForm
+    report: PreflightReport
+    recorder: Recorder
+    at: float
+
+
+@dataclass
+class Active:
+    """The session being recorded (or just ended) on this station."""
+
+    recorder: Recorder
+    session_id: str
+    started_us: int
+    case: CaseInfo
+    thread: threading.Thread | None = None
+    state: str = "recording"  # recording | ending | ended | failed
+    end_reason: str = ""
+    error: str = ""
+    manifest_bytes: bytes | None = None
+    pending_uploads: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LiveCache:
+    at: float = 0.0
+    jpeg: bytes | None = None
+    level: dict[str, Any] = field(default_factory=dict)
+    level_at: float = 0.0
+
+
+class Screen:
+    """The state behind the pages: one pending pre-flight, one active session, a journal reader."""
+
+    def __init__(self, factory: RecorderFactory, settings: ScreenSettings, home: Path) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.home = home
+        self.lock = threading.Lock()
+        self.pending: Pending | None = None
+        self.active: Active | None = None
+        self.live = LiveCache()
+        self.live_lock = threading.Lock()
+        self._journal: Journal | None = None
+
+    def journal(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal(self.home / "journal.db")
+        return self._journal
+
+    # --- pre-flight and start ---------------------------------------------------------------
+
+    def preflight(self, form: CaseForm) -> Pending | PreflightReport:
+        """Run the checks; a pass becomes the pending start, a refusal is logged and returned."""
+        rec = self.factory()
+        s = self.settings
+        clock_offset = s.clock_offset
+        if clock_offset is None and s.clock_reference:
+            from recorder.probe import clock_offset_from_http
+
+            ref = s.clock_reference
+
+            def clock_offset() -> float:
+                return clock_offset_from_http(ref, clock=rec.clock, timeout_s=5.0)
+
+        report = run_preflight(
+            home=rec.station.home, profile=rec.profile, store=rec.store, clock=rec.clock,
+            expected_seconds=int(form.expected_minutes) * 60, min_free_bytes=rec.settings.min_free_bytes,
+            clock_offset=clock_offset, clock_tolerance_s=s.clock_tolerance_s, device_probe=s.device_probe,
+        )
+        if not report.allowed:
+            self._refuse(report, form)
+            rec.journal.close()
+            return report
+        pending = Pending(secrets.token_urlsafe(16), form, report, rec, time.monotonic())
+        with self.lock:
+            if self.pending is not None:
+                self.pending.recorder.journal.close()
+            self.pending = pending
+        return pending
+
+    def _refuse(self, report: PreflightReport, form: CaseForm) -> None:
+        log_refusal(self.home, report, {"site": self.settings.site, "room": self.settings.room,
+                                        "case_number": form.case_number.strip()})
+
+    def start(self, token: str) -> Active:
+        with self.lock:
+            p = self.pending
+            if p is None or not hmac.compare_digest(p.token, token) or \
+                    time.monotonic() - p.at > self.settings.preflight_valid_s:
+                raise ScreenError("expired")
+            if self.active is not None and self.active.state in ("recording", "ending"):
+                raise ScreenError("busy")
+            self.pending = None
+        rec = p.recorder
+        if p.report.clock_offset_s is not None:
+            rec.clock_offset_us = -round(p.report.clock_offset_s * 1e6)  # records hold station - reference
+        for old in rec.recover():
+            rec.close(old, "recovered_after_crash")
+            log.warning("closed session %s left open by a crash", old)
+        try:
+            sid = rec.start(p.form.case(), None)
+        except PreflightRefused as err:
+            from recorder.preflight import Check
+
+            refused = PreflightReport((*p.report.checks, Check("recorder.preflight", "station", "block", str(err))),
+                                      p.report.required_bytes, p.report.clock_offset_s, rec.clock.now_us())
+            self._refuse(refused, p.form)
+            rec.journal.close()
+            raise
+        active = Active(rec, sid, rec.journal.session(sid).started_at_us, p.form.case(),
+                        warnings=[c.message for c in p.report.warnings])
+        active.thread = threading.Thread(target=self._record, args=(active,), name=f"session-{sid[:8]}",
+                                         daemon=True)
+        with self.lock:
+            self.active = active
+            self.live = LiveCache()
+        active.thread.start()
+        return active
+
+    def _record(self, a: Active) -> None:
+        """The background thread: record until told to stop, close (manifest), then drain uploads."""
+        rec = a.recorder
+        try:
+            reason = rec.record(a.session_id, None)
+        except (IrmsError, OSError) as err:
+            log.exception("session %s: recording failed", a.session_id)
+            a.error = str(err)
+            reason = "device_failure"
+        a.state = "ending"
+        try:
+            a.manifest_bytes = canonical_json(rec.close(a.session_id, reason))
+        except (IrmsError, OSError) as err:
+            log.exception("session %s: closing failed", a.session_id)
+            a.error = str(err)
+            a.state = "failed"
+            return
+        a.end_reason = reason
+        a.state = "ended"
+        try:
+            a.pending_uploads = rec.finish_uploads()
+        finally:
+            rec.journal.close()
+
+    def session(self, sid: str) -> Active:
+        a = self.active
+        if a is None or a.session_id != sid:
+            abort(404)
+        return a
+
+    def stop_all(self, timeout: float = 60.0) -> None:
+        """Stop and close the active session (the agent is shutting down)."""
+        a = self.active
+        if a is not None and a.thread is not None and a.thread.is_alive():
+            a.recorder.stop_requested.set()
+            a.thread.join(timeout)
+        if self.pending is not None:
+            self.pending.recorder.journal.close()
+            self.pending = None
+
+    # --- live view --------------------------------------------------------------------------
+
+    def _segments(self, a: Active) -> list[Path]:
+        base = a.recorder.station.spool / a.session_id
+        files = [p for p in base.glob("run*/seg*.ts")]
+        return sorted(files, key=lambda p: (p.parent.name, p.name), reverse=True)
+
+    def _ffmpeg(self, args: list[str], timeout: float = 5.0) -> subprocess.CompletedProcess[bytes] | None:
+        try:
+            return subprocess.run([self.settings.ffmpeg, "-hide_banner", "-nostdin", *args], capture_output=True,
+                                  timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.info("live view: ffmpeg failed: %s", err)
+            return None
+
+    def preview(self, a: Active) -> bytes | None:
+        """A JPEG of the newest plain segment's first frame (at most a segment old); cached briefly.
+
+        Plain segments are deleted as soon as they are sealed, so just after a cut the newest file
+        may hold no whole frame yet: the last good picture is served meanwhile.
+        """
+        with self.live_lock:
+            if self.live.jpeg is not None and time.monotonic() - self.live.at < self.settings.live_cache_s:
+                return self.live.jpeg
+            for path in self._segments(a)[:3]:
+                proc = self._ffmpeg(["-v", "error", "-i", str(path), "-frames:v", "1", "-vf", "scale=640:-2",
+                                     "-q:v", "5", "-f", "image2pipe", "-c:v", "mjpeg", "-"])
+                if proc is not None and proc.returncode == 0 and proc.stdout[:2] == b"\xff\xd8":
+                    self.live.jpeg, self.live.at = proc.stdout, time.monotonic()
+                    break
+            return self.live.jpeg
+
+    def level(self, a: Active) -> dict[str, Any]:
+        """RMS and peak level (dBFS) of the newest segment's audio, from ffmpeg's volumedetect."""
+        with self.live_lock:
+            if self.live.level and time.monotonic() - self.live.level_at < self.settings.live_cache_s:
+                return self.live.level
+            result: dict[str, Any] | None = None
+            for path in self._segments(a)[:3]:
+                proc = self._ffmpeg(["-v", "info", "-nostats", "-i", str(path), "-vn", "-af", "volumedetect",
+                                     "-f", "null", "-"])
+                if proc is None or proc.returncode != 0:
+                    continue
+                text = proc.stderr.decode("utf-8", "replace")
+                mean = re.search(r"mean_volume:\s*(-?[\d.]+|-inf) dB", text)
+                peak = re.search(r"max_volume:\s*(-?[\d.]+|-inf) dB", text)
+                if mean:
+                    result = {"dbfs": _db(mean.group(1)), "peak_dbfs": _db(peak.group(1)) if peak else None,
+                              "segment": path.name}
+                    break
+            if result is not None:
+                self.live.level, self.live.level_at = result, time.monotonic()
+            # Between two segments the newest file may hold no audio yet: show the last level meanwhile.
+            return self.live.level or {"dbfs": None, "peak_dbfs": None, "segment": None}
+
+
+def _db(text: str) -> float:
+    return -150.0 if text == "-inf" else max(-150.0, float(text))
+
+
+# --- the Flask app ---------------------------------------------------------------------------------
+
+
+def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSettings, *, home: Path,
+                      secret_key: bytes | None = None) -> Flask:
+    """The station screen. `recorder_factory` makes a fresh Recorder for each pre-flight/session."""
+    app = Flask(__name__, template_folder="templates")
+    app.secret_key = secret_key or secrets.token_bytes(32)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
+    app.jinja_env.autoescape = True
+    screen = Screen(recorder_factory, settings, home)
+    app.extensions["irms_screen"] = screen
+
+    def lang() -> str:
+        return str(g.get("lang", "vi"))
+
+    def t(key: str) -> str:
+        return TEXT[lang()].get(key, key)
+
+    def csrf_token() -> str:
+        if "csrf" not in session:
+            session["csrf"] = secrets.token_urlsafe(32)
+        return str(session["csrf"])
+
+    @app.before_request
+    def before() -> None:
+        chosen = request.cookies.get("irms_lang", "vi")
+        g.lang = chosen if chosen in LANGS else "vi"
+        if request.method == "POST":
+            sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+            expected = session.get("csrf")
+            if not expected or not hmac.compare_digest(str(sent), str(expected)):
+                log.warning("refused a POST to %s without a valid CSRF token", request.path)
+                abort(400, description=t("csrf"))
+
+    @app.context_processor
+    def inject() -> dict[str, Any]:
+        return {"t": t, "lang": lang(), "csrf_token": csrf_token, "site": settings.site, "room": settings.room,
+                "local_time": local_time, "utc_label": utc_offset_label}
+
+    def render(template: str, code: int = 200, **ctx: Any) -> tuple[str, int]:
+        return render_template(template, **ctx), code
+
+    @app.errorhandler(400)
+    @app.errorhandler(404)
+    @app.errorhandler(409)
+    def http_error(err: Any) -> tuple[str, int]:
+        return render("screen/error.html", err.code, message=err.description)
+
+    @app.errorhandler(IrmsError)
+    def irms_error(err: IrmsError) -> tuple[str, int]:
+        message = t(str(err)) if isinstance(err, ScreenError) else str(err)
+        status = 409 if isinstance(err, PreflightRefused) else err.http_status
+        return render("screen/error.html", status, message=message)
+
+    @app.get("/lang/<code>")
+    def set_lang(code: str) -> BaseResponse:
+        back = request.referrer if request.referrer and request.referrer.startswith(request.host_url) else "/"
+        resp = redirect(back)
+        if code in LANGS:
+            resp.set_cookie("irms_lang", code, max_age=365 * 86400, samesite="Strict")
+        return resp
+
+    @app.get("/")
+    def index() -> BaseResponse | tuple[str, int]:
+        a = screen.active
+        if a is not None and a.state in ("recording", "ending"):
+            return redirect(url_for("session_page", sid=a.session_id))
+        return render("screen/form.html", form=CaseForm(), errors={}, last=a)
+
+    @app.post("/preflight")
+    def preflight() -> tuple[str, int]:
+        form = CaseForm(**{k: request.form.get(k, "") for k in
+                           ("case_number", "suspect", "interrogators", "legal_basis", "expected_minutes")})
+        errors = form.validate(lang())
+        if errors:
+            return render("screen/form.html", 400, form=form, errors=errors, last=None)
+        a = screen.active
+        if a is not None and a.state in ("recording", "ending"):
+            raise ScreenError("busy")
+        result = screen.preflight(form)
+        if isinstance(result, PreflightReport):
+            return render("screen/preflight.html", 409, form=form, report=result, token=None)
+        return render("screen/preflight.html", form=form, report=result.report, token=result.token)
+
+    @app.post("/start")
+    def start() -> BaseResponse:
+        active = screen.start(request.form.get("token", ""))
+        return redirect(url_for("session_page", sid=active.session_id), code=303)
+
+    @app.get("/session/<sid>")
+    def session_page(sid: str) -> tuple[str, int]:
+        a = screen.session(sid)
+        error = request.args.get("error")
+        return render("screen/session.html", a=a, case=a.case, status=status_of(a),
+                      error=error if error in TEXT["en"] else None)
+
+    def status_of(a: Active) -> dict[str, Any]:
+        rec = a.recorder
+        j = screen.journal()
+        with screen.lock:
+            segments = len(j.segments(a.session_id, "sealed"))
+            interruptions = j.interruptions(a.session_id)
+            pending = j.pending_count(a.session_id)
+        state = a.state
+        if state == "recording" and rec.paused:
+            state = "paused"
+        manifest = parse_json_object(a.manifest_bytes, "manifest") if a.manifest_bytes else None
+        return {
+            "session_id": a.session_id,
+            "state": state,
+            "pause_reason": rec.pause_reason if state == "paused" else None,
+            "started_us": a.started_us,
+            "server_now_us": rec.clock.now_us(),
+            "ended_us": manifest["ended_at_us"] if manifest else None,
+            "end_reason": a.end_reason,
+            "segments": segments,
+            "interruptions": interruptions,
+            "pending_uploads": pending,
+            "manifest_sha256": manifest_sha256(a.manifest_bytes) if a.manifest_bytes else None,
+            "error": a.error,
+            "warnings": a.warnings,
+        }
+
+    @app.get("/session/<sid>/status.json")
+    def status(sid: str) -> Response:
+        return jsonify(status_of(screen.session(sid)))
+
+    def back_with_error(sid: str, key: str) -> BaseResponse:
+        return redirect(url_for("session_page", sid=sid, error=key), code=303)
+
+    @app.post("/session/<sid>/pause")
+    def pause(sid: str) -> BaseResponse:
+        a = screen.session(sid)
+        reason = request.form.get("reason", "").strip()
+        if not reason or len(reason) > MAX_LEN["reason"]:
+            return back_with_error(sid, "reason_required")
+        if a.state == "recording" and not a.recorder.paused:
+            a.recorder.pause(reason)
+        return redirect(url_for("session_page", sid=sid), code=303)
+
+    @app.post("/session/<sid>/resume")
+    def resume(sid: str) -> BaseResponse:
+        a = screen.session(sid)
+        reason = request.form.get("reason", "").strip()
+        if not reason or len(reason) > MAX_LEN["reason"]:
+            return back_with_error(sid, "reason_required")
+        if a.state == "recording" and a.recorder.paused:
+            a.recorder.resume(reason)
+        return redirect(url_for("session_page", sid=sid), code=303)
+
+    @app.post("/session/<sid>/end")
+    def end(sid: str) -> BaseResponse:
+        a = screen.session(sid)
+        a.recorder.stop_requested.set()
+        return redirect(url_for("session_page", sid=sid), code=303)
+
+    @app.get("/session/<sid>/preview.jpg")
+    def preview(sid: str) -> Response:
+        a = screen.session(sid)
+        jpeg = screen.preview(a) if a.state == "recording" else screen.live.jpeg
+        if jpeg is None:
+            return Response(status=204)
+        return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/session/<sid>/level.json")
+    def level(sid: str) -> Response:
+        a = screen.session(sid)
+        return jsonify(screen.level(a) if a.state == "recording" else {"dbfs": None, "peak_dbfs": None})
+
+    @app.get("/session/<sid>/annex.pdf")
+    def annex(sid: str) -> Response:
+        if not SID_RE.match(sid):
+            abort(404)
+        j = screen.journal()
+        with screen.lock:
+            try:
+                row = j.session(sid)
+            except RecorderError:
+                abort(404)
+            manifest = j.manifest(sid)
+            records = len(j.segments(sid))
+        if manifest is None:
+            abort(409, description="the session is not closed yet: no annex before its manifest is signed")
+        header = parse_json_object(row.header.encode(), "session header")
+        pdf = build_annex(header, manifest.encode("utf-8"), records, generated_at_us=settings.clock.now_us())
+        return Response(pdf, mimetype="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="phu-luc-{sid}.pdf"'})
+
+    return app

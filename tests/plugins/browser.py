@@ -1,0 +1,68 @@
+"""A real browser for tests: Debian's headless Chromium driven by Playwright.
+
+Never `playwright install`: the browser is /usr/bin/chromium (apt package `chromium`).
+`chromium` / `chromium_page` launch it through pytest-playwright's session `playwright`
+instance (so they coexist with pytest-playwright's own `page` fixture), and
+`browser_type_launch_args` points pytest-playwright's `browser` and `page` at the same binary.
+Screenshots for people go to `artifacts_dir` (test-artifacts/ at the repository root).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("IRMS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _need_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install --no-install-recommends chromium)")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's launch options, pointed at Debian's Chromium."""
+    args = [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS]
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True,
+            "args": list(dict.fromkeys(args))}
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright: Any) -> Iterator[Any]:
+    """One headless Chromium for the test session."""
+    _need_chromium()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def chromium_page(chromium: Any) -> Iterator[Any]:
+    """A fresh page (own context: cookies, storage) in Vietnamese locale and Vietnam time."""
+    context = chromium.new_context(locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh",
+                                   viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests keep screenshots and other files for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

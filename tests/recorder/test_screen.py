@@ -1,0 +1,258 @@
+"""The station screen (R01-R04, R22): required case fields, CSRF, the pre-flight gate with every
+blocking cause and the store-unreachable warning, driven through Flask's test client."""
+
+from __future__ import annotations
+
+import email.utils
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from recorder.journal import Journal
+from recorder.preflight import read_refusals
+from recorder.screen import ScreenSettings, create_screen_app
+from recorder.screen_cli import recorder_factory
+from tests.plugins.recording import Station
+
+SITE, ROOM = "HN-CA-01", "P101"
+FORM = {
+    "case_number": "15/2026/HS",
+    "suspect": "Hoàng Văn Đức",
+    "interrogators": "Nguyễn Thị Lan\nPhạm Quốc Huy",
+    "legal_basis": "Điều 183 Bộ luật Tố tụng hình sự 2015",
+    "expected_minutes": "60",
+}
+
+
+@pytest.fixture
+def home(station: Station, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IRMS_HOME", str(station.home))
+    monkeypatch.setenv("IRMS_TRUST", str(station.trust))
+    monkeypatch.setenv("IRMS_DRAIN_TIMEOUT_S", "2")
+    return station.home
+
+
+def make_app(home: Path, store: str, kit: str = "synthetic", **settings: Any) -> Flask:
+    app = create_screen_app(recorder_factory(home, store, SITE, ROOM, kit),
+                            ScreenSettings(site=SITE, room=ROOM, **settings), home=home)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def apps() -> Iterator[list[Flask]]:
+    """Apps made by a test; any session still running is ended afterwards."""
+    made: list[Flask] = []
+    yield made
+    for app in made:
+        app.extensions["irms_screen"].stop_all()
+
+
+def client_for(apps: list[Flask], home: Path, store: str, **kw: Any) -> FlaskClient:
+    app = make_app(home, store, **kw)
+    apps.append(app)
+    return app.test_client()
+
+
+def csrf(client: FlaskClient) -> str:
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as s:
+        return str(s["csrf"])
+
+
+def sessions_in_journal(home: Path) -> int:
+    if not (home / "journal.db").exists():
+        return 0
+    j = Journal(home / "journal.db")
+    try:
+        return int(j.db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+    finally:
+        j.close()
+
+
+def test_every_case_field_is_required(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    client = client_for(apps, home, str(tmp_path / "store"))
+    token = csrf(client)
+    resp = client.post("/preflight", data={"csrf_token": token, "case_number": "  ", "expected_minutes": "60"})
+    assert resp.status_code == 400
+    page = resp.get_data(as_text=True)
+    for message in ("Số vụ án / hồ sơ là bắt buộc.", "Người bị hỏi cung là bắt buộc.",
+                    "Điều tra viên là bắt buộc.", "Căn cứ pháp lý là bắt buộc."):
+        assert message in page
+    # One missing field at a time, in English, and an impossible expected length.
+    client.set_cookie("irms_lang", "en")
+    for missing in ("case_number", "suspect", "interrogators", "legal_basis"):
+        resp = client.post("/preflight", data={**FORM, missing: "", "csrf_token": token})
+        assert resp.status_code == 400
+        page = resp.get_data(as_text=True)
+        assert f'id="{missing}-error"' in page and page.count('class="field-error"') == 1, missing
+        assert "is required." in page
+    resp = client.post("/preflight", data={**FORM, "expected_minutes": "0", "csrf_token": token})
+    assert resp.status_code == 400 and "from 1 to 720" in resp.get_data(as_text=True)
+    # Input is escaped, not interpreted.
+    resp = client.post("/preflight", data={**FORM, "suspect": "<script>x()</script>", "case_number": "",
+                                           "csrf_token": token})
+    assert "<script>x()" not in resp.get_data(as_text=True)
+    assert sessions_in_journal(home) == 0
+
+
+def test_posts_without_a_valid_csrf_token_are_refused(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    client = client_for(apps, home, str(tmp_path / "store"))
+    csrf(client)
+    assert client.post("/preflight", data=FORM).status_code == 400
+    resp = client.post("/preflight", data={**FORM, "csrf_token": "forged"})
+    assert resp.status_code == 400 and "CSRF" in resp.get_data(as_text=True)
+    assert client.post("/start", data={"token": "x"}).status_code == 400
+    assert client.post("/session/00000000-0000-4000-8000-000000000000/end").status_code == 400
+    # A token from another browser session does not count either.
+    other = client_for(apps, home, str(tmp_path / "store"))
+    assert other.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).status_code == 400
+    assert sessions_in_journal(home) == 0
+    assert read_refusals(home) == []
+
+
+def assert_blocked(client: FlaskClient, home: Path, check: str, words: str) -> None:
+    resp = client.post("/preflight", data={**FORM, "csrf_token": csrf(client)})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 409, page
+    assert "KHÔNG ĐƯỢC BẮT ĐẦU GHI" in page
+    assert 'id="start"' not in page
+    assert f'data-check="{check}" data-verdict="block"' in page
+    assert words in page
+    refusals = read_refusals(home)
+    assert refusals and refusals[-1]["case_number"] == FORM["case_number"]
+    assert any(r["name"] == check and words in r["message"] for r in refusals[-1]["reasons"])
+    assert sessions_in_journal(home) == 0
+    # Without a passed pre-flight there is nothing to start.
+    resp = client.post("/start", data={"csrf_token": csrf(client), "token": "guess"})
+    assert resp.status_code == 400 and sessions_in_journal(home) == 0
+
+
+def test_too_little_disk_blocks_the_start(home: Path, tmp_path: Path, apps: list[Flask],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRMS_MIN_FREE_BYTES", str(2**60))
+    client = client_for(apps, home, str(tmp_path / "store"))
+    assert_blocked(client, home, "disk.free", "GiB free, below")
+
+
+@pytest.fixture
+def skewed_time_server() -> Iterator[str]:
+    """An HTTP server whose Date header is an hour behind the station."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.end_headers()
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return email.utils.formatdate(time.time() - 3600, usegmt=True)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_clock_too_far_off_blocks_the_start(home: Path, tmp_path: Path, apps: list[Flask],
+                                            skewed_time_server: str) -> None:
+    client = client_for(apps, home, str(tmp_path / "store"), clock_reference=skewed_time_server)
+    assert_blocked(client, home, "clock.offset", "ahead of the reference")
+
+
+def test_a_failing_required_device_blocks_the_start(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    with socket.socket() as s:  # a port nobody listens on: the camera is unplugged
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kit = tmp_path / "ip-camera.toml"
+    kit.write_text(f"""format = "irms.profile/1"
+name = "ip-camera"
+description = "An RTSP camera that does not answer"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "rtsp://127.0.0.1:{port}/stream"
+width = 1280
+height = 720
+fps = 25
+[[microphones]]
+role = "room"
+source = "lavfi"
+device = "sine=frequency=1000:sample_rate={{rate}}"
+""")
+    client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit))
+    assert_blocked(client, home, "camera.frames", "cannot open rtsp://127.0.0.1")
+
+
+def wait_state(client: FlaskClient, sid: str, state: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = dict(json.loads(client.get(f"/session/{sid}/status.json").get_data()))
+        if status["state"] == state:
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_unreachable_store_warns_and_still_records(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = client_for(apps, home, f"s3://key:secret-key-123@127.0.0.1:{port}/evidence")
+    token = csrf(client)
+    resp = client.post("/preflight", data={**FORM, "csrf_token": token})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200, page
+    assert 'data-check="store.reachable" data-verdict="warning"' in page
+    assert "segments will queue on this station" in page
+    assert 'data-verdict="block"' not in page
+    start_token = page.split('name="token" value="')[1].split('"')[0]
+    resp = client.post("/start", data={"csrf_token": token, "token": start_token})
+    assert resp.status_code == 303
+    sid = resp.headers["Location"].rstrip("/").split("/")[-1]
+    page = client.get(f"/session/{sid}").get_data(as_text=True)
+    assert "ĐANG GHI / RECORDING" in page and "store unreachable" in page
+    # The same pre-flight cannot start a second session.
+    assert client.post("/start", data={"csrf_token": token, "token": start_token}).status_code == 400
+    deadline = time.monotonic() + 30
+    while json.loads(client.get(f"/session/{sid}/status.json").get_data())["segments"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.25)
+    # A pause needs a reason.
+    resp = client.post(f"/session/{sid}/pause", data={"csrf_token": token, "reason": "  "})
+    assert resp.status_code == 303 and "error=reason_required" in resp.headers["Location"]
+    assert wait_state(client, sid, "recording", 1)["state"] == "recording"
+    # The live picture and level, as the page polls them (just after a cut there may be none yet).
+    deadline = time.monotonic() + 20
+    while (jpeg := client.get(f"/session/{sid}/preview.jpg")).status_code == 204:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert jpeg.status_code == 200 and jpeg.data[:2] == b"\xff\xd8"
+    while (level := json.loads(client.get(f"/session/{sid}/level.json").get_data()))["dbfs"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert -30 < level["dbfs"] < -10  # the synthetic kit's 1 kHz tone, about -21 dBFS RMS
+    assert client.post(f"/session/{sid}/end", data={"csrf_token": token}).status_code == 303
+    status = wait_state(client, sid, "ended")
+    assert status["end_reason"] == "stopped"
+    assert status["pending_uploads"] > 0  # queued on the station, not lost
+    pdf = client.get(f"/session/{sid}/annex.pdf")
+    assert pdf.status_code == 200 and pdf.data[:5] == b"%PDF-"
+    assert read_refusals(home) == []
