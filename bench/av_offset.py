@@ -1,0 +1,99 @@
+"""A/V offset of a camera and a separate microphone, before and after calibration.
+
+Starts the real RTSP camera peer and PulseAudio microphone peer (flash and beep on every
+whole second), measures picture − sound with `irms-agent calibrate` over several
+recordings with no latency correction, calibrates (saves the camera latency), and
+measures again. Prints mean and spread of each, and |after| / |before| as the ratio.
+Target: |offset| <= 20 ms after calibration (goal 5 ms).
+
+    python bench/av_offset.py [--runs 4] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.plugins.devices import CameraPeer, MicPeer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def calibrate(env: dict[str, str], kit: Path, seconds: float, write: bool = False) -> dict[str, float]:
+    argv = [str(BIN / "irms-agent"), "calibrate", "--kit", str(kit), "--seconds", str(seconds), "--json"]
+    proc = subprocess.run(argv + (["--write"] if write else []), env=env, capture_output=True, text=True,
+                          timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise SystemExit(f"calibrate failed: {proc.stderr.strip()}")
+    return dict(json.loads(proc.stdout))
+
+
+def summary(values: list[float]) -> str:
+    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"mean {statistics.fmean(values):+.1f} ms, spread {spread:.1f} ms, runs {[round(v, 1) for v in values]}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="irms-bench-av-") as tmp:
+        base = Path(tmp)
+        camera = CameraPeer(base / "camera.log", 640, 360, 25)
+        mic = MicPeer(base / "mic.log")
+        camera.launch()
+        mic.launch()
+        try:
+            mic.control("beep")
+            kit = base / "kit.toml"
+            kit.write_text(f"""
+format = "irms.profile/1"
+name = "bench-camera-mic"
+description = "RTSP camera peer and PulseAudio microphone peer"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{camera.url}"
+width = 640
+height = 360
+fps = 25
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic.source}"
+rate = 48000
+channels = 1
+""")
+            env = {**os.environ, "IRMS_HOME": str(base / "home")}
+            (base / "home").mkdir()
+            before = [calibrate(env, kit, args.seconds)["offset_ms"] for _ in range(args.runs)]
+            saved = calibrate(env, kit, args.seconds * 1.5, write=True)
+            after = [calibrate(env, kit, args.seconds)["offset_ms"] for _ in range(args.runs)]
+        finally:
+            camera.terminate()
+            mic.shutdown()
+    worst_after = max(abs(v) for v in after)
+    mean_before = abs(statistics.fmean(before))
+    mean_after = abs(statistics.fmean(after))
+    print(f"before calibration: {summary(before)}")
+    print(f"calibrated camera latency: {saved['latency_ms_after']} ms")
+    print(f"after calibration:  {summary(after)}")
+    ratio = mean_after / mean_before if mean_before else float("nan")
+    print(f"av_offset_ratio {ratio:.3f} (|mean after| / |mean before|); |mean after| {mean_after:.1f} ms, "
+          f"worst run {worst_after:.1f} ms (target <= 20 ms) {'PASS' if mean_after <= 20 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
