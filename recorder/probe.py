@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import datetime as dt
 import email.utils
 import math
 import os
@@ -273,7 +274,13 @@ def clock_offset_from_http(url: str, *, clock: Clock | None = None, timeout_s: f
     after = clk.now_us()
     if not date:
         raise DeviceUnavailable(f"time reference {redact(url)} sent no Date header")
-    reference = email.utils.parsedate_to_datetime(date).timestamp() + 0.5
+    try:
+        stamp = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        raise DeviceUnavailable(f"time reference {redact(url)} sent a malformed Date: {date!r}") from None
+    if stamp.tzinfo is None:  # "-0000": UTC by RFC 5322
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    reference = stamp.timestamp() + 0.5  # the header truncates to the second
     return reference - (before + after) / 2e6
 
 
@@ -295,9 +302,10 @@ def _env(name: str, value: str | None) -> Iterator[None]:
 def grab_frames(source: str | int, n: int, timeout_s: float, *, clock: Clock | None = None) -> list[Frame]:
     """Read up to `n` decoded BGR frames from an RTSP/HTTP URL, a file, or a V4L2 device.
 
-    RTSP goes over TCP; opening and each read are bounded by `timeout_s`, and so is the whole call.
-    Raises DeviceUnavailable when the source cannot be opened; returns fewer frames (maybe none)
-    when it stops delivering.
+    RTSP goes over TCP. Opening and each read are bounded by `timeout_s`, and no read starts after
+    `timeout_s` has passed, so the call takes at most about twice `timeout_s`. Raises
+    DeviceUnavailable when the source cannot be opened; returns fewer frames (maybe none) when
+    it stops delivering.
     """
     clk = clock or SystemClock()
     ms = max(1, int(timeout_s * 1000))

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.plugins.recording",
     "tests.plugins.devices",
     "tests.plugins.browser",
+    "tests.plugins.web",
 ]

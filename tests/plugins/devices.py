@@ -2,10 +2,11 @@
 
 `camera_peer` is a real RTSP camera (GStreamer's RTSP server, H.264 + PCMA, 640x360 at 25 fps
 here to keep the CPU modest); `mic_peer` is a PulseAudio null sink whose monitor,
-`roommic.monitor`, is the room microphone. Both live for the whole session; after every test
-that used one, it is put back to its normal signal (camera: `normal` picture, mounted, restarted
-on the same ports if the test killed it; microphone: `tone`). Tests that use them are marked
-`device` automatically, so `-m "not device"` leaves them out.
+`roommic.monitor`, is the room microphone, in a PulseAudio daemon private to the session
+(PULSE_SERVER points this process and its children at it). Both live for the whole session;
+after every test that used one, it is put back to its normal signal (camera: `normal` picture,
+mounted, restarted on the same ports if the test killed it; microphone: `tone`).
+Tests that use them are marked `device` automatically, so `-m "not device"` leaves them out.
 
     def test_black_picture(camera_peer):
         camera_peer.control("black")
@@ -14,6 +15,7 @@ on the same ports if the test killed it; microphone: `tone`). Tests that use the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -41,9 +43,10 @@ class Peer:
 
     name = "peer"
 
-    def __init__(self, argv: list[str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.control_port = 0
         self.ready = ""
@@ -59,7 +62,7 @@ class Peer:
             log.flush()
             self.proc = subprocess.Popen(
                 self.argv + (extra or []), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                bufsize=0, start_new_session=True,
+                bufsize=0, start_new_session=True, env=self.env,
             )
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
@@ -169,12 +172,21 @@ class CameraPeer(Peer):
 
 
 class MicPeer(Peer):
-    """The PulseAudio microphone: `source` ("roommic.monitor"), `control(cmd)` (tone/beep/silence/clip)."""
+    """The PulseAudio microphone: `source` ("roommic.monitor"), `control(cmd)` (tone/beep/silence/clip).
+
+    It runs in a PulseAudio daemon of its own (its own XDG_RUNTIME_DIR), so two test sessions at
+    once never mix their signals or stop each other's daemon; the fixture points this process at
+    it with PULSE_SERVER, which ffmpeg `-f pulse`, PyAudio (ALSA `pulse`) and pactl all follow.
+    """
 
     name = "mic-peer"
 
-    def __init__(self, log_path: Path) -> None:
-        super().__init__([str(MIC_SCRIPT)], log_path)
+    def __init__(self, log_path: Path, runtime_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "PULSE_SERVER"}
+        env["XDG_RUNTIME_DIR"] = str(runtime_dir)
+        super().__init__([str(MIC_SCRIPT)], log_path, env)
+        self.runtime_dir = runtime_dir
+        self.server = f"unix:{runtime_dir}/pulse/native"
 
     @property
     def source(self) -> str:
@@ -191,7 +203,7 @@ class MicPeer(Peer):
         self.control("tone")
 
     def shutdown(self) -> None:
-        """Ask the peer to stop (it then unloads the sink and daemon it created), then make sure by pid."""
+        """Ask the peer to stop (it then stops the daemon it started); make sure of both by pid."""
         if self.alive():
             try:
                 self.control("stop")
@@ -200,6 +212,15 @@ class MicPeer(Peer):
             except (OSError, AssertionError, subprocess.TimeoutExpired):
                 pass
         self.terminate()
+        pid_file = self.runtime_dir / "pulse" / "pid"
+        try:
+            daemon = int(pid_file.read_text().strip())
+            is_pulse = b"pulseaudio" in Path(f"/proc/{daemon}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if is_pulse:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")
@@ -218,12 +239,16 @@ def camera_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CameraPeer
 def mic_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicPeer]:
     """The PulseAudio room microphone for the whole session (see scripts/mic-peer)."""
     logs = tmp_path_factory.mktemp("device-peers")
-    peer = MicPeer(logs / "mic-peer.log")
-    peer.launch()
-    try:
-        yield peer
-    finally:
-        peer.shutdown()
+    runtime = tmp_path_factory.mktemp("pulse")
+    runtime.chmod(0o700)
+    peer = MicPeer(logs / "mic-peer.log", runtime)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PULSE_SERVER", peer.server)
+        peer.launch()
+        try:
+            yield peer
+        finally:
+            peer.shutdown()
 
 
 @pytest.fixture(autouse=True)

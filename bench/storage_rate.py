@@ -8,7 +8,7 @@
 2. CPU per room: agent CPU seconds per second recorded, for the 720p encode and for an RTSP
    camera passed through without re-encoding (the real camera peer); ratio pass-through/encode.
 
-    python bench/storage.py [--seconds 20]
+    python bench/storage_rate.py [--seconds 20]
 """
 
 from __future__ import annotations

@@ -1,0 +1,216 @@
+"""Known answers for the pure coverage function (web.coverage)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from web.coverage import (
+    DAY_US,
+    US,
+    HeartbeatFacts,
+    Policy,
+    Probe,
+    ProvinceIn,
+    RoomIn,
+    SiteIn,
+    Span,
+    StationIn,
+    advance_span,
+    compute_coverage,
+    compute_trend,
+    judge_heartbeat,
+    spans_from_heartbeats,
+)
+
+NOW = 1_800_000_000 * US
+P = Policy(interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=5 * 2**30)
+GOOD = (Probe("camera.black", "wide", True), Probe("mic.level", "room", True))
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def hb(age_s: float = 10, probes: tuple[Probe, ...] = GOOD, disk: int | None = 100 * 2**30,
+       clock_ms: int | None = 20, store_ok: bool | None = True) -> HeartbeatFacts:
+    t = NOW - int(age_s * US)
+    return HeartbeatFacts(t, t, probes, disk, clock_ms, store_ok)
+
+
+PROVINCES = [ProvinceIn("A", "Province A"), ProvinceIn("B", "Province B")]
+SITES = [SiteIn(1, "A-1", "Site A1", "A", "detention_centre"), SiteIn(2, "A-2", "Site A2", "A", "procuracy"),
+         SiteIn(3, "B-1", "Site B1 (no rooms)", "B", "temporary_detention")]
+ROOMS = [RoomIn(10, 1, "P01", "Room 1"), RoomIn(11, 1, "P02", "Room 2"), RoomIn(20, 2, "P01", "Room 1")]
+
+
+def codes(status_reasons: tuple[object, ...]) -> list[str]:
+    return [r.code for r in status_reasons]  # type: ignore[attr-defined]
+
+
+def test_all_working() -> None:
+    stations = [StationIn("s10", 10), StationIn("s11", 11), StationIn("s20", 20)]
+    latest = {"s10": hb(), "s11": hb(), "s20": hb()}
+    cov = compute_coverage(PROVINCES, SITES, ROOMS, stations, latest, NOW, P)
+    assert (cov.figures.facilities_equipped, cov.figures.facilities_total) == (2, 3)
+    assert (cov.figures.rooms_working, cov.figures.rooms_total) == (3, 3)
+    assert cov.figures.facility_ratio == 2 / 3
+    a, b = cov.provinces
+    assert (a.figures.facilities_equipped, a.figures.facilities_total, a.figures.rooms_total) == (2, 2, 3)
+    assert (b.figures.facilities_equipped, b.figures.facilities_total, b.figures.rooms_total) == (0, 1, 0)
+    assert b.figures.room_ratio is None  # no rooms: no ratio, not 0 % and not a division by zero
+    assert cov.failing == ()
+    assert cov.silent_stations == ()
+
+
+def test_site_with_no_rooms_is_a_facility_not_equipped() -> None:
+    cov = compute_coverage(PROVINCES, SITES[2:], [], [], {}, NOW, P)
+    assert cov.figures.facilities_total == 1 and cov.figures.facilities_equipped == 0
+    assert cov.figures.rooms_total == 0 and cov.figures.room_ratio is None
+    assert cov.sites[0].equipped is False
+
+
+def test_empty_country() -> None:
+    cov = compute_coverage([], [], [], [], {}, NOW, P)
+    assert cov.figures.facility_ratio is None and cov.figures.room_ratio is None
+
+
+def test_one_working_room_equips_the_facility() -> None:
+    stations = [StationIn("s10", 10), StationIn("s11", 11)]
+    latest = {"s10": hb(), "s11": hb(age_s=1000)}
+    cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:2], stations, latest, NOW, P)
+    assert cov.figures.facilities_equipped == 1 and cov.figures.rooms_working == 1
+    (failing,) = cov.failing
+    assert failing.room.code == "P02" and codes(failing.reasons) == ["silent"]
+    assert failing.reasons[0].param("minutes") == "16"
+    assert cov.silent_stations == ("s11",)
+
+
+def test_revoked_station() -> None:
+    cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:1], [StationIn("s10", 10, revoked=True)],
+                           {"s10": hb()}, NOW, P)
+    assert cov.figures.rooms_working == 0
+    assert codes(cov.failing[0].reasons) == ["station_revoked"]
+    assert cov.silent_stations == ()  # a revoked station is not expected to report
+
+
+def test_replacement_station_counts_and_revoked_one_does_not() -> None:
+    stations = [StationIn("old", 10, revoked=True), StationIn("new", 10)]
+    cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:1], stations, {"new": hb()}, NOW, P)
+    assert cov.figures.rooms_working == 1
+
+
+def test_no_station_and_never_reported() -> None:
+    cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:2], [StationIn("s11", 11)], {}, NOW, P)
+    reasons = {r.room.code: codes(r.reasons) for r in cov.failing}
+    assert reasons == {"P01": ["no_station"], "P02": ["never_reported"]}
+    assert cov.silent_stations == ("s11",)
+
+
+def test_freshness_boundary_is_two_intervals() -> None:
+    for age, working in ((120, True), (120.000001, False), (0, True)):
+        cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:1], [StationIn("s", 10)], {"s": hb(age)}, NOW, P)
+        assert cov.figures.rooms_working == int(working), age
+
+
+def test_clock_far_off_and_at_tolerance() -> None:
+    assert codes(tuple(judge_heartbeat(hb(clock_ms=2000), P))) == []
+    assert codes(tuple(judge_heartbeat(hb(clock_ms=-2000), P))) == []
+    (r,) = judge_heartbeat(hb(clock_ms=-3_600_000), P)
+    assert r.code == "clock_off" and r.param("offset_s") == "-3600.0"
+    assert codes(tuple(judge_heartbeat(hb(clock_ms=None), P))) == ["clock_unknown"]
+
+
+def test_future_timestamp_counts_as_received_time() -> None:
+    # A station clock an hour ahead cannot make an old heartbeat look fresh.
+    t = NOW - 1000 * US
+    facts = HeartbeatFacts(sent_us=t + 3600 * US, received_us=t, probes=GOOD, disk_free_bytes=100 * 2**30,
+                           clock_offset_ms=0, store_ok=True)
+    cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:1], [StationIn("s", 10)], {"s": facts}, NOW, P)
+    assert codes(cov.failing[0].reasons) == ["silent"]
+
+
+def test_probe_failures_disk_store_and_missing_kinds() -> None:
+    probes = (Probe("camera.black", "wide", False, "the picture is black"), Probe("mic.level", "room", True))
+    reasons = judge_heartbeat(hb(probes=probes, disk=2**30, store_ok=False), P)
+    assert codes(tuple(reasons)) == ["probe_failed", "store_unreachable", "disk_low"]
+    assert reasons[0].param("detail") == "the picture is black"
+    assert reasons[2].param("free_gib") == "1.0"
+    assert codes(tuple(judge_heartbeat(hb(probes=()), P))) == ["probe_missing", "probe_missing"]
+    assert codes(tuple(judge_heartbeat(hb(disk=None), P))) == ["disk_unknown"]
+    # a second camera passing does not hide the failing one
+    two = (*probes, Probe("camera.black", "close", True))
+    assert codes(tuple(judge_heartbeat(hb(probes=two), P))) == ["probe_failed"]
+
+
+def test_span_rule() -> None:
+    f = P.fresh_us
+    assert advance_span(None, 100, True, P).action == "open"
+    assert advance_span((100, 100 + f), 100 + f, True, P).end_us == 100 + 2 * f
+    assert advance_span((100, 100 + f), 100 + f + 1, True, P).action == "open"
+    upd = advance_span((100, 100 + f), 150, False, P)
+    assert (upd.action, upd.end_us) == ("close", 150)
+    assert advance_span(None, 150, False, P).action == "none"
+
+
+def test_spans_from_heartbeats() -> None:
+    f = P.fresh_us
+    samples = [(0, True), (60 * US, True), (120 * US, False), (600 * US, True)]
+    assert spans_from_heartbeats(7, samples, P) == [Span(7, 0, 120 * US), Span(7, 600 * US, 600 * US + f)]
+
+
+def test_trend_daily_buckets() -> None:
+    now = int(dt.datetime(2027, 1, 15, 12, 0, tzinfo=TZ).timestamp()) * US
+    day0 = int(dt.datetime(2027, 1, 14, 0, 0, tzinfo=TZ).timestamp()) * US
+    sites = SITES[:2]
+    rooms = ROOMS
+    spans = [
+        Span(10, day0, day0 + DAY_US // 2),          # room 10: first half of yesterday
+        Span(11, day0 + DAY_US // 4, day0 + DAY_US),  # room 11: last three quarters of yesterday
+        Span(20, day0 - DAY_US, now + 10 * DAY_US),   # room 20: always (end beyond now is clipped)
+    ]
+    tr = compute_trend(sites, rooms, spans, now, days=3, tz=TZ)
+    assert [p.day for p in tr.days] == [dt.date(2027, 1, 13), dt.date(2027, 1, 14), dt.date(2027, 1, 15)]
+    d13, d14, d15 = tr.days
+    assert d13.room_uptime == 1 / 3 and d13.facility_equipped == 0.5
+    assert d14.room_uptime == (0.5 + 0.75 + 1) / 3
+    assert d14.facility_equipped == 1.0  # site 1's rooms together cover the whole day
+    assert d15.room_uptime == 1 / 3 and d15.facility_equipped == 0.5  # today counts up to now only
+    window = now - int(dt.datetime(2027, 1, 13, tzinfo=TZ).timestamp()) * US
+    assert tr.room_uptime[20] == 1.0
+    assert abs(tr.room_uptime[10] - (DAY_US // 2) / window) < 1e-12
+    assert tr.province_uptime["A"] is not None
+
+
+def test_trend_with_no_rooms() -> None:
+    tr = compute_trend(SITES[2:], [], [], NOW, days=2, tz=TZ)
+    assert all(p.room_uptime is None and p.facility_equipped == 0.0 for p in tr.days)
+
+
+def test_every_page_text_has_a_vietnamese_translation() -> None:
+    import re
+    from pathlib import Path
+
+    from web import i18n
+    texts = set()
+    for tpl in (Path(i18n.__file__).parent / "templates").rglob("*.html"):
+        texts |= set(re.findall(r"_\('([^']+)'\)", tpl.read_text()))
+    texts -= {"s.facility_type", "f", "st.status"}
+    missing = sorted(t for t in texts if t not in i18n.VI)
+    assert not missing, missing
+    for code in ("no_station", "station_revoked", "never_reported", "silent", "probe_failed", "probe_missing",
+                 "store_unreachable", "disk_low", "disk_unknown", "clock_off", "clock_unknown",
+                 "selftest_missing", "selftest_failed", "selftest_old"):
+        assert code in i18n.VI and code in i18n.EN_REASONS, code
+
+
+def test_daily_selftest_when_required() -> None:
+    import dataclasses
+    p = dataclasses.replace(P, selftest_max_age_s=26 * 3600)
+    base = hb()
+    assert codes(tuple(judge_heartbeat(base, P))) == []  # not required by default
+    assert codes(tuple(judge_heartbeat(base, p))) == ["selftest_missing"]
+    ok = base._replace(selftest_at_us=base.at_us - 25 * 3600 * US, selftest_ok=True)
+    assert codes(tuple(judge_heartbeat(ok, p))) == []
+    old = ok._replace(selftest_at_us=base.at_us - 27 * 3600 * US)
+    (r,) = judge_heartbeat(old, p)
+    assert (r.code, r.param("hours")) == ("selftest_old", "27")
+    failed = ok._replace(selftest_ok=False)
+    assert codes(tuple(judge_heartbeat(failed, p))) == ["selftest_failed"]

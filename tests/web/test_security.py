@@ -1,0 +1,168 @@
+"""Every route for every role, CSRF, login throttling, redirects, append-only tables, the audit chain."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from werkzeug.test import TestResponse
+
+from tests.web.conftest import PASSWORD, World, csrf_token, login
+from web import audit
+from web.db import Database
+from web.errors import AuditBroken
+
+ROLES = ("investigator", "prosecutor", "it_staff", "auditor", "admin")
+ALL = set(ROLES)
+# (method, path, roles allowed); everything else must be refused with 403 (401 without login).
+ROUTES: list[tuple[str, str, set[str]]] = [
+    ("GET", "/", ALL),
+    ("GET", "/api/v1/coverage", ALL),
+    ("GET", "/api/v1/sessions/S1/witness", {"prosecutor", "auditor", "admin"}),
+    ("GET", "/admin/sites", {"admin", "it_staff"}),
+    ("GET", "/admin/stations", {"admin", "it_staff"}),
+    ("GET", "/admin/audit", {"admin", "auditor"}),
+    ("POST", "/admin/sites", {"admin"}),
+    ("POST", "/admin/rooms", {"admin"}),
+    ("POST", "/admin/codes", {"admin", "it_staff"}),
+    ("POST", "/admin/stations/st-x/revoke", {"admin", "it_staff"}),
+]
+FORMS = {
+    "/admin/sites": {"code": "HUE-VKS", "name": "VKS Huế", "province": "HUE", "facility_type": "procuracy"},
+    "/admin/rooms": {"site": "HUE-NTG", "code": "P01", "name": "Phòng 1"},
+    "/admin/codes": {"site": "HN-TTG", "room": "P01"},
+    "/admin/stations/st-x/revoke": {"reason": "test"},
+}
+
+
+def _request(client: FlaskClient, method: str, path: str) -> TestResponse:
+    if method == "GET":
+        return client.get(path)
+    data = {**FORMS.get(path, {}), "csrf_token": csrf_token(client, "/login")}
+    return client.post(path, data=data)
+
+
+def _call(client: FlaskClient, method: str, path: str) -> int:
+    return _request(client, method, path).status_code
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_route_for_every_role(world: World, client: FlaskClient, role: str) -> None:
+    world.enroll("HN-TTG", "P02", station_id="st-x")
+    world.user("u", role)
+    assert login(client, "u") == 302
+    for method, path, allowed in ROUTES:
+        status = _call(client, method, path)
+        if role in allowed:
+            assert status in (200, 201, 302), (role, method, path, status)
+        else:
+            assert status == 403, (role, method, path, status)
+
+
+def test_every_route_refuses_anonymous(world: World, client: FlaskClient) -> None:
+    for method, path, _ in ROUTES:
+        resp = _request(client, method, path)
+        assert resp.status_code in (401, 302), (method, path, resp.status_code)
+        if resp.status_code == 302:
+            assert resp.headers["Location"].startswith("/login")
+    assert client.get("/api/v1/coverage").status_code == 401  # JSON clients get 401, pages a redirect
+
+
+def test_csrf_refused(world: World, client: FlaskClient) -> None:
+    world.user("boss", "admin")
+    login(client, "boss")
+    for path, form in FORMS.items():
+        resp = client.post(path, data=form)
+        assert resp.status_code == 400 and "CSRF" in resp.get_data(as_text=True), path
+        resp = client.post(path, data={**form, "csrf_token": "forged"})
+        assert resp.status_code == 400, path
+    assert client.post("/logout").status_code == 400
+    assert client.post("/login", data={"username": "boss", "password": PASSWORD}).status_code == 400
+
+
+def test_login_throttled(world: World, client: FlaskClient) -> None:
+    world.user("victim", "admin")
+    for _ in range(5):
+        assert login(client, "victim", "wrong password!") == 401
+    assert login(client, "victim") == 429  # even the right password, until the window passes
+    world.now.advance(901)
+    assert login(client, "victim") == 302
+
+
+def test_unknown_user_and_wrong_password_look_the_same(world: World, client: FlaskClient) -> None:
+    world.user("real", "auditor")
+    token = csrf_token(client)
+    a = client.post("/login", data={"username": "real", "password": "nope-nope-nope", "csrf_token": token})
+    b = client.post("/login", data={"username": "ghost", "password": "nope-nope-nope", "csrf_token": token})
+    assert a.status_code == b.status_code == 401
+    def page(resp: TestResponse) -> str:  # CSRF tokens carry a timestamp: take them out
+        return re.sub(r'value="[^"]*"', "", resp.get_data(as_text=True)).replace("real", "ghost")
+
+    assert page(a) == page(b)
+
+
+def test_no_open_redirect_after_login(world: World, client: FlaskClient) -> None:
+    world.user("u", "auditor")
+    token = csrf_token(client)
+    resp = client.post("/login?next=https://evil.example/", data={"username": "u", "password": PASSWORD,
+                                                                   "csrf_token": token})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+
+
+def test_logout_ends_the_session(world: World, client: FlaskClient) -> None:
+    world.user("u", "admin")
+    login(client, "u")
+    assert client.get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert client.get("/").status_code == 302
+
+
+def test_pages_escape_what_users_typed(world: World, client: FlaskClient) -> None:
+    world.user("boss", "admin")
+    login(client, "boss")
+    token = csrf_token(client, "/admin/sites")
+    client.post("/admin/sites", data={"code": "XSS-1", "name": "<script>alert(1)</script>", "province": "HUE",
+                                      "facility_type": "procuracy", "csrf_token": token})
+    page = client.get("/admin/sites").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_admin_actions_are_audited_and_chain_verifies(world: World, client: FlaskClient, db: Database) -> None:
+    st = world.enroll("HN-TTG", "P01")
+    world.user("boss", "admin")
+    login(client, "boss")
+    token = csrf_token(client, "/admin/sites")
+    client.post("/admin/rooms", data={"site": "HUE-NTG", "code": "P01", "name": "Phòng 1", "csrf_token": token})
+    resp = client.post("/admin/codes", data={"site": "HUE-NTG", "room": "P01", "csrf_token": token})
+    assert resp.status_code == 200 and 'id="enrollment-code"' in resp.get_data(as_text=True)
+    client.post(f"/admin/stations/{st.station_id}/revoke", data={"reason": "stolen", "csrf_token": token})
+    with db.session() as s:
+        actions = [r[0] for r in s.execute(text("SELECT action FROM audit_log ORDER BY seq"))]
+        report = audit.verify(s)
+    for action in ("room.add", "enrollment_code.issue", "station.revoke", "login", "station.enroll"):
+        assert action in actions
+    assert report.entries == len(actions)
+    assert "Chuỗi băm hợp lệ" in client.get("/admin/audit").get_data(as_text=True)
+
+
+def test_append_only_tables_refuse_update_and_delete(world: World, db: Database) -> None:
+    world.user("u", "admin")  # one audit entry
+    for sql in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(sql))
+
+
+def test_audit_verify_detects_tampering(world: World, db: Database) -> None:
+    world.user("a", "admin")
+    world.user("b", "auditor")
+    with db.engine.begin() as conn:  # an attacker with database rights drops the trigger first
+        if db.dialect == "sqlite":
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        else:
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        conn.execute(text("UPDATE audit_log SET target = 'c' WHERE seq = 2"))
+    with db.session() as s, pytest.raises(AuditBroken, match="entry 2 was altered"):
+        audit.verify(s)

@@ -1,0 +1,168 @@
+"""Equipment administration: sites, rooms, stations, enrollment codes, revocation, the audit log.
+
+Admins manage sites and rooms; admins and IT staff manage stations (R14: IT staff
+manage equipment but never see content). Every change is an audit entry.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import StringField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
+
+from web import audit
+from web import stations as ST
+from web.app import db_session, now_us, state
+from web.auth import require_roles
+from web.errors import BadRequest, Conflict, NotFound
+from web.models import FacilityType, Province, Room, Site, Station
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+CODE = Regexp(r"^[A-Za-z0-9._-]{1,64}$", message="letters, digits, '.', '_' or '-'")
+
+
+class SiteForm(FlaskForm):
+    code = StringField(validators=[DataRequired(), CODE])
+    name = StringField(validators=[DataRequired(), Length(max=300)])
+    province = StringField(validators=[DataRequired(), CODE])
+    facility_type = StringField(validators=[AnyOf([f.value for f in FacilityType])])
+
+
+class RoomForm(FlaskForm):
+    site = StringField(validators=[DataRequired(), CODE])
+    code = StringField(validators=[DataRequired(), CODE])
+    name = StringField(validators=[DataRequired(), Length(max=300)])
+
+
+class CodeForm(FlaskForm):
+    site = StringField(validators=[DataRequired(), CODE])
+    room = StringField(validators=[Optional(), CODE])
+
+
+class RevokeForm(FlaskForm):
+    reason = StringField(validators=[DataRequired(), Length(max=300)])
+
+
+def _form_error(form: FlaskForm) -> BadRequest:
+    field, messages = next(iter(form.errors.items()))
+    return BadRequest(f"{field}: {messages[0]}")
+
+
+@bp.route("/sites", methods=["GET"])
+@require_roles("admin", "it_staff")
+def sites() -> ResponseReturnValue:
+    s = db_session()
+    provinces = s.scalars(select(Province).order_by(Province.code)).all()
+    form = SiteForm()
+    all_sites = s.scalars(select(Site).order_by(Site.code).limit(2000)).all()
+    return render_template("admin/sites.html", sites=all_sites, form=form, room_form=RoomForm(),
+                           code_form=CodeForm(), provinces={p.id: p for p in provinces},
+                           province_list=provinces, facility_types=[f.value for f in FacilityType])
+
+
+@bp.route("/sites", methods=["POST"])
+@require_roles("admin")
+def add_site() -> ResponseReturnValue:
+    s = db_session()
+    form = SiteForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    province = s.scalars(select(Province).where(Province.code == form.province.data)).first()
+    if province is None:
+        raise NotFound(f"no province {form.province.data}")
+    if s.scalars(select(Site).where(Site.code == form.code.data)).first() is not None:
+        raise Conflict(f"site {form.code.data} already exists")
+    site = Site(code=form.code.data or "", name=form.name.data or "", province_id=province.id,
+                facility_type=form.facility_type.data or "")
+    s.add(site)
+    audit.append(s, at_us=now_us(), actor=g.user.username, action="site.add", target=site.code,
+                 detail={"name": site.name, "province": province.code, "facility_type": site.facility_type})
+    s.commit()
+    return redirect(url_for("admin.sites"))
+
+
+@bp.route("/rooms", methods=["POST"])
+@require_roles("admin")
+def add_room() -> ResponseReturnValue:
+    s = db_session()
+    form = RoomForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    site = s.scalars(select(Site).where(Site.code == form.site.data)).first()
+    if site is None:
+        raise NotFound(f"no site {form.site.data}")
+    if s.scalars(select(Room).where(Room.site_id == site.id, Room.code == form.code.data)).first():
+        raise Conflict(f"room {form.code.data} already exists in {site.code}")
+    s.add(Room(site_id=site.id, code=form.code.data or "", name=form.name.data or ""))
+    audit.append(s, at_us=now_us(), actor=g.user.username, action="room.add",
+                 target=f"{site.code}/{form.code.data}", detail={"name": form.name.data or ""})
+    s.commit()
+    return redirect(url_for("admin.sites"))
+
+
+@bp.route("/stations", methods=["GET"])
+@require_roles("admin", "it_staff")
+def stations() -> ResponseReturnValue:
+    s = db_session()
+    rows = s.execute(select(Station, Room, Site).outerjoin(Room, Station.room_id == Room.id)
+                     .outerjoin(Site, Room.site_id == Site.id).order_by(Station.station_id).limit(2000)).all()
+    return render_template("admin/stations.html", rows=rows, code_form=CodeForm(), revoke_form=RevokeForm(),
+                           new_code=None)
+
+
+@bp.route("/codes", methods=["POST"])
+@require_roles("admin", "it_staff")
+def issue_code() -> ResponseReturnValue:
+    s = db_session()
+    form = CodeForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    site = s.scalars(select(Site).where(Site.code == form.site.data)).first()
+    if site is None:
+        raise NotFound(f"no site {form.site.data}")
+    room = None
+    if form.room.data:
+        room = s.scalars(select(Room).where(Room.site_id == site.id, Room.code == form.room.data)).first()
+        if room is None:
+            raise NotFound(f"site {site.code} has no room {form.room.data}")
+    t = now_us()
+    ttl = state().config.enrollment_code_ttl_s
+    code = ST.issue_code(s, site=site, room=room, actor=g.user.username, now_us=t, ttl_s=ttl)
+    s.commit()
+    return render_template("admin/code.html", code=code, site=site, room=room, expires_us=t + ttl * 1_000_000)
+
+
+@bp.route("/stations/<station_id>/revoke", methods=["POST"])
+@require_roles("admin", "it_staff")
+def revoke(station_id: str) -> ResponseReturnValue:
+    s = db_session()
+    form = RevokeForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    station = s.scalars(select(Station).where(Station.station_id == station_id)).first()
+    if station is None:
+        raise NotFound(f"no station {station_id}")
+    ST.revoke(s, station, actor=g.user.username, reason=form.reason.data or "", now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.stations"))
+
+
+@bp.route("/audit")
+@require_roles("admin", "auditor")
+def audit_log() -> ResponseReturnValue:
+    s = db_session()
+    from web.models import AuditEntry
+    before = request.args.get("before", type=int)
+    q = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(200)
+    if before:
+        q = q.where(AuditEntry.seq < before)
+    entries = s.scalars(q).all()
+    try:
+        report = audit.verify(s)
+        chain_ok, chain_msg = True, f"{report.entries}"
+    except audit.AuditBroken as err:
+        chain_ok, chain_msg = False, str(err)
+    return render_template("admin/audit.html", entries=entries, chain_ok=chain_ok, chain_msg=chain_msg)

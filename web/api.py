@@ -1,0 +1,142 @@
+"""The JSON API (stations and people) and Prometheus metrics.
+
+POST /api/v1/enroll             one-time code + public key -> station id          (no login; the code is the secret)
+POST /api/v1/heartbeat          signed per verifier.request_auth                  (station signature)
+GET  /api/v1/coverage           coverage now, per province, failing rooms          (any role)
+GET  /api/v1/sessions/<id>/witness  [{index, chain}] for `irms-verify --witness` (prosecutor, auditor, admin)
+GET  /metrics                   Prometheus text                                    (bearer token, or loopback)
+
+Refusals are JSON {"error", "status", "message"}: 400 malformed, 401 unknown station,
+bad signature or stale timestamp, 403 revoked station or wrong role, 409 replayed nonce or used code.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from web import stations as ST
+from web.app import db_session, now_us, state
+from web.auth import ALL_ROLES, require_roles
+from web.coverage import Coverage
+from web.errors import Forbidden
+from web.evidence import bulk_compute, current_coverage, policy_of
+
+bp = Blueprint("api", __name__)
+
+
+def _signed_path() -> str:
+    return (request.script_root or "") + request.path
+
+
+@bp.route("/api/v1/enroll", methods=["POST"])
+def enroll() -> ResponseReturnValue:
+    body: ST.EnrollBody = ST.parse_body(ST.EnrollBody, request.get_data(), "enrollment request")
+    s = db_session()
+    t = now_us()
+    station = ST.enroll(s, body, t)
+    s.commit()
+    cfg = state().config
+    return jsonify({"station_id": station.station_id, "heartbeat_interval_s": cfg.heartbeat_interval_s,
+                    "server_time_us": t}), 201
+
+
+@bp.route("/api/v1/heartbeat", methods=["POST"])
+def heartbeat() -> ResponseReturnValue:
+    raw = request.get_data()
+    cfg = state().config
+    s = db_session()
+    t = now_us()
+    station = ST.authenticate(s, request.headers, "POST", _signed_path(), raw, t, cfg.request_window_s)
+    result = ST.ingest_heartbeat(s, station, raw, t, policy_of(cfg))
+    if random.random() < 0.01:  # noqa: S311 - housekeeping sample, not security
+        ST.prune_nonces(s, t, cfg.request_window_s)
+    s.commit()
+    return jsonify({"accepted": True, "heartbeat_id": result.heartbeat_id, "ok": result.ok,
+                    "reasons": result.reasons, "witnessed": result.witnessed,
+                    "heartbeat_interval_s": cfg.heartbeat_interval_s, "server_time_us": t}), 201
+
+
+def coverage_json(cov: Coverage) -> dict[str, object]:
+    return {
+        "format": "irms.coverage/1",
+        "as_of_us": cov.now_us,
+        **cov.figures.as_json(),
+        "provinces": [{"code": p.province.code, "name": p.province.name, **p.figures.as_json()}
+                      for p in cov.provinces],
+        "failing_rooms": [{"site": r.site.code, "room": r.room.code, "station": r.station_id,
+                           "last_seen_us": r.last_seen_us, "reasons": [x.as_json() for x in r.reasons]}
+                          for r in cov.failing],
+        "silent_stations": list(cov.silent_stations),
+    }
+
+
+@bp.route("/api/v1/coverage")
+@require_roles(*ALL_ROLES)
+def coverage() -> ResponseReturnValue:
+    with bulk_compute():
+        _, cov = current_coverage(db_session(), state().config, now_us())
+    return jsonify(coverage_json(cov))
+
+
+@bp.route("/api/v1/sessions/<session_id>/witness")
+@require_roles("prosecutor", "auditor", "admin")
+def witness(session_id: str) -> ResponseReturnValue:
+    return jsonify(ST.witnessed_heads(db_session(), session_id))
+
+
+def _metrics_allowed() -> bool:
+    token = state().config.metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    return request.remote_addr in ("127.0.0.1", "::1")
+
+
+def metrics_text(cov: Coverage) -> str:
+    f = cov.figures
+    lines = [
+        "# HELP irms_facilities_total Registered facilities (sites).",
+        "# TYPE irms_facilities_total gauge",
+        f"irms_facilities_total {f.facilities_total}",
+        "# HELP irms_facilities_equipped Facilities with at least one working interrogation room.",
+        "# TYPE irms_facilities_equipped gauge",
+        f"irms_facilities_equipped {f.facilities_equipped}",
+        "# HELP irms_facility_coverage_ratio Equipped facilities / all facilities.",
+        "# TYPE irms_facility_coverage_ratio gauge",
+        f"irms_facility_coverage_ratio {f.facility_ratio if f.facility_ratio is not None else 'NaN'}",
+        "# HELP irms_rooms_total Registered interrogation rooms.",
+        "# TYPE irms_rooms_total gauge",
+        f"irms_rooms_total {f.rooms_total}",
+        "# HELP irms_rooms_working Rooms whose recording equipment works now.",
+        "# TYPE irms_rooms_working gauge",
+        f"irms_rooms_working {f.rooms_working}",
+        "# HELP irms_room_coverage_ratio Working rooms / all rooms.",
+        "# TYPE irms_room_coverage_ratio gauge",
+        f"irms_room_coverage_ratio {f.room_ratio if f.room_ratio is not None else 'NaN'}",
+        "# HELP irms_stations_silent Enrolled stations with no heartbeat for two intervals.",
+        "# TYPE irms_stations_silent gauge",
+        f"irms_stations_silent {len(cov.silent_stations)}",
+        "# HELP irms_province_rooms_working Working rooms per province.",
+        "# TYPE irms_province_rooms_working gauge",
+    ]
+    for p in cov.provinces:
+        lines.append(f'irms_province_rooms_working{{province="{p.province.code}"}} {p.figures.rooms_working}')
+    lines += ["# HELP irms_province_facilities_equipped Equipped facilities per province.",
+              "# TYPE irms_province_facilities_equipped gauge"]
+    for p in cov.provinces:
+        lines.append(f'irms_province_facilities_equipped{{province="{p.province.code}"}} '
+                     f"{p.figures.facilities_equipped}")
+    return "\n".join(lines) + "\n"
+
+
+@bp.route("/metrics")
+def metrics() -> ResponseReturnValue:
+    if not _metrics_allowed():
+        raise Forbidden("metrics need the bearer token (metrics_token)")
+    with bulk_compute():
+        _, cov = current_coverage(db_session(), state().config, now_us())
+    return Response(metrics_text(cov), mimetype="text/plain; version=0.0.4")

@@ -1,0 +1,163 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from storage.errors import IrmsError
+from web import i18n
+from web.config import WebConfig, load_config
+from web.db import Database
+from web.errors import BadRequest, DatabaseError, Unauthenticated, WebError
+
+
+def system_now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class IrmsState:
+    config: WebConfig
+    db: Database
+    clock: Callable[[], int]
+
+
+def state() -> IrmsState:
+    from flask import current_app
+    st: IrmsState = current_app.extensions["irms"]
+    return st
+
+
+def db_session() -> Session:
+    """This request's database session (closed, and rolled back if not committed, at teardown)."""
+    if "db_session" not in g:
+        g.db_session = state().db.sessions()
+    s: Session = g.db_session
+    return s
+
+
+def now_us() -> int:
+    return state().clock()
+
+
+def lang() -> str:
+    chosen = session.get("lang")
+    return chosen if chosen in i18n.LANGUAGES else state().config.default_language
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/metrics" or (
+        request.accept_mimetypes.best == "application/json")
+
+
+class _HttpError(WebError):
+    """A werkzeug HTTP error (404, 405...) carried through the one error handler."""
+
+
+def render_error(err: IrmsError) -> ResponseReturnValue:
+    """The one error handler: every IrmsError becomes its http_status, as JSON or a page."""
+    status = err.http_status
+    if wants_json():
+        return jsonify({"error": type(err).__name__, "status": status, "message": str(err)}), status
+    if isinstance(err, Unauthenticated) and request.endpoint != "auth.login":
+        return redirect(url_for("auth.login", next=request.path))
+    return render_template("error.html", status=status, message=str(err)), status
+
+
+def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | None = None,
+               database: Database | None = None, instance_path: str | None = None) -> Flask:
+    """Build the app: config (TOML + env when not given), database, CSRF, blueprints, error handler."""
+    config = config or load_config()
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=False)
+    db = database or Database(config.resolved_database_url(Path(app.instance_path)))
+    app.extensions["irms"] = IrmsState(config, db, clock or system_now_us)
+    app.config.update(
+        SECRET_KEY=config.resolved_secret(Path(app.instance_path)),
+        TESTING=config.testing,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(seconds=config.session_lifetime_s),
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=256 * 1024,
+    )
+    csrf = CSRFProtect(app)
+
+    from web.admin import bp as admin_bp
+    from web.api import bp as api_bp
+    from web.auth import bp as auth_bp
+    from web.auth import load_user
+    from web.dashboard import bp as coverage_bp
+
+    csrf.exempt(api_bp)  # stations sign their requests; people only GET here
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(coverage_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(api_bp)
+
+    @app.before_request
+    def _load_user() -> None:
+        load_user()
+
+    @app.teardown_request
+    def _close_session(_exc: BaseException | None) -> None:
+        s = g.pop("db_session", None)
+        if s is not None:
+            s.close()
+
+    @app.errorhandler(IrmsError)
+    def _irms_error(err: IrmsError) -> ResponseReturnValue:
+        return render_error(err)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(err: CSRFError) -> ResponseReturnValue:
+        return render_error(BadRequest(f"form refused: {err.description}"))
+
+    @app.errorhandler(SQLAlchemyError)
+    def _db_error(err: SQLAlchemyError) -> ResponseReturnValue:
+        app.logger.error("database error: %s", err)
+        return render_error(DatabaseError("the database failed; the request was not stored"))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> ResponseReturnValue:
+        e = _HttpError(err.description or err.name)
+        e.http_status = err.code or 500
+        return render_error(e)
+
+    @app.context_processor
+    def _template_helpers() -> dict[str, Any]:
+        language = lang()
+        tz = config.timezone
+        return {
+            "_": lambda message, **p: i18n.translate(message, language, **p),
+            "lang": language,
+            "fmt_time": lambda us, seconds=False: i18n.local_time(us, tz, seconds),
+            "percent": i18n.percent,
+            "reason_text": lambda r: i18n.reason_text(r, language),
+            "timezone": tz,
+            "user": g.get("user"),
+        }
+
+    @app.after_request
+    def _security_headers(resp: Any) -> Any:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                "frame-ancestors 'none'; form-action 'self'")
+        return resp
+
+    return app

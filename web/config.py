@@ -1,0 +1,146 @@
+"""The server's one configuration model: TOML file plus IRMS_WEB_* environment overrides.
+
+Defaults run everything on one machine: an SQLite file under $IRMS_HOME (or the
+instance folder). Unknown keys are errors that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from web.errors import ConfigError
+
+ENV_PREFIX = "IRMS_WEB_"
+
+
+class WebConfig(BaseModel):
+    """Everything the server reads at start. Times are seconds, sizes bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    database_url: str = ""
+    """SQLAlchemy URL; empty means sqlite:///$IRMS_HOME/web.db (or the instance folder)."""
+    secret_key: str = ""
+    """Signs session cookies and CSRF tokens; empty makes a random one per process (dev only)."""
+    heartbeat_interval_s: int = Field(default=60, gt=0)
+    clock_tolerance_s: int = Field(default=2, ge=0)
+    min_disk_free_bytes: int = Field(default=5 * 2**30, ge=0)
+    required_probe_kinds: tuple[str, ...] = ("camera", "mic")
+    """A room works only if its heartbeat carries at least one passing probe of each kind."""
+    selftest_max_age_s: int = Field(default=0, ge=0)
+    """R19: with e.g. 93600 (26 h) a room needs a passing daily self-test to count as working; 0: off."""
+    request_window_s: int = Field(default=300, gt=0)
+    """Signed station requests older or newer than this are refused as stale."""
+    enrollment_code_ttl_s: int = Field(default=7 * 86400, gt=0)
+    login_max_failures: int = Field(default=5, gt=0)
+    login_window_s: int = Field(default=900, gt=0)
+    session_lifetime_s: int = Field(default=8 * 3600, gt=0)
+    timezone: str = "Asia/Ho_Chi_Minh"
+    default_language: Literal["vi", "en"] = "vi"
+    metrics_token: str = ""
+    """Bearer token for /metrics; without one, /metrics answers loopback clients only."""
+    trend_days: int = Field(default=30, gt=0, le=366)
+    trend_cache_s: int = Field(default=300, ge=0)
+    """Past days of the trend are kept this long per process (late heartbeats show up after it); 0: off."""
+    testing: bool = False
+    cookie_secure: bool = False
+
+    def resolved_database_url(self, instance_dir: Path) -> str:
+        if self.database_url:
+            return self.database_url
+        folder = self.data_dir(instance_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'web.db'}"
+
+    def data_dir(self, instance_dir: Path) -> Path:
+        home = os.environ.get("IRMS_HOME")
+        return Path(home).expanduser() if home else instance_dir
+
+    def resolved_secret(self, instance_dir: Path) -> str:
+        """The configured key; else one kept in web-secret-key (0600) beside the database, made once."""
+        if self.secret_key:
+            return self.secret_key
+        if self.testing:
+            return secrets.token_hex(32)
+        path = self.data_dir(instance_dir) / "web-secret-key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return key
+
+
+def _coerce_env(name: str, raw: str, field_type: Any) -> Any:
+    """Environment values are text: turn them into the field's type, strictly."""
+    text = raw.strip()
+    if field_type is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment {name}={raw!r} is not a boolean")
+    if field_type is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"environment {name}={raw!r} is not an integer") from None
+    if field_type == tuple[str, ...]:
+        return tuple(p.strip() for p in text.split(",") if p.strip())
+    return text
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None,
+                **overrides: Any) -> WebConfig:
+    """Read `path` (TOML, optional), then IRMS_WEB_<KEY> variables, then keyword overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is None and env.get("IRMS_WEB_CONFIG"):
+        path = Path(env["IRMS_WEB_CONFIG"])
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} not found") from None
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"configuration file {path} is unreadable: {err}") from None
+        for key in data:
+            if key not in WebConfig.model_fields:
+                raise ConfigError(f"unknown key {key!r} in {path}")
+        for key, value in list(data.items()):
+            if isinstance(value, list):
+                data[key] = tuple(value)
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "IRMS_WEB_CONFIG":
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        field = WebConfig.model_fields.get(key)
+        if field is None:
+            raise ConfigError(f"unknown setting {name} in the environment")
+        data[key] = _coerce_env(name, raw, field.annotation)
+    data.update(overrides)
+    try:
+        return WebConfig(**data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting {loc!r} ({where}): {first['msg']}") from None

@@ -1,0 +1,61 @@
+"""The web's branch of the project error tree; each error carries its HTTP status."""
+
+from __future__ import annotations
+
+from storage.errors import IrmsError
+
+
+class WebError(IrmsError):
+    """Something the web server refuses or cannot do; `str(err)` is shown to the user."""
+
+
+class ConfigError(WebError):
+    """The server configuration is missing or invalid."""
+
+    exit_code = 2
+
+
+class BadRequest(WebError):
+    http_status = 400
+    exit_code = 2
+
+
+class Unauthenticated(WebError):
+    """No valid credentials (login, or a station signature)."""
+
+    http_status = 401
+
+
+class Forbidden(WebError):
+    """Authenticated, but not allowed (role, revoked station)."""
+
+    http_status = 403
+
+
+class NotFound(WebError):
+    http_status = 404
+
+
+class Conflict(WebError):
+    """The request collides with what exists (a replayed nonce, a used code, a duplicate)."""
+
+    http_status = 409
+
+
+class TooManyAttempts(WebError):
+    """Login throttling."""
+
+    http_status = 429
+
+
+class DatabaseError(WebError):
+    """The database failed or is not at the expected schema."""
+
+    http_status = 503
+    exit_code = 4
+
+
+class AuditBroken(WebError):
+    """The audit log's hash chain does not verify."""
+
+    exit_code = 1

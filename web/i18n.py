@@ -1,0 +1,138 @@
+"""Vietnamese first, English available (R22): one small catalog, and local time display.
+
+Message ids are English text; `vi` holds the translation. Reasons from
+`web.coverage` are translated from their codes and parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from web.coverage import Reason
+
+LANGUAGES = ("vi", "en")
+
+VI: dict[str, str] = {
+    "Interrogation recording coverage": "Mức độ trang bị ghi âm ghi hình hỏi cung",
+    "Log in": "Đăng nhập",
+    "Log out": "Đăng xuất",
+    "Username": "Tên đăng nhập",
+    "Password": "Mật khẩu",
+    "Dashboard": "Tổng quan",
+    "Equipment": "Thiết bị",
+    "Audit log": "Nhật ký kiểm tra",
+    "Facilities equipped": "Cơ sở được trang bị",
+    "Rooms working": "Phòng hoạt động",
+    "Stations silent": "Trạm mất liên lạc",
+    "Province": "Tỉnh/thành phố",
+    "Facilities": "Cơ sở",
+    "Rooms": "Phòng",
+    "30-day uptime": "Tỉ lệ hoạt động 30 ngày",
+    "Failing rooms": "Phòng không hoạt động",
+    "Site": "Cơ sở",
+    "Room": "Phòng",
+    "Station": "Trạm",
+    "Last heartbeat": "Tín hiệu gần nhất",
+    "Reason": "Lý do",
+    "Every room is working.": "Tất cả các phòng đang hoạt động.",
+    "Trend over 30 days": "Diễn biến 30 ngày",
+    "facilities equipped": "cơ sở được trang bị",
+    "room uptime": "thời gian phòng hoạt động",
+    "Times are shown in": "Thời gian hiển thị theo",
+    "as of": "tại thời điểm",
+    "never": "chưa có",
+    "Sites and rooms": "Cơ sở và phòng",
+    "Stations": "Trạm ghi",
+    "Add site": "Thêm cơ sở",
+    "Add room": "Thêm phòng",
+    "Code": "Mã",
+    "Name": "Tên",
+    "Facility type": "Loại cơ sở",
+    "Save": "Lưu",
+    "Issue enrollment code": "Cấp mã đăng ký trạm",
+    "Revoke": "Thu hồi",
+    "Status": "Trạng thái",
+    "enrolled": "đã đăng ký",
+    "revoked": "đã thu hồi",
+    "Hardware profile": "Cấu hình thiết bị",
+    "Enrollment code (shown once)": "Mã đăng ký (chỉ hiển thị một lần)",
+    "expires": "hết hạn",
+    "Language": "Ngôn ngữ",
+    "Error": "Lỗi",
+    "Back": "Quay lại",
+    "Time": "Thời gian",
+    "Actor": "Người thực hiện",
+    "Action": "Hành động",
+    "Target": "Đối tượng",
+    "Chain verified": "Chuỗi băm hợp lệ",
+    "entries": "mục",
+    "Revocation reason": "Lý do thu hồi",
+    "detention_centre": "Trại tạm giam",
+    "temporary_detention": "Nhà tạm giữ",
+    "investigation_office": "Cơ quan điều tra",
+    "procuracy": "Viện kiểm sát",
+    "no_station": "chưa có trạm ghi được đăng ký",
+    "station_revoked": "trạm {station} đã bị thu hồi",
+    "never_reported": "trạm {station} chưa từng gửi tín hiệu",
+    "silent": "trạm {station} mất liên lạc {minutes} phút",
+    "probe_failed": "thiết bị {device} lỗi ({check}): {detail}",
+    "probe_missing": "không có kết quả kiểm tra {kind}",
+    "store_unreachable": "không kết nối được kho lưu trữ",
+    "disk_unknown": "không rõ dung lượng đĩa trống",
+    "disk_low": "đĩa còn {free_gib} GiB, dưới ngưỡng {min_gib} GiB",
+    "clock_unknown": "không rõ độ lệch đồng hồ",
+    "clock_off": "đồng hồ lệch {offset_s} giây (cho phép {tolerance_s} giây)",
+    "no_rooms": "chưa có phòng hỏi cung nào được đăng ký",
+    "selftest_missing": "chưa có kết quả tự kiểm tra hằng ngày",
+    "selftest_failed": "lần tự kiểm tra gần nhất không đạt",
+    "selftest_old": "lần tự kiểm tra đạt gần nhất đã cách đây {hours} giờ",
+    "Wrong username or password.": "Sai tên đăng nhập hoặc mật khẩu.",
+}
+
+EN_REASONS: dict[str, str] = {
+    "no_station": "no recording station enrolled",
+    "station_revoked": "station {station} is revoked",
+    "never_reported": "station {station} never reported",
+    "silent": "station {station} silent for {minutes} min",
+    "probe_failed": "device {device} failed {check}: {detail}",
+    "probe_missing": "no {kind} probe result",
+    "store_unreachable": "object store unreachable",
+    "disk_unknown": "free disk unknown",
+    "disk_low": "disk {free_gib} GiB free, below {min_gib} GiB",
+    "clock_unknown": "clock offset unknown",
+    "clock_off": "clock off by {offset_s} s (tolerance {tolerance_s} s)",
+    "no_rooms": "no registered interrogation room",
+    "selftest_missing": "no daily self-test result",
+    "selftest_failed": "the latest self-test failed",
+    "selftest_old": "the latest passing self-test is {hours} h old",
+    "detention_centre": "Detention centre",
+    "temporary_detention": "Temporary detention house",
+    "investigation_office": "Investigation office",
+    "procuracy": "Procuracy",
+}
+
+
+def translate(message: str, lang: str, **params: object) -> str:
+    table = VI if lang == "vi" else EN_REASONS
+    text = table.get(message, message)
+    return text.format(**params) if params else text
+
+
+def reason_text(r: Reason, lang: str) -> str:
+    try:
+        return translate(r.code, lang, **dict(r.params))
+    except (KeyError, IndexError):
+        return r.code
+
+
+def local_time(at_us: int | None, tz_name: str, with_seconds: bool = False) -> str:
+    """dd/mm/yyyy HH:MM (24-hour) in the display time zone; UTC is what is stored."""
+    if at_us is None:
+        return "—"
+    t = dt.datetime.fromtimestamp(at_us / 1_000_000, ZoneInfo(tz_name))
+    return t.strftime("%d/%m/%Y %H:%M:%S" if with_seconds else "%d/%m/%Y %H:%M")
+
+
+def percent(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio * 100:.1f}%"

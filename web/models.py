@@ -1,0 +1,194 @@
+"""SQLAlchemy 2 typed models: everything the web knows.
+
+Times are integer microseconds since the Unix epoch, UTC (as in the evidence
+formats); pages convert them to Asia/Ho_Chi_Minh for display. Heartbeats,
+witnessed chain heads and the audit log are append-only (database triggers
+refuse UPDATE and DELETE, see the first migration).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FacilityType(StrEnum):
+    DETENTION_CENTRE = "detention_centre"
+    TEMPORARY_DETENTION = "temporary_detention"
+    INVESTIGATION_OFFICE = "investigation_office"
+    PROCURACY = "procuracy"
+
+
+class Role(StrEnum):
+    INVESTIGATOR = "investigator"
+    PROSECUTOR = "prosecutor"
+    IT_STAFF = "it_staff"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class StationStatus(StrEnum):
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+class Province(Base):
+    __tablename__ = "provinces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sites: Mapped[list[Site]] = relationship(back_populates="province", order_by="Site.code")
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    province_id: Mapped[int] = mapped_column(ForeignKey("provinces.id"), index=True)
+    facility_type: Mapped[str] = mapped_column(String(32))
+    province: Mapped[Province] = relationship(back_populates="sites")
+    rooms: Mapped[list[Room]] = relationship(back_populates="site", order_by="Room.code")
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+    __table_args__ = (UniqueConstraint("site_id", "code", name="uq_rooms_site_code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    site: Mapped[Site] = relationship(back_populates="rooms")
+
+
+class Station(Base):
+    __tablename__ = "stations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(64), unique=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    """Raw Ed25519 public key, base64."""
+    status: Mapped[str] = mapped_column(String(16), default=StationStatus.ENROLLED.value)
+    hardware_profile: Mapped[str] = mapped_column(String(100), default="")
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"), index=True)
+    enrolled_at_us: Mapped[int] = mapped_column(BigInteger)
+    revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_reason: Mapped[str] = mapped_column(String(300), default="")
+    last_heartbeat_id: Mapped[int | None] = mapped_column(BigId)
+    """Denormalised pointer to the newest heartbeat, so the dashboard need not scan history."""
+    last_seen_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the newest heartbeat's evidence holds (its `at_us`)."""
+    last_span_id: Mapped[int | None] = mapped_column(BigId)
+    span_start_us: Mapped[int | None] = mapped_column(BigInteger)
+    span_end_us: Mapped[int | None] = mapped_column(BigInteger)
+    """The open uptime span (`last_span_id`) as the heartbeat path needs it; both None when it is closed."""
+    room: Mapped[Room | None] = relationship()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class EnrollmentCode(Base):
+    __tablename__ = "enrollment_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the normalised code; the code itself is shown once and never stored."""
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int] = mapped_column(BigInteger)
+    used_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    used_by_station: Mapped[str | None] = mapped_column(String(64))
+
+
+class Heartbeat(Base):
+    """One heartbeat as received (append-only)."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (Index("ix_heartbeats_station_sent", "station_pk", "sent_us"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    received_us: Mapped[int] = mapped_column(BigInteger)
+    sent_us: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    """The heartbeat's own verdict (probes, store, disk, clock) at ingest; freshness is judged later."""
+    reasons: Mapped[str] = mapped_column(Text, default="[]")
+    disk_free_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    clock_offset_ms: Mapped[int | None] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class WitnessedHead(Base):
+    """A chain head a station reported while recording (append-only): R08."""
+
+    __tablename__ = "witnessed_heads"
+    __table_args__ = (Index("ix_witnessed_session", "session_id", "idx"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    session_id: Mapped[str] = mapped_column(String(64))
+    idx: Mapped[int] = mapped_column(BigInteger)
+    chain_head: Mapped[str] = mapped_column(String(64))
+    received_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class Nonce(Base):
+    """Nonces of signed requests seen within the freshness window (replay protection)."""
+
+    __tablename__ = "nonces"
+    __table_args__ = (UniqueConstraint("station_pk", "nonce", name="uq_nonces_station_nonce"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    nonce: Mapped[str] = mapped_column(String(32))
+    seen_us: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class UptimeSpan(Base):
+    """A stretch of time a station's heartbeats said its room was working (derived from heartbeats)."""
+
+    __tablename__ = "uptime_spans"
+    __table_args__ = (Index("ix_spans_end", "end_us"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained: hash = SHA-256(prev_hash || canonical JSON of the entry)."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """Unique: two writers can never both extend the same head (the chain cannot fork)."""
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    ip: Mapped[str] = mapped_column(String(64), index=True)
+    at_us: Mapped[int] = mapped_column(BigInteger)
