@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,22 @@ class Recorder:
         self.clock_offset_us = 0
         self.current_run: ProcessSupervisor | None = None
         self._list_sizes: dict[str, int] = {}
+        # Called with (session id, event) for every session event, e.g. to queue it for the server.
+        self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
         cam = profile.cameras[0]
         self.health = HealthMonitor(None if cam.passthrough else (cam.width, cam.height),
                                     has_audio=bool(profile.microphones), every_s=settings.health_every_s)
+
+    # --- events -------------------------------------------------------------
+
+    def _event(self, sid: str, at_us: int, kind: str, detail: str = "") -> None:
+        """Journal a session event (it goes into the manifest) and hand it to the event sink."""
+        self.journal.add_event(sid, at_us, kind, detail)
+        if self.event_sink is not None:
+            try:
+                self.event_sink(sid, {"at_us": at_us, "kind": kind, "detail": detail})
+            except Exception:  # noqa: BLE001 - a sink failure must never stop a recording
+                log.exception("event sink failed for %s %s", sid, kind)
 
     # --- outbox -------------------------------------------------------------
 
@@ -152,7 +166,7 @@ class Recorder:
         planned = now + int(seconds * 1_000_000) if seconds else None
         self.journal.add_session(SessionRow(sid, prefix, header_bytes.decode(), "recording", now, planned, 0,
                                             chain_genesis(header), 1))
-        self.journal.add_event(sid, now, "start", "")
+        self._event(sid, now, "start", "")
         self._publish(sid, header_name(prefix), header_bytes)
         self._publish(sid, locator_name(sid), canonical_json({"format": "irms.locator/1", "prefix": prefix,
                                                               "session_id": sid}))
@@ -260,7 +274,7 @@ class Recorder:
                 if self.health.due(now):
                     for kind, detail in self.health.check(path, now):
                         log.warning("session %s: %s %s", sid, kind, detail)
-                        self.journal.add_event(sid, t0 + start, kind, detail)
+                        self._event(sid, t0 + start, kind, detail)
         if final:
             listed_names = {s.file for s in listed}
             for path in sorted(run_dir.glob("seg*.ts")):
@@ -273,7 +287,7 @@ class Recorder:
                 fsync_file(path)
                 if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
                     count += 1
-                    self.journal.add_event(sid, self.clock.now_us(), "salvaged", path.name)
+                    self._event(sid, self.clock.now_us(), "salvaged", path.name)
                     self._on_media(sid, t0 + last_end)
                     last_end += duration
         if count:
@@ -320,7 +334,7 @@ class Recorder:
             tail = detail + (": " + errors[-1] if errors else "")
             if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
                 self.journal.open_interruption(sid, start, outcome, tail[:500])
-                self.journal.add_event(sid, self.clock.now_us(), outcome, tail[:500])
+                self._event(sid, self.clock.now_us(), outcome, tail[:500])
             log.warning("session %s: %s (%s); restarting capture", sid, outcome, tail)
             delay = self.settings.restart_backoff_s[min(backoff_i, len(self.settings.restart_backoff_s) - 1)]
             backoff_i += 1
@@ -347,7 +361,7 @@ class Recorder:
             elif until_us is not None and self.clock.now_us() >= until_us:
                 reason = "duration_reached"
             if reason:
-                self.journal.add_event(sid, self.clock.now_us(), "capture_stop", reason)
+                self._event(sid, self.clock.now_us(), "capture_stop", reason)
                 sup.stop()
                 self._finish_run(sid, run, reason)
                 return reason
@@ -383,13 +397,13 @@ class Recorder:
         now = self.clock.now_us()
         start = self._media_end(sid) or now
         self.journal.open_interruption(sid, start, "pause", self.pause_reason or "")
-        self.journal.add_event(sid, now, "pause", self.pause_reason or "")
+        self._event(sid, now, "pause", self.pause_reason or "")
         while self.pause_requested.is_set():
             if self.stop_requested.is_set():
                 return False
             self.clock.sleep(0.05)
         self.resume_requested.clear()
-        self.journal.add_event(sid, self.clock.now_us(), "resume", self.resume_reason)
+        self._event(sid, self.clock.now_us(), "resume", self.resume_reason)
         return True
 
     def _finish_run(self, sid: str, run: RunRow, cause: str) -> None:
@@ -407,7 +421,7 @@ class Recorder:
         now = self.clock.now_us()
         still_open = any(i["end_us"] is None for i in self.journal.interruptions(sid))
         self.journal.close_interruptions(sid, now)
-        self.journal.add_event(sid, now, "end", end_reason)
+        self._event(sid, now, "end", end_reason)
         header = parse_json_object(s.header.encode(), "session header")
         interruptions = [
             {"cause": i["cause"], "end_us": i["end_us"], "reason": i["reason"], "start_us": i["start_us"]}
@@ -451,7 +465,7 @@ class Recorder:
             start = self._media_end(s.session_id) or s.started_at_us
             if not any(i["end_us"] is None for i in self.journal.interruptions(s.session_id)):
                 self.journal.open_interruption(s.session_id, start, "crash", "agent restarted after it stopped")
-            self.journal.add_event(s.session_id, self.clock.now_us(), "recovered", "")
+            self._event(s.session_id, self.clock.now_us(), "recovered", "")
             recovered.append(s.session_id)
         return recovered
 
