@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo demo-stop test lint bench clean
 
 $(STAMP): pyproject.toml scripts/install-system
 	scripts/install-system
@@ -17,6 +17,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(PY) scripts/demo.py
+
+demo-stop:
+	@if [ -f .demo/web.pid ] && grep -q irms-web /proc/$$(cat .demo/web.pid)/cmdline 2>/dev/null; then \
+	  kill $$(cat .demo/web.pid) && echo "demo web stopped"; else echo "demo web not running"; fi
 
 test: setup
 	scripts/run-tests
