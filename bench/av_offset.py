@@ -50,7 +50,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="irms-bench-av-") as tmp:
         base = Path(tmp)
         camera = CameraPeer(base / "camera.log", 640, 360, 25)
-        mic = MicPeer(base / "mic.log")
+        mic = MicPeer(base / "mic.log", base / "pulse-runtime")
         camera.launch()
         mic.launch()
         try:
@@ -75,7 +75,7 @@ device = "{mic.source}"
 rate = 48000
 channels = 1
 """)
-            env = {**os.environ, "IRMS_HOME": str(base / "home")}
+            env = {**os.environ, "IRMS_HOME": str(base / "home"), "PULSE_SERVER": mic.server}
             (base / "home").mkdir()
             before = [calibrate(env, kit, args.seconds)["offset_ms"] for _ in range(args.runs)]
             saved = calibrate(env, kit, args.seconds * 1.5, write=True)

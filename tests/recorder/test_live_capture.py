@@ -129,3 +129,48 @@ channels = 1
     assert any(d.startswith("camera.black") for d in health), report["events"]
     assert any(d.startswith("mic.silent") for d in health), report["events"]
     assert report["interruptions"] == []  # a black picture is recorded, and flagged, not cut
+
+
+def test_microphone_lost_and_back_is_one_interruption(station: Station, tmp_path: Path, camera_peer: CameraPeer,
+                                                      mic_peer: MicPeer) -> None:
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-plus-mic"
+description = "RTSP camera picture with a separate PulseAudio microphone"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{camera_peer.url}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+
+    def unplug() -> None:
+        time.sleep(6)
+        mic_peer.shutdown()  # the microphone and its sound server disappear
+        time.sleep(8)
+        mic_peer.reset()  # plugged back in
+
+    t = threading.Thread(target=unplug)
+    t.start()
+    store = tmp_path / "store"
+    out = station.agent(*record_args(store, 26, "--kit", str(kit)))
+    t.join()
+    sid = json.loads(out.stdout)["session_id"]
+    res = station.verify("session", sid, "--store", str(store), "--json")
+    report = json.loads(res.stdout)
+    assert res.returncode == 0, res.stdout
+    assert [g["cause"] for g in report["interruptions"]] == ["device_lost"], report["interruptions"]
+    gap = report["interruptions"][0]
+    assert 5.0 <= (gap["end_us"] - gap["start_us"]) / 1e6 <= 16.0
+    records = [json.loads(p.read_text()) for p in sorted((store / report["prefix"] / "seg").glob("*.json"))]
+    assert sum(r["duration_us"] for r in records if r["start_us"] >= gap["end_us"]) / 1e6 >= 4.0
