@@ -91,6 +91,8 @@ def register(subparsers: Any) -> None:
     )
     d.add_argument("--camera", action="append", default=[], metavar="URL",
                    help="network camera to describe with ffprobe (repeatable)")
+    d.add_argument("--kit", metavar="KIT",
+                   help="also describe the network cameras this kit configures (URLs from station.toml)")
     d.add_argument("--json", action="store_true", help="print JSON instead of text")
     d.set_defaults(func=cmd_devices)
 
@@ -164,8 +166,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def configured_cameras(kit: str) -> list[str]:
+    """The network camera URLs a kit configures, filled from this station's configuration."""
+    from recorder.config import load_config
+    from recorder.profile import load_profile
+    from recorder.segmenter import fill_template
+    from recorder.station import irms_home
+
+    creds = load_config(irms_home()).credentials()
+    return [fill_template(c.device, creds) for c in load_profile(kit).cameras if c.source in ("rtsp", "http")]
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
-    inventory, errors = discover(args.camera)
+    cameras = list(args.camera) + (configured_cameras(args.kit) if args.kit else [])
+    inventory, errors = discover(cameras)
     if args.json:
         print(json.dumps({**asdict(inventory), "errors": errors}, ensure_ascii=False, indent=2))
         return 0
