@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_station import make_station
+
 from recorder.profile import load_profile
 from recorder.segmenter import build_argv
 
@@ -41,11 +43,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="irms-bench-") as tmp:
         base = Path(tmp)
-        env = {**os.environ, "IRMS_HOME": str(base / "home"), "IRMS_TRUST": str(base / "trust")}
-        subprocess.run([str(BIN / "irms-verify"), "custodian-keygen", "--private", str(base / "c.key"),
-                        "--public", str(base / "c.pub")], env=env, check=True, capture_output=True, timeout=60)
-        subprocess.run([str(BIN / "irms-agent"), "keygen", "--custodian-public", str(base / "c.pub")], env=env,
-                       check=True, capture_output=True, timeout=60)
+        env = make_station(base)
         bare_dir = base / "bare"
         bare_dir.mkdir()
         argv = build_argv(load_profile("synthetic"), bare_dir, "BENCH/P1")

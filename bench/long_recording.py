@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_station import make_station  # noqa: E402
 
 from tests.plugins.devices import CameraPeer  # noqa: E402
 
@@ -52,11 +53,7 @@ def main() -> int:
     seconds = int(args.minutes * 60)
     with tempfile.TemporaryDirectory(prefix="irms-bench-long-") as tmp:
         base = Path(tmp)
-        env = {**os.environ, "IRMS_HOME": str(base / "home"), "IRMS_TRUST": str(base / "trust")}
-        subprocess.run([str(BIN / "irms-verify"), "custodian-keygen", "--private", str(base / "c.key"),
-                        "--public", str(base / "c.pub")], env=env, check=True, capture_output=True, timeout=60)
-        subprocess.run([str(BIN / "irms-agent"), "keygen", "--custodian-public", str(base / "c.pub")], env=env,
-                       check=True, capture_output=True, timeout=60)
+        env = make_station(base)
         camera = CameraPeer(base / "camera.log", WIDTH, HEIGHT, FPS)
         camera.launch()
         try:

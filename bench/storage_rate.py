@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_station import make_station  # noqa: E402
+
 from tests.plugins.devices import CameraPeer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -92,11 +94,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="irms-bench-storage-") as tmp:
         base = Path(tmp)
-        env = {**os.environ, "IRMS_HOME": str(base / "home"), "IRMS_TRUST": str(base / "trust")}
-        subprocess.run([str(BIN / "irms-verify"), "custodian-keygen", "--private", str(base / "c.key"),
-                        "--public", str(base / "c.pub")], env=env, check=True, capture_output=True, timeout=60)
-        subprocess.run([str(BIN / "irms-agent"), "keygen", "--custodian-public", str(base / "c.pub")], env=env,
-                       check=True, capture_output=True, timeout=60)
+        env = make_station(base)
         rows = []
         for width, height, cap, target in ((1280, 720, 1500, 1.5), (1920, 1080, 3000, 3.0)):
             mbps, cpu, _ = record(base, env, kit(base / f"static-{height}.toml", width, height, cap), args.seconds)

@@ -20,6 +20,31 @@ def record_args(store: Path, seconds: int, *extra: str) -> tuple[str, ...]:
             "--case", "11/2026/HS", "--suspect", "A", "--interrogator", "B", "--legal-basis", "C", "--json", *extra)
 
 
+def camera_and_mic_kit(tmp_path: Path, camera_peer: CameraPeer, mic_peer: MicPeer) -> Path:
+    """A room kit of the camera peer's picture and the microphone peer, as a profile file."""
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-plus-mic"
+description = "RTSP camera picture with a separate PulseAudio microphone"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{camera_peer.url}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+    return kit
+
+
 def test_camera_lost_for_10_s_is_one_interruption_and_recording_resumes(
         station: Station, tmp_path: Path, camera_peer: CameraPeer) -> None:
     store = tmp_path / "store"
@@ -52,26 +77,7 @@ def test_camera_lost_for_10_s_is_one_interruption_and_recording_resumes(
 
 def test_camera_and_separate_microphone_share_one_clock(station: Station, tmp_path: Path, camera_peer: CameraPeer,
                                                          mic_peer: MicPeer) -> None:
-    kit = tmp_path / "room.toml"
-    kit.write_text(f"""
-format = "irms.profile/1"
-name = "camera-plus-mic"
-description = "RTSP camera picture with a separate PulseAudio microphone"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "{camera_peer.url}"
-width = {camera_peer.width}
-height = {camera_peer.height}
-fps = {camera_peer.fps}
-passthrough = true
-[[microphones]]
-role = "room"
-source = "pulse"
-device = "{mic_peer.source}"
-rate = 48000
-channels = 1
-""")
+    kit = camera_and_mic_kit(tmp_path, camera_peer, mic_peer)
     store = tmp_path / "store"
     out = station.agent(*record_args(store, 8, "--kit", str(kit)))
     summary = json.loads(out.stdout)
@@ -89,26 +95,7 @@ channels = 1
 def test_black_picture_and_silent_microphone_raise_health_events(station: Station, tmp_path: Path,
                                                                   camera_peer: CameraPeer, mic_peer: MicPeer,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    kit = tmp_path / "room.toml"
-    kit.write_text(f"""
-format = "irms.profile/1"
-name = "camera-plus-mic"
-description = "RTSP camera picture with a separate PulseAudio microphone"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "{camera_peer.url}"
-width = {camera_peer.width}
-height = {camera_peer.height}
-fps = {camera_peer.fps}
-passthrough = true
-[[microphones]]
-role = "room"
-source = "pulse"
-device = "{mic_peer.source}"
-rate = 48000
-channels = 1
-""")
+    kit = camera_and_mic_kit(tmp_path, camera_peer, mic_peer)
     monkeypatch.setenv("IRMS_HEALTH_EVERY_S", "3")
 
     def faults() -> None:
@@ -133,26 +120,7 @@ channels = 1
 
 def test_microphone_lost_and_back_is_one_interruption(station: Station, tmp_path: Path, camera_peer: CameraPeer,
                                                       mic_peer: MicPeer) -> None:
-    kit = tmp_path / "room.toml"
-    kit.write_text(f"""
-format = "irms.profile/1"
-name = "camera-plus-mic"
-description = "RTSP camera picture with a separate PulseAudio microphone"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "{camera_peer.url}"
-width = {camera_peer.width}
-height = {camera_peer.height}
-fps = {camera_peer.fps}
-passthrough = true
-[[microphones]]
-role = "room"
-source = "pulse"
-device = "{mic_peer.source}"
-rate = 48000
-channels = 1
-""")
+    kit = camera_and_mic_kit(tmp_path, camera_peer, mic_peer)
 
     def unplug() -> None:
         time.sleep(6)
