@@ -19,6 +19,7 @@ from types import FrameType
 from recorder.clock import SystemClock
 from recorder.config import load_config, save_latency
 from recorder.errors import ConfigError
+from recorder.events import EventSender, attach_event_sender
 from recorder.profile import load_profile, with_latencies
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import install_custodian, irms_home, keygen, load_station
@@ -56,7 +57,23 @@ def _recorder(args: argparse.Namespace) -> Recorder:
         min_free_bytes=config.min_free_bytes, watchdog_s=config.watchdog_s, health_every_s=config.health_every_s,
         credentials=_device_overrides(args, config.credentials()),
     )
-    return Recorder(station, store, profile, SystemClock(), settings)
+    rec = Recorder(station, store, profile, SystemClock(), settings)
+    sender = attach_event_sender(rec, config.server_url, site=args.site, room=args.room)
+    if sender is not None:
+        _event_senders.append(sender)
+    return rec
+
+
+# Session event senders started by this command; main() gives each a last try and stops it.
+_event_senders: list[EventSender] = []
+
+
+def _close_event_senders() -> None:
+    while _event_senders:
+        pending = _event_senders.pop().close()
+        if pending:
+            print(f"irms-agent: {pending} session events queued for the server; they go when it is back",
+                  file=sys.stderr)
 
 
 def _device_overrides(args: argparse.Namespace, creds: dict[str, str]) -> dict[str, str]:
@@ -297,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("irms-agent: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_event_senders()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from recorder.clock import Clock, SystemClock
 from recorder.errors import PreflightRefused, RecorderError
+from recorder.events import EventSender, attach_event_sender
 from recorder.journal import Journal
 from recorder.preflight import DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
 from recorder.session import Recorder
@@ -280,6 +281,7 @@ class Screen:
         self.live = LiveCache()
         self.live_lock = threading.Lock()
         self._journal: Journal | None = None
+        self._events: EventSender | None = None
 
     def journal(self) -> Journal:
         if self._journal is None:
@@ -331,6 +333,11 @@ class Screen:
                 raise ScreenError("busy")
             self.pending = None
         rec = p.recorder
+        # Session events also go to the server this station is enrolled with (queued while it is away).
+        if self._events is None:
+            self._events = attach_event_sender(rec, "", site=self.settings.site, room=self.settings.room)
+        else:
+            rec.event_sink = self._events.sink
         if p.report.clock_offset_s is not None:
             rec.clock_offset_us = -round(p.report.clock_offset_s * 1e6)  # records hold station - reference
         for old in rec.recover():

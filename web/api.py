@@ -2,6 +2,8 @@
 
 POST /api/v1/enroll             one-time code + public key -> station id          (no login; the code is the secret)
 POST /api/v1/heartbeat          signed per verifier.request_auth                  (station signature)
+POST /api/v1/sessions/events    session events, signed the same way (web/events.py) (station signature)
+GET  /api/v1/custodian.pub      the current custodian public key (PEM) for stations (anyone)
 GET  /api/v1/coverage           coverage now, per province, failing rooms          (any role)
 GET  /api/v1/sessions/<id>/witness  [{index, chain}] for `irms-verify --witness` (prosecutor, auditor, admin)
 GET  /metrics                   Prometheus text                                    (bearer token, or loopback)
@@ -58,6 +60,31 @@ def heartbeat() -> ResponseReturnValue:
     return jsonify({"accepted": True, "heartbeat_id": result.heartbeat_id, "ok": result.ok,
                     "reasons": result.reasons, "witnessed": result.witnessed,
                     "heartbeat_interval_s": cfg.heartbeat_interval_s, "server_time_us": t}), 201
+
+
+@bp.route("/api/v1/sessions/events", methods=["POST"])
+def session_events() -> ResponseReturnValue:
+    from web.events import ingest_events
+    raw = request.get_data()
+    cfg = state().config
+    s = db_session()
+    t = now_us()
+    station = ST.authenticate(s, request.headers, "POST", _signed_path(), raw, t, cfg.request_window_s)
+    result = ingest_events(s, station, raw, t)
+    s.commit()
+    return jsonify({"accepted": result.accepted, "duplicates": result.duplicates, "sessions": result.sessions,
+                    "server_time_us": t}), 201
+
+
+@bp.route("/api/v1/custodian.pub")
+def custodian_public() -> ResponseReturnValue:
+    from web.custody import current_key
+    from web.errors import NotFound
+    row = current_key(db_session())
+    if row is None:
+        raise NotFound("no custodian key yet (irms-web custodian new)")
+    return Response(row.public_pem, mimetype="application/x-pem-file",
+                    headers={"X-IRMS-Key-Id": row.key_id})
 
 
 def coverage_json(cov: Coverage) -> dict[str, object]:

@@ -100,12 +100,16 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     from web.auth import bp as auth_bp
     from web.auth import load_user
     from web.dashboard import bp as coverage_bp
+    from web.replay import bp as replay_bp
+    from web.sessions import bp as sessions_bp
 
     csrf.exempt(api_bp)  # stations sign their requests; people only GET here
     app.register_blueprint(auth_bp)
     app.register_blueprint(coverage_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(sessions_bp)
+    app.register_blueprint(replay_bp)
 
     @app.before_request
     def _load_user() -> None:

@@ -10,6 +10,13 @@
   irms-web demo-country [--keys DIR]       fill the database with the demo country
   irms-web simulate --server URL --keys DIR   send the demo stations' signed heartbeats
   irms-web serve [--host H] [--port P] [--workers N]   run the server (gunicorn)
+  irms-web sessions sync [--verify]        read every session in the store (store_url) into the database
+  irms-web custodian new [--out PUB.pem]   make a new custodian key pair (old ones are kept); prints the public key
+  irms-web custodian import KEY.pem        take over an existing custodian private key
+  irms-web custodian list                  key ids, which one is current
+  irms-web custodian public [KEY_ID]       print (or --out) a public key for stations
+
+The custodian private keys are kept encrypted with the passphrase in IRMS_CUSTODIAN_PASSPHRASE.
 
 Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> variables
 (e.g. IRMS_WEB_DATABASE_URL=postgresql://user@host/db). The default database is
@@ -239,6 +246,94 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions_sync(args: argparse.Namespace) -> int:
+    from web import recordings as R
+    cfg = _config(args)
+    if args.store:
+        cfg = cfg.model_copy(update={"store_url": args.store})
+    db = _db(cfg)
+    store = R.store_of(cfg)
+    with db.session() as s:
+        res = R.sync_store(s, store, now_us())
+    print(f"{res.seen} sessions in the store: {res.added} new, {res.updated} updated")
+    for err in res.errors:
+        print(f"  unreadable: {err}", file=sys.stderr)
+    if args.verify:
+        from sqlalchemy import select
+
+        from web.models import RecordingSession
+        with db.session() as s:
+            rows = s.scalars(select(RecordingSession).where(RecordingSession.verification != "verified")).all()
+            for row in rows:
+                report = R.verify_now(s, store, row, now_us())
+                s.commit()
+                print(f"  {row.session_id} {row.case_number}: {report.status}"
+                      + (f" ({', '.join(R.failed_rules(row))})" if report.findings else ""))
+    return 1 if res.errors else 0
+
+
+def _print_public(row: Any, out: str | None) -> None:
+    if out:
+        Path(out).write_text(row.public_pem)
+        print(f"custodian public key {row.key_id} written to {out}")
+    else:
+        print(f"# custodian key id {row.key_id}")
+        print(row.public_pem, end="")
+
+
+def cmd_custodian_new(args: argparse.Namespace) -> int:
+    from web import custody
+    db = _db(_config(args))
+    with db.session() as s:
+        row = custody.new_key(s, actor="irms-web cli", now_us=now_us())
+    _print_public(row, args.out)
+    print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept)",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_custodian_import(args: argparse.Namespace) -> int:
+    import os
+
+    from web import custody
+    try:
+        pem = Path(args.pem).read_bytes()
+    except OSError as err:
+        raise BadRequest(f"cannot read {args.pem}: {err.strerror}") from None
+    source = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
+    db = _db(_config(args))
+    with db.session() as s:
+        row = custody.import_key(s, pem, source or None, actor="irms-web cli", now_us=now_us())
+    print(f"custodian key {row.key_id} imported and current; remove the plain copy {args.pem}")
+    return 0
+
+
+def cmd_custodian_list(args: argparse.Namespace) -> int:
+    from web import custody
+    db = _db(_config(args))
+    with db.session() as s:
+        for row in custody.all_keys(s):
+            print(f"{row.key_id}  {i18n.local_time(row.created_at_us, 'Asia/Ho_Chi_Minh', True)}  "
+                  f"{'current' if row.current else 'kept'}")
+    return 0
+
+
+def cmd_custodian_public(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from web import custody
+    from web.errors import NotFound
+    from web.models import CustodianKey
+    db = _db(_config(args))
+    with db.session() as s:
+        row = (s.scalars(select(CustodianKey).where(CustodianKey.key_id == args.key_id)).first() if args.key_id
+               else custody.current_key(s))
+        if row is None:
+            raise NotFound("no such custodian key (irms-web custodian new)")
+        _print_public(row, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="irms-web", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -299,6 +394,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, help="seconds between rounds (default: heartbeat_interval_s)")
     p.add_argument("--rounds", type=int, help="stop after this many rounds (default: run until Ctrl-C)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("sessions", help="sessions known to the server")
+    ssub = p.add_subparsers(dest="sessions_command", required=True)
+    q = ssub.add_parser("sync", help="read every session in the store into the database (idempotent)")
+    q.add_argument("--store", help="store URL (default: store_url from the configuration)")
+    q.add_argument("--verify", action="store_true", help="also verify every session not yet verified")
+    q.set_defaults(func=cmd_sessions_sync)
+
+    p = sub.add_parser("custodian", help="the custodian keys that decrypt recordings (kept encrypted)")
+    csub = p.add_subparsers(dest="custodian_command", required=True)
+    q = csub.add_parser("new", help="make a new key pair and make it current (rotation; old keys are kept)")
+    q.add_argument("--out", help="write the public key (PEM) here instead of printing it")
+    q.set_defaults(func=cmd_custodian_new)
+    q = csub.add_parser("import", help="take over an existing custodian private key (PEM)")
+    q.add_argument("pem")
+    q.add_argument("--passphrase-env", help="variable holding the PEM file's own passphrase, if it has one")
+    q.set_defaults(func=cmd_custodian_import)
+    q = csub.add_parser("list", help="list custodian key ids")
+    q.set_defaults(func=cmd_custodian_list)
+    q = csub.add_parser("public", help="print or write a custodian public key for stations")
+    q.add_argument("key_id", nargs="?", help="default: the current key")
+    q.add_argument("--out", help="write the PEM here")
+    q.set_defaults(func=cmd_custodian_public)
 
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", default="127.0.0.1")

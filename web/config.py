@@ -51,6 +51,12 @@ class WebConfig(BaseModel):
     """Past days of the trend are kept this long per process (late heartbeats show up after it); 0: off."""
     testing: bool = False
     cookie_secure: bool = False
+    store_url: str = ""
+    """The object store the stations upload to (a directory, file:///dir or s3://...); needed for sessions."""
+    data_key_cache_s: int = Field(default=900, ge=0)
+    """Unwrapped session data keys stay in this process's memory this long for replay (each unwrap is audited)."""
+    verify_recheck_s: int = Field(default=60, ge=0)
+    """A session not yet verified (still recording, upload pending) is verified again on view after this."""
 
     def resolved_database_url(self, instance_dir: Path) -> str:
         if self.database_url:

@@ -59,3 +59,17 @@ class AuditBroken(WebError):
     """The audit log's hash chain does not verify."""
 
     exit_code = 1
+
+
+class CustodyError(WebError):
+    """No custodian key for a session, or the passphrase does not open it."""
+
+    http_status = 503
+    exit_code = 2
+
+
+class StoreMissing(WebError):
+    """No object store is configured (store_url), or it cannot be opened."""
+
+    http_status = 503
+    exit_code = 2

@@ -192,3 +192,100 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(100), index=True)
     ip: Mapped[str] = mapped_column(String(64), index=True)
     at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionStatus(StrEnum):
+    RECORDING = "recording"
+    ENDED = "ended"
+
+
+class RecordingSession(Base):
+    """An interrogation session the server knows, from station events and/or the store (table `sessions`).
+
+    Case metadata comes only from the station-signed header. The verification columns cache
+    the last `verifier.session.audit` of the session (integrity rules, public keys only).
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_started", "started_at_us"),
+                      Index("ix_sessions_site_room", "site", "room"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64), unique=True)
+    station_id: Mapped[str] = mapped_column(String(64), default="")
+    site: Mapped[str] = mapped_column(String(64), default="")
+    room: Mapped[str] = mapped_column(String(64), default="")
+    case_number: Mapped[str] = mapped_column(String(200), default="", index=True)
+    suspect: Mapped[str] = mapped_column(String(300), default="", index=True)
+    interrogators: Mapped[str] = mapped_column(Text, default="[]")
+    legal_basis: Mapped[str] = mapped_column(Text, default="")
+    started_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    ended_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    end_reason: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.RECORDING.value)
+    prefix: Mapped[str] = mapped_column(String(300), default="")
+    """Where its objects are in the store ({site}/{room}/{session}/)."""
+    header_known: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True once the signed header (case metadata) was checked against the station's key or read from the store."""
+    last_event_us: Mapped[int | None] = mapped_column(BigInteger)
+    verification: Mapped[str] = mapped_column(String(16), default="")
+    """Cached result: verified | unterminated | failed | "" (never verified)."""
+    verification_findings: Mapped[str] = mapped_column(Text, default="[]")
+    verified_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    segment_count: Mapped[int | None] = mapped_column(Integer)
+    duration_us: Mapped[int | None] = mapped_column(BigInteger)
+    manifest_sha256: Mapped[str] = mapped_column(String(64), default="")
+    manifest: Mapped[str] = mapped_column(Text, default="")
+    """The verified manifest (canonical JSON) for the timeline, empty until verified."""
+    updated_at_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SessionSegment(Base):
+    """The record of one segment of a verified session, cached so replay needs no store listing."""
+
+    __tablename__ = "session_segments"
+    session_pk: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    run: Mapped[int] = mapped_column(Integer)
+    key_index: Mapped[int] = mapped_column(Integer)
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    duration_us: Mapped[int] = mapped_column(BigInteger)
+    cipher_sha256: Mapped[str] = mapped_column(String(64))
+    cipher_size: Mapped[int] = mapped_column(BigInteger)
+    plain_sha256: Mapped[str] = mapped_column(String(64))
+    plain_size: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionEvent(Base):
+    """A session event as a station sent it (append-only): start, pause, resume, device_lost, health, end..."""
+
+    __tablename__ = "session_events"
+    __table_args__ = (UniqueConstraint("station_pk", "session_id", "seq", name="uq_session_events_seq"),
+                      Index("ix_session_events_session", "session_id", "at_us"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    session_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    """The station's queue number: events are numbered in the order they happened; resends are ignored."""
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    received_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class CustodianKey(Base):
+    """A custodian X25519 key pair; the private key is PKCS#8 PEM encrypted with the custodian passphrase.
+
+    Keys are never deleted: after a rotation old sessions still name their key by key id.
+    """
+
+    __tablename__ = "custodian_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    public_pem: Mapped[str] = mapped_column(Text)
+    private_pem: Mapped[str] = mapped_column(Text)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(100))
+    current: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The key stations should wrap new sessions to (exactly one, the newest)."""

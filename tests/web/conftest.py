@@ -214,3 +214,72 @@ def world(db: Database, now: FakeNow, client: FlaskClient) -> World:
                 room, _ = ensure_room(s, site, rc, f"Phòng {rc}")
                 w.rooms[f"{code}/{rc}"] = room.id
     return w
+
+
+# --- sessions, custody and replay ------------------------------------------------------------------------
+
+CUSTODIAN_PASSPHRASE = "mật khẩu người giữ khoá 2027"
+
+
+@dataclass
+class SessionsWorld:
+    """The `recorded` store (two real sessions) served by the app: station enrolled, custodian key held."""
+
+    world: World
+    recorded: object
+    store: Path
+    session_id: str
+    other_session_id: str
+    station_id: str = "st-rec-01"
+
+    def login(self, client: FlaskClient, role: str) -> None:
+        assert login(client, role.replace("_", "-")) == 302
+
+
+def enroll_existing_station(db: Database, station_id: str, public_key_pem: Path, site_room: tuple[str, str],
+                            now_us: int) -> None:
+    """Register a station whose key was made by `irms-agent keygen` (as enrollment would)."""
+    from sqlalchemy import select
+
+    from web.models import Station
+    key = K.load_public_key(public_key_pem)
+    with db.session() as s:
+        site = s.scalars(select(Site).where(Site.code == site_room[0])).one()
+        room = s.scalars(select(Room).where(Room.site_id == site.id, Room.code == site_room[1])).one()
+        s.add(Station(station_id=station_id, public_key=K.b64(K.public_raw(key)), status="enrolled",
+                      hardware_profile="synthetic", room_id=room.id, enrolled_at_us=now_us))
+
+
+@pytest.fixture
+def sessions_world(world: World, recorded: object, db: Database, app: Flask, monkeypatch: pytest.MonkeyPatch,
+                   request: pytest.FixtureRequest) -> SessionsWorld:
+    """Synced; verified too in browser tests (the other tests see verification happen on view)."""
+    from web import custody
+    from web import recordings as R
+    verify = request.node.get_closest_marker("browser") is not None
+    monkeypatch.setenv("IRMS_CUSTODIAN_PASSPHRASE", CUSTODIAN_PASSPHRASE)
+    custody.forget_keys()
+    rec = recorded  # tests.plugins.recording.Recorded
+    store = rec.store  # type: ignore[attr-defined]
+    app.extensions["irms"].config = app.extensions["irms"].config.model_copy(update={"store_url": str(store)})
+    with db.session() as s:
+        hn = ensure_province(s, "HNI", "Thành phố Hà Nội")
+        site, _ = ensure_site(s, hn, "HN-CA-01", "Công an Hà Nội", "investigation_office")
+        for rc in ("P101", "P102"):
+            ensure_room(s, site, rc, f"Phòng {rc}")
+    enroll_existing_station(db, "st-rec-01", rec.station.home / "keys" / "station.pub",  # type: ignore[attr-defined]
+                            ("HN-CA-01", "P101"), world.now())
+    with db.session() as s:
+        custody.import_key(s, rec.station.custodian_key.read_bytes(), None,  # type: ignore[attr-defined]
+                           actor="test", now_us=world.now())
+        R.sync_store(s, R.store_of(app.extensions["irms"].config), world.now())
+    if verify:  # as `irms-web sessions sync --verify` does
+        from sqlalchemy import select
+
+        from web.models import RecordingSession
+        with db.session() as s:
+            for row in s.scalars(select(RecordingSession)).all():
+                R.verify_now(s, R.store_of(app.extensions["irms"].config), row, world.now())
+    for role in ("prosecutor", "auditor", "it_staff", "admin", "investigator"):
+        world.user(role.replace("_", "-"), role)
+    return SessionsWorld(world, rec, store, rec.session_id, rec.other_session_id)  # type: ignore[attr-defined]

@@ -1,0 +1,174 @@
+"""Session events to the server: queued on the station first, sent in order when the server answers.
+
+`EventSender.sink` is what `Recorder.event_sink` calls for every session event (start, pause,
+resume, device_lost, health, capture_stop, end, ...). The event goes into a local queue
+(SQLite, IRMS_HOME/events.db, the heartbeat queue's format) before anything else, so a
+server that is away delays events but loses none; a background thread sends the queue
+oldest first, in signed batches (`POST /api/v1/sessions/events`, format irms.session-events/1),
+and removes events only once the server has accepted them. The start event carries the
+signed session header, so the server learns the case metadata as the session begins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recorder.clock import Clock
+from recorder.heartbeat import HeartbeatQueue, ServerLink, ServerRefused, ServerUnavailable, encode
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/api/v1/sessions/events"
+EVENTS_FORMAT = "irms.session-events/1"
+BATCH = 100
+HeaderOf = Callable[[str], dict[str, Any] | None]
+
+
+def event_item(session_id: str, site: str, room: str, event: dict[str, Any],
+               header: dict[str, Any] | None) -> dict[str, Any]:
+    """One queued event (pure): the recorder's event plus where it happened."""
+    item: dict[str, Any] = {"session_id": session_id, "site": site, "room": room, "at_us": int(event["at_us"]),
+                            "kind": str(event["kind"]), "detail": str(event.get("detail", ""))}
+    if header is not None:
+        item["header"] = header
+    return item
+
+
+def batch_body(station_id: str, sent_at_us: int, rows: list[tuple[int, bytes]]) -> bytes:
+    """The request body for queued rows (pure): each event numbered by its queue position."""
+    events = [{**json.loads(body), "seq": seq} for seq, body in rows]
+    return encode({"format": EVENTS_FORMAT, "station_id": station_id, "sent_at_us": sent_at_us,
+                   "events": events})
+
+
+class EventSender:
+    """Queue-and-send of session events for one station (thread-safe; one sender thread)."""
+
+    def __init__(self, queue_path: Path, link: ServerLink, clock: Clock, *, site: str, room: str,
+                 header_of: HeaderOf | None = None, max_backoff_s: float = 60.0) -> None:
+        self.queue_path = queue_path
+        self.link = link
+        self.clock = clock
+        self.site = site
+        self.room = room
+        self.header_of = header_of
+        self.max_backoff_s = max_backoff_s
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        HeartbeatQueue(queue_path).close()  # create it now: a bad path fails at start, not mid-session
+
+    def sink(self, session_id: str, event: dict[str, Any]) -> None:
+        """Recorder.event_sink: queue durably, then wake the sender."""
+        header = self.header_of(session_id) if self.header_of and event.get("kind") == "start" else None
+        body = encode(event_item(session_id, self.site, self.room, event, header))
+        q = HeartbeatQueue(self.queue_path)
+        try:
+            q.push(body, self.clock.now_us())
+        finally:
+            q.close()
+        self._kick.set()
+
+    def pending(self) -> int:
+        q = HeartbeatQueue(self.queue_path)
+        try:
+            return len(q)
+        finally:
+            q.close()
+
+    def flush(self) -> int:
+        """Send everything queued, oldest first; returns how many are still queued.
+
+        Raises ServerUnavailable when the server is away. A batch refused as malformed (400/413/422)
+        is dropped, logged, so it cannot block the queue; 401/403 (unknown, revoked) raise.
+        """
+        with self._lock:
+            q = HeartbeatQueue(self.queue_path)
+            try:
+                while True:
+                    rows = q.oldest(BATCH)
+                    if not rows:
+                        return 0
+                    body = batch_body(self.link.station_id, self.clock.now_us(), rows)
+                    try:
+                        self.link.post(EVENTS_PATH, body)
+                    except ServerRefused as err:
+                        if err.status not in (400, 413, 422):
+                            raise
+                        log.warning("session events %d..%d dropped: %s", rows[0][0], rows[-1][0], err)
+                    for seq, _ in rows:
+                        q.remove(seq)
+            finally:
+                q.close()
+
+    def start(self) -> None:
+        """Run the sender thread: it sends at once, on every new event, and retries with back-off."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="irms-events", daemon=True)
+            self._thread.start()
+            self._kick.set()
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            self._kick.wait(backoff if backoff < self.max_backoff_s else self.max_backoff_s)
+            self._kick.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+                backoff = 1.0
+            except ServerUnavailable as err:
+                log.info("server away, session events queued: %s", err)
+                backoff = min(backoff * 2, self.max_backoff_s)
+            except ServerRefused as err:
+                log.warning("server refuses session events: %s", err)
+                backoff = self.max_backoff_s
+
+    def close(self, timeout_s: float = 5.0) -> int:
+        """Stop the thread after one last attempt; returns how many events stay queued for later."""
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        try:
+            return self.flush()
+        except (ServerUnavailable, ServerRefused) as err:
+            log.info("session events stay queued: %s", err)
+            return self.pending()
+
+
+def attach_event_sender(recorder: Any, server_url: str, *, site: str, room: str) -> EventSender | None:
+    """Wire a Recorder's event sink to the server this station is enrolled with (if any) and start sending.
+
+    The server is `server_url` (station.toml) or the one in station.json from enrollment; without an
+    enrolled station id nothing is sent (events still go into the signed manifest).
+    """
+    from recorder.heartbeat import read_station_file
+
+    home: Path = recorder.station.home
+    data = read_station_file(home)
+    server = server_url or str(data.get("server") or "")
+    station_id = str(data.get("station_id") or "")
+    if not server or not station_id or not data.get("enrolled"):
+        return None
+    link = ServerLink(server, station_id, recorder.station.key, recorder.clock)
+
+    def header_of(session_id: str) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(recorder.journal.session(session_id).header)
+        except (KeyError, ValueError, AttributeError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    sender = EventSender(home / "events.db", link, recorder.clock, site=site, room=room, header_of=header_of)
+    recorder.event_sink = sender.sink
+    sender.start()
+    return sender

@@ -1,0 +1,116 @@
+"""Replay in headless Chromium: the prosecutor finds the case, sees "verified", plays it with hls.js
+(a real, non-black picture; time advances), seeks to the middle (asserting where it landed), exports;
+IT staff is refused at every content route. The recording is a real session made by the agent."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Page, expect
+
+from tests.web.conftest import PASSWORD, SessionsWorld
+from tests.web.test_sessions import content_routes, view_routes
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """SQLite only: the browser test is about the page, the database paths are tested in test_sessions."""
+    path = tmp_path / "web.db"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+
+
+FRAME_JS = """() => {
+  const v = document.getElementById('player');
+  const c = document.createElement('canvas');
+  c.width = 160; c.height = 90;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0, c.width, c.height);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let sum = 0; const colours = new Set();
+  for (let i = 0; i < d.length; i += 4) {
+    sum += d[i] + d[i + 1] + d[i + 2];
+    colours.add((d[i] >> 4) << 8 | (d[i + 1] >> 4) << 4 | (d[i + 2] >> 4));
+  }
+  return {mean: sum / (d.length / 4) / 3, colours: colours.size, t: v.currentTime, d: v.duration};
+}"""
+
+
+def login_as(page: Page, base: str, username: str) -> None:
+    page.goto(base + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+
+
+def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld, app: Flask, chromium_page: Page,
+                                                  live_server: Callable[[Flask], str], artifacts_dir: Path,
+                                                  tmp_path: Path) -> None:
+    sw = sessions_world
+    page = chromium_page
+    base = live_server(app)
+    login_as(page, base, "prosecutor")
+    page.click("#nav-sessions")
+    page.fill("#search-form input[name=case]", "7/2026/HS")
+    page.click("#search-form button[type=submit]")
+    rows = page.locator("#sessions tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".verification")).to_have_text("đã kiểm chứng")
+    rows.first.locator("a").click()
+    expect(page.locator("#verification")).to_have_attribute("data-status", "verified")
+    expect(page.locator("#timeline rect.tl-recorded").first).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / "session-page.png"), full_page=True)
+
+    page.click("#play-link")
+    expect(page.locator("#player-kind")).to_have_text("hls.js")  # hls.js, not Chromium's native HLS
+    expect(page.locator("#watermark")).to_contain_text("Prosecutor")
+    expect(page.locator("#wm-time")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
+    page.click("#player")  # a user gesture, as pressing play
+    page.evaluate("() => document.getElementById('player').play()")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 1.0", timeout=20_000)
+    frame = page.evaluate(FRAME_JS)
+    assert frame["mean"] > 20 and frame["colours"] > 20, frame  # a real picture, not black
+    t1 = frame["t"]
+    page.wait_for_function(f"() => document.getElementById('player').currentTime > {t1 + 0.5}", timeout=10_000)
+    duration = frame["d"]
+    assert duration > 7, frame  # the 9-second session
+
+    target = round(duration / 2, 1)
+    page.evaluate(f"""() => new Promise(done => {{
+        const v = document.getElementById('player');
+        v.addEventListener('seeked', () => done(), {{once: true}});
+        v.currentTime = {target};
+    }})""")
+    landed = page.evaluate("() => document.getElementById('player').currentTime")
+    assert abs(landed - target) < 0.6, (landed, target)
+    page.wait_for_function(f"() => document.getElementById('player').currentTime > {landed + 0.3}",
+                           timeout=10_000)
+    after = page.evaluate(FRAME_JS)
+    assert after["mean"] > 20 and after["colours"] > 20, after
+    expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
+    page.screenshot(path=str(artifacts_dir / "replay.png"))
+
+    page.goto(f"{base}/sessions/{sw.session_id}")
+    with page.expect_download() as dl:
+        page.click("#export-case-file")
+    path = tmp_path / "case-file.zip"
+    dl.value.save_as(path)
+    assert path.stat().st_size > 10_000
+
+
+def test_it_staff_refused_in_the_browser(sessions_world: SessionsWorld, app: Flask, chromium_page: Page,
+                                         live_server: Callable[[Flask], str]) -> None:
+    page = chromium_page
+    base = live_server(app)
+    login_as(page, base, "it-staff")
+    expect(page.locator("#nav-sessions")).to_have_count(0)
+    for path in view_routes(sessions_world.session_id) + content_routes(sessions_world.session_id):
+        resp = page.request.get(base + path)
+        assert resp.status == 403, path

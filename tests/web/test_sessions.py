@@ -1,0 +1,335 @@
+"""Sessions on the server: sync from the store, verification cached, search, role refusals, annex, export,
+custody (encrypted keys, rotation, key use audited), and session events from stations (signed, queued)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.web.conftest import PASSWORD, SessionsWorld, World, login
+from verifier.keys import save_public_key
+from web import custody
+from web import recordings as R
+from web.app import create_app
+from web.config import WebConfig
+from web.db import Database
+from web.models import AuditEntry, CustodianKey, RecordingSession, SessionEvent
+
+BIN = Path(sys.executable).parent
+
+
+def content_routes(sid: str) -> list[str]:
+    return [f"/sessions/{sid}/annex.pdf", f"/sessions/{sid}/export/case-file.zip",
+            f"/sessions/{sid}/export/procuracy-file.zip", f"/replay/{sid}", f"/replay/{sid}/index.m3u8",
+            f"/replay/{sid}/seg/00000000.ts"]
+
+
+def view_routes(sid: str) -> list[str]:
+    return ["/sessions/", f"/sessions/{sid}"]
+
+
+def audit_actions(db: Database) -> list[tuple[str, str, str]]:
+    with db.session() as s:
+        return [(e.actor, e.action, e.target) for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+
+
+def as_role(app: Flask, role: str) -> FlaskClient:
+    client = app.test_client()
+    assert login(client, role.replace("_", "-")) == 302
+    return client
+
+
+def test_sync_search_and_verified_session_page(sessions_world: SessionsWorld, app: Flask, db: Database) -> None:
+    sw = sessions_world
+    c = as_role(app, "prosecutor")
+    page = c.get("/sessions/").get_data(as_text=True)
+    assert sw.session_id in page and sw.other_session_id in page
+    found = c.get("/sessions/?case=7/2026").get_data(as_text=True)
+    assert sw.session_id in found and sw.other_session_id not in found
+    assert sw.other_session_id in c.get("/sessions/?room=P102").get_data(as_text=True)
+    assert sw.session_id not in c.get("/sessions/?room=HN-CA-01/P102").get_data(as_text=True)
+    both = c.get("/sessions/?suspect=nguyễn văn").get_data(as_text=True)
+    assert sw.session_id in both and sw.other_session_id in both
+    with db.session() as s:
+        started = s.scalars(select(RecordingSession.started_at_us)).first()
+    assert started is not None
+    import datetime as dt
+    day = dt.datetime.fromtimestamp(started / 1e6, dt.timezone(dt.timedelta(hours=7))).date()
+    assert sw.session_id in c.get(f"/sessions/?from={day.isoformat()}&to={day.isoformat()}").get_data(as_text=True)
+    assert sw.session_id not in c.get("/sessions/?to=2020-01-01").get_data(as_text=True)
+
+    resp = c.get(f"/sessions/{sw.session_id}")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert 'data-status="verified"' in html and "đã kiểm chứng" in html
+    assert '<rect class="tl-recorded"' in html and 'data-kind="start"' in html and 'data-kind="end"' in html
+    assert "7/2026/HS" in html and "Nguyễn Văn A" in html and f"/replay/{sw.session_id}" in html
+    with db.session() as s:
+        row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sw.session_id)).one()
+        assert row.verification == "verified" and row.segment_count and row.segment_count >= 4
+        assert row.status == "ended" and len(row.manifest_sha256) == 64
+        assert len(R.segments_of(s, row)) == row.segment_count
+    assert ("prosecutor", "session.view", sw.session_id) in audit_actions(db)
+
+
+@pytest.mark.parametrize("role", ["it_staff", "admin", "investigator"])
+def test_content_and_session_pages_refused_for_other_roles(sessions_world: SessionsWorld, app: Flask,
+                                                           db: Database, role: str) -> None:
+    sid = sessions_world.session_id
+    c = as_role(app, role)
+    for path in view_routes(sid) + content_routes(sid):
+        resp = c.get(path)
+        assert resp.status_code == 403, (role, path, resp.status_code)
+        assert b"7/2026/HS" not in resp.data and b"Nguy" not in resp.data
+    actions = {a for _, a, _ in audit_actions(db)}
+    assert not actions & {"session.view", "session.replay", "session.export", "session.annex", "custodian.key_use"}
+
+
+def test_auditor_sees_verification_but_no_content(sessions_world: SessionsWorld, app: Flask, db: Database) -> None:
+    sid = sessions_world.session_id
+    c = as_role(app, "auditor")
+    for path in view_routes(sid):
+        assert c.get(path).status_code == 200, path
+    assert b"/replay/" not in c.get(f"/sessions/{sid}").data
+    for path in content_routes(sid):
+        assert c.get(path).status_code == 403, path
+    anon = app.test_client()
+    for path in view_routes(sid) + content_routes(sid):
+        assert anon.get(path).status_code in (302, 401), path
+
+
+def test_playlist_and_decrypted_segments_key_use_audited_once(sessions_world: SessionsWorld, app: Flask,
+                                                              db: Database) -> None:
+    sw = sessions_world
+    c = as_role(app, "prosecutor")
+    assert c.get(f"/replay/{sw.session_id}").status_code == 200
+    text = c.get(f"/replay/{sw.session_id}/index.m3u8").get_data(as_text=True)
+    assert text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" in text and "seg/00000000.ts" in text
+    assert text.count("#EXTINF:") >= 4
+    prefix = json.loads((sw.store / "sessions" / f"{sw.session_id}.json").read_text())["prefix"]
+    for i in range(3):
+        resp = c.get(f"/replay/{sw.session_id}/seg/{i:08d}.ts")
+        assert resp.status_code == 200 and resp.mimetype == "video/mp2t"
+        assert "no-store" in resp.headers["Cache-Control"]
+        record = json.loads((sw.store / prefix / "seg" / f"{i:08d}.json").read_text())
+        assert hashlib.sha256(resp.data).hexdigest() == record["plain_sha256"] and resp.data[0] == 0x47
+    acts = [a for a in audit_actions(db) if a[2] == sw.session_id]
+    assert acts.count(("prosecutor", "session.replay", sw.session_id)) == 1
+    assert acts.count(("prosecutor", "custodian.key_use", sw.session_id)) <= 1  # data key may be cached already
+    with db.session() as s:
+        uses = s.scalars(select(AuditEntry).where(AuditEntry.action == "custodian.key_use")).all()
+    assert all(json.loads(u.detail)["purpose"] == "replay" for u in uses)
+    assert c.get(f"/replay/{sw.session_id}/seg/99999999.ts").status_code == 404
+
+
+def test_annex_and_two_sealed_copies_verify_offline(sessions_world: SessionsWorld, app: Flask, db: Database,
+                                                    tmp_path: Path) -> None:
+    sw = sessions_world
+    c = as_role(app, "prosecutor")
+    annex = c.get(f"/sessions/{sw.session_id}/annex.pdf")
+    assert annex.status_code == 200 and annex.data.startswith(b"%PDF")
+    folders = {}
+    for label in ("case-file", "procuracy-file"):
+        resp = c.get(f"/sessions/{sw.session_id}/export/{label}.zip")
+        assert resp.status_code == 200 and resp.mimetype == "application/zip", resp.data[:300]
+        out = tmp_path / label
+        zipfile.ZipFile(io.BytesIO(resp.data)).extractall(out)
+        (folder,) = list(out.iterdir())
+        folders[label] = folder
+        assert json.loads((folder / "EXPORT.json").read_text())["label"] == label
+    env = {"PATH": "/usr/bin:/bin", "IRMS_HOME": str(tmp_path / "nobody"), "IRMS_TRUST": str(tmp_path / "none")}
+    ok = subprocess.run([str(BIN / "irms-verify"), "session", sw.session_id, "--store", str(folders["case-file"])],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "VERIFIED" in ok.stdout
+    # a tampered copy fails, naming the rule
+    copy = folders["procuracy-file"]
+    seg = sorted(copy.rglob("seg/00000001.bin"))[0]
+    data = bytearray(seg.read_bytes())
+    data[100] ^= 0xFF
+    seg.chmod(0o644)
+    seg.write_bytes(bytes(data))
+    bad = subprocess.run([str(BIN / "irms-verify"), "session", sw.session_id, "--store", str(copy)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1 and "V06" in bad.stdout + bad.stderr
+    actions = [(a, t) for _, a, t in audit_actions(db)]
+    assert actions.count(("session.export", sw.session_id)) == 2 and ("session.annex", sw.session_id) in actions
+
+
+def test_tampered_store_shows_failed_rule_and_refuses_the_segment(world: World, recorded: object, db: Database,
+                                                                  app: Flask, store_copy: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  sessions_world: SessionsWorld) -> None:
+    sw = sessions_world
+    st = app.extensions["irms"]
+    st.config = st.config.model_copy(update={"store_url": str(store_copy)})
+    with db.session() as s:
+        row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sw.session_id)).one()
+        R.verify_now(s, R.store_of(st.config), row, world.now())  # verified, records cached
+    seg = sorted(store_copy.rglob(f"{sw.session_id}/seg/00000002.bin"))[0]
+    data = bytearray(seg.read_bytes())
+    data[50] ^= 0x01
+    seg.chmod(0o644)
+    seg.write_bytes(bytes(data))
+    c = as_role(app, "prosecutor")
+    assert c.get(f"/replay/{sw.session_id}/seg/00000002.ts").status_code == 409
+    with db.session() as s:
+        row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sw.session_id)).one()
+        R.verify_now(s, R.store_of(st.config), row, world.now())
+    html = c.get(f"/sessions/{sw.session_id}").get_data(as_text=True)
+    assert 'data-status="failed"' in html and "V06" in html
+    assert 'id="export-case-file"' not in html  # no sealed copy of a session that fails
+    assert c.get(f"/sessions/{sw.session_id}/export/case-file.zip").status_code == 422
+
+
+def test_custodian_rotation_keeps_old_sessions_readable(sessions_world: SessionsWorld, app: Flask, db: Database,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    sw = sessions_world
+    with db.session() as s:
+        old = custody.current_key(s)
+        assert old is not None
+        new = custody.new_key(s, actor="test", now_us=sw.world.now())
+    assert new.key_id != old.key_id
+    with db.session() as s:
+        keys = custody.all_keys(s)
+        assert [k.current for k in keys] == [False, True]
+        assert all("ENCRYPTED PRIVATE KEY" in k.private_pem for k in keys)
+    c = as_role(app, "prosecutor")
+    pub = app.test_client().get("/api/v1/custodian.pub")
+    assert pub.headers["X-IRMS-Key-Id"] == new.key_id and b"PUBLIC KEY" in pub.data
+    custody.forget_keys()
+    assert c.get(f"/replay/{sw.session_id}/seg/00000000.ts").status_code == 200  # old key, found by key id
+    # a wrong passphrase opens nothing
+    custody.forget_keys()
+    monkeypatch.setenv("IRMS_CUSTODIAN_PASSPHRASE", "sai mật khẩu hoàn toàn")
+    assert c.get(f"/replay/{sw.session_id}/seg/00000000.ts").status_code == 503
+    with pytest.raises(Exception), db.session() as s:  # noqa: B017 - the error type differs per database
+        s.delete(s.scalars(select(CustodianKey)).first())
+        s.flush()
+    custody.forget_keys()
+
+
+def test_cli_custodian_and_sessions_sync(sessions_world: SessionsWorld, config: WebConfig, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from web.cli import main
+    args = ["--database", config.database_url]
+    assert main([*args, "custodian", "new", "--out", str(tmp_path / "c.pub")]) == 0
+    assert "PUBLIC KEY" in (tmp_path / "c.pub").read_text()
+    assert main([*args, "custodian", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("current") == 1 and out.count("kept") == 1
+    assert main([*args, "sessions", "sync", "--store", str(sessions_world.store), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "2 sessions in the store: 0 new, 2 updated" in out and out.count(": verified") == 2
+
+
+# --- session events from stations ----------------------------------------------------------------------
+
+
+def _post_events(client: FlaskClient, st: object, now_us: int, events: list[dict[str, object]],
+                 nonce: str | None = None) -> tuple[int, dict[str, object]]:
+    body = json.dumps({"format": "irms.session-events/1", "station_id": st.station_id,  # type: ignore[attr-defined]
+                       "sent_at_us": now_us, "events": events}).encode()
+    headers = st.headers(body, now_us, nonce, path="/api/v1/sessions/events")  # type: ignore[attr-defined]
+    resp = client.post("/api/v1/sessions/events", data=body, headers={**headers, "Content-Type": "application/json"})
+    return resp.status_code, resp.get_json()
+
+
+def test_events_api_signed_deduplicated_and_append_only(world: World, db: Database) -> None:
+    st = world.enroll("HN-TTG", "P01")
+    t = world.now()
+    sid = "6f1c2b1e-0000-4000-8000-000000000042"
+    evs: list[dict[str, object]] = [
+        {"seq": 1, "session_id": sid, "site": "HN-TTG", "room": "P01", "at_us": t, "kind": "start", "detail": ""},
+        {"seq": 2, "session_id": sid, "site": "HN-TTG", "room": "P01", "at_us": t + 5, "kind": "pause",
+         "detail": "nghỉ giải lao"}]
+    code, ans = _post_events(world.client, st, t, evs)
+    assert code == 201 and ans["accepted"] == 2
+    code, ans = _post_events(world.client, st, t, evs + [
+        {"seq": 3, "session_id": sid, "site": "HN-TTG", "room": "P01", "at_us": t + 9, "kind": "end",
+         "detail": "stopped"}])
+    assert code == 201 and ans["accepted"] == 1 and ans["duplicates"] == 2
+    with db.session() as s:
+        kinds = [e.kind for e in R.events_of(s, sid)]
+        row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sid)).one()
+        assert kinds == ["start", "pause", "end"] and row.status == "ended" and row.station_id == st.station_id
+    # the same refusals as heartbeats
+    assert _post_events(world.client, st, t, evs, nonce="ab" * 16)[0] == 201
+    assert _post_events(world.client, st, t, evs, nonce="ab" * 16)[0] == 409
+    assert _post_events(world.client, st, t - 3_600_000_000, evs)[0] == 401
+    bad = json.dumps({"format": "irms.session-events/1", "station_id": st.station_id, "sent_at_us": t,
+                      "events": evs}).encode()
+    other = world.enroll("HN-TTG", "P02")
+    assert world.client.post("/api/v1/sessions/events", data=bad, headers={
+        **st.headers(bad, t, path="/api/v1/sessions/events", key=other.key)}).status_code == 401
+    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9}])[0] == 409  # another station's session
+    assert _post_events(world.client, st, t, [{**evs[0], "kind": ""}])[0] == 400
+    with pytest.raises(Exception), db.session() as s:  # noqa: B017 - the error type differs per database
+        s.delete(s.scalars(select(SessionEvent)).first())
+        s.flush()
+
+
+@pytest.fixture
+def server(config: WebConfig, live_server: Callable[[Flask], str]) -> str:
+    app = create_app(config.model_copy(update={"min_disk_free_bytes": 0}))
+    return live_server(app)
+
+
+def closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.slow
+def test_session_recorded_while_server_away_reaches_it_complete(world: World, server: str, irms_home: Path,
+                                                                db: Database, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder.cli import main as agent
+    from recorder.heartbeat import HeartbeatQueue
+    pub = tmp_path / "custodian.pub"
+    save_public_key(pub, X25519PrivateKey.generate().public_key())
+    assert agent(["keygen", "--station-id", "st-ev-01", "--custodian-public", str(pub)]) == 0
+    assert agent(["enroll", "--server", server, "--code", world.code("HN-TTG", "P01")]) == 0
+    store = tmp_path / "store"
+    common = ["--store", str(store), "--site", "HN-TTG", "--room", "P01"]
+    monkeypatch.setenv("IRMS_SERVER_URL", closed_port())  # the server is away for the whole session
+    assert agent(["record", *common, "--seconds", "3", "--case", "9/2027/HS", "--suspect", "Lê Văn C",
+                  "--interrogator", "Phạm D", "--legal-basis", "Điều 183", "--json"]) == 0
+    q = HeartbeatQueue(irms_home / "events.db")
+    queued = [json.loads(b) for _, b in q.oldest()]
+    q.close()
+    kinds = [e["kind"] for e in queued]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "capture_stop" in kinds
+    assert queued[0]["header"]["case"]["case_number"] == "9/2027/HS"
+    with db.session() as s:
+        assert s.scalars(select(SessionEvent)).first() is None
+
+    monkeypatch.delenv("IRMS_SERVER_URL")  # back: the next agent command sends the queue, oldest first
+    assert agent(["upload", *common]) == 0
+    sid = queued[0]["session_id"]
+    with db.session() as s:
+        got = [(e.kind, e.at_us) for e in R.events_of(s, sid)]
+        row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sid)).one()
+        assert [k for k, _ in got] == kinds and [a for _, a in got] == [e["at_us"] for e in queued]
+        assert row.status == "ended" and row.case_number == "9/2027/HS" and row.suspect == "Lê Văn C"
+        assert row.header_known and row.site == "HN-TTG" and row.room == "P01"
+    q = HeartbeatQueue(irms_home / "events.db")
+    assert len(q) == 0
+    q.close()
+    shutil.rmtree(store, ignore_errors=True)
+    assert PASSWORD  # the enrolled station needs no user

@@ -1,0 +1,395 @@
+"""Sessions known to the server: from station events and the store, verified and cached, searched.
+
+A session row is made by the first station event that names it (the start event carries the
+station-signed header) or by `irms-web sessions sync`, which reads every locator, header and
+manifest in the configured store. `ensure_verified` runs `verifier.session.audit` (integrity
+rules only: public keys, the server's witnessed chain heads) and caches the result, the rules
+that failed, and the segment records replay needs. A verified session is never verified again
+(objects are write-once); anything else is re-checked on view after `verify_recheck_s`.
+The pure parts (playlist, timeline) take values and return values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.orm import Session
+
+from storage.base import ObjectStore
+from storage.errors import ObjectNotFound, StoreError
+from storage.url import open_store
+from verifier.canonical import canonical_json, parse_json_object
+from verifier.errors import FormatError
+from verifier.formats import header_name, manifest_name
+from verifier.keys import ed25519_public_from_raw
+from verifier.rules import Finding
+from verifier.session import Options, Report, audit
+from verifier.trust import trust_station_key
+from web.config import WebConfig
+from web.errors import NotFound, StoreMissing
+from web.models import RecordingSession, SessionEvent, SessionSegment, SessionStatus, Station
+from web.stations import witnessed_heads
+
+_stores: dict[str, ObjectStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store_of(cfg: WebConfig) -> ObjectStore:
+    """The configured object store (opened once per process)."""
+    if not cfg.store_url:
+        raise StoreMissing("no object store is configured (store_url): sessions cannot be read")
+    with _stores_lock:
+        store = _stores.get(cfg.store_url)
+        if store is None:
+            try:
+                store = open_store(cfg.store_url)
+            except StoreError as err:
+                raise StoreMissing(f"the object store cannot be opened: {err}") from None
+            _stores[cfg.store_url] = store
+    return store
+
+
+# --- rows from headers, manifests, events ---------------------------------------------------------------
+
+
+def get_or_create(s: Session, session_id: str, now_us: int) -> RecordingSession:
+    row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == session_id)).first()
+    if row is None:
+        row = RecordingSession(session_id=session_id, station_id="", site="", room="", case_number="", suspect="",
+                               interrogators="[]", legal_basis="", end_reason="",
+                               status=SessionStatus.RECORDING.value, prefix="", header_known=False,
+                               verification="", verification_findings="[]", manifest_sha256="", manifest="",
+                               updated_at_us=now_us)
+        s.add(row)
+        s.flush()
+    return row
+
+
+def apply_header(row: RecordingSession, header: dict[str, Any], prefix: str | None = None) -> None:
+    """Fill case metadata from a session header (the signed `irms.session/1` document)."""
+    case = header.get("case") or {}
+    row.station_id = str(header.get("station_id", row.station_id))[:64]
+    row.site = str(header.get("site", row.site))[:64]
+    row.room = str(header.get("room", row.room))[:64]
+    row.case_number = str(case.get("case_number", ""))[:200]
+    row.suspect = str(case.get("suspect", ""))[:300]
+    row.interrogators = json.dumps(list(case.get("interrogators", [])), ensure_ascii=False)
+    row.legal_basis = str(case.get("legal_basis", ""))
+    if isinstance(header.get("started_at_us"), int):
+        row.started_at_us = header["started_at_us"]
+    row.prefix = prefix or row.prefix or f"{row.site}/{row.room}/{row.session_id}/"
+    row.header_known = True
+
+
+def apply_manifest(row: RecordingSession, manifest: dict[str, Any]) -> None:
+    row.status = SessionStatus.ENDED.value
+    if isinstance(manifest.get("ended_at_us"), int):
+        row.ended_at_us = manifest["ended_at_us"]
+    row.end_reason = str(manifest.get("end_reason", ""))[:64]
+
+
+def apply_event(row: RecordingSession, ev: SessionEvent | Any) -> None:
+    if row.last_event_us is None or ev.at_us > row.last_event_us:
+        row.last_event_us = ev.at_us
+    if not row.site:
+        row.site, row.room = ev.site, ev.room
+    if ev.kind == "start" and row.started_at_us is None:
+        row.started_at_us = ev.at_us
+    if ev.kind == "end":
+        row.status = SessionStatus.ENDED.value
+        row.ended_at_us = ev.at_us
+        row.end_reason = (ev.detail or "")[:64]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    seen: int
+    added: int
+    updated: int
+    errors: list[str]
+
+
+def sync_store(s: Session, store: ObjectStore, now_us: int) -> SyncResult:
+    """Read every session in the store (locators, headers, manifests) into the sessions table."""
+    seen = added = updated = 0
+    errors: list[str] = []
+    for name in store.list("sessions/"):
+        if not name.endswith(".json"):
+            continue
+        seen += 1
+        try:
+            loc = parse_json_object(store.get(name), "session locator")
+            sid, prefix = str(loc["session_id"]), str(loc["prefix"])
+            header = parse_json_object(store.get(header_name(prefix)), "session header")
+            try:
+                manifest: dict[str, Any] | None = parse_json_object(store.get(manifest_name(prefix)), "manifest")
+            except ObjectNotFound:
+                manifest = None
+        except (FormatError, KeyError, StoreError) as err:
+            errors.append(f"{name}: {err}")
+            continue
+        row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sid)).first()
+        if row is None:
+            row = get_or_create(s, sid, now_us)
+            added += 1
+        else:
+            updated += 1
+        apply_header(row, header, prefix)
+        if manifest is not None:
+            apply_manifest(row, manifest)
+        row.updated_at_us = now_us
+    s.flush()
+    return SyncResult(seen, added, updated, errors)
+
+
+def find_row(s: Session, session_id: str) -> RecordingSession:
+    row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == session_id)).first()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return row
+
+
+# --- verification, cached -------------------------------------------------------------------------------
+
+
+def trust_dir_for(s: Session, station_id: str, root: Path) -> Path:
+    """A trust store holding the enrolled key of `station_id` (the server's trust anchor is its enrollment)."""
+    station = s.scalars(select(Station).where(Station.station_id == station_id)).first()
+    folder = root / hashlib.sha256(station_id.encode()).hexdigest()[:16]
+    if station is not None:
+        key = ed25519_public_from_raw(base64.b64decode(station.public_key), "station key")
+        trust_station_key(folder, station_id, key)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)  # unknown station: V02 names it
+    return folder
+
+
+_trust_root = Path(tempfile.mkdtemp(prefix="irms-web-trust-"))
+
+
+def options_for(s: Session, row: RecordingSession) -> Options:
+    witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
+    return Options(trust=trust_dir_for(s, row.station_id, _trust_root), witnessed=witnessed, media=False)
+
+
+def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: int) -> Report:
+    """Audit the session against the store, cache the result and the segment records."""
+    if not row.header_known:
+        try:
+            header = parse_json_object(store.get(header_name(row.prefix)), "session header")
+            apply_header(row, header)
+        except (FormatError, StoreError):
+            pass
+    report = audit(store, row.session_id, options_for(s, row), fail_fast=False)
+    row.prefix = report.prefix or row.prefix
+    if report.header:
+        apply_header(row, report.header, report.prefix)
+    row.verification = report.status
+    row.verification_findings = json.dumps([f.to_json() for f in report.findings], ensure_ascii=False)
+    row.verified_at_us = now_us
+    row.segment_count = report.segments
+    row.duration_us = report.duration_us
+    if report.manifest is not None:
+        apply_manifest(row, report.manifest)
+        row.manifest = canonical_json(report.manifest).decode("utf-8")
+        try:
+            row.manifest_sha256 = hashlib.sha256(store.get(manifest_name(report.prefix))).hexdigest()
+        except StoreError:
+            row.manifest_sha256 = ""
+    s.execute(delete(SessionSegment).where(SessionSegment.session_pk == row.id))
+    if report.records:
+        s.execute(insert(SessionSegment), [
+            {"session_pk": row.id, "idx": r["index"], "run": r["run"], "key_index": r["key_index"],
+             "start_us": r["start_us"], "duration_us": r["duration_us"], "cipher_sha256": r["cipher_sha256"],
+             "cipher_size": r["cipher_size"], "plain_sha256": r["plain_sha256"], "plain_size": r["plain_size"]}
+            for r in report.records])
+    row.updated_at_us = now_us
+    s.flush()
+    return report
+
+
+def ensure_verified(s: Session, cfg: WebConfig, row: RecordingSession, now_us: int) -> RecordingSession:
+    """The cached verification, refreshed when it could have changed (never once verified)."""
+    if row.verification == "verified":
+        return row
+    if row.verified_at_us is not None and now_us - row.verified_at_us < cfg.verify_recheck_s * 1_000_000:
+        return row
+    try:
+        verify_now(s, store_of(cfg), row, now_us)
+    except ObjectNotFound:
+        row.verification = ""
+        row.verification_findings = json.dumps([{"rule": "V01", "name": "session not in the store yet",
+                                                 "message": "no objects uploaded yet", "segment": None}])
+        row.verified_at_us = now_us
+    s.commit()
+    return row
+
+
+def findings_of(row: RecordingSession) -> list[dict[str, Any]]:
+    data = json.loads(row.verification_findings or "[]")
+    return data if isinstance(data, list) else []
+
+
+def failed_rules(row: RecordingSession) -> list[str]:
+    return sorted({str(f.get("rule")) for f in findings_of(row) if f.get("rule")})
+
+
+def segments_of(s: Session, row: RecordingSession) -> list[SessionSegment]:
+    return list(s.scalars(select(SessionSegment).where(SessionSegment.session_pk == row.id)
+                          .order_by(SessionSegment.idx)))
+
+
+def events_of(s: Session, session_id: str) -> list[SessionEvent]:
+    return list(s.scalars(select(SessionEvent).where(SessionEvent.session_id == session_id)
+                          .order_by(SessionEvent.at_us, SessionEvent.seq)))
+
+
+# --- search ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    case_number: str = ""
+    suspect: str = ""
+    room: str = ""
+    from_us: int | None = None
+    to_us: int | None = None
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search(s: Session, q: Query, limit: int = 200) -> list[RecordingSession]:
+    """Sessions by case number, suspect (substring, case-insensitive), room or site code, and start date."""
+    stmt = select(RecordingSession)
+    if q.case_number:
+        stmt = stmt.where(RecordingSession.case_number.ilike(_like(q.case_number), escape="\\"))
+    if q.suspect:
+        stmt = stmt.where(RecordingSession.suspect.ilike(_like(q.suspect), escape="\\"))
+    if q.room:
+        site, _, room = q.room.partition("/")
+        if room:
+            stmt = stmt.where(RecordingSession.site == site, RecordingSession.room == room)
+        else:
+            stmt = stmt.where(or_(RecordingSession.room == site, RecordingSession.site == site))
+    if q.from_us is not None:
+        stmt = stmt.where(RecordingSession.started_at_us >= q.from_us)
+    if q.to_us is not None:
+        stmt = stmt.where(RecordingSession.started_at_us < q.to_us)
+    return list(s.scalars(stmt.order_by(RecordingSession.started_at_us.desc()).limit(limit)))
+
+
+# --- replay playlist (pure) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seg:
+    idx: int
+    run: int
+    start_us: int
+    duration_us: int
+
+
+def _pdt(us: int) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000) -> str:
+    """An HLS VOD playlist of the segments: a discontinuity (with the wall-clock time) at every run change
+    and every interruption; segment URIs are `seg/<index>.ts`, served decrypted one at a time."""
+    target = max((math.ceil(x.duration_us / 1e6) for x in segments), default=1)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(target, 1)}", "#EXT-X-MEDIA-SEQUENCE:0",
+             "#EXT-X-PLAYLIST-TYPE:VOD"]
+    prev: Seg | None = None
+    for x in segments:
+        if prev is None:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(x.start_us)}")
+        elif x.run != prev.run or x.start_us - (prev.start_us + prev.duration_us) > gap_tolerance_us:
+            lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(x.start_us)}")
+        lines.append(f"#EXTINF:{x.duration_us / 1e6:.3f},")
+        lines.append(f"seg/{x.idx:08d}.ts")
+        prev = x
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def media_map(segments: Sequence[Seg]) -> list[list[int]]:
+    """[[media offset ms, wall-clock start ms], ...] at each discontinuity: the page shows recording time."""
+    out: list[list[int]] = []
+    offset = 0
+    prev: Seg | None = None
+    for x in segments:
+        if prev is None or x.run != prev.run or x.start_us - (prev.start_us + prev.duration_us) > 300_000:
+            out.append([offset // 1000, x.start_us // 1000])
+        offset += x.duration_us
+        prev = x
+    return out
+
+
+# --- timeline (pure) ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str  # recorded | pause | interruption | event
+    x: float
+    width: float
+    title: str
+    start_us: int
+    end_us: int
+
+
+def timeline(start_us: int, end_us: int, segments: Iterable[Seg], interruptions: Iterable[dict[str, Any]],
+             events: Iterable[tuple[int, str, str]], width: float = 1000.0) -> list[Shape]:
+    """Shapes for the session timeline: recorded stretches, pauses, other interruptions, point events."""
+    span = max(end_us - start_us, 1)
+
+    def x_of(t: int) -> float:
+        return round(min(max((t - start_us) / span, 0.0), 1.0) * width, 2)
+
+    shapes: list[Shape] = []
+    run_start: int | None = None
+    run_end = 0
+    for x in segments:
+        if run_start is not None and x.start_us - run_end <= 300_000:
+            run_end = x.start_us + x.duration_us
+            continue
+        if run_start is not None:
+            shapes.append(Shape("recorded", x_of(run_start), max(x_of(run_end) - x_of(run_start), 0.5), "",
+                                run_start, run_end))
+        run_start, run_end = x.start_us, x.start_us + x.duration_us
+    if run_start is not None:
+        shapes.append(Shape("recorded", x_of(run_start), max(x_of(run_end) - x_of(run_start), 0.5), "",
+                            run_start, run_end))
+    for it in interruptions:
+        a, b = it.get("start_us"), it.get("end_us")
+        if not isinstance(a, int):
+            continue
+        b = b if isinstance(b, int) else end_us
+        kind = "pause" if it.get("cause") == "pause" else "interruption"
+        title = f"{it.get('cause', '')}: {it.get('reason', '')}".strip(": ")
+        shapes.append(Shape(kind, x_of(a), max(x_of(b) - x_of(a), 1.0), title, a, b))
+    for at, kind, detail in events:
+        if kind in ("health", "device_lost", "salvaged", "recovered", "capture_stop") or kind.startswith("health"):
+            shapes.append(Shape("event", x_of(at), 1.0, f"{kind}: {detail}".strip(": "), at, at))
+    return shapes
+
+
+def finding_text(f: dict[str, Any]) -> str:
+    try:
+        return str(Finding(str(f["rule"]), str(f["message"]), f.get("segment")))
+    except KeyError:
+        return f"{f.get('rule', '?')}: {f.get('message', '')}"

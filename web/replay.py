@@ -1,0 +1,126 @@
+"""Replay in the browser: an HLS playlist from the cached records, segments decrypted one at a time.
+
+The web never rebuilds a recording before playing it. The playlist (`index.m3u8`) is made from
+the segment records cached when the session was verified; each `seg/<index>.ts` is read from the
+store, checked against its record's ciphertext hash, decrypted with the session's data key
+(AES-256-GCM: authenticated) and checked against the plain hash, then sent; nothing plain is
+written to disk, and the browser is told not to cache it. hls.js (vendored in static/vendor)
+plays it; the page checks Hls.isSupported() first. A watermark with the viewer's name and the
+current time lies over the picture (R15).
+
+Only prosecutors (R14). Opening the replay page is one audit entry (`session.replay`) and starts a
+replay grant (in the signed session cookie) that the playlist and segments are served under; a
+segment fetched without a grant opens one, audited the same way, so no batch goes unrecorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from flask import Blueprint, Response, g, render_template, session
+from flask.typing import ResponseReturnValue
+
+from verifier.crypto import open_segment
+from verifier.errors import DecryptionError
+from verifier.formats import segment_name
+from web import audit, custody
+from web import recordings as R
+from web.app import db_session, now_us, state
+from web.auth import require_roles
+from web.errors import Conflict, NotFound
+from web.models import RecordingSession, SessionSegment
+from web.sessions import CONTENT_ROLES
+
+bp = Blueprint("replay", __name__, url_prefix="/replay")
+GRANT_S = 4 * 3600
+REPLAY_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; media-src 'self' blob:; "
+              "worker-src 'self' blob:; frame-ancestors 'none'; form-action 'self'")
+NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
+
+
+def _grant(row: RecordingSession, via: str) -> None:
+    """Audit one replay of `row` by this user unless a grant for it is still open."""
+    t = now_us()
+    grants = dict(session.get("replay", {}))
+    if grants.get(row.session_id, 0) > t:
+        return
+    s = db_session()
+    audit.append(s, at_us=t, actor=g.user.username, action="session.replay", target=row.session_id,
+                 detail={"via": via, "verification": row.verification})
+    s.commit()
+    grants = {k: v for k, v in grants.items() if v > t}
+    grants[row.session_id] = t + GRANT_S * 1_000_000
+    session["replay"] = grants
+
+
+def _playable(session_id: str) -> RecordingSession:
+    s = db_session()
+    row = R.find_row(s, session_id)
+    R.ensure_verified(s, state().config, row, now_us())
+    if not row.segment_count:
+        raise NotFound(f"session {session_id} has no verified segments to play yet")
+    return row
+
+
+@bp.route("/<session_id>")
+@require_roles(*CONTENT_ROLES)
+def page(session_id: str) -> ResponseReturnValue:
+    row = _playable(session_id)
+    session.get("replay", {}).pop(session_id, None)
+    _grant(row, "page")
+    segs = _segs(row)
+    html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row),
+                           media_map=json.dumps(R.media_map(segs)), viewer=g.user.display_name)
+    return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
+
+
+@bp.route("/<session_id>/index.m3u8")
+@require_roles(*CONTENT_ROLES)
+def playlist(session_id: str) -> ResponseReturnValue:
+    row = _playable(session_id)
+    _grant(row, "playlist")
+    key = (row.session_id, row.verified_at_us)
+    text = _playlists.get(key)
+    if text is None:
+        text = R.playlist(_segs(row))
+        if row.verification == "verified":  # write-once objects: the playlist of a verified session never changes
+            if len(_playlists) >= 32:
+                _playlists.pop(next(iter(_playlists)))
+            _playlists[key] = text
+    return Response(text, mimetype="application/vnd.apple.mpegurl", headers=NO_STORE)
+
+
+_playlists: dict[tuple[str, int | None], str] = {}
+
+
+def _segs(row: RecordingSession) -> list[R.Seg]:
+    rows = db_session().execute(SessionSegment.__table__.select().with_only_columns(
+        SessionSegment.idx, SessionSegment.run, SessionSegment.start_us, SessionSegment.duration_us)
+        .where(SessionSegment.session_pk == row.id).order_by(SessionSegment.idx)).all()
+    return [R.Seg(i, r, a, d) for i, r, a, d in rows]
+
+
+@bp.route("/<session_id>/seg/<int:idx>.ts")
+@require_roles(*CONTENT_ROLES)
+def segment(session_id: str, idx: int) -> ResponseReturnValue:
+    cfg = state().config
+    s = db_session()
+    row = _playable(session_id)
+    seg = s.get(SessionSegment, (row.id, idx))
+    if seg is None:
+        raise NotFound(f"session {session_id} has no verified segment {idx}")
+    _grant(row, "segment")
+    store = R.store_of(cfg)
+    cipher = store.get(segment_name(row.prefix, idx))
+    if len(cipher) != seg.cipher_size or hashlib.sha256(cipher).hexdigest() != seg.cipher_sha256:
+        raise Conflict(f"segment {idx} in the store differs from its verified record (V06): not played")
+    key = custody.data_key(s, store, row.prefix, session_id, seg.key_index,
+                           custody.KeyUse(g.user.username, "replay", now_us()), cfg.data_key_cache_s)
+    try:
+        plain = open_segment(key, session_id, idx, cipher)
+    except DecryptionError:
+        raise Conflict(f"segment {idx} does not decrypt (V14): not played") from None
+    if hashlib.sha256(plain).hexdigest() != seg.plain_sha256:
+        raise Conflict(f"segment {idx} decrypts to other bytes than its record (V14): not played")
+    return Response(plain, mimetype="video/mp2t", headers=NO_STORE)

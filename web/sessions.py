@@ -1,0 +1,146 @@
+"""The prosecutor's pages: find sessions, see each one's verification and timeline, the annex, exports.
+
+Who may do what (R14, and docs/web.md "Sessions and replay"):
+- prosecutors: everything here and in replay (view, play, annex, export);
+- auditors: the list and the session page (verification result, timeline, events: metadata they
+  need to supervise that recordings are complete), never the picture, sound, annex or exports;
+- investigators, IT staff and admins: refused (403) at every route here and in replay.
+Every session view, annex and export is an audit entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, g, render_template, request, send_file
+from flask.typing import ResponseReturnValue
+
+from verifier.annex import build_annex, load_session_documents
+from verifier.export import export_session
+from web import audit
+from web import recordings as R
+from web.app import db_session, now_us, state
+from web.auth import require_roles
+from web.errors import BadRequest, NotFound
+
+bp = Blueprint("sessions", __name__, url_prefix="/sessions")
+VIEW_ROLES = ("prosecutor", "auditor")
+CONTENT_ROLES = ("prosecutor",)
+EXPORT_LABELS = ("case-file", "procuracy-file")
+
+
+def _local_day_us(text: str, tz: str, days_after: int = 0) -> int | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            day = dt.datetime.strptime(text.strip(), fmt)
+            break
+        except ValueError:
+            continue
+    else:
+        raise BadRequest(f"date {text!r}: use dd/mm/yyyy")
+    local = day.replace(tzinfo=ZoneInfo(tz)) + dt.timedelta(days=days_after)
+    return int(local.timestamp() * 1_000_000)
+
+
+@bp.route("/")
+@require_roles(*VIEW_ROLES)
+def index() -> ResponseReturnValue:
+    cfg = state().config
+    args = request.args
+    q = R.Query(case_number=args.get("case", "").strip()[:200], suspect=args.get("suspect", "").strip()[:300],
+                room=args.get("room", "").strip()[:130], from_us=_local_day_us(args.get("from", ""), cfg.timezone),
+                to_us=_local_day_us(args.get("to", ""), cfg.timezone, days_after=1))
+    rows = R.search(db_session(), q)
+    return render_template("sessions/list.html", rows=rows, q=args, failed_rules=R.failed_rules)
+
+
+def _audit(action: str, session_id: str, **detail: object) -> None:
+    s = db_session()
+    audit.append(s, at_us=now_us(), actor=g.user.username, action=action, target=session_id, detail=dict(detail))
+    s.commit()
+
+
+@bp.route("/<session_id>")
+@require_roles(*VIEW_ROLES)
+def detail(session_id: str) -> ResponseReturnValue:
+    cfg = state().config
+    s = db_session()
+    row = R.find_row(s, session_id)
+    t = now_us()
+    R.ensure_verified(s, cfg, row, t)
+    _audit("session.view", session_id, verification=row.verification)
+    segs = [R.Seg(x.idx, x.run, x.start_us, x.duration_us) for x in R.segments_of(s, row)]
+    manifest = json.loads(row.manifest) if row.manifest else None
+    interruptions = list(manifest.get("interruptions", [])) if manifest else []
+    if manifest:
+        events = [(int(e["at_us"]), str(e["kind"]), str(e.get("detail", ""))) for e in manifest.get("events", [])]
+        events_source = "manifest"
+    else:
+        events = [(e.at_us, e.kind, e.detail) for e in R.events_of(s, session_id)]
+        events_source = "station"
+    start = row.started_at_us or (segs[0].start_us if segs else t)
+    end = row.ended_at_us or (segs[-1].start_us + segs[-1].duration_us if segs else start + 1)
+    shapes = R.timeline(start, max(end, start + 1), segs, interruptions, events)
+    return render_template(
+        "sessions/detail.html", row=row, findings=[R.finding_text(f) for f in R.findings_of(row)],
+        failed=R.failed_rules(row), shapes=shapes, events=events, events_source=events_source,
+        interruptions=interruptions, interrogators=json.loads(row.interrogators or "[]"),
+        can_content=g.user.role in CONTENT_ROLES, labels=EXPORT_LABELS, start_us=start, end_us=end)
+
+
+@bp.route("/<session_id>/annex.pdf")
+@require_roles(*CONTENT_ROLES)
+def annex(session_id: str) -> ResponseReturnValue:
+    cfg = state().config
+    s = db_session()
+    row = R.find_row(s, session_id)
+    t = now_us()
+    R.ensure_verified(s, cfg, row, t)
+    header, manifest, records = load_session_documents(R.store_of(cfg), row.prefix)
+    pdf = build_annex(header, manifest, records, generated_at_us=t)
+    _audit("session.annex", session_id, verification=row.verification)
+    return Response(pdf, mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="annex-{session_id}.pdf"', "Cache-Control": "no-store"})
+
+
+@bp.route("/<session_id>/export/<label>.zip")
+@require_roles(*CONTENT_ROLES)
+def export(session_id: str, label: str) -> ResponseReturnValue:
+    """A sealed copy (irms.export/1 folder, verifies offline with `irms-verify session`) as a zip archive."""
+    if label not in EXPORT_LABELS:
+        raise NotFound(f"no export copy {label!r} (case-file or procuracy-file)")
+    cfg = state().config
+    s = db_session()
+    row = R.find_row(s, session_id)
+    t = now_us()
+    opts = R.options_for(s, row)
+    top = f"irms-{session_id}-{label}"
+    fd, zip_name = tempfile.mkstemp(prefix="irms-export-", suffix=".zip")
+    os.close(fd)
+    try:
+        with tempfile.TemporaryDirectory(prefix="irms-export-") as tmp:
+            folder = Path(tmp) / top
+            info = export_session(R.store_of(cfg), session_id, opts, folder, label,
+                                  dt.datetime.fromtimestamp(t / 1e6, dt.UTC))
+            with zipfile.ZipFile(zip_name, "w", compression=zipfile.ZIP_STORED) as zf:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file():
+                        zf.write(path, f"{top}/{path.relative_to(folder).as_posix()}")
+    except BaseException:
+        os.unlink(zip_name)
+        raise
+    _audit("session.export", session_id, label=label, manifest_sha256=info["manifest_sha256"],
+           segments=info["segments"])
+    resp = send_file(zip_name, mimetype="application/zip", as_attachment=True, download_name=f"{top}.zip",
+                     max_age=0)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.call_on_close(lambda: os.path.exists(zip_name) and os.unlink(zip_name))
+    return resp
