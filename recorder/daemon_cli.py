@@ -22,6 +22,7 @@ from typing import Any
 from recorder.clock import Clock, SystemClock
 from recorder.config import load_config as load_station_config
 from recorder.errors import ConfigError, ProfileError
+from recorder.events import EventSender
 from recorder.heartbeat import (
     HeartbeatQueue,
     Recording,
@@ -124,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     link = ServerLink(str(server), station_id, load_station_key(home), clock)
     queue = HeartbeatQueue(home / "heartbeats.db")
+    events = EventSender(home / "events.db", link, clock, site="", room="") if (home / "events.db").exists() else None
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -140,6 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 res = flush(queue, link)
                 log.info("heartbeats sent %d, queued %d", res.sent, res.pending)
                 pending = res.pending
+                if events is not None:
+                    pending += events.flush()  # session events queued while the server was away
             except ServerUnavailable as err:
                 pending = len(queue)
                 print(f"irms-agent: server away, {pending} heartbeats queued: {err}", flush=True)
