@@ -61,6 +61,8 @@ def _recorder(args: argparse.Namespace) -> Recorder:
     sender = attach_event_sender(rec, config.server_url, site=args.site, room=args.room)
     if sender is not None:
         _event_senders.append(sender)
+        link = sender.link
+        rec.clock_offset_source = lambda: link.offset_us
     return rec
 
 

@@ -105,6 +105,8 @@ class Recorder:
         self.pause_requested = threading.Event()
         self.resume_requested = threading.Event()
         self.clock_offset_us = 0
+        # Where the latest measured offset comes from (server time − station time, µs), e.g. the server link.
+        self.clock_offset_source: Callable[[], int | None] | None = None
         self.current_run: ProcessSupervisor | None = None
         self._list_sizes: dict[str, int] = {}
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
@@ -221,6 +223,10 @@ class Recorder:
             plain_path = Path(self.journal.runs(sid)[seg.run].dir) / seg.file
             plain = plain_path.read_bytes()
             key = self._key(sid)
+            if self.clock_offset_source is not None:
+                measured = self.clock_offset_source()
+                if measured is not None:
+                    self.clock_offset_us = -measured  # records hold station − reference (R18)
             out = seal(plain=plain, session_id=sid, index=seg.idx, key_index=key.index, run=seg.run,
                        data_key=key.data_key, station_key=self.station.key, prev_chain=s.chain_head,
                        start_us=seg.start_us, duration_us=seg.duration_us,
