@@ -26,8 +26,12 @@ SECONDS = os.environ.get("IRMS_DEMO_SECONDS", "20")
 PORT = int(os.environ.get("IRMS_DEMO_PORT", "8080"))
 SITE, ROOM = "HNI-DEMO", "P01"
 ADMIN_PASSWORD = "irms-demo-admin"
+PROSECUTOR_PASSWORD = "irms-demo-prosecutor"
 ENV = {**os.environ, "IRMS_HOME": str(DEMO / "station"), "IRMS_WEB_DATABASE_URL": f"sqlite:///{DEMO / 'web.db'}",
-       "IRMS_SERVER_URL": f"http://127.0.0.1:{PORT}", "IRMS_HEARTBEAT_INTERVAL_S": "10"}
+       "IRMS_WEB_STORE_URL": str(DEMO / "store"), "IRMS_SERVER_URL": f"http://127.0.0.1:{PORT}",
+       "IRMS_HEARTBEAT_INTERVAL_S": "10",
+       # Demo only: the passphrase that encrypts the custodian key at rest on the server.
+       "IRMS_CUSTODIAN_PASSPHRASE": os.environ.get("IRMS_CUSTODIAN_PASSPHRASE", "demo custodian passphrase")}
 
 
 def run(*argv: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,6 +85,8 @@ def main() -> int:
                    encoding="utf-8")
     run("irms-web", "import-sites", str(csv))
     run("irms-web", "user", "add", "admin", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+    run("irms-web", "user", "add", "kiemsat", "--role", "prosecutor", "--password-stdin",
+        stdin=PROSECUTOR_PASSWORD + "\n")
     log = (DEMO / "web.log").open("wb")
     web = subprocess.Popen([str(BIN / "irms-web"), "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=ENV,
                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -92,6 +98,7 @@ def main() -> int:
     print("== station: keys, enrollment")
     run("irms-verify", "custodian-keygen", "--private", str(DEMO / "custodian" / "custodian.key"),
         "--public", str(DEMO / "custodian" / "custodian.pub"))
+    run("irms-web", "custodian", "import", str(DEMO / "custodian" / "custodian.key"))
     run("irms-agent", "keygen", "--station-id", "st-demo-p01", "--custodian-public",
         str(DEMO / "custodian" / "custodian.pub"))
     code_out = run("irms-web", "station", "code", SITE, "--room", ROOM).stdout
@@ -114,6 +121,7 @@ def main() -> int:
     run("irms-verify", "annex", sid, "--store", str(store), "--out", str(DEMO / "annex.pdf"))
     run("irms-verify", "rebuild", sid, "--store", str(store), "--custodian-key", key, "--out",
         str(DEMO / "recording.mp4"))
+    run("irms-web", "sessions", "sync", "--verify")
     coverage = json.loads(run("irms-web", "coverage", "--json").stdout)
 
     print()
@@ -125,6 +133,7 @@ def main() -> int:
     print(f"annex      {DEMO / 'annex.pdf'}")
     print(f"playable   {DEMO / 'recording.mp4'}")
     print(f"web        {url}  (admin / {ADMIN_PASSWORD}; pid {web.pid}, stop with `make demo-stop`)")
+    print(f"replay     {url}sessions  (prosecutor kiemsat / {PROSECUTOR_PASSWORD})")
     print(f"coverage   {coverage_line(coverage)}")
     return 0 if report["ok"] else 1
 

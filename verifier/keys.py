@@ -112,7 +112,7 @@ def load_custodian_public(path: Path) -> X25519PublicKey:
 
 
 def load_custodian_private(path: Path, passphrase: bytes | None = None) -> X25519PrivateKey:
-    if passphrase is None and os.environ.get("IRMS_CUSTODIAN_PASSPHRASE"):
+    if passphrase is None and os.environ.get("IRMS_CUSTODIAN_PASSPHRASE") and b"ENCRYPTED" in _read(path, "private key"):
         passphrase = os.environ["IRMS_CUSTODIAN_PASSPHRASE"].encode("utf-8")
     key = load_private_key(path, passphrase)
     if not isinstance(key, X25519PrivateKey):
