@@ -288,6 +288,18 @@ class Screen:
             self._journal = Journal(self.home / "journal.db")
         return self._journal
 
+    def server_url(self) -> str:
+        """The server this station reports to: server_url (station.toml, IRMS_SERVER_URL), else the one it
+        enrolled with (station.json); empty when it has none."""
+        from recorder.config import load_config
+        from recorder.heartbeat import read_station_file
+
+        url = load_config(self.home).server_url
+        if not url:
+            data = read_station_file(self.home)
+            url = str(data.get("server") or "") if data.get("enrolled") else ""
+        return url.rstrip("/")
+
     # --- pre-flight and start ---------------------------------------------------------------
 
     def preflight(self, form: CaseForm) -> Pending | PreflightReport:
@@ -295,13 +307,16 @@ class Screen:
         rec = self.factory()
         s = self.settings
         clock_offset = s.clock_offset
-        if clock_offset is None and s.clock_reference:
+        # The reference time: --clock-ref, else the Date header of the server this station reports to.
+        server = self.server_url() if clock_offset is None and not s.clock_reference else ""
+        ref = s.clock_reference or (server + "/login" if server else None)
+        if clock_offset is None and ref:
             from recorder.probe import clock_offset_from_http
 
-            ref = s.clock_reference
+            reference: str = ref
 
             def clock_offset() -> float:
-                return clock_offset_from_http(ref, clock=rec.clock, timeout_s=5.0)
+                return clock_offset_from_http(reference, clock=rec.clock, timeout_s=5.0)
 
         report = run_preflight(
             home=rec.station.home, profile=rec.profile, store=rec.store, clock=rec.clock,
@@ -335,7 +350,8 @@ class Screen:
         rec = p.recorder
         # Session events also go to the server this station is enrolled with (queued while it is away).
         if self._events is None:
-            self._events = attach_event_sender(rec, "", site=self.settings.site, room=self.settings.room)
+            self._events = attach_event_sender(rec, self.server_url(), site=self.settings.site,
+                                               room=self.settings.room)
         else:
             rec.event_sink = self._events.sink
         if p.report.clock_offset_s is not None:

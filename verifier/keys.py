@@ -112,8 +112,9 @@ def load_custodian_public(path: Path) -> X25519PublicKey:
 
 
 def load_custodian_private(path: Path, passphrase: bytes | None = None) -> X25519PrivateKey:
-    if passphrase is None and os.environ.get("IRMS_CUSTODIAN_PASSPHRASE") and b"ENCRYPTED" in _read(path, "private key"):
-        passphrase = os.environ["IRMS_CUSTODIAN_PASSPHRASE"].encode("utf-8")
+    env = os.environ.get("IRMS_CUSTODIAN_PASSPHRASE")
+    if passphrase is None and env and b"ENCRYPTED" in _read(path, "private key"):
+        passphrase = env.encode("utf-8")
     key = load_private_key(path, passphrase)
     if not isinstance(key, X25519PrivateKey):
         raise KeyError_(f"{path} is not an X25519 custodian private key")
