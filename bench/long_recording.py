@@ -72,9 +72,13 @@ def main() -> int:
         records = [json.loads(p.read_text()) for p in sorted((prefix / "seg").glob("*.json"))]
         recorded = sum(r["duration_us"] for r in records)
         wall = manifest["ended_at_us"] - records[0]["start_us"]
+        audit = subprocess.run([str(BIN / "irms-verify"), "audit", summary["session_id"], "--store",
+                                str(base / "store"), "--custodian-key", str(base / "c.key")], env=env,
+                               capture_output=True, text=True, timeout=1200)
+        print(audit.stdout.strip())
         subprocess.run([str(BIN / "irms-verify"), "rebuild", summary["session_id"], "--store", str(base / "store"),
-                        "--custodian-key", str(base / "c.key"), "--out", str(base / "rec.mp4")], env=env, check=True,
-                       capture_output=True, timeout=1200)
+                        "--custodian-key", str(base / "c.key"), "--out", str(base / "rec.mp4"), "--force"],
+                       env=env, check=True, capture_output=True, timeout=1200)
         numbers = frame_numbers(base / "rec.mp4")
     diffs = np.diff(np.array(numbers))
     repeated = int((diffs == 0).sum())

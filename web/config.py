@@ -56,6 +56,8 @@ class WebConfig(BaseModel):
     data_key_cache_s: int = Field(default=900, ge=0)
     """Unwrapped session data keys stay in this process's memory this long for replay (each unwrap is audited)."""
     verify_recheck_s: int = Field(default=60, ge=0)
+    verify_on_list: int = Field(default=3, ge=0)
+    """How many ended, not yet verified sessions a sessions list view verifies on the spot."""
     """A session not yet verified (still recording, upload pending) is verified again on view after this."""
 
     def resolved_database_url(self, instance_dir: Path) -> str:

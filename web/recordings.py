@@ -222,7 +222,9 @@ def ensure_verified(s: Session, cfg: WebConfig, row: RecordingSession, now_us: i
     """The cached verification, refreshed when it could have changed (never once verified)."""
     if row.verification == "verified":
         return row
-    if row.verified_at_us is not None and now_us - row.verified_at_us < cfg.verify_recheck_s * 1_000_000:
+    # An ended session whose last objects were still uploading is worth another look soon.
+    window_s = min(5, cfg.verify_recheck_s) if row.status == SessionStatus.ENDED.value else cfg.verify_recheck_s
+    if row.verified_at_us is not None and now_us - row.verified_at_us < window_s * 1_000_000:
         return row
     try:
         verify_now(s, store_of(cfg), row, now_us)
@@ -306,22 +308,39 @@ def _pdt(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000) -> str:
+PLAYLIST_GROUP = 5
+"""Consecutive segments of one run served as one playlist entry (byte-concatenated MPEG-TS, ~10 s)."""
+
+
+def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group: int = PLAYLIST_GROUP) -> str:
     """An HLS VOD playlist of the segments: a discontinuity (with the wall-clock time) at every run change
-    and every interruption; segment URIs are `seg/<index>.ts`, served decrypted one at a time."""
-    target = max((math.ceil(x.duration_us / 1e6) for x in segments), default=1)
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(target, 1)}", "#EXT-X-MEDIA-SEQUENCE:0",
-             "#EXT-X-PLAYLIST-TYPE:VOD"]
+    and every interruption. Up to `group` consecutive segments of a run form one entry,
+    `seg/<first>-<last>.ts` (a lone one `seg/<index>.ts`), served decrypted one segment at a time: an
+    8-hour session is a playlist of ~2,900 entries instead of 14,400. The very first entry is a single
+    segment so that playback starts after one segment, not five."""
+    entries: list[list[Seg]] = []
+    breaks: set[int] = set()  # entries that begin after a discontinuity
     prev: Seg | None = None
     for x in segments:
-        if prev is None:
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(x.start_us)}")
-        elif x.run != prev.run or x.start_us - (prev.start_us + prev.duration_us) > gap_tolerance_us:
-            lines.append("#EXT-X-DISCONTINUITY")
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(x.start_us)}")
-        lines.append(f"#EXTINF:{x.duration_us / 1e6:.3f},")
-        lines.append(f"seg/{x.idx:08d}.ts")
+        new_run = prev is not None and (x.run != prev.run
+                                        or x.start_us - (prev.start_us + prev.duration_us) > gap_tolerance_us)
+        if prev is None or new_run or len(entries) == 1 or len(entries[-1]) >= group:
+            if new_run:
+                breaks.add(len(entries))
+            entries.append([])
+        entries[-1].append(x)
         prev = x
+    target = max((math.ceil(sum(x.duration_us for x in e) / 1e6) for e in entries), default=1)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(target, 1)}", "#EXT-X-MEDIA-SEQUENCE:0",
+             "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for n, e in enumerate(entries):
+        if n == 0:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(e[0].start_us)}")
+        elif n in breaks:
+            lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(e[0].start_us)}")
+        lines.append(f"#EXTINF:{sum(x.duration_us for x in e) / 1e6:.3f},")
+        lines.append(f"seg/{e[0].idx:08d}.ts" if len(e) == 1 else f"seg/{e[0].idx:08d}-{e[-1].idx:08d}.ts")
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 

@@ -28,6 +28,7 @@ from web import recordings as R
 from web.app import db_session, now_us, state
 from web.auth import require_roles
 from web.errors import BadRequest, NotFound
+from web.models import SessionStatus
 
 bp = Blueprint("sessions", __name__, url_prefix="/sessions")
 VIEW_ROLES = ("prosecutor", "auditor")
@@ -58,7 +59,13 @@ def index() -> ResponseReturnValue:
     q = R.Query(case_number=args.get("case", "").strip()[:200], suspect=args.get("suspect", "").strip()[:300],
                 room=args.get("room", "").strip()[:130], from_us=_local_day_us(args.get("from", ""), cfg.timezone),
                 to_us=_local_day_us(args.get("to", ""), cfg.timezone, days_after=1))
-    rows = R.search(db_session(), q)
+    s = db_session()
+    rows = R.search(s, q)
+    # Sessions the stations reported ended are verified here (a few per view, newest first), so the
+    # list says "verified" without waiting for `irms-web sessions sync --verify` to run.
+    pending = [r for r in rows if r.status == SessionStatus.ENDED.value and r.verification != "verified"]
+    for row in pending[:cfg.verify_on_list]:
+        R.ensure_verified(s, cfg, row, now_us())
     return render_template("sessions/list.html", rows=rows, q=args, failed_rules=R.failed_rules)
 
 
