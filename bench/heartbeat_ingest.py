@@ -5,10 +5,11 @@ Creates a fresh PostgreSQL database, enrolls --stations stations (one per room),
 that each send signed heartbeats back to back for --seconds (closed loop, one request in
 flight per client, each from a random station with a fresh nonce). Baseline, same run, same
 client processes: the same gunicorn configuration serving a WSGI app that answers 201 without
-doing anything. Prints sustained rate and p99 of both, and the ratios.
+doing anything. Workers and threads default to `irms-web serve`'s (2 x 4, gthread). Prints sustained
+rate and p99 of both, and the ratios.
 Target: 2,500 heartbeats/s with p99 under 50 ms on a 2-core machine.
 
-    python -P bench/heartbeat_ingest.py [--seconds 15] [--clients 4] [--workers 2] [--stations 1000]
+    python -P bench/heartbeat_ingest.py [--seconds 15] [--clients 4] [--workers 2] [--threads 4] [--stations 1000]
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=4, help="per worker; 4 as `irms-web serve` defaults")
     ap.add_argument("--stations", type=int, default=1000)
     args = ap.parse_args()
     admin = Database(ADMIN_URL)

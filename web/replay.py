@@ -15,12 +15,16 @@ segment fetched without a grant opens one, audited the same way, so no batch goe
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 
-from flask import Blueprint, Response, g, render_template, session
+from flask import Blueprint, Response, g, render_template, request, session
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from storage.base import ObjectStore
 from verifier.crypto import open_segment
 from verifier.errors import DecryptionError
 from verifier.formats import segment_name
@@ -81,17 +85,23 @@ def playlist(session_id: str) -> ResponseReturnValue:
     row = _playable(session_id)
     _grant(row, "playlist")
     key = (row.session_id, row.verified_at_us)
-    text = _playlists.get(key)
-    if text is None:
-        text = R.playlist(_segs(row))
+    cached = _playlists.get(key)
+    if cached is None:
+        text = R.playlist(_segs(row)).encode()
+        # Gzipped once: an 8-hour playlist is ~100 KB of text, ~10 KB on the wire.
+        cached = (text, gzip.compress(text, 6))
         if row.verification == "verified":  # write-once objects: the playlist of a verified session never changes
             if len(_playlists) >= 32:
                 _playlists.pop(next(iter(_playlists)))
-            _playlists[key] = text
-    return Response(text, mimetype="application/vnd.apple.mpegurl", headers=NO_STORE)
+            _playlists[key] = cached
+    headers = {**NO_STORE, "Vary": "Accept-Encoding"}
+    if request.accept_encodings["gzip"]:
+        return Response(cached[1], mimetype="application/vnd.apple.mpegurl",
+                        headers={**headers, "Content-Encoding": "gzip"})
+    return Response(cached[0], mimetype="application/vnd.apple.mpegurl", headers=headers)
 
 
-_playlists: dict[tuple[str, int | None], str] = {}
+_playlists: dict[tuple[str, int | None], tuple[bytes, bytes]] = {}
 
 
 def _segs(row: RecordingSession) -> list[R.Seg]:
@@ -104,23 +114,48 @@ def _segs(row: RecordingSession) -> list[R.Seg]:
 @bp.route("/<session_id>/seg/<int:idx>.ts")
 @require_roles(*CONTENT_ROLES)
 def segment(session_id: str, idx: int) -> ResponseReturnValue:
+    return _serve(session_id, idx, idx)
+
+
+@bp.route("/<session_id>/seg/<int:first>-<int:last>.ts")
+@require_roles(*CONTENT_ROLES)
+def segments(session_id: str, first: int, last: int) -> ResponseReturnValue:
+    """Consecutive segments of one run as one playlist entry: each checked and decrypted on its own, the
+    plain MPEG-TS bytes concatenated (timestamps run on across segments, so they play as one)."""
+    if not first < last < first + R.PLAYLIST_GROUP:
+        raise NotFound(f"no playlist entry {first}-{last} (at most {R.PLAYLIST_GROUP} segments)")
+    return _serve(session_id, first, last)
+
+
+def _serve(session_id: str, first: int, last: int) -> ResponseReturnValue:
     cfg = state().config
     s = db_session()
     row = _playable(session_id)
-    seg = s.get(SessionSegment, (row.id, idx))
-    if seg is None:
-        raise NotFound(f"session {session_id} has no verified segment {idx}")
+    segs = s.scalars(select(SessionSegment).where(
+        SessionSegment.session_pk == row.id, SessionSegment.idx >= first, SessionSegment.idx <= last)
+        .order_by(SessionSegment.idx)).all()
+    if len(segs) != last - first + 1:
+        missing = sorted(set(range(first, last + 1)) - {x.idx for x in segs})[0]
+        raise NotFound(f"session {session_id} has no verified segment {missing}")
+    if len({x.run for x in segs}) != 1:
+        raise NotFound(f"segments {first}-{last} of session {session_id} are not one run")
     _grant(row, "segment")
     store = R.store_of(cfg)
+    return Response(b"".join(_plain(s, store, row, seg) for seg in segs), mimetype="video/mp2t", headers=NO_STORE)
+
+
+def _plain(s: Session, store: ObjectStore, row: RecordingSession, seg: SessionSegment) -> bytes:
+    """One segment read from the store, checked against its record, decrypted and checked again."""
+    idx, session_id = seg.idx, row.session_id
     cipher = store.get(segment_name(row.prefix, idx))
     if len(cipher) != seg.cipher_size or hashlib.sha256(cipher).hexdigest() != seg.cipher_sha256:
         raise Conflict(f"segment {idx} in the store differs from its verified record (V06): not played")
     key = custody.data_key(s, store, row.prefix, session_id, seg.key_index,
-                           custody.KeyUse(g.user.username, "replay", now_us()), cfg.data_key_cache_s)
+                           custody.KeyUse(g.user.username, "replay", now_us()), state().config.data_key_cache_s)
     try:
         plain = open_segment(key, session_id, idx, cipher)
     except DecryptionError:
         raise Conflict(f"segment {idx} does not decrypt (V14): not played") from None
     if hashlib.sha256(plain).hexdigest() != seg.plain_sha256:
         raise Conflict(f"segment {idx} decrypts to other bytes than its record (V14): not played")
-    return Response(plain, mimetype="video/mp2t", headers=NO_STORE)
+    return plain

@@ -3,6 +3,7 @@ custody (encrypted keys, rotation, key use audited), and session events from sta
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -119,8 +120,24 @@ def test_playlist_and_decrypted_segments_key_use_audited_once(sessions_world: Se
     assert c.get(f"/replay/{sw.session_id}").status_code == 200
     text = c.get(f"/replay/{sw.session_id}/index.m3u8").get_data(as_text=True)
     assert text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" in text and "seg/00000000.ts" in text
-    assert text.count("#EXTINF:") >= 4
     prefix = json.loads((sw.store / "sessions" / f"{sw.session_id}.json").read_text())["prefix"]
+    # Every segment is in the playlist once, the first alone, later ones grouped (seg/<first>-<last>.ts).
+    uris = [line for line in text.splitlines() if line.startswith("seg/")]
+    covered = []
+    for uri in uris:
+        first, _, last = uri[4:-3].partition("-")
+        covered += range(int(first), int(last or first) + 1)
+    assert covered == list(range(len(list((sw.store / prefix / "seg").glob("*.json"))))) and len(covered) >= 4
+    assert len(uris) < len(covered)
+    grouped = next(u for u in uris if "-" in u)
+    first, last = (int(x) for x in grouped[4:-3].split("-"))
+    resp = c.get(f"/replay/{sw.session_id}/{grouped}")
+    assert resp.status_code == 200 and resp.mimetype == "video/mp2t"
+    assert resp.data == b"".join(c.get(f"/replay/{sw.session_id}/seg/{i:08d}.ts").data for i in range(first, last + 1))
+    assert c.get(f"/replay/{sw.session_id}/seg/00000000-00000009.ts").status_code == 404  # more than 5
+    assert c.get(f"/replay/{sw.session_id}/seg/00000001-00000001.ts").status_code == 404
+    gz = c.get(f"/replay/{sw.session_id}/index.m3u8", headers={"Accept-Encoding": "gzip"})
+    assert gz.headers["Content-Encoding"] == "gzip" and gzip.decompress(gz.data).decode() == text
     for i in range(3):
         resp = c.get(f"/replay/{sw.session_id}/seg/{i:08d}.ts")
         assert resp.status_code == 200 and resp.mimetype == "video/mp2t"
@@ -333,3 +350,18 @@ def test_session_recorded_while_server_away_reaches_it_complete(world: World, se
     q.close()
     shutil.rmtree(store, ignore_errors=True)
     assert PASSWORD  # the enrolled station needs no user
+
+
+def test_playlist_groups_segments_within_runs() -> None:
+    from web.recordings import Seg, playlist
+    t0, d = 1_800_000_000_000_000, 2_000_000
+    segs = [Seg(i, 0, t0 + i * d, d) for i in range(8)]  # run 0: 0..7
+    segs += [Seg(8 + i, 1, t0 + (20 + i) * d, d) for i in range(7)]  # after a pause, run 1: 8..14
+    text = playlist(segs)
+    uris = [line for line in text.splitlines() if line.startswith("seg/")]
+    assert uris == ["seg/00000000.ts", "seg/00000001-00000005.ts", "seg/00000006-00000007.ts",
+                    "seg/00000008-00000012.ts", "seg/00000013-00000014.ts"]
+    assert text.count("#EXT-X-DISCONTINUITY") == 1
+    before, after = text.split("#EXT-X-DISCONTINUITY")
+    assert before.rstrip().endswith("seg/00000006-00000007.ts") and "seg/00000008-00000012.ts" in after
+    assert "#EXTINF:10.000,\nseg/00000001-00000005.ts" in text and "#EXT-X-TARGETDURATION:10" in text
