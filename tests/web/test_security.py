@@ -166,3 +166,17 @@ def test_audit_verify_detects_tampering(world: World, db: Database) -> None:
         conn.execute(text("UPDATE audit_log SET target = 'c' WHERE seq = 2"))
     with db.session() as s, pytest.raises(AuditBroken, match="entry 2 was altered"):
         audit.verify(s)
+
+
+def test_audit_verify_detects_a_deleted_entry(world: World, db: Database) -> None:
+    world.user("a", "admin")
+    world.user("b", "auditor")
+    world.user("c", "prosecutor")
+    with db.engine.begin() as conn:  # an attacker with database rights drops the trigger first
+        if db.dialect == "sqlite":
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+        else:
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
+    with db.session() as s, pytest.raises(AuditBroken):
+        audit.verify(s)
