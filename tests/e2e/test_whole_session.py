@@ -40,6 +40,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
+from tests.plugins.browser import VIDEO_FRAME_JS
 from tests.plugins.recording import BIN, run_cli
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -57,20 +58,6 @@ PROSECUTOR = ("ksv.lan", "Kiểm sát viên Lan")
 IT_STAFF = ("it.minh", "Kỹ thuật Minh")
 SEGMENT_S = 2  # the synthetic kit's segment length (hardware_profiles/synthetic.toml)
 
-FRAME_JS = """() => {
-  const v = document.getElementById('player');
-  const c = document.createElement('canvas');
-  c.width = 160; c.height = 90;
-  const g = c.getContext('2d');
-  g.drawImage(v, 0, 0, c.width, c.height);
-  const d = g.getImageData(0, 0, c.width, c.height).data;
-  let sum = 0; const colours = new Set();
-  for (let i = 0; i < d.length; i += 4) {
-    sum += d[i] + d[i + 1] + d[i + 2];
-    colours.add((d[i] >> 4) << 8 | (d[i + 1] >> 4) << 4 | (d[i + 2] >> 4));
-  }
-  return {mean: sum / (d.length / 4) / 3, colours: colours.size, t: v.currentTime, d: v.duration};
-}"""
 
 
 # --- processes, stopped by pid ----------------------------------------------------------------------------
@@ -437,7 +424,7 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
         page.click("#player")  # a user gesture, as pressing play
         page.evaluate("() => document.getElementById('player').play()")
         page.wait_for_function("() => document.getElementById('player').currentTime > 1.0", timeout=30_000)
-        frame = page.evaluate(FRAME_JS)
+        frame = page.evaluate(VIDEO_FRAME_JS)
         assert frame["mean"] > 20 and frame["colours"] > 20, frame  # a real picture, not black
         page.wait_for_function(f"() => document.getElementById('player').currentTime > {frame['t'] + 0.5}",
                                timeout=20_000)
@@ -457,7 +444,7 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
         assert abs(landed - target) < 0.6, (landed, target)
         page.wait_for_function(f"() => document.getElementById('player').currentTime > {landed + 0.3}",
                                timeout=20_000)
-        after = page.evaluate(FRAME_JS)
+        after = page.evaluate(VIDEO_FRAME_JS)
         assert after["mean"] > 20 and after["colours"] > 20, after
         expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
         shot(page, "replay-seek")

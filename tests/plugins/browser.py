@@ -66,3 +66,20 @@ def artifacts_dir() -> Path:
     """Where tests keep screenshots and other files for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# Draws the <video id=player> frame onto a canvas: mean brightness, colour count, time and duration.
+VIDEO_FRAME_JS = """() => {
+  const v = document.getElementById('player');
+  const c = document.createElement('canvas');
+  c.width = 160; c.height = 90;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0, c.width, c.height);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let sum = 0; const colours = new Set();
+  for (let i = 0; i < d.length; i += 4) {
+    sum += d[i] + d[i + 1] + d[i + 2];
+    colours.add((d[i] >> 4) << 8 | (d[i + 1] >> 4) << 4 | (d[i + 2] >> 4));
+  }
+  return {mean: sum / (d.length / 4) / 3, colours: colours.size, t: v.currentTime, d: v.duration};
+}"""

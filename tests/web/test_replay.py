@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
+from tests.plugins.browser import VIDEO_FRAME_JS
 from tests.web.conftest import PASSWORD, SessionsWorld
 from tests.web.test_sessions import content_routes, view_routes
 
@@ -27,20 +28,6 @@ def db_url(tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     yield f"sqlite:///{path}"
 
 
-FRAME_JS = """() => {
-  const v = document.getElementById('player');
-  const c = document.createElement('canvas');
-  c.width = 160; c.height = 90;
-  const g = c.getContext('2d');
-  g.drawImage(v, 0, 0, c.width, c.height);
-  const d = g.getImageData(0, 0, c.width, c.height).data;
-  let sum = 0; const colours = new Set();
-  for (let i = 0; i < d.length; i += 4) {
-    sum += d[i] + d[i + 1] + d[i + 2];
-    colours.add((d[i] >> 4) << 8 | (d[i + 1] >> 4) << 4 | (d[i + 2] >> 4));
-  }
-  return {mean: sum / (d.length / 4) / 3, colours: colours.size, t: v.currentTime, d: v.duration};
-}"""
 
 
 def login_as(page: Page, base: str, username: str) -> None:
@@ -75,7 +62,7 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     page.click("#player")  # a user gesture, as pressing play
     page.evaluate("() => document.getElementById('player').play()")
     page.wait_for_function("() => document.getElementById('player').currentTime > 1.0", timeout=20_000)
-    frame = page.evaluate(FRAME_JS)
+    frame = page.evaluate(VIDEO_FRAME_JS)
     assert frame["mean"] > 20 and frame["colours"] > 20, frame  # a real picture, not black
     t1 = frame["t"]
     page.wait_for_function(f"() => document.getElementById('player').currentTime > {t1 + 0.5}", timeout=10_000)
@@ -92,7 +79,7 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     assert abs(landed - target) < 0.6, (landed, target)
     page.wait_for_function(f"() => document.getElementById('player').currentTime > {landed + 0.3}",
                            timeout=10_000)
-    after = page.evaluate(FRAME_JS)
+    after = page.evaluate(VIDEO_FRAME_JS)
     assert after["mean"] > 20 and after["colours"] > 20, after
     expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
     page.screenshot(path=str(artifacts_dir / "replay.png"))
