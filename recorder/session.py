@@ -272,7 +272,9 @@ class Recorder:
             fsync_file(path)
             start = seg.start_us
             if seg.start_us == 0 and is_live(self.profile):
-                start = min(first_media_us(path) or 0, seg.end_us)
+                # The list says the run's first segment starts at t0; media cannot predate the launch,
+                # and ffprobe (which may time out on a loaded station) usually knows the exact start.
+                start = min(max(first_media_us(path) or 0, run.launched_us - t0), seg.end_us)
             if self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start) is not None:
                 count += 1
                 self._on_media(sid, t0 + start)

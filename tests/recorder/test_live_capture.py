@@ -142,3 +142,29 @@ def test_microphone_lost_and_back_is_one_interruption(station: Station, tmp_path
     assert 5.0 <= (gap["end_us"] - gap["start_us"]) / 1e6 <= 16.0
     records = [json.loads(p.read_text()) for p in sorted((store / report["prefix"] / "seg").glob("*.json"))]
     assert sum(r["duration_us"] for r in records if r["start_us"] >= gap["end_us"]) / 1e6 >= 4.0
+
+
+def test_first_segment_never_starts_before_the_run_when_ffprobe_gives_up(
+        station: Station, tmp_path: Path, camera_peer: CameraPeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded station ffprobe may time out; the first segment's start must still not predate the launch."""
+    import recorder.session as session_mod
+    from recorder.clock import SystemClock
+    from recorder.profile import load_profile
+    from recorder.session import Recorder, RecorderSettings
+    from recorder.station import load_station
+    from storage.file import FileStore
+    from verifier.formats import CaseInfo
+
+    monkeypatch.setenv("IRMS_TRUST", str(station.trust))
+    monkeypatch.setattr(session_mod, "first_media_us", lambda path: None)
+    rec = Recorder(load_station(station.home), FileStore(tmp_path / "store"), load_profile("ip-camera-rtsp"),
+                   SystemClock(), RecorderSettings(site="HN-CA-01", room="P101",
+                                                   credentials={"url_wide": camera_peer.url}))
+    sid = rec.start(CaseInfo("6/2026/HS", "A", ("B",), "C"), 7)
+    rec.close(sid, rec.record(sid, rec.journal.session(sid).planned_end_us))
+    rec.finish_uploads()
+    (run,) = rec.journal.runs(sid)
+    first = rec.journal.segments(sid)[0]
+    assert first.start_us >= run.launched_us
+    res = station.verify("session", sid, "--store", str(tmp_path / "store"), "--json")
+    assert res.returncode == 0, res.stdout
