@@ -175,9 +175,29 @@ def translate(message: str, lang: str, **params: object) -> str:
     return text.format(**params) if params else text
 
 
+# What a failed probe means, by check, for the Vietnamese pages (the station reports its detail in English).
+VI_CHECKS = {
+    "camera.frames": "camera không gửi hình",
+    "camera.size": "hình sai kích thước",
+    "camera.black": "hình ảnh bị đen",
+    "camera.frozen": "hình ảnh bị đứng",
+    "camera.covered": "ống kính bị che",
+    "camera.focus": "hình ảnh mất nét",
+    "mic.samples": "micro không gửi âm thanh",
+    "mic.silent": "micro không có tín hiệu",
+    "mic.clipping": "âm thanh bị méo (quá mức)",
+    "disk.free": "ổ đĩa sắp đầy",
+    "store.reachable": "không kết nối được kho lưu trữ",
+    "clock.offset": "đồng hồ lệch",
+}
+
+
 def reason_text(r: Reason, lang: str) -> str:
+    params = dict(r.params)
+    if lang == "vi" and r.code == "probe_failed" and str(params.get("check")) in VI_CHECKS:
+        params["detail"] = VI_CHECKS[str(params["check"])]
     try:
-        return translate(r.code, lang, **dict(r.params))
+        return translate(r.code, lang, **params)
     except (KeyError, IndexError):
         return r.code
 

@@ -56,13 +56,15 @@ def test_dashboard_figures_failing_room_and_language(world: World, app: Flask, c
     silent = page.locator('tr[data-site="HN-TTG"][data-room="P01"] .reason')
     expect(silent).to_have_text(f"trạm {a.station_id} mất liên lạc 2 phút")
     expect(page.locator('tr[data-site="HN-CQDT"][data-room="P01"] .reason')).to_contain_text(
-        "thiết bị wide lỗi (camera.black): the picture is black")
+        "thiết bị wide lỗi (camera.black): hình ảnh bị đen")
     page.screenshot(path=str(artifacts_dir / "dashboard-vi.png"), full_page=True)
 
     page.click("#lang-en")
     expect(page.locator("h1")).to_have_text("Interrogation recording coverage")
     expect(page.locator("#facilities .label")).to_have_text("Facilities equipped")
     expect(silent).to_have_text(f"station {a.station_id} silent for 2 min")
+    expect(page.locator('tr[data-site="HN-CQDT"][data-room="P01"] .reason')).to_contain_text(
+        "the picture is black")
     page.screenshot(path=str(artifacts_dir / "dashboard-en.png"), full_page=True)
     page.click("#lang-vi")
     expect(page.locator("#facilities .label")).to_have_text("Cơ sở được trang bị")
