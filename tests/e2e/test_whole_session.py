@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.plugins.browser import VIDEO_FRAME_JS
+from tests.plugins.browser import play_and_check_picture, seek_and_check_picture
 from tests.plugins.recording import BIN, run_cli
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -422,30 +422,14 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
         expect(page.locator("#player-kind")).to_have_text("hls.js")
         expect(page.locator("#watermark")).to_contain_text(PROSECUTOR[1])
         page.click("#player")  # a user gesture, as pressing play
-        page.evaluate("() => document.getElementById('player').play()")
-        page.wait_for_function("() => document.getElementById('player').currentTime > 1.0", timeout=30_000)
-        frame = page.evaluate(VIDEO_FRAME_JS)
-        assert frame["mean"] > 20 and frame["colours"] > 20, frame  # a real picture, not black
-        page.wait_for_function(f"() => document.getElementById('player').currentTime > {frame['t'] + 0.5}",
-                               timeout=20_000)
+        frame = play_and_check_picture(page, timeout_ms=30_000)
         duration = float(frame["d"])
         # About 8 s before and 6 s after the pause; the pause itself is not in the media.
         assert 12 < duration < 40, frame
         shot(page, "replay")
 
         # Seek to the middle and check where it landed, then that it plays on from there.
-        target = round(duration / 2, 1)
-        page.evaluate(f"""() => new Promise(done => {{
-            const v = document.getElementById('player');
-            v.addEventListener('seeked', () => done(), {{once: true}});
-            v.currentTime = {target};
-        }})""")
-        landed = page.evaluate("() => document.getElementById('player').currentTime")
-        assert abs(landed - target) < 0.6, (landed, target)
-        page.wait_for_function(f"() => document.getElementById('player').currentTime > {landed + 0.3}",
-                               timeout=20_000)
-        after = page.evaluate(VIDEO_FRAME_JS)
-        assert after["mean"] > 20 and after["colours"] > 20, after
+        seek_and_check_picture(page, round(duration / 2, 1), timeout_ms=20_000)
         expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
         shot(page, "replay-seek")
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import http.server
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,3 +21,30 @@ def irms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     home.mkdir()
     monkeypatch.setenv("IRMS_HOME", str(home))
     yield home
+
+
+@contextlib.contextmanager
+def date_server(skew_s: float = 0.0) -> Iterator[str]:
+    """A loopback HTTP server answering HEAD with a Date header `skew_s` seconds off this machine's clock:
+    the time reference a station's pre-flight measures its clock against."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(204)
+            self.end_headers()
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return email.utils.formatdate(time.time() + skew_s, usegmt=True)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -83,3 +83,30 @@ VIDEO_FRAME_JS = """() => {
   }
   return {mean: sum / (d.length / 4) / 3, colours: colours.size, t: v.currentTime, d: v.duration};
 }"""
+
+
+def play_and_check_picture(page: Any, timeout_ms: int) -> dict[str, Any]:
+    """Play <video id=player>: it must reach 1 s, show a real picture (not black) and keep advancing."""
+    page.evaluate("() => document.getElementById('player').play()")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 1.0", timeout=timeout_ms)
+    frame = page.evaluate(VIDEO_FRAME_JS)
+    assert frame["mean"] > 20 and frame["colours"] > 20, frame  # a real picture, not black
+    page.wait_for_function(f"() => document.getElementById('player').currentTime > {frame['t'] + 0.5}",
+                           timeout=timeout_ms)
+    return dict(frame)
+
+
+def seek_and_check_picture(page: Any, target: float, timeout_ms: int) -> float:
+    """Seek <video id=player> to `target`: it must land within 0.6 s, play on and show a real picture."""
+    page.evaluate(f"""() => new Promise(done => {{
+        const v = document.getElementById('player');
+        v.addEventListener('seeked', () => done(), {{once: true}});
+        v.currentTime = {target};
+    }})""")
+    landed = float(page.evaluate("() => document.getElementById('player').currentTime"))
+    assert abs(landed - target) < 0.6, (landed, target)
+    page.wait_for_function(f"() => document.getElementById('player').currentTime > {landed + 0.3}",
+                           timeout=timeout_ms)
+    after = page.evaluate(VIDEO_FRAME_JS)
+    assert after["mean"] > 20 and after["colours"] > 20, after
+    return landed

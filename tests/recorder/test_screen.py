@@ -3,11 +3,8 @@ blocking cause and the store-unreachable warning, driven through Flask's test cl
 
 from __future__ import annotations
 
-import email.utils
-import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from recorder.journal import Journal
 from recorder.preflight import read_refusals
 from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
+from tests.plugins.base import date_server
 from tests.plugins.recording import Station
 
 SITE, ROOM = "HN-CA-01", "P101"
@@ -147,27 +145,8 @@ def test_too_little_disk_blocks_the_start(home: Path, tmp_path: Path, apps: list
 @pytest.fixture
 def skewed_time_server() -> Iterator[str]:
     """An HTTP server whose Date header is an hour behind the station."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
-            self.send_response(200)
-            self.end_headers()
-
-        def date_time_string(self, timestamp: float | None = None) -> str:
-            return email.utils.formatdate(time.time() - 3600, usegmt=True)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with date_server(-3600) as url:
+        yield url
 
 
 def test_clock_too_far_off_blocks_the_start(home: Path, tmp_path: Path, apps: list[Flask],

@@ -4,12 +4,10 @@ The session then verifies with irms-verify and carries exactly one pause interru
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.plugins.base import date_server
 from tests.plugins.recording import BIN, Station
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,24 +35,8 @@ class ScreenServer:
 @pytest.fixture
 def time_reference() -> Iterator[str]:
     """An HTTP server whose Date header is the reference time (the enrolled server, in production)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with date_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.plugins.browser import VIDEO_FRAME_JS
+from tests.plugins.browser import play_and_check_picture, seek_and_check_picture
 from tests.web.conftest import PASSWORD, SessionsWorld
 from tests.web.test_sessions import content_routes, view_routes
 
@@ -60,27 +60,11 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     expect(page.locator("#watermark")).to_contain_text("Prosecutor")
     expect(page.locator("#wm-time")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
     page.click("#player")  # a user gesture, as pressing play
-    page.evaluate("() => document.getElementById('player').play()")
-    page.wait_for_function("() => document.getElementById('player').currentTime > 1.0", timeout=20_000)
-    frame = page.evaluate(VIDEO_FRAME_JS)
-    assert frame["mean"] > 20 and frame["colours"] > 20, frame  # a real picture, not black
-    t1 = frame["t"]
-    page.wait_for_function(f"() => document.getElementById('player').currentTime > {t1 + 0.5}", timeout=10_000)
+    frame = play_and_check_picture(page, timeout_ms=20_000)
     duration = frame["d"]
     assert duration > 7, frame  # the 9-second session
 
-    target = round(duration / 2, 1)
-    page.evaluate(f"""() => new Promise(done => {{
-        const v = document.getElementById('player');
-        v.addEventListener('seeked', () => done(), {{once: true}});
-        v.currentTime = {target};
-    }})""")
-    landed = page.evaluate("() => document.getElementById('player').currentTime")
-    assert abs(landed - target) < 0.6, (landed, target)
-    page.wait_for_function(f"() => document.getElementById('player').currentTime > {landed + 0.3}",
-                           timeout=10_000)
-    after = page.evaluate(VIDEO_FRAME_JS)
-    assert after["mean"] > 20 and after["colours"] > 20, after
+    seek_and_check_picture(page, round(duration / 2, 1), timeout_ms=10_000)
     expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
     page.screenshot(path=str(artifacts_dir / "replay.png"))
 
