@@ -6,7 +6,7 @@ with random outages, then logs in and renders GET / (the whole dashboard: covera
 province, failing rooms, 30-day trend) --runs times. Baseline, same run and same client: the
 login page (template, session, no data). Prints p95 of each and the ratio. Target: p95 < 300 ms.
 
-    python -P bench/dashboard.py [--rooms 10000] [--sites 1000] [--runs 40] [--database URL]
+    python bench/dashboard.py [--rooms 10000] [--sites 1000] [--runs 40] [--database URL]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ doing anything. Workers and threads default to `irms-web serve`'s (2 x 4, gthrea
 rate and p99 of both, and the ratios.
 Target: 2,500 heartbeats/s with p99 under 50 ms on a 2-core machine.
 
-    python -P bench/heartbeat_ingest.py [--seconds 15] [--clients 4] [--workers 2] [--threads 4] [--stations 1000]
+    python bench/heartbeat_ingest.py [--seconds 15] [--clients 4] [--workers 2] [--threads 4] [--stations 1000]
 """
 
 from __future__ import annotations

@@ -28,29 +28,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
+from bench_session import seal_session
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from recorder.sealer import seal
-from verifier.canonical import canonical_json
-from verifier.chain import chain_genesis
-from verifier.crypto import new_data_key, wrap_key
-from verifier.formats import (
-    CaseInfo,
-    build_header,
-    build_manifest,
-    header_name,
-    locator_name,
-    manifest_name,
-    record_name,
-    segment_name,
-    session_prefix,
-)
-from verifier.keys import b64, public_raw, sign_document
+from verifier.keys import b64, public_raw
 
 CHROMIUM = os.environ.get("IRMS_CHROMIUM", "/usr/bin/chromium")
 PASSPHRASE = "bench custodian passphrase"
@@ -89,31 +74,9 @@ def make_segments(clip: Path, seconds: int, out: Path) -> list[tuple[Path, int, 
 
 def build_session(store: Path, segs: list[tuple[Path, int, int]], station: Ed25519PrivateKey,
                   custodian: X25519PrivateKey, case: str) -> str:
-    sid = str(uuid.uuid4())
-    data_key = new_data_key()
-    header = sign_document(build_header(
-        session_id=sid, station_id="st-bench", station_key_b64=b64(public_raw(station.public_key())),
-        site="BENCH", room="P1", case=CaseInfo(case, "Bench", ("bench",), "bench"),
-        kit={"profile": "bench", "devices": []}, started_at_us=T0, segment_target_us=2_000_000,
-        wrapped_key=wrap_key(data_key, custodian.public_key(), sid, 0)), station)
-    prefix = session_prefix("BENCH", "P1", sid)
-    put(store, header_name(prefix), canonical_json(header))
-    put(store, locator_name(sid), canonical_json({"format": "irms.locator/1", "prefix": prefix, "session_id": sid}))
-    chain = chain_genesis(header)
-    end = T0
-    for i, (path, start, duration) in enumerate(segs):
-        out = seal(plain=path.read_bytes(), session_id=sid, index=i, key_index=0, run=0, data_key=data_key,
-                   station_key=station, prev_chain=chain, start_us=T0 + start, duration_us=duration,
-                   clock_offset_us=0, salvaged=False)
-        put(store, segment_name(prefix, i), out.cipher)
-        put(store, record_name(prefix, i), canonical_json(out.record))
-        chain = out.record["chain"]
-        end = T0 + start + duration
-    put(store, manifest_name(prefix), canonical_json(sign_document(build_manifest(
-        session_id=sid, header_sha256=chain_genesis(header), segment_count=len(segs), chain_head=chain,
-        started_at_us=T0, ended_at_us=end, end_reason="stopped", key_count=1, interruptions=[], events=[],
-        devices=[]), station)))
-    return sid
+    return seal_session(lambda name, data: put(store, name, data),
+                        ((path.read_bytes(), start, duration) for path, start, duration in segs),
+                        station, custodian.public_key(), case)
 
 
 PLAY_JS = """() => new Promise((done, fail) => {

@@ -16,29 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+from bench_session import seal_session
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from recorder.sealer import seal
 from storage.file import FileStore
-from verifier.canonical import canonical_json
-from verifier.chain import chain_genesis
-from verifier.crypto import new_data_key, wrap_key
-from verifier.formats import (
-    CaseInfo,
-    build_header,
-    build_manifest,
-    header_name,
-    locator_name,
-    manifest_name,
-    record_name,
-    segment_name,
-    session_prefix,
-)
-from verifier.keys import b64, public_raw, sign_document
 from verifier.trust import trust_station_key
 
 BIN = Path(sys.executable).parent
@@ -48,31 +32,8 @@ def build_session(root: Path, segments: int, size: int) -> str:
     store = FileStore(root / "store")
     key = Ed25519PrivateKey.generate()
     trust_station_key(root / "trust", "st-bench", key.public_key())
-    sid = str(uuid.uuid4())
-    data_key = new_data_key()
-    header = sign_document(build_header(
-        session_id=sid, station_id="st-bench", station_key_b64=b64(public_raw(key.public_key())), site="BENCH",
-        room="P1", case=CaseInfo("b", "s", ("i",), "l"), kit={"profile": "bench", "devices": []},
-        started_at_us=1_800_000_000_000_000, segment_target_us=2_000_000,
-        wrapped_key=wrap_key(data_key, X25519PrivateKey.generate().public_key(), sid, 0)), key)
-    prefix = session_prefix("BENCH", "P1", sid)
-    store.put(header_name(prefix), canonical_json(header))
-    store.put(locator_name(sid), canonical_json({"format": "irms.locator/1", "prefix": prefix, "session_id": sid}))
-    chain = chain_genesis(header)
-    t = 1_800_000_000_000_000
-    for i in range(segments):
-        out = seal(plain=os.urandom(size), session_id=sid, index=i, key_index=0, run=0, data_key=data_key,
-                   station_key=key, prev_chain=chain, start_us=t, duration_us=2_000_000, clock_offset_us=0,
-                   salvaged=False)
-        store.put(segment_name(prefix, i), out.cipher)
-        store.put(record_name(prefix, i), canonical_json(out.record))
-        chain = out.record["chain"]
-        t += 2_000_000
-    store.put(manifest_name(prefix), canonical_json(sign_document(build_manifest(
-        session_id=sid, header_sha256=chain_genesis(header), segment_count=segments, chain_head=chain,
-        started_at_us=1_800_000_000_000_000, ended_at_us=t, end_reason="stopped", key_count=1, interruptions=[],
-        events=[], devices=[]), key)))
-    return sid
+    plains = ((os.urandom(size), i * 2_000_000, 2_000_000) for i in range(segments))
+    return seal_session(store.put, plains, key, X25519PrivateKey.generate().public_key())
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

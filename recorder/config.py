@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, first_problem
 
 
 class StationConfig(BaseModel):
@@ -52,9 +52,7 @@ def load_config(home: Path) -> StationConfig:
     try:
         return StationConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"station configuration {path}: {where}: {first['msg']}") from None
+        raise ConfigError(f"station configuration {path}: {first_problem(err)}") from None
 
 
 def save_latency(home: Path, key: str, value_ms: int) -> Path:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from storage.errors import IrmsError
+
+
+def first_problem(err: ValidationError) -> str:
+    """The first thing wrong in a strict model's input, as `field.path: message` for one error line."""
+    first = err.errors()[0]
+    return ".".join(str(p) for p in first["loc"]) + ": " + first["msg"]
 
 
 class RecorderError(IrmsError):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recorder.errors import ProfileError
+from recorder.errors import ProfileError, first_problem
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"
 
@@ -100,9 +100,7 @@ def load_profile(name_or_path: str) -> Profile:
     try:
         return Profile.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProfileError(f"hardware profile {path}: {where}: {first['msg']}") from None
+        raise ProfileError(f"hardware profile {path}: {first_problem(err)}") from None
 
 
 def with_latencies(profile: Profile, latency_ms: dict[str, int]) -> Profile:
