@@ -23,7 +23,9 @@ from typing import Any, Literal
 
 from recorder import probe
 from recorder.clock import Clock
+from recorder.errors import CaptureError
 from recorder.profile import Profile
+from recorder.segmenter import camera_url, microphone_source
 from storage.base import ObjectStore
 from storage.url import redact
 
@@ -95,13 +97,13 @@ def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> li
                                              "generated test picture"))
         elif cam.source in ("rtsp", "http", "v4l2"):
             try:
-                url = cam.device.format(**creds)
-            except KeyError as err:
-                results.append(probe.ProbeResult("camera.frames", name, None, None, "", False,
-                                                 f"camera URL needs {err} from the station configuration"))
+                url = cam.device if cam.source == "v4l2" else camera_url(cam, creds)
+            except CaptureError as err:
+                results.append(probe.ProbeResult("camera.frames", name, None, None, "", False, str(err)))
                 continue
-            for r in probe.probe_camera(url, (cam.width, cam.height), frames=10, timeout_s=10.0):
-                results.append(r)
+            # A camera passed through sends its own size; only an encoded picture must match the profile.
+            size = None if cam.passthrough else (cam.width, cam.height)
+            results.extend(probe.probe_camera(url, size, frames=10, timeout_s=10.0))
         else:  # pragma: no cover - the profile model allows no other source
             results.append(probe.ProbeResult("camera.unprobed", name, None, None, "", False,
                                              f"no probe for {cam.source} cameras"))
@@ -112,7 +114,7 @@ def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> li
         if mic.source == "lavfi":
             results.append(probe.ProbeResult("mic.synthetic", name, "lavfi", None, "", True, "generated test tone"))
         elif mic.source == "pulse":
-            results.extend(probe.probe_microphone(mic.device, seconds=1.0, rate=mic.rate))
+            results.extend(probe.probe_microphone(microphone_source(mic, creds), seconds=1.0, rate=mic.rate))
         else:
             results.append(probe.ProbeResult("mic.unprobed", name, None, None, "", False,
                                              f"no probe for {mic.source} microphones: check the sound by ear "

@@ -170,11 +170,11 @@ def configured_cameras(kit: str) -> list[str]:
     """The network camera URLs a kit configures, filled from this station's configuration."""
     from recorder.config import load_config
     from recorder.profile import load_profile
-    from recorder.segmenter import fill_template
+    from recorder.segmenter import camera_url
     from recorder.station import irms_home
 
     creds = load_config(irms_home()).credentials()
-    return [fill_template(c.device, creds) for c in load_profile(kit).cameras if c.source in ("rtsp", "http")]
+    return [camera_url(c, creds) for c in load_profile(kit).cameras if c.source in ("rtsp", "http")]
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -37,6 +37,16 @@ def fill_template(template: str, credentials: dict[str, str]) -> str:
                            "station configuration") from None
 
 
+def camera_url(cam: Camera, credentials: dict[str, str]) -> str:
+    """Where a network camera is: this station's override (`url_<role>`), else the profile's template filled in."""
+    return credentials.get(f"url_{cam.role}") or fill_template(cam.device, credentials)
+
+
+def microphone_source(mic: Microphone, credentials: dict[str, str]) -> str:
+    """The capture source of a microphone: this station's override (`mic_<role>`), else the profile's."""
+    return credentials.get(f"mic_{mic.role}") or mic.device
+
+
 def _offset(t0: int | None, latency_ms: int) -> dict[str, Any]:
     """-itsoffset so that every input's timestamps are wall clock − T0, minus the device's own latency."""
     if t0 is None:
@@ -50,12 +60,10 @@ def camera_input(cam: Camera, credentials: dict[str, str], t0: int | None = None
         spec = cam.device.format(width=cam.width, height=cam.height, fps=cam.fps)
         return ffmpeg.input(spec, f="lavfi", re=None)
     if cam.source == "rtsp":
-        url = credentials.get(f"url_{cam.role}") or fill_template(cam.device, credentials)
-        return ffmpeg.input(url, rtsp_transport="tcp", timeout=5_000_000, use_wallclock_as_timestamps=1,
-                            **_offset(t0, cam.latency_ms))
+        return ffmpeg.input(camera_url(cam, credentials), rtsp_transport="tcp", timeout=5_000_000,
+                            use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
     if cam.source == "http":
-        url = credentials.get(f"url_{cam.role}") or fill_template(cam.device, credentials)
-        return ffmpeg.input(url, use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
+        return ffmpeg.input(camera_url(cam, credentials), use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
     return ffmpeg.input(
         cam.device, f="v4l2", framerate=cam.fps, video_size=(cam.width, cam.height),
         use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms),
@@ -66,7 +74,7 @@ def microphone_input(mic: Microphone, credentials: dict[str, str] | None = None,
     if mic.source == "lavfi":
         return ffmpeg.input(mic.device.format(rate=mic.rate), f="lavfi", re=None)
     fmt = "pulse" if mic.source == "pulse" else "alsa"
-    device = (credentials or {}).get(f"mic_{mic.role}") or mic.device
+    device = microphone_source(mic, credentials or {})
     return ffmpeg.input(device, f=fmt, sample_rate=mic.rate, channels=mic.channels, **_offset(t0, mic.latency_ms))
 
 

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recorder.probe import ProbeResult, probe_camera, probe_disk, probe_microphone, probe_store
-from recorder.segmenter import fill_template
+from recorder.preflight import probe_kit
+from recorder.probe import ProbeResult, probe_disk, probe_store
 from recorder.session import Recorder
 from storage.durable import write_durable
 from storage.errors import IrmsError
@@ -19,26 +19,11 @@ from verifier.session import Options, audit
 from verifier.trust import trust_dir
 
 
-def device_probes(rec: Recorder) -> list[ProbeResult]:
-    """Probe the live devices of the kit directly (a generated kit has none)."""
-    results: list[ProbeResult] = []
-    creds = rec.settings.credentials
-    for cam in rec.profile.cameras:
-        if cam.source in ("rtsp", "http"):
-            url = creds.get(f"url_{cam.role}") or fill_template(cam.device, creds)
-            results += probe_camera(url, None if cam.passthrough else (cam.width, cam.height))
-        elif cam.source == "v4l2":
-            results += probe_camera(cam.device, (cam.width, cam.height))
-    for mic in rec.profile.microphones:
-        if mic.source == "pulse":
-            results += probe_microphone(creds.get(f"mic_{mic.role}") or mic.device, rate=mic.rate)
-    return results
-
-
 def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
     """Probe, record `seconds`, verify, and store the result under IRMS_HOME/selftest/."""
     now = rec.clock.now_us()
-    checks = device_probes(rec)
+    # Generated (synthetic) devices pass here; their signal is judged in the recorded clip below.
+    checks = probe_kit(rec.profile, rec.settings.credentials)
     checks.append(probe_disk(rec.station.home, rec.settings.min_free_bytes))
     checks.append(probe_store(rec.store, device=rec.store.url))
     rec.health.every_s = 0.0  # judge every segment of the clip
