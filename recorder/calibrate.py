@@ -10,14 +10,20 @@ the camera's timestamps in every later recording (R18, TEST_ENVIRONMENT.md).
 from __future__ import annotations
 
 import re
+import shutil
 import statistics
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recorder.errors import CaptureError
+from recorder.clock import Clock, SystemClock
+from recorder.errors import CaptureError, ConfigError
+from recorder.profile import Profile
+from recorder.segmenter import build_argv, is_live
+from recorder.supervisor import ProcessSupervisor
 
 PTS_RE = re.compile(r"pts_time:\s*(-?[0-9.]+)")
 
@@ -124,3 +130,26 @@ def measure(path: Path, audio_stream: int = 0, settle_s: float = 1.5) -> Offset:
     start, samples = audio_samples(path, audio_stream)
     flashes = [f for f in flash_times(times, luma) if f >= times[0] + settle_s]
     return pair_offsets(flashes, beep_onsets(start, samples))
+
+
+def record_and_measure(profile: Profile, credentials: dict[str, str], seconds: float, audio_stream: int = 0,
+                       clock: Clock | None = None) -> Offset:
+    """Record `seconds` of the kit (plain, not evidence, deleted afterwards) and measure picture − sound."""
+    clk = clock or SystemClock()
+    if not is_live(profile):
+        raise ConfigError(f"kit {profile.name} has no real devices to calibrate")
+    with tempfile.TemporaryDirectory(prefix="irms-calibrate-") as tmp:
+        run_dir = Path(tmp)
+        argv = build_argv(profile, run_dir, "calibration", credentials, t0=clk.now_us() // 1_000_000)
+        sup = ProcessSupervisor("calibrate", argv, cwd=run_dir, secrets=[credentials.get("password", "")])
+        sup.start()
+        deadline = clk.monotonic() + seconds
+        while clk.monotonic() < deadline and sup.alive():
+            clk.sleep(0.2)
+        sup.stop()
+        joined = run_dir / "joined.ts"
+        with joined.open("wb") as sink:
+            for seg in sorted(run_dir.glob("seg*.ts")):
+                with seg.open("rb") as src:
+                    shutil.copyfileobj(src, sink)
+        return measure(joined, audio_stream=audio_stream)

@@ -143,39 +143,16 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Record a few seconds of flashes and beeps, measure picture − sound, optionally save it."""
-    import shutil
-    import tempfile
-    import time
-
-    from recorder.calibrate import measure
-    from recorder.segmenter import build_argv, is_live
-    from recorder.supervisor import ProcessSupervisor
+    from recorder.calibrate import record_and_measure
 
     home = irms_home()
     config = load_config(home)
     profile = with_latencies(load_profile(args.kit), config.latency_ms)
-    if not is_live(profile):
-        raise ConfigError(f"kit {profile.name} has no real devices to calibrate")
     cam = next((c for c in profile.cameras if c.role == args.camera_role), None)
     if cam is None:
         raise ConfigError(f"kit {profile.name} has no camera with role {args.camera_role!r}")
-    creds = _device_overrides(args, config.credentials())
-    with tempfile.TemporaryDirectory(prefix="irms-calibrate-") as tmp:
-        run_dir = Path(tmp)
-        t0 = int(time.time())
-        sup = ProcessSupervisor("calibrate", build_argv(profile, run_dir, "calibration", creds, t0=t0), cwd=run_dir,
-                                secrets=[creds.get("password", "")])
-        sup.start()
-        deadline = time.monotonic() + args.seconds
-        while time.monotonic() < deadline and sup.alive():
-            time.sleep(0.2)
-        sup.stop()
-        joined = run_dir / "joined.ts"
-        with joined.open("wb") as sink:
-            for seg in sorted(run_dir.glob("seg*.ts")):
-                with seg.open("rb") as src:
-                    shutil.copyfileobj(src, sink)
-        offset = measure(joined, audio_stream=args.audio_stream)
+    offset = record_and_measure(profile, _device_overrides(args, config.credentials()), args.seconds,
+                                audio_stream=args.audio_stream)
     new_latency = cam.latency_ms + round(offset.mean_ms)
     result: dict[str, object] = {
         "camera": f"camera.{cam.role}", "offset_ms": round(offset.mean_ms, 2), "spread_ms": round(offset.spread_ms, 2),

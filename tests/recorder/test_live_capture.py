@@ -168,3 +168,14 @@ def test_first_segment_never_starts_before_the_run_when_ffprobe_gives_up(
     assert first.start_us >= run.launched_us
     res = station.verify("session", sid, "--store", str(tmp_path / "store"), "--json")
     assert res.returncode == 0, res.stdout
+
+
+def test_calibrate_measures_the_camera_against_the_microphone_and_saves_it(
+        station: Station, tmp_path: Path, camera_peer: CameraPeer, mic_peer: MicPeer) -> None:
+    kit = camera_and_mic_kit(tmp_path, camera_peer, mic_peer)
+    mic_peer.control("beep")  # a beep on every whole second, when the camera shows its white frame
+    out = station.agent("calibrate", "--kit", str(kit), "--seconds", "7", "--write", "--json")
+    result = json.loads(out.stdout)
+    assert result["flashes"] >= 3 and abs(result["offset_ms"]) < 300, result
+    saved = (station.home / "station.toml").read_text()
+    assert f'"camera.wide" = {result["latency_ms_after"]}' in saved
