@@ -12,7 +12,6 @@ as a key object, for a process that resumes it after a crash.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -500,7 +499,3 @@ class Recorder:
             "pending_uploads": self.journal.pending_count(sid),
             "store": self.store.url,
         }
-
-
-def header_of(journal: Journal, sid: str) -> dict[str, Any]:
-    return dict(json.loads(journal.session(sid).header))
