@@ -1,7 +1,7 @@
 """The JSON API (stations and people) and Prometheus metrics.
 
 POST /api/v1/enroll             one-time code + public key -> station id          (no login; the code is the secret)
-POST /api/v1/heartbeat          signed per verifier.request_auth                  (station signature)
+POST /api/v1/heartbeat          signed per verifier.request_auth; answered by web/ingest.py's HeartbeatRoute
 POST /api/v1/sessions/events    session events, signed the same way (web/events.py) (station signature)
 GET  /api/v1/custodian.pub      the current custodian public key (PEM) for stations (anyone)
 GET  /api/v1/coverage           coverage now, per province, failing rooms          (any role)
@@ -15,7 +15,6 @@ bad signature or stale timestamp, 403 revoked station or wrong role, 409 replaye
 from __future__ import annotations
 
 import hmac
-import random
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -25,7 +24,7 @@ from web.app import db_session, now_us, state
 from web.auth import ALL_ROLES, require_roles
 from web.coverage import Coverage
 from web.errors import Forbidden
-from web.evidence import bulk_compute, current_coverage, policy_of
+from web.evidence import bulk_compute, current_coverage
 
 bp = Blueprint("api", __name__)
 
@@ -44,22 +43,6 @@ def enroll() -> ResponseReturnValue:
     cfg = state().config
     return jsonify({"station_id": station.station_id, "heartbeat_interval_s": cfg.heartbeat_interval_s,
                     "server_time_us": t}), 201
-
-
-@bp.route("/api/v1/heartbeat", methods=["POST"])
-def heartbeat() -> ResponseReturnValue:
-    raw = request.get_data()
-    cfg = state().config
-    s = db_session()
-    t = now_us()
-    station = ST.authenticate(s, request.headers, "POST", _signed_path(), raw, t, cfg.request_window_s)
-    result = ST.ingest_heartbeat(s, station, raw, t, policy_of(cfg))
-    if random.random() < 0.01:  # noqa: S311 - housekeeping sample, not security
-        ST.prune_nonces(s, t, cfg.request_window_s)
-    s.commit()
-    return jsonify({"accepted": True, "heartbeat_id": result.heartbeat_id, "ok": result.ok,
-                    "reasons": result.reasons, "witnessed": result.witnessed,
-                    "heartbeat_interval_s": cfg.heartbeat_interval_s, "server_time_us": t}), 201
 
 
 @bp.route("/api/v1/sessions/events", methods=["POST"])

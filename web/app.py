@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -22,6 +22,13 @@ from web.config import WebConfig, load_config
 from web.db import Database
 from web.errors import BadRequest, DatabaseError, Unauthenticated, WebError
 
+if TYPE_CHECKING:
+    from web.ingest import HeartbeatIngest
+
+
+MAX_BODY = 256 * 1024
+"""The largest request body the server reads (heartbeats, events, forms)."""
+
 
 def system_now_us() -> int:
     return time.time_ns() // 1000
@@ -32,6 +39,8 @@ class IrmsState:
     config: WebConfig
     db: Database
     clock: Callable[[], int]
+    heartbeats: HeartbeatIngest
+    """The process's heartbeat ingest (one group commit per app), answering at `ingest.HeartbeatRoute`."""
 
 
 def state() -> IrmsState:
@@ -82,7 +91,12 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     config = config or load_config()
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=False)
     db = database or Database(config.resolved_database_url(Path(app.instance_path)))
-    app.extensions["irms"] = IrmsState(config, db, clock or system_now_us)
+    from web.evidence import policy_of
+    from web.ingest import HeartbeatIngest, HeartbeatRoute
+    ingest = HeartbeatIngest(db, policy_of(config), config.request_window_s)
+    app.extensions["irms"] = st = IrmsState(config, db, clock or system_now_us, ingest)
+    app.wsgi_app = HeartbeatRoute(app.wsgi_app, ingest, lambda: st.clock(),  # type: ignore[method-assign]
+                                  config.heartbeat_interval_s, MAX_BODY)
     app.config.update(
         SECRET_KEY=config.resolved_secret(Path(app.instance_path)),
         TESTING=config.testing,
@@ -91,7 +105,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
         SESSION_COOKIE_SECURE=config.cookie_secure,
         PERMANENT_SESSION_LIFETIME=dt.timedelta(seconds=config.session_lifetime_s),
         WTF_CSRF_TIME_LIMIT=None,
-        MAX_CONTENT_LENGTH=256 * 1024,
+        MAX_CONTENT_LENGTH=MAX_BODY,
     )
     csrf = CSRFProtect(app)
 

@@ -230,14 +230,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
+            # uvicorn workers: an event loop per process (heartbeats on it), Flask in a thread pool
+            self.cfg.set("worker_class", "uvicorn_worker.UvicornWorker")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("timeout", 60)
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)  # no socket in the user's home directory
 
         def load(self) -> Any:
-            return create_app(cfg)
+            from web.asgi import create_asgi_app
+            return create_asgi_app(cfg, threads=args.threads)
 
     # Resolve the cookie secret once so every worker shares it.
     cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance")})
@@ -422,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    p.add_argument("--threads", type=int, default=8,
+                   help="threads per worker for pages and the API (default 8); heartbeats on PostgreSQL "
+                        "are answered on the worker's event loop")
     p.add_argument("--access-log", action="store_true")
     p.add_argument("--dev", action="store_true", help="Flask's single-process server instead of gunicorn")
     p.set_defaults(func=cmd_serve)

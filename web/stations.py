@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,9 +25,9 @@ from verifier.formats import check_code
 from verifier.keys import ed25519_public_from_raw, key_id
 from verifier.request_auth import parse_request_headers, verify_request
 from web import audit
-from web.coverage import HeartbeatFacts, Policy, Probe, Reason, advance_span, judge_heartbeat
+from web.coverage import HeartbeatFacts, Probe, Reason
 from web.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
-from web.models import EnrollmentCode, Nonce, Room, Site, Station, StationStatus, WitnessedHead
+from web.models import EnrollmentCode, Room, Site, Station, StationStatus, WitnessedHead
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 HEARTBEAT_FORMAT = "irms.heartbeat/1"
@@ -257,12 +257,6 @@ def _station_and_nonce(s: Session, station_id: str, nonce: str, now_us: int) -> 
     return station, fresh
 
 
-def prune_nonces(s: Session, now_us: int, window_s: int) -> int:
-    """Nonces older than twice the window can never be replayed successfully (the timestamp is stale)."""
-    res = s.execute(delete(Nonce).where(Nonce.seen_us < now_us - 2 * window_s * 1_000_000))
-    return int(getattr(res, "rowcount", 0) or 0)
-
-
 # --- heartbeats -----------------------------------------------------------------------------------------
 
 
@@ -336,118 +330,6 @@ def facts_from_verdict(sent_us: int, received_us: int, ok: bool, reasons_json: s
     verdict = tuple(Reason(str(r.get("code", "")), tuple(sorted((k, str(v)) for k, v in r.items() if k != "code")))
                     for r in json.loads(reasons_json))
     return HeartbeatFacts(sent_us, received_us, verdict=verdict)
-
-
-@dataclass(frozen=True)
-class Ingested:
-    heartbeat_id: int
-    ok: bool
-    reasons: list[dict[str, object]]
-    witnessed: bool
-
-
-def ingest_heartbeat(s: Session, station: StationRef, raw_body: bytes, now_us: int,
-                     policy: Policy) -> Ingested:
-    """Store one authenticated heartbeat (append-only), its witnessed head, and advance the uptime span."""
-    body: HeartbeatBody = parse_body(HeartbeatBody, raw_body, "heartbeat")
-    if body.station_id != station.station_id:
-        raise BadRequest(f"heartbeat names station {body.station_id}, but was signed by {station.station_id}")
-    facts = facts_of(body, now_us)
-    reasons = judge_heartbeat(facts, policy)
-    reasons_json = [r.as_json() for r in reasons]
-    w = _Writes(station.pk)
-    w.add("hb", "INSERT INTO heartbeats (station_pk, received_us, sent_us, ok, reasons, disk_free_bytes, "
-          "clock_offset_ms, body) VALUES (:pk, :now, :sent, :ok, :reasons, :disk, :clock, :body) RETURNING id",
-          now=now_us, sent=body.sent_at_us, ok=not reasons, reasons=json.dumps(reasons_json, ensure_ascii=False),
-          disk=body.disk_free_bytes, clock=body.clock_offset_ms, body=raw_body.decode("utf-8"))
-    if body.recording is not None:
-        w.add("w", "INSERT INTO witnessed_heads (station_pk, session_id, idx, chain_head, received_us) "
-              "VALUES (:pk, :session, :idx, :head, :now)", session=body.recording.session_id,
-              idx=body.recording.index, head=body.recording.chain_head, now=now_us)
-    if station.last_seen_us is None or station.last_seen_us <= facts.at_us:
-        w.set_id("last_heartbeat_id", "hb")
-        w.set("last_seen_us", facts.at_us)
-    if station.room_id is not None:
-        _advance_span(w, station, facts.at_us, not reasons, policy)
-    hb_id = w.run(s)
-    return Ingested(hb_id, not reasons, reasons_json, body.recording is not None)
-
-
-class _Writes:
-    """A heartbeat's inserts and updates, ending with the station row's update.
-
-    On PostgreSQL they go as one statement (each write a CTE, ids referenced by name), elsewhere one
-    after the other with the ids carried over. Returns the heartbeat id.
-    """
-
-    def __init__(self, station_pk: int) -> None:
-        self.steps: list[tuple[str, str]] = []
-        self.params: dict[str, Any] = {"pk": station_pk}
-        self.sets: list[tuple[str, str | None]] = []  # (column, step whose id it takes, or None: a parameter)
-
-    def add(self, name: str, sql: str, **params: Any) -> None:
-        self.steps.append((name, sql))
-        for key, value in params.items():
-            assert self.params.get(key, value) == value, key
-            self.params[key] = value
-
-    def set(self, column: str, value: Any) -> None:
-        self.sets.append((column, None))
-        self.params[f"set_{column}"] = value
-
-    def set_id(self, column: str, step: str) -> None:
-        self.sets.append((column, step))
-
-    def run(self, s: Session) -> int:
-        if s.get_bind().dialect.name == "postgresql":
-            ctes = ", ".join(f"{name} AS ({sql})" for name, sql in self.steps)
-            if self.sets:
-                cols = ", ".join(f"{c} = (SELECT id FROM {step})" if step else f"{c} = :set_{c}"
-                                 for c, step in self.sets)
-                main = f"UPDATE stations SET {cols} WHERE id = :pk RETURNING (SELECT id FROM hb)"
-            else:
-                main = "SELECT id FROM hb"
-            row = _execute(s, f"WITH {ctes} {main}", self.params)
-            assert row is not None
-            return int(row[0])
-        ids: dict[str, int] = {}
-        for name, sql in self.steps:
-            row = _execute(s, sql, self.params)
-            if row is not None:
-                ids[name] = int(row[0])
-        if self.sets:
-            cols = ", ".join(f"{c} = :set_{c}" for c, _ in self.sets)
-            values = {f"set_{c}": ids[step] if step else self.params[f"set_{c}"] for c, step in self.sets}
-            _execute(s, f"UPDATE stations SET {cols} WHERE id = :pk", {**values, "pk": self.params["pk"]})
-        return ids["hb"]
-
-
-def _advance_span(w: _Writes, station: StationRef, at_us: int, ok: bool, policy: Policy) -> None:
-    """Apply the span rule: the span writes, and the station columns that change (the open span lives on
-    the station row)."""
-    open_span = None
-    if station.last_span_id is not None and station.span_start_us is not None and station.span_end_us is not None:
-        open_span = (station.span_start_us, station.span_end_us)
-    upd = advance_span(open_span, at_us, ok, policy)
-    if upd.action == "extend":
-        w.add("sx", "UPDATE uptime_spans SET end_us = :span_end WHERE id = :span_id",
-              span_end=upd.end_us, span_id=station.last_span_id)
-        w.set("span_end_us", upd.end_us)
-    elif upd.action == "close":
-        w.add("sx", "UPDATE uptime_spans SET end_us = :span_end, closed = :closed WHERE id = :span_id",
-              span_end=upd.end_us, closed=True, span_id=station.last_span_id)
-        w.set("span_start_us", None)
-        w.set("span_end_us", None)
-    elif upd.action == "open":
-        if open_span is not None and open_span[1] <= at_us:
-            w.add("sx", "UPDATE uptime_spans SET closed = :closed WHERE id = :span_id",
-                  closed=True, span_id=station.last_span_id)
-        w.add("sp", "INSERT INTO uptime_spans (station_pk, room_id, start_us, end_us, closed) "
-              "VALUES (:pk, :room, :span_start, :span_end, :open_closed) RETURNING id",
-              room=station.room_id, span_start=upd.start_us, span_end=upd.end_us, open_closed=False)
-        w.set_id("last_span_id", "sp")
-        w.set("span_start_us", upd.start_us)
-        w.set("span_end_us", upd.end_us)
 
 
 def witnessed_heads(s: Session, session_id: str) -> list[dict[str, object]]:

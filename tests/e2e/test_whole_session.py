@@ -25,15 +25,11 @@ import itertools
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +37,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.plugins.browser import play_and_check_picture, seek_and_check_picture
+from tests.plugins.processes import Proc, Processes, free_port, wait_http
 from tests.plugins.recording import BIN, run_cli
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,75 +57,7 @@ SEGMENT_S = 2  # the synthetic kit's segment length (hardware_profiles/synthetic
 
 
 
-# --- processes, stopped by pid ----------------------------------------------------------------------------
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-
-@dataclass
-class Processes:
-    """Every long-running process this test starts; `stop_all` ends each by its pid (newest first)."""
-
-    logs: Path
-    procs: list[Proc] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Proc:
-        log = self.logs / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    @staticmethod
-    def stop(proc: Proc, timeout: float = 60) -> None:
-        if proc.popen.poll() is not None:
-            return
-        os.kill(proc.popen.pid, signal.SIGTERM)  # the screen closes its session; gunicorn stops its workers
-        try:
-            proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.popen.pid, signal.SIGKILL)
-            proc.popen.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: Proc, timeout: float = 90) -> None:
-    """Wait until `url` answers (any HTTP status), failing early if the process died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.popen.poll() is not None:
-            raise AssertionError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{proc.name} did not answer at {url} in {timeout} s:\n{proc.tail()}") from None
-            time.sleep(0.2)
+# --- processes, stopped by pid: tests/plugins/processes.py
 
 
 def wait_log(proc: Proc, pattern: str, timeout: float = 60) -> re.Match[str]:

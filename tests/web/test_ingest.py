@@ -1,0 +1,224 @@
+"""Heartbeat group commit: batches of concurrent heartbeats, on SQLite and PostgreSQL.
+
+The span rule applied a batch at a time must give what replaying the history gives; concurrent
+requests must each get their own answer (a duplicate nonce in the same batch too); a batch the
+database refuses must answer every request in it with 503 and keep nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select, text
+
+from storage.errors import IrmsError
+from tests.web.conftest import SimStation, World
+from web.coverage import Policy, spans_from_heartbeats
+from web.db import Database
+from web.errors import DatabaseError
+from web.ingest import GroupCommit, HeartbeatIngest, NewSpan, Pending, StationRow, plan_batch
+from web.models import Heartbeat, Nonce, Station, UptimeSpan, WitnessedHead
+from web.stations import HeartbeatBody
+
+POLICY = Policy(interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=0, required_probe_kinds=())
+PATH = "/api/v1/heartbeat"
+
+
+def pending(at_us: int, ok: bool, station_pk: int = 1) -> Pending:
+    body = HeartbeatBody.model_validate({"format": "irms.heartbeat/1", "station_id": "st", "sent_at_us": at_us})
+    return Pending(station_pk, "st", f"{at_us:032x}", at_us, at_us, body, "{}", [] if ok else [{"code": "x"}])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_span_rule_in_batches_equals_replaying_the_history(seed: int) -> None:
+    rng = random.Random(seed)
+    t = 1_800_000_000_000_000
+    history: list[tuple[int, bool]] = []
+    for _ in range(rng.randint(1, 40)):
+        t += rng.choice((10, 60, 60, 60, 119, 121, 300)) * 1_000_000
+        history.append((t, rng.random() < 0.8))
+    # "store" each batch's plan as the database would, carrying the station row across batches
+    stored: dict[int, NewSpan] = {}
+    row = StationRow(1, "enrolled", 7, None, None, None, None, None)
+    i = 0
+    while i < len(history):
+        n = rng.randint(1, 6)
+        plan = plan_batch([pending(at, ok) for at, ok in history[i:i + n]], {1: row}, POLICY)
+        new_ids = []
+        for span in plan.spans:
+            new_ids.append(len(stored) + 1)
+            stored[new_ids[-1]] = span
+        for span_id, (end, closed) in plan.span_updates.items():
+            stored[span_id].end_us, stored[span_id].closed = end, closed
+        if isinstance(row.last_span, tuple):
+            row.last_span = new_ids[row.last_span[1]]
+        row.last_heartbeat = None
+        i += n
+    replayed = spans_from_heartbeats(7, history, POLICY)
+    assert [(s.start_us, s.end_us) for s in stored.values()] == [(s.start_us, s.end_us) for s in replayed]
+    assert all(s.closed for s in list(stored.values())[:-1] if s.end_us <= history[-1][0])
+
+
+def _request(st: SimStation, now_us: int, **over: object) -> tuple[dict[str, str], bytes]:
+    raw = json.dumps(st.body(now_us, **over)).encode()
+    return {**st.headers(raw, now_us), "Content-Type": "application/json"}, raw
+
+
+def _send(ingest: HeartbeatIngest, request: tuple[dict[str, str], bytes], now_us: int) -> Any:
+    try:
+        return ingest.ingest(request[0], PATH, request[1], now_us)
+    except IrmsError as err:
+        return err
+
+
+def _in_one_batch(ingest: HeartbeatIngest, primer: tuple[dict[str, str], bytes],
+                  requests: list[tuple[dict[str, str], bytes]], now_us: int) -> tuple[Any, list[Any]]:
+    """Send `primer`, hold its batch while being written, send `requests` (each from its own thread) so
+    that they queue behind it, then let it go: they are written as the next batch (with one writer)."""
+    commit = ingest.commit
+    write = commit._write
+    writing, go = threading.Event(), threading.Event()
+
+    def held(batch: list[Pending]) -> None:
+        if not writing.is_set():
+            writing.set()
+            go.wait(30)
+        write(batch)
+
+    submit = commit.submit
+    arrived = []
+
+    def counted(item: Pending) -> None:
+        arrived.append(item)
+        submit(item)
+
+    commit._write = held  # type: ignore[method-assign]
+    commit.submit = counted  # type: ignore[method-assign]
+    results: list[Any] = [None] * (len(requests) + 1)
+
+    def send(i: int, request: tuple[dict[str, str], bytes]) -> None:
+        results[i] = _send(ingest, request, now_us)
+
+    threads = [threading.Thread(target=send, args=(0, primer))]
+    threads[0].start()
+    assert writing.wait(30)
+    for i, request in enumerate(requests, 1):
+        threads.append(threading.Thread(target=send, args=(i, request)))
+        threads[-1].start()
+    deadline = time.monotonic() + 30
+    while len(arrived) < len(requests) + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # from arriving to queued is a few statements
+    go.set()
+    for th in threads:
+        th.join(30)
+    commit._write = write  # type: ignore[method-assign]
+    commit.submit = submit  # type: ignore[method-assign]
+    return results[0], results[1:]
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_concurrent_heartbeats_share_commits_and_each_gets_its_answer(
+        world: World, app: Flask, db: Database, writers: int) -> None:
+    stations = [world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02"), world.enroll("HN-CQDT", "P01")]
+    ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
+    ingest.commit = GroupCommit(db, ingest.policy, ingest.window_s, writers=writers)
+    now = world.now()
+    requests = [_request(st, now - k * 1_000_000, recording={"session_id": f"S-{st.station_id}", "index": k,
+                                                             "chain_head": f"{k:064x}"})
+                for k in range(8) for st in stations]
+    replayed = requests[5]
+    requests.append(replayed)  # the same signed request twice: one is stored, the other refused
+    primer, results = _in_one_batch(ingest, requests[0], requests[1:], now)
+    results.insert(0, primer)
+
+    refused = [r for r in results if isinstance(r, IrmsError)]
+    assert [type(r).__name__ for r in refused] == ["Conflict"] and "replay" in str(refused[0])
+    ids = [r.heartbeat_id for r in results if not isinstance(r, IrmsError)]
+    assert len(ids) == 24 and len(set(ids)) == 24
+    assert ingest.commit.stats.heartbeats == len(requests)
+    assert ingest.commit.stats.largest >= (len(requests) - 1 if writers == 1 else 2)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Heartbeat)) == 24
+        assert s.scalar(select(func.count()).select_from(WitnessedHead)) == 24
+        assert s.scalar(select(func.count()).select_from(Nonce)) == 24
+        for st in stations:
+            row = s.scalars(select(Station).where(Station.station_id == st.station_id)).one()
+            newest = s.scalar(select(func.max(Heartbeat.sent_us)).where(Heartbeat.station_pk == row.id))
+            assert row.last_seen_us == newest == now
+            assert s.get(Heartbeat, row.last_heartbeat_id).sent_us == now  # type: ignore[union-attr]
+            spans = s.execute(select(UptimeSpan.start_us, UptimeSpan.end_us, UptimeSpan.closed)
+                              .where(UptimeSpan.station_pk == row.id)).all()
+            # arrival order is not time order here; whatever the order, the station's span covers its newest
+            # heartbeat and the row points at it
+            assert any(start <= now <= end and not closed for start, end, closed in spans)
+            assert (row.span_start_us, row.span_end_us) in [(a, b) for a, b, c in spans if not c]
+
+
+def test_revoked_and_unknown_in_one_batch_with_accepted_ones(world: World, app: Flask, db: Database) -> None:
+    good, gone = world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02")
+    ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
+    now = world.now()
+    requests = [_request(good, now), _request(gone, now)]
+    ingest.station_key(gone.station_id)  # key known to this process before the revocation
+    with db.session() as s:
+        s.execute(text("UPDATE stations SET status = 'revoked' WHERE station_id = :sid"), {"sid": gone.station_id})
+    primer, results = _in_one_batch(ingest, _request(good, now - 1_000_000), requests, now)
+    assert not isinstance(primer, IrmsError) and not isinstance(results[0], IrmsError)
+    assert type(results[1]).__name__ == "Forbidden" and "revoked" in str(results[1])
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
+        assert s.scalar(select(func.count()).select_from(Nonce)) == 2
+
+
+def _refuse_bodies_with(db: Database, marker: str) -> None:
+    """A trigger that makes the database refuse any heartbeat whose body contains `marker`."""
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text(f"""CREATE OR REPLACE FUNCTION test_refuse_hb() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.body LIKE '%{marker}%' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                RETURN NEW; END $$"""))
+            conn.execute(text("CREATE TRIGGER test_refuse_hb BEFORE INSERT ON heartbeats "
+                              "FOR EACH ROW EXECUTE FUNCTION test_refuse_hb()"))
+        else:
+            conn.execute(text(f"CREATE TRIGGER test_refuse_hb BEFORE INSERT ON heartbeats "
+                              f"WHEN NEW.body LIKE '%{marker}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+
+
+def _drop_refusal(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER IF EXISTS test_refuse_hb" + (" ON heartbeats" if db.dialect == "postgresql"
+                                                                      else "")))
+
+
+def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
+        world: World, app: Flask, db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02")
+    ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
+    _refuse_bodies_with(db, "BROKEN-AGENT")
+    try:
+        now = world.now()
+        primer, results = _in_one_batch(ingest, _request(a, now - 1_000_000),
+                                        [_request(a, now), _request(b, now, versions={"agent": "BROKEN-AGENT"})], now)
+        assert not isinstance(primer, IrmsError)
+        assert [type(r) for r in results] == [DatabaseError, DatabaseError]
+        assert all(r.http_status == 503 for r in results)
+        assert "heartbeat batch of 2 not stored" in caplog.text
+        with db.session() as s:  # only the primer, in its own batch
+            assert s.scalar(select(func.count()).select_from(Heartbeat)) == 1
+            assert s.scalar(select(func.count()).select_from(Nonce)) == 1
+            assert s.scalar(select(func.count()).select_from(UptimeSpan)) == 1
+        # the station retries with a new request; the next batch is stored
+        headers, raw = _request(a, now + 1_000_000)
+        got = ingest.ingest(headers, PATH, raw, now + 1_000_000)
+        assert got.heartbeat_id > 0
+    finally:
+        _drop_refusal(db)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
