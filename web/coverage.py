@@ -295,7 +295,7 @@ class Span(NamedTuple):
 class SpanUpdate:
     """What ingesting one heartbeat does to the station's open span."""
 
-    action: str  # "extend", "open", "close", "none"
+    action: str  # "extend", "open", "close", "past", "none"
     start_us: int = 0
     end_us: int = 0
 
@@ -303,8 +303,12 @@ class SpanUpdate:
 def advance_span(open_span: tuple[int, int] | None, at_us: int, ok: bool, policy: Policy) -> SpanUpdate:
     """The span rule: an ok heartbeat vouches for two intervals after it; a failing one ends the span.
 
-    `open_span` is (start_us, end_us) of the station's latest span if it is still open.
+    `open_span` is (start_us, end_us) of the station's latest span if it is still open. A heartbeat older
+    than the open span's start (it arrived late: queued by the station, or overtaken by a newer one) is
+    "past": it vouches for its own stretch, a closed span, and leaves the open one alone.
     """
+    if open_span is not None and at_us < open_span[0]:
+        return SpanUpdate("past", at_us, at_us + policy.fresh_us) if ok else SpanUpdate("none")
     if ok:
         if open_span is not None and open_span[0] <= at_us <= open_span[1]:
             return SpanUpdate("extend", open_span[0], max(open_span[1], at_us + policy.fresh_us))
@@ -329,6 +333,8 @@ def spans_from_heartbeats(room_id: int, samples: Iterable[tuple[int, bool]], pol
         elif upd.action == "close":
             spans[-1] = Span(room_id, upd.start_us, upd.end_us)
             open_span = None
+        elif upd.action == "past":  # pragma: no cover - samples are replayed in time order
+            spans.append(Span(room_id, upd.start_us, upd.end_us))
     return spans
 
 

@@ -157,6 +157,8 @@ def plan_batch(items: list[Pending], rows: Mapping[int, StationRow], policy: Pol
         elif upd.action == "close":
             _set_span(plan, row, upd.end_us, True)
             row.span_start_us = row.span_end_us = None
+        elif upd.action == "past":
+            plan.spans.append(NewSpan(row.pk, row.room_id, upd.start_us, upd.end_us, closed=True))
         elif upd.action == "open":
             if open_span is not None and open_span[1] <= item.at_us:
                 _set_span(plan, row, open_span[1], True)

@@ -65,6 +65,18 @@ def test_span_rule_in_batches_equals_replaying_the_history(seed: int) -> None:
     assert all(s.closed for s in list(stored.values())[:-1] if s.end_us <= history[-1][0])
 
 
+def test_a_heartbeat_arriving_late_keeps_its_own_stretch() -> None:
+    t, fresh = 1_800_000_000_000_000, POLICY.fresh_us
+    row = StationRow(1, "enrolled", 7, None, None, None, None, None)
+    plan = plan_batch([pending(t + 60_000_000, True), pending(t + 120_000_000, True), pending(t, True),
+                       pending(t + 30_000_000, False)], {1: row}, POLICY)
+    assert [(s.start_us, s.end_us, s.closed) for s in plan.spans] == [
+        (t + 60_000_000, t + 120_000_000 + fresh, False), (t, t + fresh, True)]
+    assert (row.span_start_us, row.span_end_us, row.last_span) == (t + 60_000_000, t + 120_000_000 + fresh,
+                                                                   ("new", 0))
+    assert row.last_seen_us == t + 120_000_000 and row.last_heartbeat == ("new", 1)
+
+
 def _request(st: SimStation, now_us: int, **over: object) -> tuple[dict[str, str], bytes]:
     raw = json.dumps(st.body(now_us, **over)).encode()
     return {**st.headers(raw, now_us), "Content-Type": "application/json"}, raw
@@ -155,10 +167,10 @@ def test_concurrent_heartbeats_share_commits_and_each_gets_its_answer(
             assert s.get(Heartbeat, row.last_heartbeat_id).sent_us == now  # type: ignore[union-attr]
             spans = s.execute(select(UptimeSpan.start_us, UptimeSpan.end_us, UptimeSpan.closed)
                               .where(UptimeSpan.station_pk == row.id)).all()
-            # arrival order is not time order here; whatever the order, the station's span covers its newest
-            # heartbeat and the row points at it
-            assert any(start <= now <= end and not closed for start, end, closed in spans)
-            assert (row.span_start_us, row.span_end_us) in [(a, b) for a, b, c in spans if not c]
+            # arrival order is not time order here: late ones are closed spans of their own; one span is
+            # open, it covers the newest heartbeat, and the row points at it
+            assert [(a, b) for a, b, closed in spans if not closed] == [(row.span_start_us, row.span_end_us)]
+            assert row.span_start_us <= now <= row.span_end_us
 
 
 def test_revoked_and_unknown_in_one_batch_with_accepted_ones(world: World, app: Flask, db: Database) -> None:

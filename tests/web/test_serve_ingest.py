@@ -1,0 +1,167 @@
+"""`irms-web serve` on PostgreSQL: heartbeats answered on the uvicorn workers' event loop.
+
+The real server (gunicorn, uvicorn workers, the asyncio group commit) over HTTP on loopback: many
+concurrent signed heartbeats, every refusal, the pages still served through the WSGI bridge, and
+the database connection killed under it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select, text
+
+from tests.plugins.processes import Processes, free_port, wait_http
+from tests.plugins.recording import BIN
+from tests.web.conftest import SimStation
+from verifier import keys as K
+from web.db import Database
+from web.models import Base, Heartbeat, Nonce, Station, UptimeSpan
+from web.sites import ensure_province, ensure_room, ensure_site
+
+pytestmark = pytest.mark.postgres
+
+
+@dataclass
+class Served:
+    url: str
+    port: int
+    db: Database
+    stations: list[SimStation]
+
+
+@pytest.fixture
+def served(pg_url: str, tmp_path: Path) -> Iterator[Served]:
+    db = Database(pg_url)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)} "
+                          "RESTART IDENTITY CASCADE"))
+    stations = []
+    with db.session() as s:
+        prov = ensure_province(s, "HNI", "Thành phố Hà Nội")
+        site, _ = ensure_site(s, prov, "HN-TTG", "Trại tạm giam", "detention_centre")
+        for i in range(5):
+            room, _ = ensure_room(s, site, f"P{i:02d}", f"Phòng {i}")
+            key = Ed25519PrivateKey.generate()
+            s.add(Station(station_id=f"st-serve-{i}", public_key=K.b64(K.public_raw(key.public_key())),
+                          status="enrolled", hardware_profile="synthetic", room_id=room.id,
+                          enrolled_at_us=time.time_ns() // 1000))
+            stations.append(SimStation(f"st-serve-{i}", key))
+    procs = Processes(tmp_path)
+    port = free_port()
+    env = {**os.environ, "IRMS_HOME": str(tmp_path), "IRMS_WEB_SECRET_KEY": "serve-test"}
+    proc = procs.spawn("irms-web-serve", [str(BIN / "irms-web"), "--database", pg_url, "serve", "--host",
+                                          "127.0.0.1", "--port", str(port), "--workers", "2"], env, tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/login", proc)
+        yield Served(f"http://127.0.0.1:{port}", port, db, stations)
+    finally:
+        procs.stop_all()
+        db.dispose()
+
+
+def post(port: int, st: SimStation, *, method: str = "POST", raw: bytes | None = None,
+         headers: dict[str, str] | None = None, **over: object) -> tuple[int, dict[str, object], dict[str, str]]:
+    now = time.time_ns() // 1000
+    raw = raw if raw is not None else json.dumps(st.body(now, **over)).encode()
+    headers = headers if headers is not None else st.headers(raw, now)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, "/api/v1/heartbeat", body=raw, headers={**headers, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read()), {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+def count(db: Database, table: type[Base]) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def test_concurrent_heartbeats_over_http_are_all_stored(served: Served) -> None:
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def station_daemon(st: SimStation) -> None:
+        for k in range(12):
+            status, _, _ = post(served.port, st, recording={"session_id": f"S-{st.station_id}", "index": k,
+                                                            "chain_head": f"{k:064x}"})
+            with lock:
+                results.append(status)
+
+    threads = [threading.Thread(target=station_daemon, args=(st,)) for st in served.stations for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert results == [201] * 120
+    assert count(served.db, Heartbeat) == 120 and count(served.db, Nonce) == 120
+    with served.db.session() as s:
+        for st in served.stations:
+            row = s.scalars(select(Station).where(Station.station_id == st.station_id)).one()
+            newest = s.scalar(select(func.max(Heartbeat.received_us)).where(Heartbeat.station_pk == row.id))
+            assert row.last_heartbeat_id is not None and row.span_end_us is not None
+            assert s.get(Heartbeat, row.last_heartbeat_id) is not None
+            assert abs(newest - s.get(Heartbeat, row.last_heartbeat_id).received_us) < 10_000_000  # type: ignore
+            spans = s.execute(select(UptimeSpan.closed).where(UptimeSpan.station_pk == row.id)).scalars().all()
+            assert spans.count(False) == 1
+
+
+def test_every_refusal_over_http(served: Served) -> None:
+    st = served.stations[0]
+    now = time.time_ns() // 1000
+    raw = json.dumps(st.body(now)).encode()
+    headers = st.headers(raw, now)
+    status, answer, resp_headers = post(served.port, st, raw=raw, headers=headers)
+    assert status == 201 and answer["accepted"] is True and answer["ok"] is True
+    assert resp_headers["x-content-type-options"] == "nosniff"
+    status, answer, _ = post(served.port, st, raw=raw, headers=headers)
+    assert (status, answer["error"]) == (409, "Conflict") and "replay" in str(answer["message"])
+    ghost = SimStation("st-ghost", Ed25519PrivateKey.generate())
+    status, answer, _ = post(served.port, ghost)
+    assert status == 401 and "unknown station" in str(answer["message"])
+    status, answer, _ = post(served.port, st, headers=st.headers(raw, now, key=Ed25519PrivateKey.generate()))
+    assert status == 401 and "does not verify" in str(answer["message"])
+    status, answer, _ = post(served.port, st, raw=b"{}", headers={})
+    assert status == 401 and answer["error"] == "Unauthenticated"
+    status, _, resp_headers = post(served.port, st, method="GET", raw=b"", headers={})
+    assert status == 405 and resp_headers["allow"] == "POST"
+    big = b"x" * (300 * 1024)
+    status, answer, _ = post(served.port, st, raw=big, headers=st.headers(big, now))
+    assert status == 413
+    with served.db.session() as s:
+        s.execute(text("UPDATE stations SET status = 'revoked' WHERE station_id = :sid"), {"sid": st.station_id})
+    status, answer, _ = post(served.port, st)
+    assert status == 403 and "revoked" in str(answer["message"])
+    assert count(served.db, Heartbeat) == 1
+    # the pages are the Flask app's, through the WSGI bridge
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("GET", "/login")
+    resp = conn.getresponse()
+    assert resp.status == 200 and "<form" in resp.read().decode()
+    conn.close()
+
+
+def test_database_connection_killed_under_the_server(served: Served) -> None:
+    st = served.stations[1]
+    assert post(served.port, st)[0] == 201
+    name = served.db.engine.url.database
+    with served.db.engine.connect() as conn:
+        killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": name}).scalar()
+    assert killed and killed >= 1
+    statuses = [post(served.port, st)[0] for _ in range(6)]
+    # a batch on a killed connection is answered 503 (the station keeps it and sends it again); the next
+    # batch reconnects
+    assert set(statuses) <= {201, 503} and statuses[-1] == 201 and statuses.count(201) >= 4
+    assert count(served.db, Heartbeat) == 1 + statuses.count(201)
