@@ -22,7 +22,7 @@ from tests.web.conftest import SimStation, World
 from web.coverage import Policy, spans_from_heartbeats
 from web.db import Database
 from web.errors import DatabaseError
-from web.ingest import GroupCommit, HeartbeatIngest, NewSpan, Pending, StationRow, plan_batch
+from web.ingest import HeartbeatIngest, NewSpan, Pending, StationRow, plan_batch
 from web.models import Heartbeat, Nonce, Station, UptimeSpan, WitnessedHead
 from web.stations import HeartbeatBody
 
@@ -92,7 +92,7 @@ def _send(ingest: HeartbeatIngest, request: tuple[dict[str, str], bytes], now_us
 def _in_one_batch(ingest: HeartbeatIngest, primer: tuple[dict[str, str], bytes],
                   requests: list[tuple[dict[str, str], bytes]], now_us: int) -> tuple[Any, list[Any]]:
     """Send `primer`, hold its batch while being written, send `requests` (each from its own thread) so
-    that they queue behind it, then let it go: they are written as the next batch (with one writer)."""
+    that they queue behind it, then let it go: they are written as the next batch."""
     commit = ingest.commit
     write = commit._write
     writing, go = threading.Event(), threading.Event()
@@ -135,12 +135,10 @@ def _in_one_batch(ingest: HeartbeatIngest, primer: tuple[dict[str, str], bytes],
     return results[0], results[1:]
 
 
-@pytest.mark.parametrize("writers", [1, 2])
 def test_concurrent_heartbeats_share_commits_and_each_gets_its_answer(
-        world: World, app: Flask, db: Database, writers: int) -> None:
+        world: World, app: Flask, db: Database) -> None:
     stations = [world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02"), world.enroll("HN-CQDT", "P01")]
     ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
-    ingest.commit = GroupCommit(db, ingest.policy, ingest.window_s, writers=writers)
     now = world.now()
     requests = [_request(st, now - k * 1_000_000, recording={"session_id": f"S-{st.station_id}", "index": k,
                                                              "chain_head": f"{k:064x}"})
@@ -155,7 +153,7 @@ def test_concurrent_heartbeats_share_commits_and_each_gets_its_answer(
     ids = [r.heartbeat_id for r in results if not isinstance(r, IrmsError)]
     assert len(ids) == 24 and len(set(ids)) == 24
     assert ingest.commit.stats.heartbeats == len(requests)
-    assert ingest.commit.stats.largest >= (len(requests) - 1 if writers == 1 else 2)
+    assert ingest.commit.stats.largest == len(requests) - 1  # all but the primer, in one batch
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Heartbeat)) == 24
         assert s.scalar(select(func.count()).select_from(WitnessedHead)) == 24
