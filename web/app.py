@@ -82,7 +82,8 @@ def render_error(err: IrmsError) -> ResponseReturnValue:
         return jsonify({"error": type(err).__name__, "status": status, "message": str(err)}), status
     if isinstance(err, Unauthenticated) and request.endpoint != "auth.login":
         return redirect(url_for("auth.login", next=request.path))
-    return render_template("error.html", status=status, message=str(err)), status
+    return render_template("error.html", status=status, message=str(err),
+                           status_text=i18n.status_text(status)), status
 
 
 def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | None = None,

@@ -60,6 +60,14 @@ VI: dict[str, str] = {
     "expires": "hết hạn",
     "Language": "Ngôn ngữ",
     "Error": "Lỗi",
+    "The request is not valid.": "Yêu cầu không hợp lệ.",
+    "Log in first.": "Vui lòng đăng nhập trước.",
+    "Your role may not use this page.": "Vai trò của bạn không được phép dùng trang này.",
+    "Not found.": "Không tìm thấy.",
+    "This conflicts with what is already recorded.": "Yêu cầu trùng hoặc xung đột với dữ liệu đã có.",
+    "Too many attempts; wait a moment.": "Quá nhiều lần thử; vui lòng chờ một lát.",
+    "The server cannot do this right now.": "Máy chủ tạm thời không thực hiện được yêu cầu này.",
+    "Details": "Chi tiết",
     "Back": "Quay lại",
     "Time": "Thời gian",
     "Actor": "Người thực hiện",
@@ -167,6 +175,17 @@ VI.update({
     "Recorded at": "Thời điểm ghi",
     "Back to the session": "Quay lại phiên",
 })
+
+
+STATUS_TEXT = {400: "The request is not valid.", 401: "Log in first.", 403: "Your role may not use this page.",
+               404: "Not found.", 405: "The request is not valid.",
+               409: "This conflicts with what is already recorded.", 413: "The request is not valid.",
+               429: "Too many attempts; wait a moment."}
+"""What an error page says first, in the page's language; the error's own (technical) message follows."""
+
+
+def status_text(status: int) -> str:
+    return STATUS_TEXT.get(status, "The server cannot do this right now.")
 
 
 def translate(message: str, lang: str, **params: object) -> str:

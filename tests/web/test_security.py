@@ -180,3 +180,16 @@ def test_audit_verify_detects_a_deleted_entry(world: World, db: Database) -> Non
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
     with db.session() as s, pytest.raises(AuditBroken):
         audit.verify(s)
+
+
+def test_refusal_page_speaks_the_page_language(world: World, client: FlaskClient) -> None:
+    world.user("it", "it_staff")
+    assert login(client, "it") == 302
+    page = client.get("/admin/audit")
+    assert page.status_code == 403
+    html = page.get_data(as_text=True)
+    assert "Vai trò của bạn không được phép dùng trang này." in html and "Chi tiết" in html
+    assert "role it_staff may not use /admin/audit" in html  # the technical detail stays, below
+    assert client.post("/language", data={"language": "en", "csrf_token": csrf_token(client, "/")}).status_code == 302
+    html = client.get("/admin/audit").get_data(as_text=True)
+    assert "Your role may not use this page." in html and "Vai trò" not in html
