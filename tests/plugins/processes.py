@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -44,18 +45,23 @@ class Processes:
 
     @staticmethod
     def stop(proc: Proc, timeout: float = 60) -> None:
-        if proc.popen.poll() is not None:
-            return
-        os.kill(proc.popen.pid, signal.SIGTERM)  # the screen closes its session; gunicorn stops its workers
-        try:
-            proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.popen.pid, signal.SIGKILL)
-            proc.popen.wait(10)
+        stop_process(proc.popen, timeout)
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             self.stop(proc)
+
+
+def stop_process(popen: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """SIGTERM (a screen closes its session, gunicorn stops its workers), SIGKILL if it outlasts `timeout`."""
+    if popen.poll() is not None:
+        return
+    os.kill(popen.pid, signal.SIGTERM)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(popen.pid, signal.SIGKILL)
+        popen.wait(10)
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.base import date_server
+from tests.plugins.processes import stop_process
 from tests.plugins.recording import BIN, Station
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,12 +56,7 @@ def screen_server(station: Station, tmp_path: Path, time_reference: str) -> Iter
         url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
         yield ScreenServer(url, store, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_investigator_runs_a_whole_session(chromium_page: Any, screen_server: ScreenServer, station: Station,

@@ -11,13 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins.processes import free_port
 from tests.plugins.s3 import SCRIPT, S3Server, run_script
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
