@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# `make test` sets this: a test whose real service (PostgreSQL, S3, Chromium) is missing then fails.
+REQUIRE_SERVICES = "IRMS_REQUIRE_SERVICES"
+
+
+def missing_service(reason: str) -> None:
+    """A real service a test needs is absent: skip on a developer's machine, fail under `make test`."""
+    if os.environ.get(REQUIRE_SERVICES) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_SERVICES}=1: a missing service is a failure)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.plugins.base import missing_service
+
 CHROMIUM = os.environ.get("IRMS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
@@ -26,7 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 def _need_chromium() -> None:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install --no-install-recommends chromium)")
+        missing_service(f"no Chromium at {CHROMIUM} (apt-get install --no-install-recommends chromium)")
 
 
 @pytest.fixture(scope="session")

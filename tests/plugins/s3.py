@@ -29,6 +29,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from storage.s3 import http_client
+from tests.plugins.base import missing_service
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "s3-server"
@@ -75,7 +76,7 @@ class S3Server:
     def script(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """Run scripts/s3-server against this server's S3_DIR."""
         if self.s3_dir is None:
-            pytest.skip("needs IRMS_TEST_S3_DIR: the S3_DIR of the external S3 server")
+            missing_service("needs IRMS_TEST_S3_DIR: the S3_DIR of the external S3 server")
         return run_script(
             *args,
             s3_dir=self.s3_dir,
@@ -161,7 +162,7 @@ def s3_server() -> Iterator[S3Server]:
         return
 
     if shutil.which("radosgw") is None:
-        pytest.skip("Ceph radosgw is not installed: run scripts/install-system, or set IRMS_TEST_S3_ENDPOINT")
+        missing_service("Ceph radosgw is not installed: run scripts/install-system, or set IRMS_TEST_S3_ENDPOINT")
     status = run_script("status", s3_dir=OWN_DIR, port=OWN_PORT, mon_port=OWN_MON_PORT, timeout=60)
     already_running = status.returncode == 0
     started = time.monotonic()
@@ -228,7 +229,7 @@ def s3_outage(s3_server: S3Server) -> Iterator[S3Outage]:
     shared by the session, so tests that use this must not run in parallel with others.
     """
     if s3_server.s3_dir is None:
-        pytest.skip("outage tests need IRMS_TEST_S3_DIR: the S3_DIR of the external S3 server")
+        missing_service("outage tests need IRMS_TEST_S3_DIR: the S3_DIR of the external S3 server")
     outage = S3Outage(s3_server)
     try:
         yield outage

@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from tests.plugins.base import missing_service
 from verifier import keys as K
 from verifier.request_auth import sign_request
 from web import stations as ST
@@ -63,7 +64,7 @@ def pg_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as err:  # noqa: BLE001 - any failure here means "no PostgreSQL"
         admin.dispose()
-        pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {err.__class__.__name__}")
+        missing_service(f"PostgreSQL not available at {PG_ADMIN_URL}: {err.__class__.__name__}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     db = Database(url)
     upgrade(db)
