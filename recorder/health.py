@@ -22,6 +22,7 @@ from recorder.probe import FrameThresholds, ProbeResult, analyse_audio, analyse_
 
 log = logging.getLogger(__name__)
 WATCHED = ("camera.black", "camera.frozen", "camera.covered", "mic.silent", "mic.clipping")
+MIN_JUDGED_US = 1_000_000
 
 
 def segment_frames(path: Path, count: int = 6) -> list[np.ndarray]:
@@ -64,20 +65,28 @@ class HealthMonitor:
     every_s: float = 10.0
     last_check_us: int | None = None
     failing: dict[str, str] = field(default_factory=dict)
-    last_results: list[ProbeResult] = field(default_factory=list)
+    # Per check, over every judged segment: the first failure, else the latest pass (the self-test's verdict).
+    worst: dict[str, ProbeResult] = field(default_factory=dict)
 
     def due(self, now_us: int) -> bool:
         return self.last_check_us is None or now_us - self.last_check_us >= self.every_s * 1e6
 
-    def check(self, path: Path, now_us: int) -> list[tuple[str, str]]:
-        """Judge one segment; return (event kind, detail) for every change of state."""
+    def check(self, path: Path, now_us: int, duration_us: int) -> list[tuple[str, str]]:
+        """Judge one segment; return (event kind, detail) for every change of state.
+
+        A segment shorter than MIN_JUDGED_US (the last one of a run, cut by a stop) holds too few
+        frames and too little sound to judge: it is left for the next one, not failed."""
+        if duration_us < MIN_JUDGED_US:
+            return []
         self.last_check_us = now_us
         try:
             results = judge_segment(path, self.expected_size, self.has_audio)
         except (CaptureError, cv2.error) as err:
             log.warning("health check of %s failed: %s", path, err)
             return []
-        self.last_results = results
+        for r in results:
+            if r.check not in self.worst or self.worst[r.check].ok:
+                self.worst[r.check] = r
         events = []
         for r in results:
             if r.check not in WATCHED:
@@ -89,3 +98,8 @@ class HealthMonitor:
                 del self.failing[r.check]
                 events.append(("health_ok", f"{r.check}: {r.reason}"))
         return events
+
+
+    def clip_results(self) -> list[ProbeResult]:
+        """One result per check over every judged segment: a fault is never hidden by a later good segment."""
+        return list(self.worst.values())

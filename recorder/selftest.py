@@ -44,7 +44,9 @@ def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
             error = "; ".join(str(f) for f in report.findings)
     except IrmsError as err:
         error = str(err)
-    checks += rec.health.last_results
+    judged = rec.health.clip_results()
+    checks += judged or [ProbeResult("selftest.judged", "recording", 0, 1, "segments", False,
+                                     "no segment of the clip was long enough to judge the picture and sound")]
     checks.append(ProbeResult("selftest.verified", "recording", "yes" if verified else "no", "yes", "",
                               verified, "the self-test clip verifies" if verified else f"not verified: {error}"))
     result = {

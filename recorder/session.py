@@ -279,7 +279,7 @@ class Recorder:
                 self._on_media(sid, t0 + start)
                 now = self.clock.now_us()
                 if self.health.due(now):
-                    for kind, detail in self.health.check(path, now):
+                    for kind, detail in self.health.check(path, now, seg.end_us - start):
                         log.warning("session %s: %s %s", sid, kind, detail)
                         self._event(sid, t0 + start, kind, detail)
         if final:
