@@ -23,6 +23,8 @@ class StationConfig(BaseModel):
     server_url: str = ""
     heartbeat_interval_s: float = Field(default=30.0, gt=0)
     clock_tolerance_s: float = Field(default=2.0, gt=0)
+    # RFC 3161 time-stamping authority asked for a token over every sealed manifest ("" = none).
+    tsa_url: str = ""
     # Filled into the hardware profile's device URL templates; the password is never logged.
     camera_host: str = ""
     camera_host2: str = ""

@@ -129,6 +129,15 @@ class Journal:
         row = self._one("SELECT manifest FROM sessions WHERE session_id=?", session_id)
         return None if row is None else row[0]
 
+    def unstamped_manifests(self, token_suffix: str) -> list[tuple[str, str, str]]:
+        """(session id, prefix, manifest text) of every sealed manifest whose time-stamp token
+        (the object `prefix + token_suffix`) is not queued."""
+        rows = self.db.execute(
+            "SELECT session_id, prefix, manifest FROM sessions WHERE state='closed' AND manifest IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM objects WHERE objects.name = sessions.prefix || ?)"
+            " ORDER BY started_at_us", (token_suffix,)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def open_sessions(self) -> list[SessionRow]:
         rows = self.db.execute("SELECT session_id FROM sessions WHERE state != 'closed' ORDER BY started_at_us")
         return [self.session(r[0]) for r in rows.fetchall()]

@@ -38,6 +38,7 @@ from recorder.segmenter import (
 )
 from recorder.station import Station
 from recorder.supervisor import ProcessSupervisor
+from recorder.timestamp import TimestampUnavailable, request_token
 from recorder.uploader import Uploader
 from storage.base import ObjectStore
 from storage.durable import fsync_file, write_durable
@@ -58,6 +59,7 @@ from verifier.formats import (
     session_prefix,
 )
 from verifier.keys import sign_document
+from verifier.timestamp import TOKEN_SUFFIX, token_name
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class RecorderSettings:
     drain_timeout_s: float = 300.0
     credentials: dict[str, str] = field(default_factory=dict)
     health_every_s: float = 10.0
+    tsa_url: str = ""
 
 
 @dataclass
@@ -107,6 +110,8 @@ class Recorder:
         # Where the latest measured offset comes from (server time − station time, µs), e.g. the server link.
         self.clock_offset_source: Callable[[], int | None] | None = None
         self.current_run: ProcessSupervisor | None = None
+        # Why the last request for a manifest's time-stamp token failed (None: none is waiting).
+        self.timestamp_error: str | None = None
         self._list_sizes: dict[str, int] = {}
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
@@ -454,7 +459,27 @@ class Recorder:
         self._publish(sid, manifest_name(s.prefix), data)
         self.journal.set_session_state(sid, "closed", end_reason, data.decode())
         shutil.rmtree(self.station.spool / sid, ignore_errors=True)
+        self.stamp_manifests()
         return manifest
+
+    def stamp_manifests(self) -> int:
+        """Ask the TSA for a token over every sealed manifest that has none yet, and queue each token.
+        A TSA that is away is reported, never waited for: the manifests wait for the next try."""
+        if not self.settings.tsa_url:
+            return 0
+        stamped = 0
+        for sid, prefix, manifest in self.journal.unstamped_manifests(TOKEN_SUFFIX):
+            try:
+                token = request_token(self.settings.tsa_url, manifest.encode())
+            except TimestampUnavailable as err:
+                self.timestamp_error = str(err)
+                log.warning("manifest of session %s waits for its time-stamp token: %s", sid, err)
+                break
+            self._publish(sid, token_name(prefix), token)
+            stamped += 1
+        else:
+            self.timestamp_error = None
+        return stamped
 
     # --- recovery -----------------------------------------------------------
 
@@ -482,6 +507,7 @@ class Recorder:
 
     def finish_uploads(self) -> int:
         """Wait for the outbox to drain (bounded); returns how many objects are still queued."""
+        self.stamp_manifests()
         self.uploader_started()
         self.uploader.drain(self.settings.drain_timeout_s)
         return self.journal.pending_count()

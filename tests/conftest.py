@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.plugins.devices",
     "tests.plugins.browser",
     "tests.plugins.web",
+    "tests.plugins.tsa",
 ]

@@ -1,0 +1,87 @@
+"""Time from outside the station: RFC 3161 time-stamp tokens over a session's manifest.
+
+A station's clock is its own word. After it seals a manifest, the station asks a time-stamping
+authority (TSA) for a token over the manifest's exact bytes and stores the TSA's answer, as
+received (a DER `TimeStampResp`), as the object `<prefix>manifest.tsr`. Checked offline against
+the TSA root certificates in the trust store (`trust/tsa/*.pem`), the token proves that the
+manifest, and so every segment its chain head commits to, existed no later than the token's time,
+whatever the station's clock said.
+
+The checking is rfc3161-client's (status granted, CMS signature, certificate chain to a trusted
+root valid at the token's time, critical id-kp-timeStamping usage, message imprint); this module
+only adds what IRMS asks of a token: a SHA-256, SHA-384 or SHA-512 imprint of the manifest bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from rfc3161_client import VerifierBuilder, decode_timestamp_response
+from rfc3161_client.errors import VerificationError as TokenRefused
+
+from verifier.errors import FormatError, KeyError_
+
+TOKEN_SUFFIX = "manifest.tsr"
+TSA_TRUST_FOLDER = "tsa"
+
+
+def token_name(prefix: str) -> str:
+    """The object holding the TSA's answer for the session's manifest."""
+    return prefix + TOKEN_SUFFIX
+
+
+@dataclass(frozen=True)
+class TimeProof:
+    """What a valid token proves: the manifest existed no later than `gen_time_us` (± accuracy)."""
+
+    gen_time_us: int
+    accuracy_us: int
+    tsa: str
+    serial: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"gen_time_us": self.gen_time_us, "accuracy_us": self.accuracy_us, "tsa": self.tsa,
+                "serial": self.serial}
+
+
+def load_tsa_roots(trust: Path) -> list[x509.Certificate]:
+    """The TSA root certificates a verifier accepts: every PEM certificate in `trust/tsa/*.pem`."""
+    roots: list[x509.Certificate] = []
+    folder = trust / TSA_TRUST_FOLDER
+    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
+        try:
+            roots += x509.load_pem_x509_certificates(path.read_bytes())
+        except ValueError as err:
+            raise KeyError_(f"TSA certificate file {path} is not PEM certificates: {err}") from None
+    return roots
+
+
+def check_token(token: bytes, manifest: bytes, roots: list[x509.Certificate]) -> TimeProof:
+    """The proof a token gives over `manifest` (its exact stored bytes); FormatError when it gives none."""
+    try:
+        response = decode_timestamp_response(token)
+    except ValueError as err:
+        raise FormatError(f"not an RFC 3161 time-stamp response: {err}") from None
+    if not roots:
+        raise FormatError("no TSA root certificate in the trust store (trust/tsa/*.pem) to check it against")
+    try:
+        VerifierBuilder(roots=list(roots)).build().verify_message(response, manifest)
+    except (TokenRefused, ValueError) as err:
+        raise FormatError(f"time-stamp token does not verify: {err}") from None
+    info = response.tst_info
+    gen = info.gen_time
+    if gen.tzinfo is None:
+        gen = gen.replace(tzinfo=dt.UTC)
+    acc = info.accuracy
+    accuracy_us = 0
+    if acc is not None:
+        accuracy_us = acc.seconds * 1_000_000 + (acc.millis or 0) * 1000 + (acc.micros or 0)
+    signer = next(iter(response.signed_data.signer_infos))
+    certs = [x509.load_der_x509_certificate(c) for c in response.signed_data.certificates]
+    leaf = next((c for c in certs if c.issuer == signer.issuer and c.serial_number == signer.serial_number), None)
+    tsa = leaf.subject.rfc4514_string() if leaf is not None else signer.issuer.rfc4514_string()
+    return TimeProof(gen_time_us=int(gen.timestamp() * 1_000_000), accuracy_us=accuracy_us, tsa=tsa,
+                     serial=info.serial_number)
