@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.errors import ProfileError
+from recorder.errors import CaptureError, ProfileError
 from recorder.profile import load_profile
 from recorder.segmenter import build_argv, overlay_text, parse_segment_list
 
@@ -59,3 +59,32 @@ def test_bad_profile_names_file_and_field(tmp_path: Path) -> None:
     broken.write_text("format = ")
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profile(str(broken))
+
+
+def test_live_rtsp_argv_keeps_one_wall_clock_and_stamps_the_first_packet(tmp_path: Path) -> None:
+    """A live pass-through camera: wall-clock stamps shifted by -(t0 + latency), copied timestamps never
+    re-zeroed, and the unstamped first packet given the next packet's time instead of 0."""
+    creds = {"host": "10.0.0.5", "user": "cam", "password": "s3cret"}
+    argv = build_argv(load_profile("ip-camera-rtsp"), tmp_path, "HN-CA-01/P101", creds, t0=1_796_000_000)
+    assert opt(argv, "-i") == "rtsp://cam:s3cret@10.0.0.5:554/Streaming/Channels/101"
+    assert opt(argv, "-rtsp_transport") == "tcp" and opt(argv, "-use_wallclock_as_timestamps") == "1"
+    assert opt(argv, "-itsoffset") == "-1796000000.060"  # t0 + the profile's 60 ms camera latency
+    assert argv.index("-itsoffset") < argv.index("-i")  # an input option, before its input
+    assert "-copyts" in argv and opt(argv, "-avoid_negative_ts") == "disabled"
+    assert opt(argv, "-fps_mode") == "passthrough"
+    assert opt(argv, "-segment_format_options") == "mpegts_copyts=1:flush_packets=1"
+    assert opt(argv, "-vcodec") == "copy" and "-filter_complex" not in argv  # no overlay on a copied picture
+    assert opt(argv, "-bsf:v") == r"setts=pts=if(eq(PTS\,NOPTS)\,NEXT_PTS\,PTS):dts=if(eq(DTS\,NOPTS)\,NEXT_DTS\,DTS)"
+
+
+def test_a_live_argv_without_its_wall_clock_origin_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="needs the run's wall-clock origin"):
+        build_argv(load_profile("ip-camera-rtsp"), tmp_path, "X", {"host": "h", "user": "u", "password": "p"})
+
+
+def test_every_live_input_gets_its_own_latency_shift(tmp_path: Path) -> None:
+    argv = build_argv(load_profile("usb-uvc"), tmp_path, "X", t0=100)
+    shifts = [argv[i + 1] for i, a in enumerate(argv) if a == "-itsoffset"]
+    assert len(shifts) == len([a for a in argv if a == "-i"])  # camera and microphone alike
+    assert all(s.startswith("-100.") for s in shifts)
+    assert "-copyts" in argv and opt(argv, "-vcodec") == "libx264"
