@@ -1,11 +1,12 @@
-"""Verifier throughput over sha256sum on the same bytes. Target: at least 0.5.
+"""Verifier throughput over sha256sum on the same bytes. Target: at least 0.9.
 
 Builds a sealed session of N segments of random content with the recorder's own
 sealer (the verifier's integrity rules read every ciphertext byte, check hashes,
 chain and signatures), then times `irms-verify session` (integrity rules, no
-decryption) and `sha256sum` over the same ciphertext files, page cache warm for both.
+decryption) and `sha256sum` over the same ciphertext files, page cache warm for both, alternately
+and several times; each run's ratio is printed, and the worst of them is the figure.
 
-    python bench/verify_throughput.py [--segments 200] [--segment-mib 2]
+    python bench/verify_throughput.py [--segments 200] [--segment-mib 2] [--runs 3]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from storage.file import FileStore
 from verifier.trust import trust_station_key
 
 BIN = Path(sys.executable).parent
+TARGET = 0.9
 
 
 def build_session(root: Path, segments: int, size: int) -> str:
@@ -46,6 +48,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--segments", type=int, default=200)
     ap.add_argument("--segment-mib", type=float, default=2.0)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="irms-bench-") as tmp:
         root = Path(tmp)
@@ -56,12 +59,18 @@ def main() -> int:
         verify_argv = [str(BIN / "irms-verify"), "session", sid, "--store", str(root / "store")]
         sha_argv = ["sha256sum", *bins]
         timed(sha_argv, env)  # warm the page cache
-        sha = min(timed(sha_argv, env) for _ in range(3))
-        ver = min(timed(verify_argv, env) for _ in range(3))
-    ratio = (total / ver) / (total / sha)
-    mib = total / 2**20
-    print(f"{mib:.0f} MiB: irms-verify {mib / ver:.0f} MiB/s, sha256sum {mib / sha:.0f} MiB/s")
-    print(f"verify_throughput_ratio {ratio:.3f} (target >= 0.5) {'PASS' if ratio >= 0.5 else 'FAIL'}")
+        timed(verify_argv, env)
+        mib = total / 2**20
+        ratios = []
+        for run in range(1, args.runs + 1):
+            sha = timed(sha_argv, env)
+            ver = timed(verify_argv, env)
+            ratios.append(sha / ver)
+            print(f"run {run}: {mib:.0f} MiB: irms-verify {mib / ver:.0f} MiB/s, sha256sum {mib / sha:.0f} MiB/s, "
+                  f"ratio {sha / ver:.3f}")
+    worst = min(ratios)
+    print(f"verify_throughput_ratio worst of {args.runs} {worst:.3f} (target >= {TARGET}) "
+          f"{'PASS' if worst >= TARGET else 'FAIL'}")
     return 0
 
 
