@@ -217,3 +217,11 @@ def test_closed_lists_accept_every_listed_value() -> None:
 def test_closed_lists_refuse_anything_else(changes: dict[str, object], reason: str) -> None:
     with pytest.raises(FormatError, match=reason):
         check_document(_manifest(**changes), MANIFEST_FORMAT, "manifest")
+
+
+def test_spec_prints_the_header_vector_byte_for_byte() -> None:
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "evidence-format.md").read_text(encoding="utf-8")
+    block = spec.split("join the lines without anything between them):\n\n```\n", 1)[1].split("\n```", 1)[0]
+    assert "".join(block.splitlines()).encode() == KAT_HEADER
