@@ -61,7 +61,7 @@ def _emit(report: Report, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
-        if report.status == "verified" and report.trust_line():
+        if report.trust_line():
             print(report.trust_line())
         print(report.summary())
         for f in report.findings:
@@ -153,7 +153,9 @@ def cmd_custodian_keygen(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, media: bool = True) -> None:
     p.add_argument("session_id")
     p.add_argument("--store", required=True, help="a directory, an export folder, or s3://host:port/bucket")
-    p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust")
+    p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust. "
+                                   "An export folder's own trust/ is read too; where both know a station they "
+                                   "must agree")
     p.add_argument("--custodian-key", help="custodian private key: also decrypt and decode every segment")
     p.add_argument("--witness", help="JSON list of {index, chain} heads witnessed by the server")
     if media:

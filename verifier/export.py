@@ -33,6 +33,9 @@ def export_session(store: ObjectStore, session_id: str, opts: Options, out: Path
                    now: dt.datetime) -> dict[str, Any]:
     """Verify, then copy every object of the session and its trust anchor into `out`."""
     report = verify(store, session_id, opts)
+    if report.status != "verified":
+        raise VerificationError(f"session {session_id} is unterminated (no manifest): no sealed copy before "
+                                "it is closed")
     if out.exists() and any(out.iterdir()):
         raise StoreConfigError(f"export folder {out} is not empty")
     target = FileStore(out / "objects")

@@ -101,8 +101,8 @@ class Report:
         """First line of a verdict that rests only on the key an export folder carries for itself."""
         if self.trust_basis != "carried":
             return ""
-        return (f"verified against the key carried by this folder: {self.station_key_id}, "
-                "compare with the annex")
+        verb = "verified" if self.status == "verified" else "checked"
+        return f"{verb} against the key carried by this folder: {self.station_key_id}, compare with the annex"
 
     def summary(self) -> str:
         if self.status == "verified":

@@ -663,3 +663,10 @@ def verify_cli(station: Any, store: Path, sid: str, *extra: str, audit: bool = F
     proc = station.verify("audit" if audit else "session", sid, "--store", str(store), "--json", *extra)
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
+
+
+def test_p8_no_export_of_an_unterminated_session(recorded: Recorded, store_copy: Path, tmp_path: Path) -> None:
+    (prefix_dir(store_copy, recorded.session_id) / "manifest.json").unlink()
+    proc = recorded.station.verify("export", recorded.session_id, "--store", str(store_copy),
+                                   "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "unterminated" in proc.stderr and len(proc.stderr.splitlines()) == 1
