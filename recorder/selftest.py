@@ -16,7 +16,7 @@ from storage.durable import write_durable
 from storage.errors import IrmsError
 from verifier.formats import CaseInfo
 from verifier.session import Options, audit
-from verifier.trust import trust_dir
+from verifier.trust import TrustStore, trust_dir
 
 
 def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
         if pending:
             error = f"{pending} objects not uploaded"
         else:
-            report = audit(rec.store, sid, Options(trust=trust_dir()), fail_fast=True)
+            report = audit(rec.store, sid, Options(trust=TrustStore.from_dir(trust_dir())), fail_fast=True)
             verified = report.ok
             error = "; ".join(str(f) for f in report.findings)
     except IrmsError as err:

@@ -23,9 +23,12 @@ def check_name(name: str) -> str:
 class FileStore:
     """Objects as files under `root`; `put` is create-once and fsynced."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, create: bool = True) -> None:
+        """`create=False` opens an existing directory only (readers such as the verifier create nothing)."""
         self.root = root.resolve()
         self.url = f"file://{self.root}"
+        if not create and not self.root.is_dir():
+            raise StoreUnavailable(f"store unreachable: {self.root} is not an existing directory")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:

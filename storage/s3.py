@@ -136,12 +136,14 @@ class S3Store:
         region: str = "us-east-1",
         retention_days: int = 0,
         clock: Callable[[], dt.datetime] = _utcnow,
+        create: bool = True,
     ) -> None:
         if retention_days < 0:
             raise StoreConfigError(f"retention_days must be 0 or more, got {retention_days}")
         self.endpoint = endpoint
         self.bucket = bucket
         self.retention_days = retention_days
+        self.create = create  # False: a missing bucket is unreachable, never made (readers, the verifier)
         self.url = f"{'s3+https' if secure else 's3'}://{endpoint}/{bucket}"
         self._clock = clock
         try:
@@ -220,6 +222,9 @@ class S3Store:
                 return
             with self._boundary(f"prepare bucket {self.bucket}"):
                 if not self._client.bucket_exists(self.bucket):
+                    if not self.create:
+                        raise StoreUnavailable(f"store unreachable: bucket {self.bucket} does not exist at "
+                                               f"{self.endpoint}")
                     try:
                         self._client.make_bucket(self.bucket, object_lock=True)
                         log.info("created bucket %s with Object Lock at %s", self.bucket, self.endpoint)

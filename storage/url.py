@@ -11,18 +11,19 @@ from storage.errors import StoreConfigError
 from storage.file import FileStore
 
 
-def open_store(url: str, *, retention_days: int | None = None) -> ObjectStore:
+def open_store(url: str, *, retention_days: int | None = None, create: bool = True) -> ObjectStore:
     """Return the store that `url` names.
 
     s3 URLs: ``s3://[ACCESS:SECRET@]HOST:PORT/BUCKET[?secure=1&region=R&retention_days=N]``;
     without credentials in the URL, IRMS_S3_ACCESS_KEY and IRMS_S3_SECRET_KEY are used.
+    `create=False`: a file store must already exist (StoreUnavailable otherwise).
     """
     if not url:
         raise StoreConfigError("store URL is empty")
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme in ("", "file"):
         path = parsed.path if parsed.scheme == "file" else url
-        return FileStore(Path(path).expanduser())
+        return FileStore(Path(path).expanduser(), create=create)
     if parsed.scheme in ("s3", "s3+http", "s3+https"):
         from storage.s3 import S3Store
 
@@ -48,6 +49,7 @@ def open_store(url: str, *, retention_days: int | None = None) -> ObjectStore:
             secure=secure,
             region=query.get("region", "us-east-1"),
             retention_days=days,
+            create=create,
         )
     raise StoreConfigError(f"unknown store URL scheme {parsed.scheme!r} in {redact(url)}")
 

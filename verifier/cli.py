@@ -1,8 +1,9 @@
 """irms-verify: prove a recording complete and untouched, offline, with public keys only.
 
 Exit codes: 0 verified; 1 a rule failed (the line names it, e.g. V07); 2 bad
-arguments, key or input; 3 store unreachable; 4 unterminated (no manifest: only
-the proven segments are vouched for, the session is not complete).
+arguments, key or input; 3 store unreachable (nothing is ever created); 4
+unterminated (no manifest, V09: only the proven segments are vouched for, the
+session is not complete); 5 the store answers but holds no object of that session.
 `seal` exits 1 also when the seal does not match the stored manifest; `annex`
 refuses (1, or 4 when unterminated) a session that does not verify, unless --force.
 """
@@ -22,29 +23,25 @@ from storage.base import ObjectStore
 from storage.errors import IrmsError, StoreConfigError
 from storage.url import open_store
 from verifier.annex import build_annex, check_seal, load_session_documents, parse_seal
-from verifier.canonical import parse_json_object
 from verifier.errors import VerificationError
-from verifier.export import EXPORT_FILE, export_session, is_export, rebuild_session
+from verifier.export import export_session, is_export, rebuild_session
 from verifier.keys import load_custodian_private, save_private_key, save_public_key
 from verifier.session import Options, Report, audit, locate, verify
-from verifier.trust import trust_dir
+from verifier.trust import TrustStore, trust_dir
 
 EXIT_UNTERMINATED = 4
 
 
-def _open(args: argparse.Namespace) -> tuple[ObjectStore, Options, str]:
-    note = ""
+def _open(args: argparse.Namespace) -> tuple[ObjectStore, Options]:
+    """The store (opened read-only: nothing is created) and the trust anchors, built once here."""
     store_path = Path(args.store)
-    trust = Path(args.trust) if args.trust else None
+    local = TrustStore.from_dir(Path(args.trust) if args.trust else trust_dir())
+    carried: TrustStore | None = None
     if "://" not in args.store and is_export(store_path):
-        store = open_store(str(store_path / "objects"))
-        if trust is None:
-            trust = store_path / "trust"
-            info = parse_json_object((store_path / EXPORT_FILE).read_bytes(), EXPORT_FILE)
-            note = (f"trust anchor taken from the export folder: station key {info.get('station_key_id')}; "
-                    "compare it with the annex to the minutes")
+        store = open_store(str(store_path / "objects"), create=False)
+        carried = TrustStore.from_dir(store_path / "trust")
     else:
-        store = open_store(args.store)
+        store = open_store(args.store, create=False)
     custodian: X25519PrivateKey | None = None
     if getattr(args, "custodian_key", None):
         custodian = load_custodian_private(Path(args.custodian_key))
@@ -55,20 +52,17 @@ def _open(args: argparse.Namespace) -> tuple[ObjectStore, Options, str]:
             witnessed = [(int(w["index"]), str(w["chain"])) for w in data]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise StoreConfigError(f"witness file {args.witness} is unreadable: {err}") from None
-    opts = Options(trust=trust or trust_dir(), custodian=custodian, witnessed=witnessed,
+    opts = Options(trust=local, carried=carried, custodian=custodian, witnessed=witnessed,
                    media=not getattr(args, "no_media", False))
-    return store, opts, note
+    return store, opts
 
 
-def _emit(report: Report, args: argparse.Namespace, note: str) -> int:
+def _emit(report: Report, args: argparse.Namespace) -> int:
     if args.json:
-        out = report.to_json()
-        if note:
-            out["note"] = note
-        print(json.dumps(out, ensure_ascii=False))
+        print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
-        if note:
-            print(note)
+        if report.trust_line():
+            print(report.trust_line())
         print(report.summary())
         for f in report.findings:
             print(f"  {f}")
@@ -78,17 +72,17 @@ def _emit(report: Report, args: argparse.Namespace, note: str) -> int:
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    store, opts, note = _open(args)
-    return _emit(audit(store, args.session_id, opts, fail_fast=True), args, note)
+    store, opts = _open(args)
+    return _emit(audit(store, args.session_id, opts, fail_fast=True), args)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    store, opts, note = _open(args)
-    return _emit(audit(store, args.session_id, opts, fail_fast=False), args, note)
+    store, opts = _open(args)
+    return _emit(audit(store, args.session_id, opts, fail_fast=False), args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store, opts, _ = _open(args)
+    store, opts = _open(args)
     labels = args.label or ["case-file", "procuracy-file"]
     out = Path(args.out)
     results = []
@@ -102,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    store, opts, _ = _open(args)
+    store, opts = _open(args)
     if opts.custodian is None:
         raise StoreConfigError("rebuild needs --custodian-key (the custodian's private key)")
     opts.media = False
@@ -113,7 +107,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_annex(args: argparse.Namespace) -> int:
-    store, opts, _ = _open(args)
+    store, opts = _open(args)
     opts.media = False
     report = audit(store, args.session_id, opts, fail_fast=True)
     if report.status != "verified" and not args.force:
@@ -132,12 +126,12 @@ def cmd_annex(args: argparse.Namespace) -> int:
 def cmd_seal(args: argparse.Namespace) -> int:
     seal = parse_seal(args.seal)
     args.session_id = seal.session_id
-    store, opts, note = _open(args)
+    store, opts = _open(args)
     prefix = locate(store, seal.session_id)
     check_seal(store, seal, prefix)
     if not args.json:
         print(f"seal matches the stored manifest of session {seal.session_id} (SHA-256 {seal.manifest_sha256})")
-    return _emit(audit(store, seal.session_id, opts, fail_fast=True), args, note)
+    return _emit(audit(store, seal.session_id, opts, fail_fast=True), args)
 
 
 def cmd_custodian_keygen(args: argparse.Namespace) -> int:
@@ -159,7 +153,9 @@ def cmd_custodian_keygen(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, media: bool = True) -> None:
     p.add_argument("session_id")
     p.add_argument("--store", required=True, help="a directory, an export folder, or s3://host:port/bucket")
-    p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust")
+    p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust. "
+                                   "An export folder's own trust/ is read too; where both know a station they "
+                                   "must agree")
     p.add_argument("--custodian-key", help="custodian private key: also decrypt and decode every segment")
     p.add_argument("--witness", help="JSON list of {index, chain} heads witnessed by the server")
     if media:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.errors import IrmsError
+from storage.errors import IrmsError, ObjectNotFound
 
 
 class FormatError(IrmsError):
@@ -41,3 +41,9 @@ class VerificationError(IrmsError):
     def __init__(self, message: str, findings: list[object] | None = None) -> None:
         super().__init__(message)
         self.findings = findings or []
+
+
+class SessionNotFound(ObjectNotFound):
+    """The store answers, but holds no object of the session asked for."""
+
+    exit_code = 5

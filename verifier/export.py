@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,15 @@ from storage.base import ObjectStore
 from storage.durable import write_durable
 from storage.errors import StoreConfigError
 from storage.file import FileStore
+from verifier.canonical import canonical_json
+from verifier.errors import VerificationError
 from verifier.formats import locator_name, manifest_name
 from verifier.media import rebuild_file
 from verifier.session import Options, Report, decrypt_segments, verify
-from verifier.trust import trust_station_key, trusted_station_key
+from verifier.trust import trust_station_key
 
 EXPORT_FILE = "EXPORT.json"
+EXPORT_FORMAT = "irms.export/2"  # canonical JSON, time in µs (irms.export/1 was indented, ISO time)
 
 
 def is_export(path: Path) -> bool:
@@ -31,31 +33,38 @@ def export_session(store: ObjectStore, session_id: str, opts: Options, out: Path
                    now: dt.datetime) -> dict[str, Any]:
     """Verify, then copy every object of the session and its trust anchor into `out`."""
     report = verify(store, session_id, opts)
+    if report.status != "verified":
+        raise VerificationError(f"session {session_id} is unterminated (no manifest): no sealed copy before "
+                                "it is closed")
     if out.exists() and any(out.iterdir()):
         raise StoreConfigError(f"export folder {out} is not empty")
     target = FileStore(out / "objects")
     for name in store.list(report.prefix):
         target.put(name, store.get(name))
     target.put(locator_name(session_id), store.get(locator_name(session_id)))
-    key = trusted_station_key(opts.trust, report.station_id)
-    assert key is not None  # verify() passed V02
+    key = opts.trust.station_key(report.station_id) or (
+        opts.carried.station_key(report.station_id) if opts.carried else None)
+    if key is None:  # verify() passed V02, so an anchor exists; refuse rather than export without one
+        raise VerificationError(f"no trust anchor for station {report.station_id}: nothing to export with")
     trust_station_key(out / "trust", report.station_id, key)
     manifest = store.get(manifest_name(report.prefix))
     info = {
-        "format": "irms.export/1",
+        "exported_at_us": int(now.timestamp() * 1_000_000),
+        "format": EXPORT_FORMAT,
         "label": label,
+        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+        "segments": report.segments,
         "session_id": session_id,
         "station_id": report.station_id,
         "station_key_id": report.station_key_id,
-        "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-        "segments": report.segments,
-        "exported_at": now.astimezone(dt.UTC).isoformat(),
     }
-    write_durable(out / EXPORT_FILE, json.dumps(info, indent=2, ensure_ascii=False).encode(), replace=False)
+    write_durable(out / EXPORT_FILE, canonical_json(info), replace=False)
     readme = (
         f"IRMS sealed copy ({label}) of session {session_id}\n\n"
         f"Verify offline:  irms-verify session {session_id} --store {out.name}\n"
         f"The station key id is {report.station_key_id}; compare it with the annex to the minutes.\n"
+        "A verifier whose own trust store knows this station checks the folder against it; one that\n"
+        "does not says it verified against the key carried by this folder.\n"
         f"The manifest SHA-256 is {info['manifest_sha256']}.\n"
     )
     write_durable(out / "README.txt", readme.encode(), replace=False)

@@ -7,10 +7,13 @@ in docs/evidence-format.md; tests/verifier/test_vectors.py pins them.
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.canonical import MAX_INT
 from verifier.errors import FormatError
 
 HEADER_FORMAT = "irms.session/1"
@@ -204,48 +207,173 @@ def build_manifest(
 
 
 # --- validation -------------------------------------------------------------
+# Every object and every list of members is closed: an unknown member, a missing member, a value of
+# another type or outside its bounds (inclusive, as written) makes the document malformed.
 
-_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+Check = Callable[[Any, str], None]
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
+SIZE_RE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+EVENT_KINDS = ("start", "capture_stop", "pause", "resume", "device_lost", "health", "health_ok", "salvaged",
+               "recovered", "clock_step", "end")
+KEY_CAUSES = ("resume_after_crash",)
+CAMERA_SOURCES = ("lavfi", "rtsp", "v4l2", "http")
+MICROPHONE_SOURCES = ("lavfi", "pulse", "alsa", "camera")
+WRAP_ALG = "X25519-HKDF-SHA256-A256GCM"
+SIGNATURE_ALG = "ed25519"
+
+
+def _int(low: int = 0, high: int = MAX_INT) -> Check:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FormatError(f"{where} must be an integer")
+        if not low <= value <= high:
+            raise FormatError(f"{where} = {value} is outside {low}..{high}")
+    return check
+
+
+def _str(pattern: re.Pattern[str] | None = None, what: str = "") -> Check:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, str):
+            raise FormatError(f"{where} must be a string")
+        if pattern is not None and not pattern.match(value):
+            raise FormatError(f"{where} is not {what}")
+    return check
+
+
+def _one_of(values: tuple[str, ...]) -> Check:
+    def check(value: Any, where: str) -> None:
+        if value not in values:
+            raise FormatError(f"{where} = {value!r} is not one of {', '.join(values)}")
+    return check
+
+
+def _bool(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise FormatError(f"{where} must be true or false")
+
+
+def _b64(size: int) -> Check:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, str):
+            raise FormatError(f"{where} must be a base64 string")
+        try:
+            raw = base64.b64decode(value.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            raise FormatError(f"{where} is not valid base64") from None
+        if len(raw) != size or base64.b64encode(raw).decode("ascii") != value:
+            raise FormatError(f"{where} is not the padded base64 of {size} bytes")
+    return check
+
+
+def _list(item: Check, min_len: int = 0) -> Check:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, list):
+            raise FormatError(f"{where} must be a list")
+        if len(value) < min_len:
+            raise FormatError(f"{where} must hold at least {min_len} item(s)")
+        for i, v in enumerate(value):
+            item(v, f"{where}[{i}]")
+    return check
+
+
+def _object(fields: dict[str, Check]) -> Check:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise FormatError(f"{where} must be an object")
+        _members(value, fields, where)
+    return check
+
+
+def _members(doc: dict[str, Any], fields: dict[str, Check], where: str) -> None:
+    for name, check in fields.items():
+        if name not in doc:
+            raise FormatError(f"{where} lacks member {name!r}")
+        check(doc[name], f"{where}.{name}")
+    extra = sorted(set(doc) - set(fields))
+    if extra:
+        raise FormatError(f"{where} has unknown members {extra}")
+
+
+def _device(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise FormatError(f"{where} must be an object")
+    kind = value.get("kind")
+    if kind == "camera":
+        _members(value, CAMERA_MEMBERS, where)
+    elif kind == "microphone":
+        _members(value, MICROPHONE_MEMBERS, where)
+    else:
+        raise FormatError(f"{where}.kind = {kind!r} is not one of camera, microphone")
+
+
+_HEX64 = _str(HEX64_RE, "64 lowercase hex digits")
+_KEY_ID = _str(HEX32_RE, "a key id (32 lowercase hex digits)")
+_CODE = _str(CODE_RE, "a code (1-64 letters, digits, '.', '_' or '-')")
+_TIME = _int()
+CAMERA_MEMBERS: dict[str, Check] = {
+    "kind": _one_of(("camera",)), "role": _str(), "source": _one_of(CAMERA_SOURCES),
+    "size": _str(SIZE_RE, "WIDTHxHEIGHT"), "fps": _int(1, 1000),
+}
+MICROPHONE_MEMBERS: dict[str, Check] = {
+    "kind": _one_of(("microphone",)), "role": _str(), "source": _one_of(MICROPHONE_SOURCES),
+    "rate": _int(1, 1_000_000), "channels": _int(1, 64),
+}
+SIGNATURE_MEMBERS: dict[str, Check] = {
+    "alg": _one_of((SIGNATURE_ALG,)), "key_id": _KEY_ID, "value": _b64(64),
+}
+WRAPPED_KEY_MEMBERS: dict[str, Check] = {
+    "alg": _one_of((WRAP_ALG,)), "key_id": _KEY_ID, "epk": _b64(32), "nonce": _b64(12), "ct": _b64(48),
+}
+CASE_MEMBERS: dict[str, Check] = {
+    "case_number": _str(), "suspect": _str(), "interrogators": _list(_str(), min_len=1), "legal_basis": _str(),
+}
+KIT_MEMBERS: dict[str, Check] = {"profile": _str(), "devices": _list(_device)}
+INTERRUPTION_MEMBERS: dict[str, Check] = {
+    "start_us": _TIME, "end_us": _TIME, "cause": _one_of(INTERRUPTION_CAUSES), "reason": _str(),
+}
+EVENT_MEMBERS: dict[str, Check] = {"at_us": _TIME, "kind": _one_of(EVENT_KINDS), "detail": _str()}
+
+_FIELDS: dict[str, dict[str, Check]] = {
     HEADER_FORMAT: {
-        "session_id": str, "station_id": str, "station_key": str, "site": str, "room": str,
-        "case": dict, "kit": dict, "started_at_us": int, "segment_target_us": int,
-        "custodian_key_id": str, "wrapped_key": dict, "cipher": str, "container": str,
+        "session_id": _str(UUID_RE, "a lowercase UUID"), "station_id": _CODE, "station_key": _b64(32),
+        "site": _CODE, "room": _CODE, "case": _object(CASE_MEMBERS), "kit": _object(KIT_MEMBERS),
+        "started_at_us": _TIME, "segment_target_us": _int(1), "custodian_key_id": _KEY_ID,
+        "wrapped_key": _object(WRAPPED_KEY_MEMBERS), "cipher": _one_of(("AES-256-GCM",)),
+        "container": _one_of(("mpegts",)),
     },
     KEY_FORMAT: {
-        "session_id": str, "key_index": int, "created_at_us": int, "cause": str,
-        "custodian_key_id": str, "wrapped_key": dict,
+        "session_id": _str(UUID_RE, "a lowercase UUID"), "key_index": _int(1), "created_at_us": _TIME,
+        "cause": _one_of(KEY_CAUSES), "custodian_key_id": _KEY_ID, "wrapped_key": _object(WRAPPED_KEY_MEMBERS),
     },
     RECORD_FORMAT: {
-        "session_id": str, "index": int, "key_index": int, "run": int, "start_us": int,
-        "duration_us": int, "plain_sha256": str, "plain_size": int, "cipher_sha256": str,
-        "cipher_size": int, "prev_chain": str, "chain": str, "clock_offset_us": int, "salvaged": bool,
+        "session_id": _str(UUID_RE, "a lowercase UUID"), "index": _int(0, 99_999_999), "key_index": _int(0, 9999),
+        "run": _int(), "start_us": _TIME, "duration_us": _int(), "plain_sha256": _HEX64, "plain_size": _int(),
+        "cipher_sha256": _HEX64, "cipher_size": _int(), "prev_chain": _HEX64, "chain": _HEX64,
+        "clock_offset_us": _int(-MAX_INT), "salvaged": _bool,
     },
     MANIFEST_FORMAT: {
-        "session_id": str, "header_sha256": str, "segment_count": int, "chain_head": str,
-        "started_at_us": int, "ended_at_us": int, "end_reason": str, "key_count": int,
-        "interruptions": list, "events": list, "devices": list,
+        "session_id": _str(UUID_RE, "a lowercase UUID"), "header_sha256": _HEX64,
+        "segment_count": _int(0, 100_000_000), "chain_head": _HEX64, "started_at_us": _TIME,
+        "ended_at_us": _TIME, "end_reason": _one_of(END_REASONS), "key_count": _int(1, 10_000),
+        "interruptions": _list(_object(INTERRUPTION_MEMBERS)), "events": _list(_object(EVENT_MEMBERS)),
+        "devices": _list(_device),
     },
 }
 
 
 def check_document(doc: dict[str, Any], expected_format: str, what: str) -> dict[str, Any]:
-    """Check a parsed document's format tag, fields and types; return it unchanged."""
+    """Check a parsed signed document against its closed member list; return it unchanged.
+
+    Members: `format`, `signature` (`alg`, `key_id`, `value`, nothing else) and the format's own.
+    """
     fmt = doc.get("format")
     if fmt != expected_format:
         raise FormatError(f"{what} has format {fmt!r}, expected {expected_format!r}")
-    fields = _FIELDS[expected_format]
-    for name, typ in fields.items():
-        if name not in doc:
-            raise FormatError(f"{what} lacks field {name!r}")
-        value = doc[name]
-        if typ is int and isinstance(value, bool):
-            raise FormatError(f"{what} field {name!r} must be an integer")
-        if not isinstance(value, typ):
-            raise FormatError(f"{what} field {name!r} has the wrong type")
-    extra = set(doc) - set(fields) - {"format", "signature"}
-    if extra:
-        raise FormatError(f"{what} has unknown fields {sorted(extra)}")
-    for name in ("plain_sha256", "cipher_sha256", "prev_chain", "chain", "chain_head", "header_sha256"):
-        if name in doc and not HEX64_RE.match(doc[name]):
-            raise FormatError(f"{what} field {name!r} is not 64 lowercase hex digits")
+    fields = {"format": _one_of((expected_format,)), "signature": _object(SIGNATURE_MEMBERS),
+              **_FIELDS[expected_format]}
+    _members(doc, fields, what)
+    if "custodian_key_id" in doc and doc["custodian_key_id"] != doc["wrapped_key"]["key_id"]:
+        raise FormatError(f"{what}.custodian_key_id differs from wrapped_key.key_id")
     return doc

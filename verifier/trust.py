@@ -1,17 +1,20 @@
-"""Trust anchors: the station public keys a verifier accepts, one PEM file per station.
+"""Trust anchors: the station public keys a verifier accepts, held in a `TrustStore` object.
 
+A trust directory holds one SPKI PEM file per station: `stations/<station_id>.pub`.
 Default directory: $IRMS_TRUST, else $IRMS_HOME/trust, else ~/.local/share/irms/trust.
-`stations/<station_id>.pub`. The web exports the same layout for offline verifiers.
+The caller builds the TrustStore once; the audit never reads a directory.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier.errors import KeyError_
+from verifier.formats import CODE_RE
 from verifier.keys import load_public_key, save_public_key
 
 
@@ -23,6 +26,35 @@ def trust_dir() -> Path:
     return base / "trust"
 
 
+@dataclass(frozen=True)
+class TrustStore:
+    """Station keys this verifier trusts, by station id; `origin` says where they came from."""
+
+    stations: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    origin: str = ""
+
+    def station_key(self, station_id: str) -> Ed25519PublicKey | None:
+        return self.stations.get(station_id)
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> TrustStore:
+        """Load every `stations/<id>.pub` of a trust directory; a missing directory is an empty store."""
+        stations: dict[str, Ed25519PublicKey] = {}
+        folder = directory / "stations"
+        try:
+            paths = sorted(folder.glob("*.pub")) if folder.is_dir() else []
+        except OSError as err:
+            raise KeyError_(f"cannot read trust directory {folder}: {err.strerror}") from None
+        for path in paths:
+            if not CODE_RE.match(path.stem):
+                continue
+            key = load_public_key(path)
+            if not isinstance(key, Ed25519PublicKey):
+                raise KeyError_(f"trusted key {path} is not an Ed25519 key")
+            stations[path.stem] = key
+        return cls(stations, str(directory))
+
+
 def trust_station_key(directory: Path, station_id: str, key: Ed25519PublicKey) -> Path:
     path = directory / "stations" / f"{station_id}.pub"
     save_public_key(path, key)
@@ -30,11 +62,5 @@ def trust_station_key(directory: Path, station_id: str, key: Ed25519PublicKey) -
 
 
 def trusted_station_key(directory: Path, station_id: str) -> Ed25519PublicKey | None:
-    """The trusted key of `station_id`, or None when this verifier does not know the station."""
-    path = directory / "stations" / f"{station_id}.pub"
-    if not path.exists():
-        return None
-    key = load_public_key(path)
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"trusted key {path} is not an Ed25519 key")
-    return key
+    """The trusted key of `station_id` in a trust directory, or None when it is not there."""
+    return TrustStore.from_dir(directory).station_key(station_id)

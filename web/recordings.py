@@ -34,7 +34,7 @@ from verifier.formats import header_name, manifest_name
 from verifier.keys import ed25519_public_from_raw
 from verifier.rules import Finding
 from verifier.session import Options, Report, audit
-from verifier.trust import trust_station_key
+from verifier.trust import TrustStore, trust_station_key
 from web.config import WebConfig
 from web.errors import NotFound, StoreMissing
 from web.models import RecordingSession, SessionEvent, SessionSegment, SessionStatus, Station
@@ -179,7 +179,8 @@ _trust_root = Path(tempfile.mkdtemp(prefix="irms-web-trust-"))
 
 def options_for(s: Session, row: RecordingSession) -> Options:
     witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
-    return Options(trust=trust_dir_for(s, row.station_id, _trust_root), witnessed=witnessed, media=False)
+    return Options(trust=TrustStore.from_dir(trust_dir_for(s, row.station_id, _trust_root)), witnessed=witnessed,
+                   media=False)
 
 
 def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: int) -> Report:

@@ -44,6 +44,14 @@ def write(path: Path, doc: dict[str, Any]) -> None:
     path.write_bytes(canonical_json(doc))
 
 
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """A reader with no IRMS home and no trust store of their own (the code under test on PYTHONPATH)."""
+    env = {"PATH": os.environ["PATH"], "IRMS_HOME": str(tmp_path / "nohome")}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
 def station_key(rec: Recorded) -> Ed25519PrivateKey:
     return load_station_private(rec.station.home / "keys" / "station.key")
 
@@ -216,8 +224,8 @@ def test_v11_last_segments_cut_off(recorded: Recorded, store_copy: Path) -> None
     assert rc == 1 and first_rule(res) == "V11"
 
 
-def test_v11_cut_with_manifest_removed_is_caught_by_witness(recorded: Recorded, store_copy: Path,
-                                                            tmp_path: Path) -> None:
+def test_v13_cut_with_manifest_removed_is_caught_by_witness_past_the_end(recorded: Recorded, store_copy: Path,
+                                                                         tmp_path: Path) -> None:
     d = prefix_dir(store_copy, recorded.session_id)
     n = segments(d)
     witness = [{"index": i, "chain": load(d / "seg" / f"{i:08d}.json")["chain"]} for i in range(n)]
@@ -227,7 +235,10 @@ def test_v11_cut_with_manifest_removed_is_caught_by_witness(recorded: Recorded, 
         (d / "seg" / f"{n - 1:08d}.{ext}").unlink()
     rc, res = verify(recorded, store_copy, recorded.session_id, "--witness", str(tmp_path / "w.json"),
                      audit=True)
-    assert rc == 1 and {"V11", "V13"} <= {f["rule"] for f in res["findings"]}
+    # One rule for a witness past the end: V13 (the spec and the code agree), and it fails, not "unterminated".
+    assert rc == 1 and res["status"] == "failed"
+    assert [(f["rule"], f["segment"]) for f in res["findings"]] == [("V13", n - 1)]
+    assert "store ends at segment" in res["findings"][0]["message"]
 
 
 def test_v12_key_count_forged(recorded: Recorded, store_copy: Path) -> None:
@@ -252,6 +263,7 @@ def test_v13_station_key_holder_rewrites_witnessed_history(recorded: Recorded, s
 
     cipher = (d / "seg" / "00000001.bin").read_bytes()
     rec["cipher_sha256"], rec["cipher_size"] = hashlib.sha256(cipher).hexdigest(), len(cipher)
+    rec["plain_size"] = len(cipher) - 16  # the insider keeps the record consistent (V04 checks the sizes)
     write(d / "seg" / "00000001.json", rec)
     rechain(d, station_key(recorded))
     rc, res = verify(recorded, store_copy, recorded.session_id)
@@ -312,7 +324,7 @@ def test_export_copies_verify_offline_and_detect_tampering(recorded: Recorded, t
     for label in ("case-file", "procuracy-file"):
         folder = out / label
         # Offline: a verifier with no IRMS home and no trust store of its own.
-        env = {"PATH": os.environ["PATH"], "IRMS_HOME": str(tmp_path / "nohome")}
+        env = offline_env(tmp_path)
         from tests.plugins.recording import run_cli
 
         res = run_cli("irms-verify", "session", recorded.session_id, "--store", str(folder), "--json",
@@ -338,3 +350,323 @@ def test_rebuild_gives_one_playable_file(recorded: Recorded, tmp_path: Path) -> 
     info = json.loads(probe.stdout)
     assert {s["codec_name"] for s in info["streams"]} == {"h264", "aac"}
     assert abs(float(info["format"]["duration"]) - float(str(recorded.summary["duration_s"]))) < 0.3
+
+
+# --- format 1.1: the verifier as strict as its spec (issue 11) ---------------------------------------------
+
+
+def resign(path: Path, key: Ed25519PrivateKey, **changes: Any) -> dict[str, Any]:
+    doc = load(path)
+    doc.update(changes)
+    signed = sign_document(doc, key)
+    write(path, signed)
+    return signed
+
+
+def test_p1_unknown_member_in_a_record_signature(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "seg" / "00000001.json"
+    rec = load(path)
+    rec["signature"]["note"] = "unsigned text"
+    write(path, rec)
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V04" and res["findings"][0]["segment"] == 1
+    assert "unknown members ['note']" in res["findings"][0]["message"]
+
+
+def test_p1_unknown_member_in_the_manifest_signature(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "manifest.json"
+    man = load(path)
+    man["signature"]["note"] = "unsigned text"
+    write(path, man)
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V10" and "unknown members ['note']" in res["findings"][0]["message"]
+
+
+def test_p2_duplicated_member_in_a_record(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "seg" / "00000001.json"
+    data = path.read_bytes()
+    path.write_bytes(b'{"duration_us":9000000,' + data[1:])  # Python would keep the last, others the first
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V04" and "'duration_us' appears twice" in res["findings"][0]["message"]
+
+
+@pytest.mark.parametrize(("obj", "change", "rule"), [
+    ("seg/00000002.json", "bom", "V04"),
+    ("manifest.json", "newline", "V10"),
+    ("session.json", "indent", "V01"),
+    ("seg/00000000.json", "escape", "V04"),
+])
+def test_p2_stored_bytes_must_be_exactly_canonical(recorded: Recorded, store_copy: Path, obj: str, change: str,
+                                                   rule: str) -> None:
+    d = prefix_dir(store_copy, recorded.session_id)
+    path = d / obj
+    data = original = path.read_bytes()
+    if change == "bom":
+        data = b"\xef\xbb\xbf" + data
+    elif change == "newline":
+        data += b"\n"
+    elif change == "indent":
+        data = json.dumps(json.loads(data), indent=2, sort_keys=True, ensure_ascii=False).encode()
+    else:  # the same string, written with an escape canonical JSON does not use
+        data = data.replace(b'"format":"irms.record/1"', b'"format":"irms.record\\/1"')
+    path.write_bytes(data)
+    assert json.loads(data.decode("utf-8-sig")) == json.loads(original)  # the same document, other bytes
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == rule and "canonical" in res["findings"][0]["message"]
+
+
+def test_p3_cipher_size_is_plain_size_plus_the_tag(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "seg" / "00000001.json"
+    rec = load(path)
+    resign(path, station_key(recorded), plain_size=rec["plain_size"] + 1)
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V04" and "adds exactly 16 bytes" in res["findings"][0]["message"]
+
+
+def test_p3_manifest_start_is_the_headers(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "manifest.json"
+    man = load(path)
+    resign(path, station_key(recorded), started_at_us=man["started_at_us"] - 1_000_000,
+           ended_at_us=man["ended_at_us"] - 1_000_000)
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V10" and "the header at" in res["findings"][0]["message"]
+
+
+def test_p3_session_stored_under_another_room_folder(recorded: Recorded, store_copy: Path) -> None:
+    d = prefix_dir(store_copy, recorded.session_id)
+    moved = store_copy / "HN-CA-01" / "P999" / recorded.session_id
+    moved.parent.mkdir(parents=True)
+    d.rename(moved)
+    loc = store_copy / "sessions" / f"{recorded.session_id}.json"
+    loc.write_bytes(canonical_json({"format": "irms.locator/1", "prefix": f"HN-CA-01/P999/{recorded.session_id}/",
+                                    "session_id": recorded.session_id}))
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V01" and "P999" in res["findings"][0]["message"]
+
+
+def shift_after(d: Path, key: Ed25519PrivateKey, first: int, by_us: int) -> tuple[int, int]:
+    """Move segments first.. later by `by_us`, re-signed; returns (end of segment first-1, new start of first)."""
+    prev = load(d / "seg" / f"{first - 1:08d}.json")
+    for i in range(first, segments(d)):
+        rec = load(d / "seg" / f"{i:08d}.json")
+        resign(d / "seg" / f"{i:08d}.json", key, start_us=rec["start_us"] + by_us)
+    return prev["start_us"] + prev["duration_us"], load(d / "seg" / f"{first:08d}.json")["start_us"]
+
+
+@pytest.mark.parametrize(("hole_us", "verdict"), [(200_000, 0), (1_000_000, 1)])
+def test_p5_gap_covered_by_two_adjacent_interruptions(recorded: Recorded, store_copy: Path, hole_us: int,
+                                                      verdict: int) -> None:
+    d = prefix_dir(store_copy, recorded.session_id)
+    key = station_key(recorded)
+    a, b = shift_after(d, key, 2, 4_000_000)
+    mid = a + (b - a) // 2
+    man = load(d / "manifest.json")
+    resign(d / "manifest.json", key, ended_at_us=man["ended_at_us"] + 4_000_000, interruptions=[
+        {"cause": "device_lost", "end_us": mid - hole_us // 2, "reason": "camera", "start_us": a},
+        {"cause": "pause", "end_us": b, "reason": "break", "start_us": mid + hole_us // 2},
+    ])
+    rc, res = verify(recorded, store_copy, recorded.session_id, audit=True)
+    assert rc == verdict, res
+    if verdict:
+        assert [(f["rule"], f["segment"]) for f in res["findings"]] == [("V16", 2)]
+
+
+def test_p6_manifest_span_not_covered(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "manifest.json"
+    man = load(path)
+    resign(path, station_key(recorded), ended_at_us=man["ended_at_us"] + 3_600_000_000)
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V17" and "spans 36" in res["findings"][0]["message"]
+
+
+def test_p6_manifest_span_within_tolerance_verifies(recorded: Recorded, store_copy: Path) -> None:
+    path = prefix_dir(store_copy, recorded.session_id) / "manifest.json"
+    man = load(path)
+    resign(path, station_key(recorded), ended_at_us=man["ended_at_us"] + 1_500_000)
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 0, res
+
+
+def export_folder(recorded: Recorded, tmp_path: Path) -> Path:
+    out = tmp_path / "export"
+    proc = recorded.station.verify("export", recorded.session_id, "--store", str(recorded.store), "--out", str(out),
+                                   "--label", "case-file")
+    assert proc.returncode == 0, proc.stderr
+    for p in out.rglob("*"):
+        if p.is_file():
+            p.chmod(0o640)
+    return out
+
+
+def test_p7_export_resigned_by_an_attacker_with_its_own_key_in_trust(recorded: Recorded, tmp_path: Path) -> None:
+    from tests.plugins.recording import run_cli
+    from verifier.keys import b64, public_raw
+    from verifier.trust import trust_station_key
+
+    out = export_folder(recorded, tmp_path)
+    d = prefix_dir(out / "objects", recorded.session_id)
+    other = Ed25519PrivateKey.generate()
+    header = load(d / "session.json")
+    header["station_key"] = b64(public_raw(other.public_key()))
+    write(d / "session.json", sign_document(header, other))
+    man = load(d / "manifest.json")
+    write(d / "manifest.json", sign_document({**man, "header_sha256": chain_genesis(load(d / "session.json"))}, other))
+    rechain(d, other)
+    (out / "trust" / "stations" / "st-rec-01.pub").unlink()
+    trust_station_key(out / "trust", "st-rec-01", other.public_key())
+    # A reader with no trust store of their own: it verifies, but says on its first line against which key.
+    env = offline_env(tmp_path)
+    res = run_cli("irms-verify", "session", recorded.session_id, "--store", str(out), env=env, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    from verifier.keys import key_id
+    attacker_id = key_id(public_raw(other.public_key()))
+    assert res.stdout.splitlines()[0] == (f"verified against the key carried by this folder: {attacker_id}, "
+                                          "compare with the annex")
+    res = run_cli("irms-verify", "session", recorded.session_id, "--store", str(out), "--json", env=env, check=False)
+    assert json.loads(res.stdout)["trust_basis"] == "carried"
+    assert json.loads(res.stdout)["station_key_id"] == attacker_id
+    # The station's own trust store knows the station: the folder's anchor contradicts it.
+    rc, res_json = verify(recorded, out, recorded.session_id)
+    assert rc == 1 and first_rule(res_json) == "V02" and "the local trust store holds" in \
+        res_json["findings"][0]["message"]
+    assert not (tmp_path / "nohome").exists(), "the verifier created its home"
+
+
+def test_p7_honest_export_names_the_local_anchor(recorded: Recorded, tmp_path: Path) -> None:
+    out = export_folder(recorded, tmp_path)
+    rc, res = verify(recorded, out, recorded.session_id)
+    assert rc == 0 and res["trust_basis"] == "local"
+    info = (out / "EXPORT.json").read_bytes()
+    assert canonical_json(json.loads(info)) == info
+    assert set(json.loads(info)) == {"exported_at_us", "format", "label", "manifest_sha256", "segments",
+                                     "session_id", "station_id", "station_key_id"}
+
+
+def test_p8_store_that_does_not_exist_is_unreachable_and_not_created(recorded: Recorded, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    proc = recorded.station.verify("session", recorded.session_id, "--store", str(missing))
+    assert proc.returncode == 3 and "store unreachable" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_p8_reachable_store_without_the_session(recorded: Recorded, store_copy: Path) -> None:
+    d = prefix_dir(store_copy, recorded.session_id)
+    shutil.rmtree(d)
+    proc = recorded.station.verify("session", recorded.session_id, "--store", str(store_copy))
+    assert proc.returncode == 5, proc.stderr
+    assert f"session {recorded.session_id} is not in" in proc.stderr
+    proc = recorded.station.verify("session", "0badc0de-0000-4000-8000-000000000000", "--store", str(store_copy))
+    assert proc.returncode == 5
+
+
+def test_p8_locator_pointing_elsewhere_still_finds_the_session(recorded: Recorded, store_copy: Path) -> None:
+    loc = store_copy / "sessions" / f"{recorded.session_id}.json"
+    loc.write_bytes(canonical_json({"format": "irms.locator/1", "prefix": f"XX/YY/{recorded.session_id}/",
+                                    "session_id": recorded.session_id}))
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 0, res
+
+
+def test_p8_v09_names_why_a_session_is_unterminated(recorded: Recorded, store_copy: Path) -> None:
+    (prefix_dir(store_copy, recorded.session_id) / "manifest.json").unlink()
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 4 and res["findings"] == [] and [f["rule"] for f in res["open"]] == ["V09"]
+    proc = recorded.station.verify("session", recorded.session_id, "--store", str(store_copy))
+    assert proc.returncode == 4 and "no manifest (V09)" in proc.stdout
+
+
+def test_p8_no_assert_in_the_audit() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "verifier"
+    asserts = [f"{p.name}:{n.lineno}" for p in root.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+               if isinstance(n, ast.Assert)]
+    assert asserts == []
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill9(proc: Any) -> None:
+    import signal
+
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_p4_crash_resumed_session_in_progress_is_unterminated_not_failed(station: Any, tmp_path: Path) -> None:
+    """kill -9 of `irms-agent record`, a resumed run still recording, then killed too, then recovered."""
+    store = tmp_path / "store"
+    args = ("record", "--kit", "synthetic", "--seconds", "60", "--store", str(store), "--site", "HN-CA-01",
+            "--room", "P101", "--case", "9/2026/HS", "--suspect", "A", "--interrogator", "B", "--legal-basis", "C",
+            "--json")
+    first = station.popen_agent(*args)
+    try:
+        wait_for(lambda: len(list(store.rglob("seg/00000002.json"))) == 1, 90, "three sealed segments")
+    finally:
+        kill9(first)
+    before = len(list(store.rglob("seg/*.json")))
+    sid = next(store.rglob("session.json")).parent.name
+    resumed = station.popen_agent(*args)
+    try:
+        wait_for(lambda: list(store.rglob("keys/0001.json")) and len(list(store.rglob("seg/*.json"))) >= before + 3,
+                 90, "segments sealed by the resumed run")
+        res = station.verify("audit", sid, "--store", str(store), "--json",
+                             "--custodian-key", str(station.custodian_key))
+        report = json.loads(res.stdout)
+        assert res.returncode == 4, res.stdout
+        assert report["status"] == "unterminated" and report["findings"] == []
+        assert [f["rule"] for f in report["open"]] == ["V09"]
+        assert report["proven_segments"] >= before + 2
+        assert len(report["gaps"]) == 1, "the crash left one gap, reported, not judged"
+    finally:
+        kill9(resumed)
+    rc, report = verify_cli(station, store, sid)
+    assert rc == 4 and report["findings"] == [] and len(report["gaps"]) == 1, report
+    # Once an agent closes it, the two crash interruptions are declared and cover both gaps (V16, V17).
+    station.agent("recover", "--kit", "synthetic", "--store", str(store), "--site", "HN-CA-01", "--room", "P101")
+    rc, report = verify_cli(station, store, sid, "--custodian-key", str(station.custodian_key))
+    assert rc == 0, report
+    assert [i["cause"] for i in report["interruptions"]] == ["crash", "crash"]
+
+
+def test_p8_key_object_deleted_is_a_finding_not_a_crash(station: Any, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    args = ("record", "--kit", "synthetic", "--seconds", "8", "--store", str(store), "--site", "HN-CA-01",
+            "--room", "P101", "--case", "9/2026/HS", "--suspect", "A", "--interrogator", "B", "--legal-basis", "C",
+            "--json")
+    first = station.popen_agent(*args)
+    try:
+        wait_for(lambda: len(list(store.rglob("seg/00000001.json"))) == 1, 90, "two sealed segments")
+    finally:
+        kill9(first)
+    sid = json.loads(station.agent(*args).stdout)["session_id"]  # resumes, then closes the session
+    key_obj = next(store.rglob("keys/0001.json"))
+    key_obj.chmod(0o640)
+    key_obj.unlink()
+    rc, report = verify_cli(station, store, sid, "--custodian-key", str(station.custodian_key), audit=True)
+    assert rc == 1 and {f["rule"] for f in report["findings"]} == {"V12", "V14"}, report
+    assert "key object 1 missing" in {f["message"] for f in report["findings"]}
+
+
+def verify_cli(station: Any, store: Path, sid: str, *extra: str, audit: bool = False) -> tuple[int, dict[str, Any]]:
+    proc = station.verify("audit" if audit else "session", sid, "--store", str(store), "--json", *extra)
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_p8_no_export_of_an_unterminated_session(recorded: Recorded, store_copy: Path, tmp_path: Path) -> None:
+    (prefix_dir(store_copy, recorded.session_id) / "manifest.json").unlink()
+    proc = recorded.station.verify("export", recorded.session_id, "--store", str(store_copy),
+                                   "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "unterminated" in proc.stderr and len(proc.stderr.splitlines()) == 1

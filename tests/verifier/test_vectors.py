@@ -12,11 +12,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from verifier.canonical import canonical_json
+from verifier.canonical import canonical_json, parse_canonical
 from verifier.chain import chain_genesis, chain_next
 from verifier.crypto import open_segment, seal_segment, segment_aad, segment_nonce, unwrap_key, wrap_key
 from verifier.errors import DecryptionError, FormatError
-from verifier.formats import CaseInfo, build_header
+from verifier.formats import (
+    EVENT_KINDS,
+    HEADER_FORMAT,
+    INTERRUPTION_CAUSES,
+    MANIFEST_FORMAT,
+    CaseInfo,
+    build_header,
+    build_manifest,
+    check_document,
+)
 from verifier.keys import b64, key_id, public_raw, sign_document, verify_document
 
 STATION = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -120,3 +129,99 @@ def test_chain_vector() -> None:
     ).hexdigest()
     assert chain_next(genesis, 0, plain_sha, cipher_sha) == expected
     assert expected == "3cd2c9db109757eca05fccbd950fec8f2c32ccf5c20ba195536211dd36dd1a30"
+
+
+KAT_HEADER = (
+    '{"case":{"case_number":"1/2026/HS","interrogators":["Trần Thị B"],"legal_basis":"Điều 183 BLTTHS 2015",'
+    '"suspect":"Nguyễn Văn A"},"cipher":"AES-256-GCM","container":"mpegts",'
+    '"custodian_key_id":"a0289810032eb417274eebc4a38e6899","format":"irms.session/1",'
+    '"kit":{"devices":[],"profile":"synthetic"},"room":"P101","segment_target_us":2000000,'
+    '"session_id":"00000000-0000-4000-8000-000000000001","signature":{"alg":"ed25519",'
+    '"key_id":"56475aa75463474c0285df5dbf2bcab7","value":"6kRPPjelMEapTRy3AJeVAqPYhYq5MrjuDmmro9bO5pSqgr0UGMi'
+    'GfcCGQtJHatfSU6ibbyC3b5ly8qUNzE2iDA=="},"site":"HN-CA-01","started_at_us":1800000000000000,'
+    '"station_id":"st-kat-01","station_key":"A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=",'
+    '"wrapped_key":{"alg":"X25519-HKDF-SHA256-A256GCM","ct":"IGv17a9Y+SElni6AT5goa34XA635JVW6Pv5QStGhwYBs6zH75OQ'
+    'xsjRtZE/zGi4D","epk":"j0DFrbaPJWJK5bIU6nZ6bslNgp09e14a0bpvPiE4KF8=","key_id":"a0289810032eb417274eebc4a38e6899",'
+    '"nonce":"ICEiIyQlJicoKSor"}}'
+).encode()
+
+
+def test_header_vector_written_out_in_full() -> None:
+    """The bytes docs/evidence-format.md prints; a second implementer can start from them."""
+    assert canonical_json(kat_header()) == KAT_HEADER
+    assert hashlib.sha256(KAT_HEADER).hexdigest() == "242874b01c8864a0728d1db730e2075269cb4c1ad862b93599a49741428bd6a2"
+    header = check_document(parse_canonical(KAT_HEADER, "header"), HEADER_FORMAT, "header")
+    verify_document(header, STATION.public_key(), "header")
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b'{"a":1,"a":2}', "appears twice"),
+    (b'\xef\xbb\xbf{"a":1}', "byte order mark"),
+    (b'{"a":1}\n', "canonical"),
+    (b'{"a": 1}', "canonical"),
+    (b'{"b":1,"a":2}', "canonical"),
+    (b'{"a":"\\/"}', "canonical"),
+    (b'{"a":"\\u00e9"}', "canonical"),
+    (b'{"a":-0}', "canonical"),
+    (b'{"a":1.0}', "float"),
+    (b'{"a":1e3}', "float"),
+    (b'{"a":9007199254740993}', "range"),
+    (b'{"a":"\\ud800"}', "surrogate"),
+    (b'[1]', "not a JSON object"),
+])
+def test_stored_objects_are_exactly_canonical(data: bytes, reason: str) -> None:
+    with pytest.raises(FormatError, match=reason):
+        parse_canonical(data, "object")
+
+
+def test_canonical_bounds_and_escapes_accepted() -> None:
+    assert parse_canonical(b'{"a":9007199254740992,"b":-9007199254740992}', "o")["a"] == 2**53  # inclusive
+    assert parse_canonical('{"a":"é\\n\\u001f\\"\\\\\u2028\x7f"}'.encode(), "o")["a"] == 'é\n\x1f"\\\u2028\x7f'
+
+
+def _manifest(**changes: object) -> dict[str, object]:
+    body = build_manifest(
+        session_id=SID, header_sha256="0" * 64, segment_count=0, chain_head="0" * 64, started_at_us=1,
+        ended_at_us=2, end_reason="stopped", key_count=1,
+        interruptions=[{"cause": "store_full", "end_us": 2, "reason": "", "start_us": 1}],
+        events=[{"at_us": 1, "detail": "+1.2 s", "kind": "clock_step"}],
+        devices=[{"kind": "camera", "role": "wide", "source": "lavfi", "size": "640x360", "fps": 25},
+                 {"kind": "microphone", "role": "room", "source": "lavfi", "rate": 48000, "channels": 1}])
+    return {**sign_document(body, STATION), **changes}
+
+
+def test_closed_lists_accept_every_listed_value() -> None:
+    check_document(_manifest(), MANIFEST_FORMAT, "manifest")
+    for kind in EVENT_KINDS:
+        check_document(_manifest(events=[{"at_us": 1, "detail": "", "kind": kind}]), MANIFEST_FORMAT, "manifest")
+    for cause in INTERRUPTION_CAUSES:
+        check_document(_manifest(interruptions=[{"cause": cause, "end_us": 2, "reason": "", "start_us": 1}]),
+                       MANIFEST_FORMAT, "manifest")
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"events": [{"at_us": 1, "detail": "", "kind": "reboot"}]}, "kind"),
+    ({"events": [{"at_us": 1, "detail": "", "kind": "start", "by": "x"}]}, "unknown members"),
+    ({"interruptions": [{"cause": "lunch", "end_us": 2, "reason": "", "start_us": 1}]}, "cause"),
+    ({"devices": [{"kind": "camera", "role": "w", "source": "lavfi", "size": "1x1", "fps": 1, "zoom": 2}]},
+     "unknown members"),
+    ({"devices": [{"kind": "printer"}]}, "kind"),
+    ({"signature": {"alg": "ed25519", "key_id": "56475aa75463474c0285df5dbf2bcab7", "value": "A" * 86 + "==",
+                    "note": "x"}}, "unknown members"),
+    ({"signature": {"alg": "ed25519", "key_id": "56475aa75463474c0285df5dbf2bcab7", "value": "AA=="}}, "64 bytes"),
+    ({"ended_at_us": -1}, "outside"),
+    ({"ended_at_us": True}, "integer"),
+    ({"key_count": 0}, "outside"),
+    ({"extra": 1}, "unknown members"),
+])
+def test_closed_lists_refuse_anything_else(changes: dict[str, object], reason: str) -> None:
+    with pytest.raises(FormatError, match=reason):
+        check_document(_manifest(**changes), MANIFEST_FORMAT, "manifest")
+
+
+def test_spec_prints_the_header_vector_byte_for_byte() -> None:
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "evidence-format.md").read_text(encoding="utf-8")
+    block = spec.split("join the lines without anything between them):\n\n```\n", 1)[1].split("\n```", 1)[0]
+    assert "".join(block.splitlines()).encode() == KAT_HEADER
