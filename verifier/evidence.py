@@ -25,13 +25,13 @@ from verifier.formats import (
     locator_name,
     manifest_name,
 )
+from verifier.timestamp import TOKEN_SUFFIX
 
 SESSION_ID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 SEG_RE = re.compile(r"seg/(\d{8})\.(bin|json)$")
 KEY_RE = re.compile(r"keys/(\d{4})\.json$")
-# Objects a session folder may hold besides seg/ and keys/. A rule family that reads another
-# object beside the manifest (e.g. a time-stamp token) adds its name here and its rule in session.py.
-SESSION_OBJECTS = ("session.json", "manifest.json")
+# Objects a session folder may hold besides seg/ and keys/; the time-stamp token is judged by V18.
+SESSION_OBJECTS = ("session.json", "manifest.json", TOKEN_SUFFIX)
 
 
 @dataclass(frozen=True)

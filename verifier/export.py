@@ -19,7 +19,7 @@ from verifier.errors import VerificationError
 from verifier.formats import locator_name, manifest_name
 from verifier.media import rebuild_file
 from verifier.session import Options, Report, decrypt_segments, verify
-from verifier.trust import trust_station_key
+from verifier.trust import trust_station_key, trust_tsa_roots
 
 EXPORT_FILE = "EXPORT.json"
 EXPORT_FORMAT = "irms.export/2"  # canonical JSON, time in µs (irms.export/1 was indented, ISO time)
@@ -47,6 +47,7 @@ def export_session(store: ObjectStore, session_id: str, opts: Options, out: Path
     if key is None:  # verify() passed V02, so an anchor exists; refuse rather than export without one
         raise VerificationError(f"no trust anchor for station {report.station_id}: nothing to export with")
     trust_station_key(out / "trust", report.station_id, key)
+    trust_tsa_roots(out / "trust", opts.trust.tsa_roots or (opts.carried.tsa_roots if opts.carried else ()))
     manifest = store.get(manifest_name(report.prefix))
     info = {
         "exported_at_us": int(now.timestamp() * 1_000_000),

@@ -9,6 +9,7 @@ public keys; the media rules also need the custodian's private key.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,17 +29,19 @@ from verifier.rules.media import v14_decrypts, v15_decodes
 from verifier.rules.parsed import ParsedSession, Tolerances
 from verifier.rules.segments import v04_records, v05_objects, v06_ciphertext, v07_chain, v08_indices
 from verifier.rules.timeline import gaps, v16_continuity, v17_span
+from verifier.rules.timestamp import v18_time_stamp
 from verifier.rules.witness import v13_witnessed
+from verifier.timestamp import TimeProof
 from verifier.trust import TrustStore
 
 __all__ = ["Options", "Report", "audit", "decrypt_segments", "locate", "verify"]
 
 DocumentRule = Callable[[ParsedSession], list[Finding]]
-# In the order of docs/verifier-rules.md. A time-stamp rule joins this list as its own module.
+# In the order of docs/verifier-rules.md.
 DOCUMENT_RULES: tuple[DocumentRule, ...] = (
     v01_header, v02_station_key, v03_header_signature, v04_records, v05_objects, v07_chain, v08_indices,
     v09_manifest_present, v10_manifest, v11_manifest_closes_chain, v12_data_keys, v13_witnessed,
-    v16_continuity, v17_span,
+    v16_continuity, v17_span, v18_time_stamp,
 )
 
 
@@ -67,6 +70,8 @@ class Report:
     station_key_id: str = ""
     trust_basis: str = ""  # local | carried | none
     gaps: list[dict[str, int]] = field(default_factory=list)  # unterminated: gaps not judged yet
+    time_proof: TimeProof | None = None  # V18: the manifest existed no later than the TSA's time
+    time_note: str = ""
     header: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -95,7 +100,22 @@ class Report:
             "findings": [f.to_json() for f in self.findings],
             "open": [f.to_json() for f in self.open],
             "gaps": self.gaps,
+            "time_stamp": self.time_proof.to_json() if self.time_proof else None,
+            "time_note": self.time_note,
         }
+
+    def time_line(self) -> str:
+        """What the verdict says about time from outside the station (V18)."""
+        if self.time_proof is None:
+            return self.time_note
+        p = self.time_proof
+        at = dt.datetime.fromtimestamp(p.gen_time_us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        line = f"time-stamped by {p.tsa} at {at} (±{p.accuracy_us / 1e6:g} s): the manifest existed no later"
+        m = self.manifest or {}
+        ahead = m.get("ended_at_us", 0) - (p.gen_time_us + p.accuracy_us)
+        if ahead > 0:
+            line += f"; the station clock was ahead of the TSA by at least {ahead / 1e6:.1f} s"
+        return line + (f" ({self.time_note})" if self.time_note else "")
 
     def trust_line(self) -> str:
         """First line of a verdict that rests only on the key an export folder carries for itself."""
@@ -109,7 +129,8 @@ class Report:
             return (f"VERIFIED session {self.session_id}: {self.segments} segments, "
                     f"{self.duration_us / 1e6:.1f} s, {len(self.manifest['interruptions']) if self.manifest else 0}"
                     f" interruptions, station {self.station_id} (key {self.station_key_id})"
-                    + ("" if self.media_checked else "; media not decoded (no custodian key)"))
+                    + ("" if self.media_checked else "; media not decoded (no custodian key)")
+                    + (f"; {self.time_line()}" if self.time_line() else ""))
         if self.status == "unterminated":
             return (f"UNTERMINATED session {self.session_id}: no manifest (V09), "
                     f"{self.proven_segments} segments proven ({self.duration_us / 1e6:.1f} s); not complete"
@@ -161,6 +182,7 @@ def _describe(report: Report, s: ParsedSession) -> None:
         report.station_key_id = s.station_key_id
         report.trust_basis = s.trust_basis
     report.manifest = s.manifest
+    report.time_proof, report.time_note = s.time_proof, s.time_note
     failing = [f.segment for f in report.findings if f.segment is not None]
     session_wide = any(f.segment is None for f in report.findings)
     limit = 0 if session_wide else min([*failing, s.count])

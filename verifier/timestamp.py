@@ -3,7 +3,7 @@
 A station's clock is its own word. After it seals a manifest, the station asks a time-stamping
 authority (TSA) for a token over the manifest's exact bytes and stores the TSA's answer, as
 received (a DER `TimeStampResp`), as the object `<prefix>manifest.tsr`. Checked offline against
-the TSA root certificates in the trust store (`trust/tsa/*.pem`), the token proves that the
+the TSA root certificates of the trust store (`trust/tsa/*.pem`, see verifier/trust.py), the token proves that the
 manifest, and so every segment its chain head commits to, existed no later than the token's time,
 whatever the station's clock said.
 
@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 from rfc3161_client.errors import VerificationError as TokenRefused
 
-from verifier.errors import FormatError, KeyError_
+from verifier.errors import FormatError
 
 TOKEN_SUFFIX = "manifest.tsr"
-TSA_TRUST_FOLDER = "tsa"
 
 
 def token_name(prefix: str) -> str:
@@ -45,18 +43,6 @@ class TimeProof:
     def to_json(self) -> dict[str, object]:
         return {"gen_time_us": self.gen_time_us, "accuracy_us": self.accuracy_us, "tsa": self.tsa,
                 "serial": self.serial}
-
-
-def load_tsa_roots(trust: Path) -> list[x509.Certificate]:
-    """The TSA root certificates a verifier accepts: every PEM certificate in `trust/tsa/*.pem`."""
-    roots: list[x509.Certificate] = []
-    folder = trust / TSA_TRUST_FOLDER
-    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
-        try:
-            roots += x509.load_pem_x509_certificates(path.read_bytes())
-        except ValueError as err:
-            raise KeyError_(f"TSA certificate file {path} is not PEM certificates: {err}") from None
-    return roots
 
 
 def check_token(token: bytes, manifest: bytes, roots: list[x509.Certificate]) -> TimeProof:

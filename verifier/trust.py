@@ -1,6 +1,8 @@
-"""Trust anchors: the station public keys a verifier accepts, held in a `TrustStore` object.
+"""Trust anchors: the station public keys and time-stamping authorities a verifier accepts, held in
+a `TrustStore` object.
 
-A trust directory holds one SPKI PEM file per station: `stations/<station_id>.pub`.
+A trust directory holds one SPKI PEM file per station, `stations/<station_id>.pub`, and the root
+certificates of the time-stamping authorities it accepts, `tsa/*.pem` (PEM, one or more each).
 Default directory: $IRMS_TRUST, else $IRMS_HOME/trust, else ~/.local/share/irms/trust.
 The caller builds the TrustStore once; the audit never reads a directory.
 """
@@ -11,11 +13,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier.errors import KeyError_
 from verifier.formats import CODE_RE
 from verifier.keys import load_public_key, save_public_key
+
+TSA_FOLDER = "tsa"
 
 
 def trust_dir() -> Path:
@@ -32,6 +38,7 @@ class TrustStore:
 
     stations: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     origin: str = ""
+    tsa_roots: tuple[x509.Certificate, ...] = ()
 
     def station_key(self, station_id: str) -> Ed25519PublicKey | None:
         return self.stations.get(station_id)
@@ -52,7 +59,29 @@ class TrustStore:
             if not isinstance(key, Ed25519PublicKey):
                 raise KeyError_(f"trusted key {path} is not an Ed25519 key")
             stations[path.stem] = key
-        return cls(stations, str(directory))
+        return cls(stations, str(directory), load_tsa_roots(directory))
+
+
+def load_tsa_roots(directory: Path) -> tuple[x509.Certificate, ...]:
+    """Every certificate of the PEM files `tsa/*.pem` of a trust directory (none: no TSA is trusted)."""
+    roots: list[x509.Certificate] = []
+    folder = directory / TSA_FOLDER
+    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
+        try:
+            roots += x509.load_pem_x509_certificates(path.read_bytes())
+        except (OSError, ValueError) as err:
+            raise KeyError_(f"TSA certificate file {path} is not readable PEM certificates: {err}") from None
+    return tuple(roots)
+
+
+def trust_tsa_roots(directory: Path, roots: tuple[x509.Certificate, ...]) -> Path | None:
+    """Write `roots` as `tsa/roots.pem` of a trust directory (an export folder carries its TSA roots)."""
+    if not roots:
+        return None
+    path = directory / TSA_FOLDER / "roots.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in roots))
+    return path
 
 
 def trust_station_key(directory: Path, station_id: str, key: Ed25519PublicKey) -> Path:

@@ -39,6 +39,9 @@ def test_a_sealed_manifest_gets_a_token_that_proves_its_time(station: Station, t
     assert "IRMS loopback TSA" in proof.tsa
     # The token was asked for after the manifest was sealed: its time is not before the session's end.
     assert proof.gen_time_us + proof.accuracy_us + 2_000_000 >= sealed_at
+    # A verifier without the TSA's root still verifies the session, and says the token is unchecked.
+    verdict = station.verify("session", str(summary["session_id"]), "--store", str(store))
+    assert verdict.returncode == 0 and "time-stamp token not checked" in verdict.stdout, verdict.stdout
 
 
 @pytest.mark.slow

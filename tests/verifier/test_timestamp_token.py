@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 
 from recorder.timestamp import request_token
+from tests.plugins.recording import BIN, Station, make_station
 from tests.plugins.tsa import Tsa, running_tsa
 from verifier.errors import FormatError
-from verifier.timestamp import check_token, load_tsa_roots
+from verifier.timestamp import check_token
+from verifier.trust import load_tsa_roots
 
 MANIFEST = b'{"format":"irms.manifest/1","session_id":"x"}'
 
@@ -23,7 +30,7 @@ def token(tsa: Tsa) -> bytes:
 def test_a_token_proves_when_the_manifest_existed(tsa: Tsa, token: bytes, tmp_path: Path) -> None:
     (tmp_path / "tsa").mkdir()
     (tmp_path / "tsa" / "loopback.pem").write_bytes(tsa.root_pem.read_bytes())
-    proof = check_token(token, MANIFEST, load_tsa_roots(tmp_path))
+    proof = check_token(token, MANIFEST, list(load_tsa_roots(tmp_path)))
     assert proof.tsa.startswith("CN=IRMS loopback TSA,") and proof.accuracy_us == 1_000_000
 
 
@@ -45,7 +52,7 @@ def test_a_token_from_a_tsa_the_trust_store_does_not_hold_fails(token: bytes, tm
 
 
 def test_without_tsa_roots_a_token_is_not_taken_on_its_word(token: bytes, tmp_path: Path) -> None:
-    assert load_tsa_roots(tmp_path) == []
+    assert load_tsa_roots(tmp_path) == ()
     with pytest.raises(FormatError, match="no TSA root certificate"):
         check_token(token, MANIFEST, [])
 
@@ -57,3 +64,119 @@ def test_bytes_that_are_no_token_fail(tsa: Tsa) -> None:
 
 def load_tsa_roots_of(tsa: Tsa) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(tsa.root_pem.read_bytes())
+
+
+# --- V18 on sessions recorded by irms-agent with a TSA configured ------------------------------------
+
+
+@dataclass
+class Stamped:
+    station: Station
+    store: Path
+    sessions: list[str]
+
+
+@pytest.fixture(scope="module")
+def stamped(tsa: Tsa, tmp_path_factory: pytest.TempPathFactory) -> Stamped:
+    """Two real 3 s sessions whose manifests were time-stamped by the loopback TSA; do not modify."""
+    base = tmp_path_factory.mktemp("stamped")
+    st = make_station(base, "st-tsa-01")
+    (st.home / "station.toml").write_text(f'tsa_url = "{tsa.url}"\n')
+    (st.trust / "tsa").mkdir(parents=True)
+    (st.trust / "tsa" / "loopback.pem").write_bytes(tsa.root_pem.read_bytes())
+    store = base / "store"
+    sids = [str(st.record(str(store), 3, case=f"{n}/2026/HS")["session_id"]) for n in (1, 2)]
+    return Stamped(st, store, sids)
+
+
+@pytest.fixture
+def stamped_copy(stamped: Stamped, tmp_path: Path) -> Path:
+    dst = tmp_path / "store"
+    shutil.copytree(stamped.store, dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o750 if p.is_dir() else 0o640)
+    return dst
+
+
+def folder(store: Path, sid: str) -> Path:
+    return next(p for p in store.glob(f"*/*/{sid}") if p.is_dir())
+
+
+def verdict(st: Station, store: Path, sid: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run([str(BIN / "irms-verify"), "session", sid, "--store", str(store), "--json"],
+                          env=env or st.env(), capture_output=True, text=True, timeout=300, check=False)
+    plain = subprocess.run([str(BIN / "irms-verify"), "session", sid, "--store", str(store)],
+                           env=env or st.env(), capture_output=True, text=True, timeout=300, check=False)
+    return proc.returncode, json.loads(proc.stdout), plain.stdout
+
+
+@pytest.mark.slow
+def test_v18_a_valid_token_proves_the_time_in_the_verdict(stamped: Stamped) -> None:
+    rc, report, text = verdict(stamped.station, stamped.store, stamped.sessions[0])
+    assert rc == 0, report
+    proof = report["time_stamp"]
+    assert proof["tsa"].startswith("CN=IRMS loopback TSA") and proof["gen_time_us"] > 0
+    assert "time-stamped by CN=IRMS loopback TSA" in text and "the manifest existed no later" in text
+
+
+@pytest.mark.slow
+def test_v18_token_of_another_session_fails(stamped: Stamped, stamped_copy: Path) -> None:
+    a, b = (folder(stamped_copy, s) for s in stamped.sessions)
+    (a / "manifest.tsr").write_bytes((b / "manifest.tsr").read_bytes())
+    rc, report, _ = verdict(stamped.station, stamped_copy, stamped.sessions[0])
+    assert rc == 1 and [f["rule"] for f in report["findings"]] == ["V18"], report
+    assert "Mismatch between messages" in report["findings"][0]["message"]
+
+
+@pytest.mark.slow
+def test_v18_altered_token_fails(stamped: Stamped, stamped_copy: Path) -> None:
+    token = folder(stamped_copy, stamped.sessions[0]) / "manifest.tsr"
+    data = bytearray(token.read_bytes())
+    data[-5] ^= 0x01
+    token.write_bytes(bytes(data))
+    rc, report, _ = verdict(stamped.station, stamped_copy, stamped.sessions[0])
+    assert rc == 1 and [f["rule"] for f in report["findings"]] == ["V18"], report
+
+
+@pytest.mark.slow
+def test_v18_token_whose_manifest_was_removed_fails(stamped: Stamped, stamped_copy: Path) -> None:
+    (folder(stamped_copy, stamped.sessions[0]) / "manifest.json").unlink()
+    rc, report, _ = verdict(stamped.station, stamped_copy, stamped.sessions[0])
+    assert rc == 1 and [f["rule"] for f in report["findings"]] == ["V18"], report
+
+
+@pytest.mark.slow
+def test_v18_token_from_a_tsa_this_verifier_does_not_trust_fails(stamped: Stamped, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    shutil.copytree(stamped.station.trust / "stations", trust / "stations")
+    with running_tsa(tmp_path / "other") as other:
+        (trust / "tsa").mkdir()
+        (trust / "tsa" / "other.pem").write_bytes(other.root_pem.read_bytes())
+    rc, report, _ = verdict(stamped.station, stamped.store, stamped.sessions[0],
+                            {**stamped.station.env(), "IRMS_TRUST": str(trust)})
+    assert rc == 1 and [f["rule"] for f in report["findings"]] == ["V18"], report
+
+
+@pytest.mark.slow
+def test_v18_without_tsa_roots_the_token_is_reported_unchecked_not_failed(stamped: Stamped, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    shutil.copytree(stamped.station.trust / "stations", trust / "stations")
+    rc, report, text = verdict(stamped.station, stamped.store, stamped.sessions[0],
+                               {**stamped.station.env(), "IRMS_TRUST": str(trust)})
+    assert rc == 0 and report["time_stamp"] is None, report
+    assert "time-stamp token not checked: no TSA root certificate" in text
+
+
+@pytest.mark.slow
+def test_v18_an_export_carries_the_tsa_roots_and_says_so(stamped: Stamped, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    proc = stamped.station.verify("export", stamped.sessions[0], "--store", str(stamped.store), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    case_file = next(p for p in out.iterdir() if p.is_dir())
+    assert (case_file / "trust" / "tsa" / "roots.pem").exists()
+    empty = tmp_path / "empty-trust"
+    empty.mkdir()
+    rc, report, text = verdict(stamped.station, case_file, stamped.sessions[0],
+                               {**stamped.station.env(), "IRMS_TRUST": str(empty)})
+    assert rc == 0 and report["time_stamp"] is not None, report
+    assert "TSA root carried by this folder" in text

@@ -27,6 +27,7 @@ RULES: dict[str, str] = {
     "V15": "segment decodes and its media duration matches the record",
     "V16": "no unexplained gap or overlap between segments",
     "V17": "manifest span covered by media and declared interruptions",
+    "V18": "time-stamp token over the manifest valid",
 }
 
 

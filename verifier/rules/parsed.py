@@ -16,6 +16,7 @@ from verifier.crypto import unwrap_key
 from verifier.errors import DecryptionError, FormatError, SignatureError
 from verifier.evidence import SessionEvidence
 from verifier.keys import ed25519_public_from_raw, key_id, public_raw, unb64, verify_document
+from verifier.timestamp import TimeProof
 from verifier.trust import TrustStore
 
 TAG_BYTES = 16  # AES-GCM tag appended to every ciphertext
@@ -40,6 +41,8 @@ class ParsedSession:
     custodian: X25519PrivateKey | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     plain: dict[int, bytes] = field(default_factory=dict)  # decrypted by V14 for V15, dropped after
+    time_proof: TimeProof | None = None   # set by V18 when the manifest's time-stamp token verifies
+    time_note: str = ""                   # V18: why there is no proof of time, or where its root came from
 
     @property
     def session_id(self) -> str:
