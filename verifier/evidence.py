@@ -27,8 +27,8 @@ from verifier.formats import (
 )
 
 SESSION_ID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
-SEG_RE = re.compile(r"seg/(\d{8})\.(bin|json)$")
-KEY_RE = re.compile(r"keys/(\d{4})\.json$")
+SEG_RE = re.compile(r"seg/([0-9]{8})\.(bin|json)$")
+KEY_RE = re.compile(r"keys/([0-9]{4})\.json$")
 # Objects a session folder may hold besides seg/ and keys/. A rule family that reads another
 # object beside the manifest (e.g. a time-stamp token) adds its name here and its rule in session.py.
 SESSION_OBJECTS = ("session.json", "manifest.json")
@@ -83,6 +83,7 @@ def locate(store: ObjectStore, session_id: str) -> str:
 
 
 def load_evidence(store: ObjectStore, session_id: str) -> SessionEvidence:
+    session_id = session_id.lower()  # session ids are lowercase UUIDs; accept one typed in capitals
     prefix = locate(store, session_id)
     ev = SessionEvidence(session_id, prefix)
     for name in store.list(prefix):

@@ -670,3 +670,15 @@ def test_p8_no_export_of_an_unterminated_session(recorded: Recorded, store_copy:
     proc = recorded.station.verify("export", recorded.session_id, "--store", str(store_copy),
                                    "--out", str(tmp_path / "out"))
     assert proc.returncode == 1 and "unterminated" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_v05_object_named_with_other_digits_is_unexpected(recorded: Recorded, store_copy: Path) -> None:
+    d = prefix_dir(store_copy, recorded.session_id)
+    shutil.copyfile(d / "seg" / "00000001.json", d / "seg" / ("\u0661" * 8 + ".json"))  # Arabic-Indic digits
+    rc, res = verify(recorded, store_copy, recorded.session_id)
+    assert rc == 1 and first_rule(res) == "V05" and "unexpected object" in res["findings"][0]["message"]
+
+
+def test_session_id_typed_in_capitals_is_the_same_session(recorded: Recorded) -> None:
+    rc, res = verify(recorded, recorded.store, recorded.session_id.upper())
+    assert rc == 0 and res["session_id"] == recorded.session_id
