@@ -28,8 +28,8 @@ from verifier.formats import (
 from verifier.timestamp import TOKEN_SUFFIX
 
 SESSION_ID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
-SEG_RE = re.compile(r"seg/(\d{8})\.(bin|json)$")
-KEY_RE = re.compile(r"keys/(\d{4})\.json$")
+SEG_RE = re.compile(r"seg/([0-9]{8})\.(bin|json)$")
+KEY_RE = re.compile(r"keys/([0-9]{4})\.json$")
 # Objects a session folder may hold besides seg/ and keys/; the time-stamp token is judged by V18.
 SESSION_OBJECTS = ("session.json", "manifest.json", TOKEN_SUFFIX)
 
@@ -83,6 +83,7 @@ def locate(store: ObjectStore, session_id: str) -> str:
 
 
 def load_evidence(store: ObjectStore, session_id: str) -> SessionEvidence:
+    session_id = session_id.lower()  # session ids are lowercase UUIDs; accept one typed in capitals
     prefix = locate(store, session_id)
     ev = SessionEvidence(session_id, prefix)
     for name in store.list(prefix):

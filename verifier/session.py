@@ -145,7 +145,7 @@ def audit(store: ObjectStore, session_id: str, opts: Options, *, fail_fast: bool
     ev = load_evidence(store, session_id)
     s = ParsedSession(ev, opts.trust, opts.carried, list(opts.witnessed),
                       opts.custodian if opts.media else None, opts.tolerances)
-    report = Report(session_id=session_id, prefix=ev.prefix)
+    report = Report(session_id=ev.session_id, prefix=ev.prefix)
     findings: list[Finding] = []
     for rule in DOCUMENT_RULES:
         found = rule(s)

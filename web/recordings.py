@@ -15,11 +15,9 @@ import base64
 import hashlib
 import json
 import math
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select
@@ -34,7 +32,7 @@ from verifier.formats import header_name, manifest_name
 from verifier.keys import ed25519_public_from_raw
 from verifier.rules import Finding
 from verifier.session import Options, Report, audit
-from verifier.trust import TrustStore, trust_station_key
+from verifier.trust import TrustStore
 from web.config import WebConfig
 from web.errors import NotFound, StoreMissing
 from web.models import RecordingSession, SessionEvent, SessionSegment, SessionStatus, Station
@@ -162,25 +160,19 @@ def find_row(s: Session, session_id: str) -> RecordingSession:
 # --- verification, cached -------------------------------------------------------------------------------
 
 
-def trust_dir_for(s: Session, station_id: str, root: Path) -> Path:
-    """A trust store holding the enrolled key of `station_id` (the server's trust anchor is its enrollment)."""
+def trust_for(s: Session, station_id: str) -> TrustStore:
+    """The server's trust store for one station: its enrolled key (the server's trust anchor is its enrollment).
+    An unknown station gives an empty store, and V02 names it."""
     station = s.scalars(select(Station).where(Station.station_id == station_id)).first()
-    folder = root / hashlib.sha256(station_id.encode()).hexdigest()[:16]
-    if station is not None:
-        key = ed25519_public_from_raw(base64.b64decode(station.public_key), "station key")
-        trust_station_key(folder, station_id, key)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)  # unknown station: V02 names it
-    return folder
-
-
-_trust_root = Path(tempfile.mkdtemp(prefix="irms-web-trust-"))
+    if station is None:
+        return TrustStore({}, "the server's enrolled stations")
+    key = ed25519_public_from_raw(base64.b64decode(station.public_key), "station key")
+    return TrustStore({station_id: key}, "the server's enrolled stations")
 
 
 def options_for(s: Session, row: RecordingSession) -> Options:
     witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
-    return Options(trust=TrustStore.from_dir(trust_dir_for(s, row.station_id, _trust_root)), witnessed=witnessed,
-                   media=False)
+    return Options(trust=trust_for(s, row.station_id), witnessed=witnessed, media=False)
 
 
 def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: int) -> Report:
