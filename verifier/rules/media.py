@@ -30,7 +30,8 @@ def v14_decrypts(s: ParsedSession, i: int, cipher: bytes) -> list[Finding]:
 
 
 def v15_decodes(s: ParsedSession, i: int) -> list[Finding]:
-    """ffmpeg decodes every stream without error; ffprobe's container duration is duration_us ± 0.25 s."""
+    """ffprobe decodes every frame of every stream without an error line; its container duration is
+    duration_us ± 0.25 s."""
     plain = s.plain.pop(i, None)
     if plain is None:
         return []  # V14 did not hand over plain bytes: already a finding
