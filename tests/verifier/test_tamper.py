@@ -658,8 +658,10 @@ def test_p4_crash_resumed_session_in_progress_is_unterminated_not_failed(station
 
 
 def test_p8_key_object_deleted_is_a_finding_not_a_crash(station: Any, tmp_path: Path) -> None:
+    # 14 s: the restarted agent must find the session's planned end still ahead and resume it under
+    # a new data key, even on a loaded machine where it starts seconds after the kill.
     store = tmp_path / "store"
-    args = ("record", "--kit", "synthetic", "--seconds", "8", "--store", str(store), "--site", "HN-CA-01",
+    args = ("record", "--kit", "synthetic", "--seconds", "14", "--store", str(store), "--site", "HN-CA-01",
             "--room", "P101", "--case", "9/2026/HS", "--suspect", "A", "--interrogator", "B", "--legal-basis", "C",
             "--json")
     first = station.popen_agent(*args)
