@@ -1,7 +1,8 @@
 """irms-agent: the recorder agent's command line.
 
 Exit codes: 0 done; 1 failed; 2 bad configuration, profile, key or arguments;
-3 object store problem; 5 session refused by the pre-flight check; 6 capture failed.
+3 object store problem; 5 session refused by the pre-flight check; 6 capture failed;
+7 the station home is in use by another irms-agent process (nothing was done).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from recorder.errors import ConfigError
 from recorder.events import EventSender, attach_event_sender
 from recorder.profile import load_profile, with_latencies
 from recorder.session import Recorder, RecorderSettings
-from recorder.station import install_custodian, irms_home, keygen, load_station
+from recorder.station import HomeLock, install_custodian, irms_home, keygen, load_station, lock_home
 from storage.errors import IrmsError
 from storage.url import open_store, redact
 from verifier.formats import CaseInfo, check_code
@@ -278,12 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that write the station's journal, spool or outbox: one such process per station home.
+# `run` (the heartbeat daemon) only reads the journal and runs beside them, so it takes no lock.
+OWNING_COMMANDS = frozenset({"record", "recover", "upload", "selftest", "screen"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock: HomeLock | None = None
     try:
+        if args.command in OWNING_COMMANDS:
+            lock = lock_home(irms_home(), args.command)  # held until this process ends
         return int(args.func(args))
     except IrmsError as err:
         if args.debug:
@@ -295,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         _close_event_senders()
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":

@@ -39,3 +39,9 @@ class CaptureError(RecorderError):
     """ffmpeg could not be started or keeps failing."""
 
     exit_code = 6
+
+
+class StationBusy(RecorderError):
+    """Another irms-agent process owns this station home (its journal, spool and outbox)."""
+
+    exit_code = 7
