@@ -19,7 +19,7 @@ from types import FrameType
 
 from recorder.clock import SystemClock
 from recorder.config import load_config, save_latency
-from recorder.errors import ConfigError
+from recorder.errors import CaptureError, ConfigError
 from recorder.events import EventSender, attach_event_sender
 from recorder.profile import load_profile, with_latencies
 from recorder.session import Recorder, RecorderSettings
@@ -139,6 +139,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         if pending:
             print(f"{pending} objects still queued for upload; they go when the store is back "
                   "(irms-agent upload)")
+    if reason == "device_failure":
+        raise CaptureError(f"the kit's devices delivered nothing in {rec.settings.watchdog_s:.0f} s "
+                           f"({rec.capture_failure}): session {sid} closed as device_failure, "
+                           "with a device_lost interruption")
     return 0
 
 

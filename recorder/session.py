@@ -107,6 +107,8 @@ class Recorder:
         # Where the latest measured offset comes from (server time − station time, µs), e.g. the server link.
         self.clock_offset_source: Callable[[], int | None] | None = None
         self.current_run: ProcessSupervisor | None = None
+        # What ffmpeg last said when a session ends as device_failure.
+        self.capture_failure = ""
         self._list_sizes: dict[str, int] = {}
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
@@ -313,9 +315,16 @@ class Recorder:
         return last.start_us + last.duration_us
 
     def record(self, sid: str, until_us: int | None) -> str:
-        """Capture runs until `until_us` or a stop request; returns the end reason."""
+        """Capture runs until `until_us` or a stop request; returns the end reason.
+
+        `device_failure` when the devices never delivered a segment of this session within
+        `watchdog_s` (a dead camera at the start): retrying for the whole planned length would
+        only hide it. `capture_failure` then says what ffmpeg last reported.
+        """
         backoff_i = 0
         self.uploader_started()
+        self.capture_failure = ""
+        first_try = self.clock.monotonic()
         while True:
             if self.stop_requested.is_set():
                 return "stopped"
@@ -335,13 +344,18 @@ class Recorder:
             if self.pause_requested.is_set():
                 continue  # the run ended while a pause was being requested
             # The run failed: an interruption from the end of its media until media flows again.
-            start = self._media_end(sid) or run.launched_us
+            start = self._media_end(sid) or self.journal.session(sid).started_at_us
             errors = [ln for ln in sup.stderr_tail if "Too many bits" not in ln]
             detail = f"capture ended by itself (ffmpeg exit {sup.returncode()})"
             tail = detail + (": " + errors[-1] if errors else "")
             if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
                 self.journal.open_interruption(sid, start, outcome, tail[:500])
                 self._event(sid, self.clock.now_us(), outcome, tail[:500])
+            if not self.journal.segments(sid) and self.clock.monotonic() - first_try > self.settings.watchdog_s:
+                self.capture_failure = errors[-1] if errors else detail
+                log.error("session %s: no media from the devices in %.0f s: %s", sid, self.settings.watchdog_s,
+                          self.capture_failure)
+                return "device_failure"
             log.warning("session %s: %s (%s); restarting capture", sid, outcome, tail)
             delay = self.settings.restart_backoff_s[min(backoff_i, len(self.settings.restart_backoff_s) - 1)]
             backoff_i += 1

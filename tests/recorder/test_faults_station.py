@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.plugins.processes import free_port
 from tests.plugins.recording import Station
 from tests.recorder.test_faults import wait_for
 
@@ -76,4 +78,30 @@ def test_a_second_agent_on_a_recording_station_is_refused_and_touches_nothing(st
     assert {(r["run"], r["key_index"], r["salvaged"]) for r in records} == {(0, 0, False)}, records
     manifest = json.loads((store / report["prefix"] / "manifest.json").read_text())
     assert not [e for e in manifest["events"] if e["kind"] in ("recovered", "salvaged")], manifest["events"]
+    next_session_records_and_uploads(station, store)
+
+
+# --- 10. a dead camera at record ---------------------------------------------------------------------
+
+
+def test_a_dead_camera_at_record_is_a_device_failure_with_a_declared_interruption(station: Station,
+                                                                                   tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    dead = f"rtsp://127.0.0.1:{free_port()}/Streaming/Channels/101"  # nobody serves it
+    started = time.monotonic()
+    proc = station.agent(*record_args(store, 30, "--kit", "ip-camera-rtsp", "--camera", f"wide={dead}"),
+                         check=False)
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert time.monotonic() - started < 28, "a dead camera kept the agent for the whole planned session"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("irms-agent: error: the kit's devices delivered nothing"), proc.stderr
+    assert dead in lines[-1] and "Connection refused" in lines[-1] and "device_failure" in lines[-1], lines[-1]
+    summary = json.loads(proc.stdout)
+    assert summary["segments"] == 0 and summary["end_reason"] == "device_failure", summary
+    report = verified(station, store, summary["session_id"])
+    assert [i["cause"] for i in report["interruptions"]] == ["device_lost"], report["interruptions"]
+    manifest = json.loads((store / report["prefix"] / "manifest.json").read_text())
+    gap = manifest["interruptions"][0]
+    assert gap["start_us"] == manifest["started_at_us"] and gap["end_us"] == manifest["ended_at_us"], manifest
+    assert manifest["end_reason"] == "device_failure"
     next_session_records_and_uploads(station, store)
