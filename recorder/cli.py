@@ -91,6 +91,32 @@ def _device_overrides(args: argparse.Namespace, creds: dict[str, str]) -> dict[s
     return out
 
 
+def _measure_clock(rec: Recorder, args: argparse.Namespace) -> str:
+    """The station clock against the reference (--clock-ref, else the enrolled server's Date).
+
+    Records carry the measured offset (R18). A clock off beyond the tolerance is printed and
+    returned, to be flagged in the session; the recording is not refused for it.
+    """
+    from recorder.probe import DeviceUnavailable, clock_offset_from_http, probe_clock
+
+    config = load_config(rec.station.home)
+    reference = args.clock_ref or (config.server_url.rstrip("/") + "/login" if config.server_url else None)
+    if not reference:
+        return ""
+    try:
+        offset = clock_offset_from_http(reference, clock=rec.clock, timeout_s=5.0)
+    except DeviceUnavailable as err:
+        print(f"irms-agent: warning: {err}; the station clock's offset is not measured", file=sys.stderr)
+        return ""
+    rec.clock_offset_us = -round(offset * 1e6)  # records hold station − reference
+    check = probe_clock(offset, config.clock_tolerance_s, device=redact(reference))
+    if check.ok:
+        return ""
+    flag = f"station {check.reason} ({redact(reference)})"
+    print(f"irms-agent: warning: {flag}; this session's times carry that offset", file=sys.stderr)
+    return flag
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     if args.seconds is not None and args.seconds <= 0:
@@ -101,6 +127,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    clock_flag = _measure_clock(rec, args)
     rec.uploader_started()
     recovered = rec.recover()
     sid = None
@@ -125,6 +152,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             legal_basis=args.legal_basis or DEFAULT_LEGAL_BASIS,
         )
         sid = rec.start(case, args.seconds)
+    if clock_flag:
+        rec.flag_clock(sid, clock_flag)
     until = rec.journal.session(sid).planned_end_us
     reason = rec.record(sid, until)
     rec.close(sid, reason)
@@ -244,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interrogator", action="append", help="interrogator (repeat for several)")
     p.add_argument("--legal-basis", help="legal basis of the interrogation")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--clock-ref", metavar="URL",
+                   help="HTTP server whose Date header is the reference time (default: the enrolled server)")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("calibrate", help="measure a camera's latency against the microphone (flash and beep)")

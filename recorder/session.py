@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recorder.clock import Clock
+from recorder.clock import Clock, SessionClock
 from recorder.errors import PreflightRefused, RecorderError
 from recorder.health import HealthMonitor
 from recorder.journal import Journal, RunRow, SessionRow
@@ -90,7 +90,8 @@ class Recorder:
         self.station = station
         self.store = store
         self.profile = profile
-        self.clock = clock
+        # Everything the recorder stamps is session time: durations and the planned end survive wall-clock steps.
+        self.clock = clock if isinstance(clock, SessionClock) else SessionClock(clock)
         self.settings = settings
         station.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         station.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -153,6 +154,7 @@ class Recorder:
 
     def start(self, case: CaseInfo, seconds: float | None) -> str:
         self.preflight()
+        self.clock.anchor()
         sid = str(uuid.uuid4())
         now = self.clock.now_us()
         data_key = new_data_key()
@@ -227,7 +229,8 @@ class Recorder:
             if self.clock_offset_source is not None:
                 measured = self.clock_offset_source()
                 if measured is not None:
-                    self.clock_offset_us = -measured  # records hold station − reference (R18)
+                    # Records hold station − reference (R18), station time being session time.
+                    self.clock_offset_us = -measured - self.clock.stepped_us
             out = seal(plain=plain, session_id=sid, index=seg.idx, key_index=key.index, run=seg.run,
                        data_key=key.data_key, station_key=self.station.key, prev_chain=s.chain_head,
                        start_us=seg.start_us, duration_us=seg.duration_us,
@@ -303,6 +306,27 @@ class Recorder:
             self._seal_captured(sid)
         return count
 
+    def _check_clock(self, sid: str) -> None:
+        """A wall-clock step while recording becomes a `clock_step` event; session time goes on unmoved."""
+        step = self.clock.wall_step_us()
+        if step:
+            detail = f"wall clock stepped {step / 1e6:+.3f} s"
+            log.warning("session %s: %s; session time follows the monotonic clock", sid, detail)
+            self._event(sid, self.clock.now_us(), "clock_step", detail)
+
+    def flag_clock(self, sid: str, detail: str) -> None:
+        """The station clock was off the reference beyond tolerance at the start: a `clock_offset` event."""
+        self._event(sid, self.clock.now_us(), "clock_offset", detail)
+
+    def _last_time(self, sid: str) -> int:
+        """The latest time the journal holds for a session (session time of the process that wrote it)."""
+        s = self.journal.session(sid)
+        times = [s.started_at_us, self._media_end(sid) or 0]
+        times += [e["at_us"] for e in self.journal.events(sid)]
+        times += [t for r in self.journal.runs(sid) for t in (r.launched_us, r.ended_us) if t is not None]
+        times += [i["start_us"] for i in self.journal.interruptions(sid)]
+        return max(times)
+
     def _on_media(self, sid: str, start_us: int) -> None:
         """Media is flowing again: an open interruption ends where it starts."""
         self.journal.close_interruptions(sid, start_us)
@@ -368,6 +392,7 @@ class Recorder:
         last_progress = self.clock.monotonic()
         t0_known = run.t0_us is not None
         while True:
+            self._check_clock(sid)
             if not t0_known and (run_dir / "seg000000.ts").exists():
                 self.journal.set_run_t0(sid, run.run, self.clock.now_us())
                 t0_known = True
@@ -422,6 +447,7 @@ class Recorder:
         while self.pause_requested.is_set():
             if self.stop_requested.is_set():
                 return False
+            self._check_clock(sid)
             self.clock.sleep(0.05)
         self.resume_requested.clear()
         self._event(sid, self.clock.now_us(), "resume", self.resume_reason)
@@ -478,6 +504,13 @@ class Recorder:
         for s in self.journal.open_sessions():
             if s.session_id in self.keys:
                 continue
+            # The wall clock may have stepped back while the agent was down: session time never runs backwards.
+            behind = self.clock.hold_from(self._last_time(s.session_id))
+            if behind:
+                detail = (f"wall clock is {behind / 1e6:.3f} s behind what the session holds after the restart; "
+                          "session time continues from there")
+                log.warning("session %s: %s", s.session_id, detail)
+                self._event(s.session_id, self.clock.now_us(), "clock_step", detail)
             for run in self.journal.runs(s.session_id):
                 self._collect(s.session_id, run, final=True)
                 if run.ended_us is None:
