@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.clock import Clock, SessionClock
-from recorder.errors import PreflightRefused, RecorderError
+from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
 from recorder.health import HealthMonitor
 from recorder.journal import Journal, RunRow, SessionRow
 from recorder.profile import Profile
@@ -31,6 +32,7 @@ from recorder.sealer import seal
 from recorder.segmenter import (
     SEGMENT_LIST,
     build_argv,
+    decode_error,
     first_media_us,
     is_live,
     parse_segment_list,
@@ -60,6 +62,14 @@ from verifier.formats import (
 from verifier.keys import sign_document
 
 log = logging.getLogger(__name__)
+
+# After a full disk, capture resumes once this much is free (or min_free_bytes, if smaller).
+RESUME_FREE_BYTES = 64 * 2**20
+# A listed segment whose decodable media is this much shorter than the list says is torn
+# (the verifier's V15 tolerance).
+TORN_TOLERANCE_US = 250_000
+# What ffmpeg prints when a write failed: its segments may then be torn.
+WRITE_ERRORS = ("No space left", "Disk quota exceeded", "Input/output error", "Error writing")
 
 
 @dataclass
@@ -110,6 +120,8 @@ class Recorder:
         self.current_run: ProcessSupervisor | None = None
         # What ffmpeg last said when a session ends as device_failure.
         self.capture_failure = ""
+        # The error that showed the disk full, while it is (becomes the store_full interruption's reason).
+        self._full_error = ""
         self._list_sizes: dict[str, int] = {}
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
@@ -279,6 +291,10 @@ class Recorder:
                 # The list says the run's first segment starts at t0; media cannot predate the launch,
                 # and ffprobe (which may time out on a loaded station) usually knows the exact start.
                 start = min(max(first_media_us(path) or 0, run.launched_us - t0), seg.end_us)
+            torn = self._torn(path, seg.end_us - start)
+            if torn:
+                self._keep_torn(sid, run, path, torn)
+                continue
             if self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start) is not None:
                 count += 1
                 self._on_media(sid, t0 + start)
@@ -295,6 +311,10 @@ class Recorder:
                 duration = probe_duration_us(path)
                 if duration <= 0:
                     log.warning("segment %s holds no decodable media; kept for inspection", path)
+                    continue
+                torn = self._torn(path, None)
+                if torn:
+                    self._keep_torn(sid, run, path, torn)
                     continue
                 fsync_file(path)
                 if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
@@ -327,6 +347,89 @@ class Recorder:
         times += [i["start_us"] for i in self.journal.interruptions(sid)]
         return max(times)
 
+    def _torn(self, path: Path, listed_us: int | None) -> str:
+        """Why a segment is not whole (a full disk cut it or left a hole in it), or "" if it is.
+
+        An empty file is torn. While writes may have failed (the disk is or was full in this run,
+        free space is below the resume threshold, or ffmpeg reported a write error), a listed
+        segment's decodable length is compared with the list's and every segment is decoded fully,
+        as the verifier's V15 will; a salvaged partial (`listed_us` None) is always decoded. Doing
+        this for every segment would cost a fifth of a core, so it is kept to those windows.
+        """
+        try:
+            if path.stat().st_size == 0:
+                return "0 bytes"
+            if listed_us is not None and not self._writes_at_risk():
+                return ""
+            if listed_us is not None:
+                decodable = probe_duration_us(path)
+                if decodable < listed_us - TORN_TOLERANCE_US:
+                    return f"{decodable / 1e6:.3f} s decodable of {listed_us / 1e6:.3f} s listed"
+            error = decode_error(path)
+            if error:
+                return f"does not decode: {error}"
+        except CaptureError as err:
+            # ffprobe could not judge it in time (a loaded station): the list is all there is to go on.
+            log.warning("%s; trusting the segment list", err)
+        return ""
+
+    def _writes_at_risk(self) -> bool:
+        if self._full_error or shutil.disk_usage(self.station.home).free < self._resume_free_bytes():
+            return True
+        run = self.current_run
+        return run is not None and any(w in line for line in run.stderr_tail for w in WRITE_ERRORS)
+
+    def _keep_torn(self, sid: str, run: RunRow, path: Path, why: str) -> None:
+        """A torn segment is never sealed: it is moved aside for inspection and its time becomes a gap."""
+        dest_dir = self.station.home / "inspect" / sid
+        dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dest = dest_dir / f"run{run.run:03d}-{path.name}"
+        os.replace(path, dest)
+        log.warning("session %s: segment %s is torn (%s); kept in %s, not sealed", sid, path, why, dest)
+        now = self.clock.now_us()
+        if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
+            low = shutil.disk_usage(self.station.home).free < self._resume_free_bytes()
+            cause = "store_full" if low or self._full_error else "encoder_stall"
+            self.journal.open_interruption(sid, self._media_end(sid) or self.journal.session(sid).started_at_us,
+                                           cause, f"segment torn ({why})")
+        self._event(sid, now, "torn_segment", f"{dest.name} {why}")
+
+    def _resume_free_bytes(self) -> int:
+        return min(self.settings.min_free_bytes, RESUME_FREE_BYTES)
+
+    def _wait_for_space(self, sid: str, run: RunRow | None, until_us: int | None) -> str | None:
+        """The disk is full: wait until space returns, end the run, declare the gap as `store_full`.
+
+        Nothing can be journaled while the disk is full, so the run is ended and the interruption
+        opened (from the end of the media) once there is room again; capture then resumes by itself.
+        Returns the session's end reason if it ended meanwhile (stop, planned end), else None.
+        """
+        ending: str | None = None
+        while True:
+            if self.stop_requested.is_set():
+                ending = "stopped"
+            elif until_us is not None and self.clock.now_us() >= until_us:
+                ending = "duration_reached"
+            if ending or shutil.disk_usage(self.station.home).free >= self._resume_free_bytes():
+                try:
+                    if run is not None:
+                        self._finish_run(sid, run, "store_full")
+                    if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
+                        start = self._media_end(sid) or self.journal.session(sid).started_at_us
+                        self.journal.open_interruption(sid, start, "store_full", self._full_error[:500])
+                    self._event(sid, self.clock.now_us(), "store_full", self._full_error[:500])
+                except (OSError, sqlite3.Error) as err:
+                    if not disk_full(err):
+                        raise
+                    if ending:
+                        raise RecorderError(
+                            f"the station disk {self.station.home} is still full: session {sid} stays open "
+                            "and is closed as interrupted when there is room (irms-agent recover)") from None
+                else:
+                    self._full_error = ""
+                    return ending
+            self.clock.sleep(0.5)
+
     def _on_media(self, sid: str, start_us: int) -> None:
         """Media is flowing again: an open interruption ends where it starts."""
         self.journal.close_interruptions(sid, start_us)
@@ -358,10 +461,25 @@ class Recorder:
                 if not self._wait_paused(sid):
                     return "stopped"
                 continue
-            run, sup = self._new_run(sid)
+            try:
+                run, sup = self._new_run(sid)
+            except (OSError, sqlite3.Error) as err:
+                if not disk_full(err):
+                    raise
+                self._full_error = f"no space left on {self.station.home}: {err}"
+                ending = self._wait_for_space(sid, None, until_us)
+                if ending:
+                    return ending
+                continue
             outcome = self._watch(sid, run, sup, until_us)
             if outcome in ("stopped", "duration_reached"):
                 return outcome
+            if outcome == "store_full":
+                ending = self._wait_for_space(sid, run, until_us)
+                if ending:
+                    return ending
+                backoff_i = 0
+                continue
             if outcome == "pause":
                 backoff_i = 0
                 continue
@@ -388,6 +506,19 @@ class Recorder:
                 self.clock.sleep(0.05)
 
     def _watch(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
+        """Watch one run to its end; `store_full` when the disk filled (ffmpeg is stopped, nothing journaled)."""
+        try:
+            return self._watch_run(sid, run, sup, until_us)
+        except (OSError, sqlite3.Error) as err:
+            if not disk_full(err):
+                raise
+            self._full_error = f"no space left on {self.station.home}: {err}"
+            log.warning("session %s: %s; capture stops until there is room", sid, self._full_error)
+            sup.kill()
+            self.current_run = None
+            return "store_full"
+
+    def _watch_run(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
         run_dir = Path(run.dir)
         last_progress = self.clock.monotonic()
         t0_known = run.t0_us is not None

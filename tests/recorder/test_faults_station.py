@@ -7,21 +7,32 @@ session records and uploads.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.server
 import json
+import os
 import re
+import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from recorder.clock import TEST_STEP_ENV
+from recorder.clock import TEST_STEP_ENV, SystemClock
+from recorder.profile import load_profile
+from recorder.segmenter import SEGMENT_LIST
+from recorder.session import Recorder, RecorderSettings
+from recorder.station import load_station
+from storage.file import FileStore
 from tests.plugins.processes import free_port
-from tests.plugins.recording import BIN, Station, run_cli
+from tests.plugins.recording import BIN, Station, make_station, run_cli
 from tests.recorder.test_faults import wait_for
+from verifier.formats import CaseInfo
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +57,9 @@ def verified(station: Station, store: Path | str, sid: str) -> dict[str, Any]:
     return dict(json.loads(res.stdout))
 
 
-def next_session_records_and_uploads(station: Station, store: Path | str) -> None:
-    summary = station.record(str(store), 3)
+def next_session_records_and_uploads(station: Station, store: Path | str, env: dict[str, str] | None = None) -> None:
+    proc = run_cli("irms-agent", *record_args(store, 3), env=env or station.env())
+    summary = json.loads(proc.stdout)
     assert summary["segments"] and summary["pending_uploads"] == 0, summary
     verified(station, store, str(summary["session_id"]))
 
@@ -245,3 +257,111 @@ def test_an_s3_time_skew_refusal_says_the_clocks_differ(s3_url: str, monkeypatch
     message = str(err.value)
     assert re.search(r"the station clock differs from the store's by \+360\d s", message), message
     assert "check the access key" not in message
+
+
+# --- 5. the disk fills during a session --------------------------------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 48 MiB file system (tmpfs) for a station home, unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mnt = tmp_path / "smallfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0755", "tmpfs", str(mnt)], check=True, timeout=30)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False, timeout=30)
+
+
+def fill(path: Path) -> int:
+    """Write zeros to `path` until the file system says it is full; the bytes written."""
+    written = 0
+    chunk = b"\0" * 2**20
+    with path.open("wb", buffering=0) as f:
+        while True:
+            try:
+                written += f.write(chunk) or 0
+            except OSError as err:
+                assert err.errno == errno.ENOSPC, err
+                break
+        with contextlib.suppress(OSError):
+            while f.write(b"\0" * 4096):  # the last pages
+                pass
+    return written
+
+
+def test_disk_full_for_10_s_is_a_store_full_interruption_and_capture_resumes(small_fs: Path,
+                                                                              tmp_path: Path) -> None:
+    station = make_station(small_fs / "station", "st-test-01")
+    env = {**station.env(), "IRMS_MIN_FREE_BYTES": str(2**20)}
+    store = tmp_path / "store"  # another file system: the store is not what fills
+    proc = popen_agent(env, *record_args(store, 30))
+    wait_for(lambda: len(list(store.rglob("seg/00000002.json"))) == 1, 60, "three sealed segments")
+    filler = small_fs / "filler"
+    fill(filler)
+    time.sleep(10)
+    filler.unlink()
+    code, out, err = finish(proc, timeout=180)
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    summary = json.loads(out)
+    report = verified(station, store, summary["session_id"])
+    causes = {i["cause"] for i in report["interruptions"]}
+    assert causes == {"store_full"}, report["interruptions"]
+    gap = report["interruptions"][-1]
+    full_s = (gap["end_us"] - report["interruptions"][0]["start_us"]) / 1e6
+    assert 8.0 <= full_s <= 25.0, f"{full_s:.1f} s declared for a disk full for 10 s"
+    manifest, records = load_session(store, report)
+    assert [e for e in manifest["events"] if e["kind"] == "store_full"], manifest["events"]
+    after = [r for r in records if r["start_us"] >= gap["end_us"]]
+    assert sum(r["duration_us"] for r in after) / 1e6 >= 5.0, "capture did not resume by itself"
+    # A segment torn by the full disk is kept for inspection, never sealed.
+    for e in manifest["events"]:
+        if e["kind"] == "torn_segment":
+            assert (station.home / "inspect" / summary["session_id"] / e["detail"].split()[0]).exists(), e
+    next_session_records_and_uploads(station, store, env)
+
+
+def test_torn_segments_on_a_nearly_full_disk_are_kept_for_inspection_never_sealed(
+        small_fs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments ffmpeg listed as finished, one cut short and one with a hole (writes that failed and
+    later succeeded), on a disk below the resume threshold: neither is sealed, the gap is declared."""
+    station = make_station(small_fs / "station", "st-test-01")
+    monkeypatch.setenv("IRMS_TRUST", str(station.trust))
+    store = FileStore(tmp_path / "store")
+    rec = Recorder(load_station(station.home), store, load_profile("synthetic"), SystemClock(),
+                   RecorderSettings(site=SITE, room=ROOM, min_free_bytes=24 * 2**20))
+    sid = rec.start(CaseInfo("5/2026/HS", "A", ("B",), "C"), None)
+    free = shutil.disk_usage(small_fs).free
+    (small_fs / "filler").write_bytes(b"\0" * (free - 16 * 2**20))  # 16 MiB left: below the threshold
+    run, sup = rec._new_run(sid)
+    run_dir = Path(run.dir)
+    wait_for(lambda: (run_dir / "seg000000.ts").exists(), 60, "the first segment")
+    rec.journal.set_run_t0(sid, run.run, rec.clock.now_us())
+    listed = lambda: len((run_dir / SEGMENT_LIST).read_text().splitlines()) if (run_dir / SEGMENT_LIST).exists() else 0  # noqa: E731
+    wait_for(lambda: listed() >= 4, 60, "four listed segments")
+    sup.stop()
+    n_listed = listed()
+    cut, holed = run_dir / "seg000001.ts", run_dir / "seg000002.ts"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 3])
+    data = bytearray(holed.read_bytes())
+    third = len(data) // 3
+    data[third: 2 * third] = bytes(third)
+    holed.write_bytes(bytes(data))
+    rec._finish_run(sid, next(r for r in rec.journal.runs(sid) if r.run == run.run), "stopped")
+    rec.close(sid, "stopped")
+    assert rec.finish_uploads() == 0
+    kept = sorted(p.name for p in (station.home / "inspect" / sid).iterdir())
+    assert kept == ["run000-seg000001.ts", "run000-seg000002.ts"], kept
+    report = verified(station, tmp_path / "store", sid)
+    assert [i["cause"] for i in report["interruptions"]] == ["store_full"], report["interruptions"]
+    assert report["segments"] == n_listed - 2
+    manifest, _records = load_session(tmp_path / "store", report)
+    torn = [e["detail"] for e in manifest["events"] if e["kind"] == "torn_segment"]
+    assert torn[0].startswith("run000-seg000001.ts ") and "listed" in torn[0], torn
+    assert torn[1].startswith("run000-seg000002.ts does not decode"), torn
+    (small_fs / "filler").unlink()
+    next_session_records_and_uploads(station, tmp_path / "store", {**station.env(), "IRMS_MIN_FREE_BYTES": str(2**20)})
