@@ -444,14 +444,15 @@ class Recorder:
     def record(self, sid: str, until_us: int | None) -> str:
         """Capture runs until `until_us` or a stop request; returns the end reason.
 
-        `device_failure` when the devices never delivered a segment of this session within
-        `watchdog_s` (a dead camera at the start): retrying for the whole planned length would
+        `device_failure` when the devices never delivered a segment of this session in three runs
+        and `watchdog_s` (a dead camera at the start): retrying for the whole planned length would
         only hide it. `capture_failure` then says what ffmpeg last reported.
         """
         backoff_i = 0
         self.uploader_started()
         self.capture_failure = ""
         first_try = self.clock.monotonic()
+        failed_runs = 0
         while True:
             if self.stop_requested.is_set():
                 return "stopped"
@@ -493,7 +494,10 @@ class Recorder:
             if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
                 self.journal.open_interruption(sid, start, outcome, tail[:500])
                 self._event(sid, self.clock.now_us(), outcome, tail[:500])
-            if not self.journal.segments(sid) and self.clock.monotonic() - first_try > self.settings.watchdog_s:
+            failed_runs += 1
+            # Three tries and the watchdog's time: a busy station slow to start its first run is not a dead device.
+            if (not self.journal.segments(sid) and failed_runs >= 3
+                    and self.clock.monotonic() - first_try > self.settings.watchdog_s):
                 self.capture_failure = errors[-1] if errors else detail
                 log.error("session %s: no media from the devices in %.0f s: %s", sid, self.settings.watchdog_s,
                           self.capture_failure)
