@@ -1,7 +1,8 @@
 """irms-agent: the recorder agent's command line.
 
 Exit codes: 0 done; 1 failed; 2 bad configuration, profile, key or arguments;
-3 object store problem; 5 session refused by the pre-flight check; 6 capture failed.
+3 object store problem; 5 session refused by the pre-flight check; 6 capture failed;
+7 the station home is in use by another irms-agent process (nothing was done).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from types import FrameType
 
 from recorder.clock import SystemClock
 from recorder.config import load_config, save_latency
-from recorder.errors import ConfigError
+from recorder.errors import CaptureError, ConfigError
 from recorder.events import EventSender, attach_event_sender
 from recorder.profile import load_profile, with_latencies
 from recorder.session import Recorder, RecorderSettings
-from recorder.station import install_custodian, irms_home, keygen, load_station
+from recorder.station import HomeLock, install_custodian, irms_home, keygen, load_station, lock_home
 from storage.errors import IrmsError
 from storage.url import open_store, redact
 from verifier.formats import CaseInfo, check_code
@@ -91,6 +92,32 @@ def _device_overrides(args: argparse.Namespace, creds: dict[str, str]) -> dict[s
     return out
 
 
+def _measure_clock(rec: Recorder, args: argparse.Namespace) -> str:
+    """The station clock against the reference (--clock-ref, else the enrolled server's Date).
+
+    Records carry the measured offset (R18). A clock off beyond the tolerance is printed and
+    returned, to be flagged in the session; the recording is not refused for it.
+    """
+    from recorder.probe import DeviceUnavailable, clock_offset_from_http, probe_clock
+
+    config = load_config(rec.station.home)
+    reference = args.clock_ref or (config.server_url.rstrip("/") + "/login" if config.server_url else None)
+    if not reference:
+        return ""
+    try:
+        offset = clock_offset_from_http(reference, clock=rec.clock, timeout_s=5.0)
+    except DeviceUnavailable as err:
+        print(f"irms-agent: warning: {err}; the station clock's offset is not measured", file=sys.stderr)
+        return ""
+    rec.clock_offset_us = -round(offset * 1e6)  # records hold station − reference
+    check = probe_clock(offset, config.clock_tolerance_s, device=redact(reference))
+    if check.ok:
+        return ""
+    flag = f"station {check.reason} ({redact(reference)})"
+    print(f"irms-agent: warning: {flag}; this session's times carry that offset", file=sys.stderr)
+    return flag
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     if args.seconds is not None and args.seconds <= 0:
@@ -101,6 +128,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    clock_flag = _measure_clock(rec, args)
     rec.uploader_started()
     recovered = rec.recover()
     sid = None
@@ -125,6 +153,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             legal_basis=args.legal_basis or DEFAULT_LEGAL_BASIS,
         )
         sid = rec.start(case, args.seconds)
+    if clock_flag:
+        rec.flag_clock(sid, clock_flag)
     until = rec.journal.session(sid).planned_end_us
     reason = rec.record(sid, until)
     rec.close(sid, reason)
@@ -139,6 +169,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         if pending:
             print(f"{pending} objects still queued for upload; they go when the store is back "
                   "(irms-agent upload)")
+    if reason == "device_failure":
+        raise CaptureError(f"the kit's devices delivered nothing in {rec.settings.watchdog_s:.0f} s "
+                           f"({rec.capture_failure}): session {sid} closed as device_failure, "
+                           "with a device_lost interruption")
     return 0
 
 
@@ -240,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interrogator", action="append", help="interrogator (repeat for several)")
     p.add_argument("--legal-basis", help="legal basis of the interrogation")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--clock-ref", metavar="URL",
+                   help="HTTP server whose Date header is the reference time (default: the enrolled server)")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("calibrate", help="measure a camera's latency against the microphone (flash and beep)")
@@ -279,12 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that write the station's journal, spool or outbox: one such process per station home.
+# `run` (the heartbeat daemon) only reads the journal and runs beside them, so it takes no lock.
+OWNING_COMMANDS = frozenset({"record", "recover", "upload", "selftest", "screen"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock: HomeLock | None = None
     try:
+        if args.command in OWNING_COMMANDS:
+            lock = lock_home(irms_home(), args.command)  # held until this process ends
         return int(args.func(args))
     except IrmsError as err:
         if args.debug:
@@ -296,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         _close_event_senders()
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":

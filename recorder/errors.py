@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 from pydantic import ValidationError
 
 from storage.errors import IrmsError
@@ -39,3 +42,18 @@ class CaptureError(RecorderError):
     """ffmpeg could not be started or keeps failing."""
 
     exit_code = 6
+
+
+class StationBusy(RecorderError):
+    """Another irms-agent process owns this station home (its journal, spool and outbox)."""
+
+    exit_code = 7
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether an OS or SQLite error means the station's disk (or its quota) is full."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(err, sqlite3.Error):
+        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(err)
+    return False

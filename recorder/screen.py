@@ -384,6 +384,8 @@ class Screen:
         rec = a.recorder
         try:
             reason = rec.record(a.session_id, None)
+            if reason == "device_failure":
+                a.error = f"the kit's devices delivered nothing: {rec.capture_failure}"
         except (IrmsError, OSError) as err:
             log.exception("session %s: recording failed", a.session_id)
             a.error = str(err)

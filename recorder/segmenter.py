@@ -203,6 +203,19 @@ def probe_duration_us(path: Path, timeout: float = 20.0) -> int:
     return round(float(duration) * 1e6) if duration else 0
 
 
+def decode_error(path: Path, timeout: float = 60.0) -> str:
+    """Decode a segment fully (as the verifier's V15 does); its first error, "" if it decodes."""
+    try:
+        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
+                              capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise CaptureError(f"ffmpeg could not decode {path} to check it: {err}") from None
+    if proc.returncode == 0:
+        return ""
+    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[0] if lines else f"ffmpeg exit {proc.returncode}"
+
+
 def first_media_us(path: Path, timeout: float = 20.0) -> int | None:
     """The earliest real timestamp among a segment's first packets (µs after the run's t0).
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recorder.clock import Clock
-from recorder.errors import PreflightRefused, RecorderError
+from recorder.clock import Clock, SessionClock
+from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
 from recorder.health import HealthMonitor
 from recorder.journal import Journal, RunRow, SessionRow
 from recorder.profile import Profile
@@ -31,6 +32,7 @@ from recorder.sealer import seal
 from recorder.segmenter import (
     SEGMENT_LIST,
     build_argv,
+    decode_error,
     first_media_us,
     is_live,
     parse_segment_list,
@@ -63,6 +65,14 @@ from verifier.timestamp import TOKEN_SUFFIX, token_name
 
 log = logging.getLogger(__name__)
 
+# After a full disk, capture resumes once this much is free (or min_free_bytes, if smaller).
+RESUME_FREE_BYTES = 64 * 2**20
+# A listed segment whose decodable media is this much shorter than the list says is torn
+# (the verifier's V15 tolerance).
+TORN_TOLERANCE_US = 250_000
+# What ffmpeg prints when a write failed: its segments may then be torn.
+WRITE_ERRORS = ("No space left", "Disk quota exceeded", "Input/output error", "Error writing")
+
 
 @dataclass
 class RecorderSettings:
@@ -93,7 +103,8 @@ class Recorder:
         self.station = station
         self.store = store
         self.profile = profile
-        self.clock = clock
+        # Everything the recorder stamps is session time: durations and the planned end survive wall-clock steps.
+        self.clock = clock if isinstance(clock, SessionClock) else SessionClock(clock)
         self.settings = settings
         station.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         station.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -112,6 +123,10 @@ class Recorder:
         self.current_run: ProcessSupervisor | None = None
         # Why the last request for a manifest's time-stamp token failed (None: none is waiting).
         self.timestamp_error: str | None = None
+        # What ffmpeg last said when a session ends as device_failure.
+        self.capture_failure = ""
+        # The error that showed the disk full, while it is (becomes the store_full interruption's reason).
+        self._full_error = ""
         self._list_sizes: dict[str, int] = {}
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
@@ -156,6 +171,7 @@ class Recorder:
 
     def start(self, case: CaseInfo, seconds: float | None) -> str:
         self.preflight()
+        self.clock.anchor()
         sid = str(uuid.uuid4())
         now = self.clock.now_us()
         data_key = new_data_key()
@@ -230,7 +246,8 @@ class Recorder:
             if self.clock_offset_source is not None:
                 measured = self.clock_offset_source()
                 if measured is not None:
-                    self.clock_offset_us = -measured  # records hold station − reference (R18)
+                    # Records hold station − reference (R18), station time being session time.
+                    self.clock_offset_us = -measured - self.clock.stepped_us
             out = seal(plain=plain, session_id=sid, index=seg.idx, key_index=key.index, run=seg.run,
                        data_key=key.data_key, station_key=self.station.key, prev_chain=s.chain_head,
                        start_us=seg.start_us, duration_us=seg.duration_us,
@@ -279,6 +296,10 @@ class Recorder:
                 # The list says the run's first segment starts at t0; media cannot predate the launch,
                 # and ffprobe (which may time out on a loaded station) usually knows the exact start.
                 start = min(max(first_media_us(path) or 0, run.launched_us - t0), seg.end_us)
+            torn = self._torn(path, seg.end_us - start)
+            if torn:
+                self._keep_torn(sid, run, path, torn)
+                continue
             if self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start) is not None:
                 count += 1
                 self._on_media(sid, t0 + start)
@@ -296,6 +317,10 @@ class Recorder:
                 if duration <= 0:
                     log.warning("segment %s holds no decodable media; kept for inspection", path)
                     continue
+                torn = self._torn(path, None)
+                if torn:
+                    self._keep_torn(sid, run, path, torn)
+                    continue
                 fsync_file(path)
                 if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
                     count += 1
@@ -305,6 +330,110 @@ class Recorder:
         if count:
             self._seal_captured(sid)
         return count
+
+    def _check_clock(self, sid: str) -> None:
+        """A wall-clock step while recording becomes a `clock_step` event; session time goes on unmoved."""
+        step = self.clock.wall_step_us()
+        if step:
+            detail = f"wall clock stepped {step / 1e6:+.3f} s"
+            log.warning("session %s: %s; session time follows the monotonic clock", sid, detail)
+            self._event(sid, self.clock.now_us(), "clock_step", detail)
+
+    def flag_clock(self, sid: str, detail: str) -> None:
+        """The station clock was off the reference beyond tolerance at the start: a `clock_offset` event."""
+        self._event(sid, self.clock.now_us(), "clock_offset", detail)
+
+    def _last_time(self, sid: str) -> int:
+        """The latest time the journal holds for a session (session time of the process that wrote it)."""
+        s = self.journal.session(sid)
+        times = [s.started_at_us, self._media_end(sid) or 0]
+        times += [e["at_us"] for e in self.journal.events(sid)]
+        times += [t for r in self.journal.runs(sid) for t in (r.launched_us, r.ended_us) if t is not None]
+        times += [i["start_us"] for i in self.journal.interruptions(sid)]
+        return max(times)
+
+    def _torn(self, path: Path, listed_us: int | None) -> str:
+        """Why a segment is not whole (a full disk cut it or left a hole in it), or "" if it is.
+
+        An empty file is torn. While writes may have failed (the disk is or was full in this run,
+        free space is below the resume threshold, or ffmpeg reported a write error), a listed
+        segment's decodable length is compared with the list's and every segment is decoded fully,
+        as the verifier's V15 will; a salvaged partial (`listed_us` None) is always decoded. Doing
+        this for every segment would cost a fifth of a core, so it is kept to those windows.
+        """
+        try:
+            if path.stat().st_size == 0:
+                return "0 bytes"
+            if listed_us is not None and not self._writes_at_risk():
+                return ""
+            if listed_us is not None:
+                decodable = probe_duration_us(path)
+                if decodable < listed_us - TORN_TOLERANCE_US:
+                    return f"{decodable / 1e6:.3f} s decodable of {listed_us / 1e6:.3f} s listed"
+            error = decode_error(path)
+            if error:
+                return f"does not decode: {error}"
+        except CaptureError as err:
+            # ffprobe could not judge it in time (a loaded station): the list is all there is to go on.
+            log.warning("%s; trusting the segment list", err)
+        return ""
+
+    def _writes_at_risk(self) -> bool:
+        if self._full_error or shutil.disk_usage(self.station.home).free < self._resume_free_bytes():
+            return True
+        run = self.current_run
+        return run is not None and any(w in line for line in run.stderr_tail for w in WRITE_ERRORS)
+
+    def _keep_torn(self, sid: str, run: RunRow, path: Path, why: str) -> None:
+        """A torn segment is never sealed: it is moved aside for inspection and its time becomes a gap."""
+        dest_dir = self.station.home / "inspect" / sid
+        dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dest = dest_dir / f"run{run.run:03d}-{path.name}"
+        os.replace(path, dest)
+        log.warning("session %s: segment %s is torn (%s); kept in %s, not sealed", sid, path, why, dest)
+        now = self.clock.now_us()
+        if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
+            low = shutil.disk_usage(self.station.home).free < self._resume_free_bytes()
+            cause = "store_full" if low or self._full_error else "encoder_stall"
+            self.journal.open_interruption(sid, self._media_end(sid) or self.journal.session(sid).started_at_us,
+                                           cause, f"segment torn ({why})")
+        self._event(sid, now, "torn_segment", f"{dest.name} {why}")
+
+    def _resume_free_bytes(self) -> int:
+        return min(self.settings.min_free_bytes, RESUME_FREE_BYTES)
+
+    def _wait_for_space(self, sid: str, run: RunRow | None, until_us: int | None) -> str | None:
+        """The disk is full: wait until space returns, end the run, declare the gap as `store_full`.
+
+        Nothing can be journaled while the disk is full, so the run is ended and the interruption
+        opened (from the end of the media) once there is room again; capture then resumes by itself.
+        Returns the session's end reason if it ended meanwhile (stop, planned end), else None.
+        """
+        ending: str | None = None
+        while True:
+            if self.stop_requested.is_set():
+                ending = "stopped"
+            elif until_us is not None and self.clock.now_us() >= until_us:
+                ending = "duration_reached"
+            if ending or shutil.disk_usage(self.station.home).free >= self._resume_free_bytes():
+                try:
+                    if run is not None:
+                        self._finish_run(sid, run, "store_full")
+                    if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
+                        start = self._media_end(sid) or self.journal.session(sid).started_at_us
+                        self.journal.open_interruption(sid, start, "store_full", self._full_error[:500])
+                    self._event(sid, self.clock.now_us(), "store_full", self._full_error[:500])
+                except (OSError, sqlite3.Error) as err:
+                    if not disk_full(err):
+                        raise
+                    if ending:
+                        raise RecorderError(
+                            f"the station disk {self.station.home} is still full: session {sid} stays open "
+                            "and is closed as interrupted when there is room (irms-agent recover)") from None
+                else:
+                    self._full_error = ""
+                    return ending
+            self.clock.sleep(0.5)
 
     def _on_media(self, sid: str, start_us: int) -> None:
         """Media is flowing again: an open interruption ends where it starts."""
@@ -318,9 +447,17 @@ class Recorder:
         return last.start_us + last.duration_us
 
     def record(self, sid: str, until_us: int | None) -> str:
-        """Capture runs until `until_us` or a stop request; returns the end reason."""
+        """Capture runs until `until_us` or a stop request; returns the end reason.
+
+        `device_failure` when the devices never delivered a segment of this session in three runs
+        and `watchdog_s` (a dead camera at the start): retrying for the whole planned length would
+        only hide it. `capture_failure` then says what ffmpeg last reported.
+        """
         backoff_i = 0
         self.uploader_started()
+        self.capture_failure = ""
+        first_try = self.clock.monotonic()
+        failed_runs = 0
         while True:
             if self.stop_requested.is_set():
                 return "stopped"
@@ -330,23 +467,46 @@ class Recorder:
                 if not self._wait_paused(sid):
                     return "stopped"
                 continue
-            run, sup = self._new_run(sid)
+            try:
+                run, sup = self._new_run(sid)
+            except (OSError, sqlite3.Error) as err:
+                if not disk_full(err):
+                    raise
+                self._full_error = f"no space left on {self.station.home}: {err}"
+                ending = self._wait_for_space(sid, None, until_us)
+                if ending:
+                    return ending
+                continue
             outcome = self._watch(sid, run, sup, until_us)
             if outcome in ("stopped", "duration_reached"):
                 return outcome
+            if outcome == "store_full":
+                ending = self._wait_for_space(sid, run, until_us)
+                if ending:
+                    return ending
+                backoff_i = 0
+                continue
             if outcome == "pause":
                 backoff_i = 0
                 continue
             if self.pause_requested.is_set():
                 continue  # the run ended while a pause was being requested
             # The run failed: an interruption from the end of its media until media flows again.
-            start = self._media_end(sid) or run.launched_us
+            start = self._media_end(sid) or self.journal.session(sid).started_at_us
             errors = [ln for ln in sup.stderr_tail if "Too many bits" not in ln]
             detail = f"capture ended by itself (ffmpeg exit {sup.returncode()})"
             tail = detail + (": " + errors[-1] if errors else "")
             if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
                 self.journal.open_interruption(sid, start, outcome, tail[:500])
                 self._event(sid, self.clock.now_us(), outcome, tail[:500])
+            failed_runs += 1
+            # Three tries and the watchdog's time: a busy station slow to start its first run is not a dead device.
+            if (not self.journal.segments(sid) and failed_runs >= 3
+                    and self.clock.monotonic() - first_try > self.settings.watchdog_s):
+                self.capture_failure = errors[-1] if errors else detail
+                log.error("session %s: no media from the devices in %.0f s: %s", sid, self.settings.watchdog_s,
+                          self.capture_failure)
+                return "device_failure"
             log.warning("session %s: %s (%s); restarting capture", sid, outcome, tail)
             delay = self.settings.restart_backoff_s[min(backoff_i, len(self.settings.restart_backoff_s) - 1)]
             backoff_i += 1
@@ -355,10 +515,24 @@ class Recorder:
                 self.clock.sleep(0.05)
 
     def _watch(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
+        """Watch one run to its end; `store_full` when the disk filled (ffmpeg is stopped, nothing journaled)."""
+        try:
+            return self._watch_run(sid, run, sup, until_us)
+        except (OSError, sqlite3.Error) as err:
+            if not disk_full(err):
+                raise
+            self._full_error = f"no space left on {self.station.home}: {err}"
+            log.warning("session %s: %s; capture stops until there is room", sid, self._full_error)
+            sup.kill()
+            self.current_run = None
+            return "store_full"
+
+    def _watch_run(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
         run_dir = Path(run.dir)
         last_progress = self.clock.monotonic()
         t0_known = run.t0_us is not None
         while True:
+            self._check_clock(sid)
             if not t0_known and (run_dir / "seg000000.ts").exists():
                 self.journal.set_run_t0(sid, run.run, self.clock.now_us())
                 t0_known = True
@@ -413,6 +587,7 @@ class Recorder:
         while self.pause_requested.is_set():
             if self.stop_requested.is_set():
                 return False
+            self._check_clock(sid)
             self.clock.sleep(0.05)
         self.resume_requested.clear()
         self._event(sid, self.clock.now_us(), "resume", self.resume_reason)
@@ -489,6 +664,13 @@ class Recorder:
         for s in self.journal.open_sessions():
             if s.session_id in self.keys:
                 continue
+            # The wall clock may have stepped back while the agent was down: session time never runs backwards.
+            behind = self.clock.hold_from(self._last_time(s.session_id))
+            if behind:
+                detail = (f"wall clock is {behind / 1e6:.3f} s behind what the session holds after the restart; "
+                          "session time continues from there")
+                log.warning("session %s: %s", s.session_id, detail)
+                self._event(s.session_id, self.clock.now_us(), "clock_step", detail)
             for run in self.journal.runs(s.session_id):
                 self._collect(s.session_id, run, final=True)
                 if run.ended_us is None:

@@ -6,21 +6,25 @@ IRMS_HOME/
   keys/station.pub      its public key
   keys/custodian.pub    the custodian's X25519 public key that session keys are wrapped to
   journal.db            the journal (SQLite WAL)
+  agent.lock            held (flock) by the one irms-agent process that owns this home; holds its pid
   spool/ outbox/        plain segments (short-lived), sealed objects awaiting upload
   trust/                public keys this machine's verifier trusts (see verifier.trust)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StationBusy
 from storage.durable import write_durable
 from verifier import keys as K
 from verifier.errors import KeyError_
@@ -55,6 +59,53 @@ class Station:
     @property
     def outbox(self) -> Path:
         return self.home / "outbox"
+
+
+LOCK_NAME = "agent.lock"
+
+
+@dataclass
+class HomeLock:
+    """An exclusive lock on a station home, held until `release` or the end of the process."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def lock_home(home: Path, command: str) -> HomeLock | None:
+    """Own the station home for this process, or raise StationBusy naming the process that owns it.
+
+    One agent per home: two processes writing one journal resume each other's live session. The
+    lock is an OS lock (flock), so it dies with its process, kill -9 and power cuts included; the
+    file only tells the refused process who holds it. None when there is no home yet (nothing to guard).
+    """
+    if not home.is_dir():
+        return None
+    path = home / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise ConfigError(f"cannot open the station lock {path}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = ""
+        for _ in range(20):  # the holder writes its pid right after locking: give it a moment
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            if holder:
+                break
+            time.sleep(0.05)
+        os.close(fd)
+        pid, _, what = holder.partition(" ")
+        raise StationBusy(f"station home {home} is in use by irms-agent pid {pid or '?'} ({what or '?'}); "
+                          "this command did nothing") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
+    return HomeLock(path, fd)
 
 
 def keygen(home: Path, station_id: str | None, custodian_public: Path | None) -> tuple[str, Path]:

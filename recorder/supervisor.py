@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -57,17 +58,30 @@ class ProcessSupervisor:
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        sink = self.log_path.open("ab") if self.log_path else None
+        sink = None
+        if self.log_path:
+            try:
+                sink = self.log_path.open("ab")
+            except OSError as err:
+                log.warning("%s: cannot open its log %s: %s", self.name, self.log_path, err.strerror)
         try:
             for raw in self.proc.stderr:
                 line = self.redact(raw.decode("utf-8", "replace").rstrip())
                 self.stderr_tail.append(line)
                 if sink:
-                    sink.write(line.encode() + b"\n")
-                    sink.flush()
+                    try:
+                        sink.write(line.encode() + b"\n")
+                        sink.flush()
+                    except OSError as err:
+                        # A full disk must not stop this reader: ffmpeg would block on a full pipe.
+                        log.warning("%s: its log %s stopped: %s", self.name, self.log_path, err.strerror)
+                        with contextlib.suppress(OSError):
+                            sink.close()
+                        sink = None
         finally:
             if sink:
-                sink.close()
+                with contextlib.suppress(OSError):
+                    sink.close()
 
     def redact(self, text: str) -> str:
         """Secrets (camera passwords in URLs) never reach a log."""

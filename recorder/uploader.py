@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 
 from recorder.clock import Clock
+from recorder.errors import disk_full
 from recorder.journal import Journal
 from storage.base import ObjectStore
 from storage.errors import ObjectExists, StoreError
@@ -94,7 +96,13 @@ class Uploader:
         backoff = 0.2
         try:
             while not self.stopping.is_set():
-                _done, failed = self.drain_once(journal)
+                try:
+                    _done, failed = self.drain_once(journal)
+                except (OSError, sqlite3.Error) as err:
+                    if not disk_full(err):
+                        raise
+                    # The journal cannot note a confirmation while the disk is full: try again later.
+                    self.last_error, failed = f"station disk full: {err}", True
                 if failed:
                     log.warning("upload failed (%s); retrying in %.1f s", self.last_error, backoff)
                     self.wake.wait(backoff)

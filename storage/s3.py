@@ -17,6 +17,7 @@ station, session and segment, so each name has one writer.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
 import io
 import logging
@@ -29,6 +30,7 @@ from typing import NoReturn
 
 import urllib3
 from minio import Minio
+from minio import time as minio_time
 from minio.commonconfig import COMPLIANCE
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.retention import Retention
@@ -69,6 +71,9 @@ _CONFIG_CODES = frozenset(
         "SignatureDoesNotMatch",
     }
 )
+# Refusals of a request's signature; with the clocks this far apart, the clock is the reason.
+_AUTH_CODES = frozenset({"AccessDenied", "RequestTimeTooSkewed", "SignatureDoesNotMatch"})
+_SKEW_ALLOWED_S = 15 * 60.0
 _UNAVAILABLE_CODES = frozenset(
     {"InternalError", "RequestTimeout", "ServiceUnavailable", "SlowDown", "ServerBusy"}
 )
@@ -115,6 +120,27 @@ def http_client(*, secure: bool) -> urllib3.PoolManager:
         retries=retries,
         cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
     )
+
+
+def _clock_skew_s(err: S3Error) -> float | None:
+    """This station's clock minus the store's (from the answer's Date), as minio signed; None if unknown."""
+    server = err.response.headers.get("Date") if err.response is not None else None
+    try:
+        stamp = email.utils.parsedate_to_datetime(server) if server else None
+    except (TypeError, ValueError):
+        return None
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return (minio_time.utcnow() - stamp).total_seconds()  # minio signs requests with this clock
+
+
+def _skew_words(code: str | None, skew: float | None) -> str:
+    """A refusal for a skewed clock in words: the clocks differ, the keys are not in question."""
+    by = f" by {skew:+.0f} s" if skew is not None else ""
+    return (f"the station clock differs from the store's{by} ({code}): S3 refuses requests signed more "
+            f"than {_SKEW_ALLOWED_S // 60:.0f} min off; set the station clock (NTP), the access key is not in question")
 
 
 class S3Store:
@@ -175,6 +201,11 @@ class S3Store:
                 raise ObjectNotFound(f"{where}: no such object") from None
             if err.code == "NoSuchBucket":
                 raise StoreConfigError(f"{where}: bucket {self.bucket} does not exist") from None
+            skew = _clock_skew_s(err)
+            # radosgw answers a skewed signature with a plain AccessDenied: the Date it sends tells them apart.
+            if err.code == "RequestTimeTooSkewed" or (
+                    err.code in _AUTH_CODES and skew is not None and abs(skew) > _SKEW_ALLOWED_S):
+                raise StoreConfigError(f"{where}: {_skew_words(err.code, skew)}") from None
             if err.code in _CONFIG_CODES:
                 raise StoreConfigError(
                     f"{where}: {detail}; check the access key, secret key and bucket permissions"
