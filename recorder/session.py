@@ -563,20 +563,25 @@ class Recorder:
             self.clock.sleep(0.02 if not t0_known else 0.25)
 
     def pause(self, reason: str) -> None:
-        """Ask the recording loop to pause (R04): a reason is required and goes into the manifest."""
+        """Ask the recording loop to pause (R04): a reason is required and goes into the manifest.
+
+        The request is a latch the loop always honours: a resume that comes before the loop
+        looked still leaves a (short) pause, with both reasons, never a lost one."""
         if not reason.strip():
             raise RecorderError("a pause needs a reason (it is announced and written in the minutes)")
         self.pause_reason = reason.strip()
+        self.resume_requested.clear()
         self.pause_requested.set()
 
     def resume(self, reason: str = "") -> None:
+        """Ask the loop to resume; it clears the pause once it has recorded it."""
         self.resume_reason = reason.strip()
-        self.pause_requested.clear()
         self.resume_requested.set()
 
     @property
     def paused(self) -> bool:
-        return self.pause_requested.is_set()
+        """As the investigator sees it: a pause asked for and not yet resumed."""
+        return self.pause_requested.is_set() and not self.resume_requested.is_set()
 
     def _wait_paused(self, sid: str) -> bool:
         """Record the pause as an interruption and wait for resume; False if stopped meanwhile."""
@@ -584,11 +589,12 @@ class Recorder:
         start = self._media_end(sid) or now
         self.journal.open_interruption(sid, start, "pause", self.pause_reason or "")
         self._event(sid, now, "pause", self.pause_reason or "")
-        while self.pause_requested.is_set():
+        while not self.resume_requested.is_set():
             if self.stop_requested.is_set():
                 return False
             self._check_clock(sid)
             self.clock.sleep(0.05)
+        self.pause_requested.clear()
         self.resume_requested.clear()
         self._event(sid, self.clock.now_us(), "resume", self.resume_reason)
         return True

@@ -52,3 +52,38 @@ def test_pause_with_reason_then_resume(station: Station, tmp_path: Path, monkeyp
     res = station.verify("session", sid, "--store", str(tmp_path / "store"), "--json")
     assert res.returncode == 0, res.stdout
     assert json.loads(res.stdout)["interruptions"][0]["cause"] == "pause"
+
+
+def test_a_pause_resumed_at_once_is_still_a_pause(station: Station, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pause then resume before the capture loop looked (it was judging a segment's health, or the
+    investigator clicked twice): the pause was lost, no event and no interruption. A pause asked
+    for is a pause made, however short."""
+    monkeypatch.setenv("IRMS_TRUST", str(station.trust))
+    rec = Recorder(load_station(station.home), FileStore(tmp_path / "store"), load_profile("synthetic"),
+                   SystemClock(), RecorderSettings(site="HN-CA-01", room="P101"))
+    sid = rec.start(CaseInfo("4/2026/HS", "Lê Văn C", ("Phạm D",), "Điều 183"), None)
+    result: dict[str, str] = {}
+    worker = threading.Thread(target=lambda: result.update(reason=rec.record(sid, None)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not rec.journal.segments(sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rec.pause("Luật sư xin trao đổi riêng")
+        rec.resume("Tiếp tục")
+        assert not rec.paused
+        n = len(rec.journal.segments(sid))
+        while len(rec.journal.segments(sid)) <= n + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rec.stop_requested.set()
+        worker.join(timeout=60)
+    manifest = rec.close(sid, "stopped")
+    assert [i["cause"] for i in manifest["interruptions"]] == ["pause"]
+    assert manifest["interruptions"][0]["reason"] == "Luật sư xin trao đổi riêng"
+    events = [(e["kind"], e["detail"]) for e in manifest["events"]]
+    assert ("pause", "Luật sư xin trao đổi riêng") in events and ("resume", "Tiếp tục") in events
+    rec.finish_uploads()
+    res = station.verify("session", sid, "--store", str(tmp_path / "store"))
+    assert res.returncode == 0, res.stdout
