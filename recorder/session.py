@@ -12,6 +12,7 @@ as a key object, for a process that resumes it after a crash.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from recorder.clock import Clock
+from recorder.crashpoint import crash_point
 from recorder.errors import PreflightRefused, RecorderError
 from recorder.health import HealthMonitor
-from recorder.journal import Journal, RunRow, SessionRow
+from recorder.journal import Journal, Queued, RunRow, SessionRow
 from recorder.profile import Profile
 from recorder.sealer import seal
 from recorder.segmenter import (
@@ -40,10 +42,12 @@ from recorder.station import Station
 from recorder.supervisor import ProcessSupervisor
 from recorder.uploader import Uploader
 from storage.base import ObjectStore
-from storage.durable import fsync_file, write_durable
+from storage.durable import fsync_dir, fsync_file, write_durable
+from storage.errors import StoreError
 from verifier.canonical import canonical_json, parse_json_object
 from verifier.chain import chain_genesis
 from verifier.crypto import new_data_key, wrap_key
+from verifier.errors import FormatError, SignatureError
 from verifier.formats import (
     CaseInfo,
     build_header,
@@ -57,7 +61,7 @@ from verifier.formats import (
     segment_name,
     session_prefix,
 )
-from verifier.keys import sign_document
+from verifier.keys import sign_document, verify_document
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,11 @@ class RecorderSettings:
 class SessionKey:
     index: int
     data_key: bytes
+
+
+def locator_bytes(prefix: str, session_id: str) -> bytes:
+    """The unsigned locator object that finds a session's prefix by its id."""
+    return canonical_json({"format": "irms.locator/1", "prefix": prefix, "session_id": session_id})
 
 
 class Recorder:
@@ -119,6 +128,10 @@ class Recorder:
     def _event(self, sid: str, at_us: int, kind: str, detail: str = "") -> None:
         """Journal a session event (it goes into the manifest) and hand it to the event sink."""
         self.journal.add_event(sid, at_us, kind, detail)
+        self._sink(sid, at_us, kind, detail)
+
+    def _sink(self, sid: str, at_us: int, kind: str, detail: str) -> None:
+        """Hand an event the journal already holds to the event sink."""
         if self.event_sink is not None:
             try:
                 self.event_sink(sid, {"at_us": at_us, "kind": kind, "detail": detail})
@@ -127,14 +140,15 @@ class Recorder:
 
     # --- outbox -------------------------------------------------------------
 
-    def _outbox_write(self, session_id: str, name: str, data: bytes) -> str:
+    def _outbox_write(self, session_id: str, name: str, data: bytes) -> Queued:
+        """Write an object durably into the outbox; the caller queues it in its own journal transaction.
+
+        A file written here but never queued (a crash before the transaction) is never uploaded;
+        the restart writes the object again under the same name.
+        """
         path = self.station.outbox / session_id / name.replace("/", "__")
         write_durable(path, data, mode=0o600, replace=True)
-        return str(path)
-
-    def _publish(self, session_id: str, name: str, data: bytes) -> None:
-        self.journal.queue(session_id, name, self._outbox_write(session_id, name, data))
-        self.uploader.kick()
+        return Queued(name, str(path), hashlib.sha256(data).hexdigest())
 
     # --- start --------------------------------------------------------------
 
@@ -165,12 +179,16 @@ class Recorder:
         prefix = session_prefix(self.settings.site, self.settings.room, sid)
         header_bytes = canonical_json(header)
         planned = now + int(seconds * 1_000_000) if seconds else None
-        self.journal.add_session(SessionRow(sid, prefix, header_bytes.decode(), "recording", now, planned, 0,
-                                            chain_genesis(header), 1))
-        self._event(sid, now, "start", "")
-        self._publish(sid, header_name(prefix), header_bytes)
-        self._publish(sid, locator_name(sid), canonical_json({"format": "irms.locator/1", "prefix": prefix,
-                                                              "session_id": sid}))
+        # The header and locator are durable in the outbox before the journal knows the session;
+        # the session row and their queue entries are then one transaction (issue 10, fault 2).
+        objects = [self._outbox_write(sid, header_name(prefix), header_bytes),
+                   self._outbox_write(sid, locator_name(sid), locator_bytes(prefix, sid))]
+        crash_point("start.outbox_written")
+        self.journal.add_session_queued(SessionRow(sid, prefix, header_bytes.decode(), "recording", now, planned, 0,
+                                                   chain_genesis(header), 1), (now, "start", ""), objects)
+        crash_point("start.committed")
+        self._sink(sid, now, "start", "")
+        self.uploader.kick()
         self.keys[sid] = SessionKey(0, data_key)
         log.info("session %s started in %s/%s", sid, self.settings.site, self.settings.room)
         return sid
@@ -201,14 +219,21 @@ class Recorder:
     def _key(self, sid: str) -> SessionKey:
         if sid not in self.keys:
             # This process did not start the session: a new key for what it seals (after a crash).
+            # The key object is durable in the outbox before the journal counts the key; counting
+            # it and queueing the object are one transaction (issue 10, fault 1).
             now = self.clock.now_us()
-            idx = self.journal.bump_key(sid)
+            s = self.journal.session(sid)
+            idx = s.key_count
             data_key = new_data_key()
             obj = sign_document(build_key_object(
                 session_id=sid, key_index=idx, created_at_us=now, cause="resume_after_crash",
                 wrapped_key=wrap_key(data_key, self.station.custodian, sid, idx),
             ), self.station.key)
-            self._publish(sid, key_name(self.journal.session(sid).prefix, idx), canonical_json(obj))
+            queued = self._outbox_write(sid, key_name(s.prefix, idx), canonical_json(obj))
+            crash_point("key.outbox_written")
+            self.journal.add_key(sid, idx, queued)
+            crash_point("key.committed")
+            self.uploader.kick()
             self.keys[sid] = SessionKey(idx, data_key)
         return self.keys[sid]
 
@@ -220,7 +245,12 @@ class Recorder:
             if seg.idx != s.next_index:
                 raise RecorderError(f"journal out of order: segment {seg.idx} but chain expects {s.next_index}")
             plain_path = Path(self.journal.runs(sid)[seg.run].dir) / seg.file
-            plain = plain_path.read_bytes()
+            try:
+                plain = plain_path.read_bytes()
+            except FileNotFoundError:
+                # The journal said "captured" but a power cut took the file: a declared loss.
+                self._declare_lost(sid, seg.idx, plain_path)
+                return sealed + self._seal_captured(sid)
             key = self._key(sid)
             if self.clock_offset_source is not None:
                 measured = self.clock_offset_source()
@@ -231,16 +261,21 @@ class Recorder:
                        start_us=seg.start_us, duration_us=seg.duration_us,
                        clock_offset_us=self.clock_offset_us, salvaged=seg.salvaged)
             rec_bytes = canonical_json(out.record)
-            objects = [
-                (segment_name(s.prefix, seg.idx), self._outbox_write(sid, segment_name(s.prefix, seg.idx), out.cipher)),
-                (record_name(s.prefix, seg.idx), self._outbox_write(sid, record_name(s.prefix, seg.idx), rec_bytes)),
-            ]
+            objects = [self._outbox_write(sid, segment_name(s.prefix, seg.idx), out.cipher),
+                       self._outbox_write(sid, record_name(s.prefix, seg.idx), rec_bytes)]
+            crash_point("seal.outbox_written")
             self.journal.mark_sealed(sid, seg.idx, rec_bytes.decode(), out.record["chain"], objects)
+            crash_point("seal.committed")
             plain_path.unlink(missing_ok=True)
             sealed += 1
         if sealed:
             self.uploader.kick()
         return sealed
+
+    def _declare_lost(self, sid: str, idx: int, plain_path: Path) -> None:
+        reason = f"plain segment {plain_path} was gone before it was sealed (power cut?)"
+        log.error("session %s: %s; declared as an interruption", sid, reason)
+        self.journal.drop_lost(sid, idx, "power", reason, self.clock.now_us())
 
     def _collect(self, sid: str, run: RunRow, final: bool) -> int:
         """Capture what ffmpeg has finished in a run (and, when final, salvage the rest)."""
@@ -261,6 +296,7 @@ class Recorder:
             listed = parse_segment_list((run_dir / SEGMENT_LIST).read_text())
         count = 0
         last_end = 0
+        synced_dir = False
         for seg in listed:
             last_end = max(last_end, seg.end_us)
             if seg.file in known:
@@ -269,6 +305,10 @@ class Recorder:
             if not path.exists():
                 continue
             fsync_file(path)
+            if not synced_dir:
+                # The file's directory entry must survive a power cut before the journal says "captured".
+                fsync_dir(run_dir)
+                synced_dir = True
             start = seg.start_us
             if seg.start_us == 0 and is_live(self.profile):
                 # The list says the run's first segment starts at t0; media cannot predate the launch,
@@ -292,6 +332,7 @@ class Recorder:
                     log.warning("segment %s holds no decodable media; kept for inspection", path)
                     continue
                 fsync_file(path)
+                fsync_dir(run_dir)
                 if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
                     count += 1
                     self._event(sid, self.clock.now_us(), "salvaged", path.name)
@@ -422,21 +463,29 @@ class Recorder:
     # --- close --------------------------------------------------------------
 
     def close(self, sid: str, end_reason: str) -> dict[str, Any]:
-        """Seal anything left, write the signed manifest, queue it last."""
+        """Seal anything left, write the signed manifest, queue it last.
+
+        The manifest is durable in the outbox first; the end event, the end of open
+        interruptions, state "closed" and the manifest's queue entry are then one
+        transaction (issue 10, fault 3). A crash before it leaves the session open and the
+        manifest file unqueued: the restart seals the session's one manifest again.
+        """
         self._seal_captured(sid)
+        self._keep_partials(sid)
         s = self.journal.session(sid)
         now = self.clock.now_us()
         still_open = any(i["end_us"] is None for i in self.journal.interruptions(sid))
-        self.journal.close_interruptions(sid, now)
-        self._event(sid, now, "end", end_reason)
         header = parse_json_object(s.header.encode(), "session header")
         interruptions = [
-            {"cause": i["cause"], "end_us": i["end_us"], "reason": i["reason"], "start_us": i["start_us"]}
+            {"cause": i["cause"], "end_us": now if i["end_us"] is None else i["end_us"], "reason": i["reason"],
+             "start_us": i["start_us"]}
             for i in self.journal.interruptions(sid)
         ]
-        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in self.journal.events(sid)]
+        journaled = self.journal.events(sid)
+        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in journaled]
+        events.append({"at_us": now, "detail": end_reason, "kind": "end"})
         media_end = self._media_end(sid)
-        stops = [e["at_us"] for e in self.journal.events(sid) if e["kind"] == "capture_stop"]
+        stops = [e["at_us"] for e in journaled if e["kind"] == "capture_stop"]
         if end_reason == "recovered_after_crash":
             ended = media_end or now
         elif still_open or not stops:
@@ -451,19 +500,54 @@ class Recorder:
             devices=self.profile.devices_json(),
         ), self.station.key)
         data = canonical_json(manifest)
-        self._publish(sid, manifest_name(s.prefix), data)
-        self.journal.set_session_state(sid, "closed", end_reason, data.decode())
+        queued = self._outbox_write(sid, manifest_name(s.prefix), data)
+        crash_point("close.outbox_written")
+        self.journal.close_session(sid, now, end_reason, data.decode(), queued)
+        crash_point("close.committed")
+        self._sink(sid, now, "end", end_reason)
+        self.uploader.kick()
         shutil.rmtree(self.station.spool / sid, ignore_errors=True)
         return manifest
+
+    def _keep_partials(self, sid: str) -> None:
+        """Move plain files the session did not seal (undecodable partials) out of the spool, kept for inspection.
+
+        Each kept file is a session event, so the manifest declares it.
+        """
+        spool = self.station.spool / sid
+        for run in self.journal.runs(sid):
+            run_dir = Path(run.dir)
+            sealed = {seg.file for seg in self.journal.segments(sid) if seg.run == run.run}
+            for path in sorted(run_dir.glob("seg*.ts")):
+                if path.name in sealed:
+                    continue
+                kept = self.station.home / "kept" / sid / run_dir.name / path.name
+                kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.replace(path, kept)
+                fsync_dir(kept.parent)
+                log.warning("session %s: unsealed partial %s kept in %s", sid, path.name, kept)
+                self._event(sid, self.clock.now_us(), "partial_kept",
+                            f"{run_dir.name}/{path.name} ({kept.stat().st_size} bytes) kept unsealed in {kept}")
+        if spool.exists():
+            fsync_dir(spool)
 
     # --- recovery -----------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """After a crash: salvage every open session's segments and open a crash interruption."""
+        """After a crash: salvage every open session's segments and open a crash interruption.
+
+        A session whose manifest is already queued or stored is closed with that manifest
+        (never a second one); its header and locator are queued again from the journal if a
+        journal written before the atomic start lost them.
+        """
         recovered = []
         for s in self.journal.open_sessions():
             if s.session_id in self.keys:
                 continue
+            if self._adopt_manifest(s):
+                continue
+            self._requeue_start(s)
+            self._check_outbox(s.session_id)
             for run in self.journal.runs(s.session_id):
                 self._collect(s.session_id, run, final=True)
                 if run.ended_us is None:
@@ -475,6 +559,64 @@ class Recorder:
             self._event(s.session_id, self.clock.now_us(), "recovered", "")
             recovered.append(s.session_id)
         return recovered
+
+    def _check_outbox(self, sid: str) -> None:
+        """Before a crashed session is closed: hold every queued object whose file a power cut tore.
+
+        The uploader checks each object again before its put; checking here too puts the
+        damage into the session's manifest as an event.
+        """
+        for name, path, sha256 in self.journal.pending_objects(limit=1_000_000, session_id=sid):
+            try:
+                with open(path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            except FileNotFoundError:
+                continue  # uploaded before the crash lost the confirmation; the uploader asks the store
+            if sha256 is not None and digest != sha256:
+                error = f"outbox file {path} is damaged (SHA-256 differs from the journal's); kept, not uploaded"
+                log.error("session %s: damaged: %s", sid, error)
+                self.journal.hold(name, "damaged", error, self.clock.now_us())
+
+    def _requeue_start(self, s: SessionRow) -> None:
+        """Queue the header and locator from what the journal holds, if they were never queued."""
+        for name, data in ((header_name(s.prefix), s.header.encode()),
+                           (locator_name(s.session_id), locator_bytes(s.prefix, s.session_id))):
+            if self.journal.object_state(name) is None:
+                log.warning("session %s: %s was never queued; queued again from the journal", s.session_id, name)
+                self.journal.queue(s.session_id, self._outbox_write(s.session_id, name, data))
+
+    def _adopt_manifest(self, s: SessionRow) -> bool:
+        """Close an open session with the manifest already queued or stored for it, if there is one."""
+        name = manifest_name(s.prefix)
+        data: bytes | None = None
+        queued = self.journal.object_state(name) is not None
+        local = self.station.outbox / s.session_id / name.replace("/", "__")
+        if queued and local.exists():
+            data = local.read_bytes()
+        else:
+            try:
+                if self.store.exists(name):
+                    data = self.store.get(name)
+            except StoreError as err:
+                log.warning("session %s: cannot ask the store for its manifest (%s)", s.session_id, err)
+        if data is None:
+            return False
+        try:
+            manifest = parse_json_object(data, f"manifest {name}")
+            verify_document(manifest, self.station.key.public_key(), f"manifest {name}")
+        except (FormatError, SignatureError) as err:
+            log.error("session %s: manifest %s is not this station's (%s); sealing the session's own", s.session_id,
+                      name, err)
+            return False
+        if manifest.get("session_id") != s.session_id:
+            return False
+        reason = str(manifest.get("end_reason", "recovered_after_crash"))
+        log.warning("session %s: its manifest was already %s; closed with it", s.session_id,
+                    "queued" if queued else "stored")
+        self.journal.set_session_state(s.session_id, "closed", reason, data.decode())
+        self._keep_partials(s.session_id)
+        shutil.rmtree(self.station.spool / s.session_id, ignore_errors=True)
+        return True
 
     def uploader_started(self) -> None:
         if self.uploader.thread is None:
