@@ -204,3 +204,98 @@ def test_refused_object_is_quarantined_and_the_queue_moves_on(station: Station, 
     # Everything else of the session went, including its manifest.
     assert (store / name.replace("session.json", "manifest.json")).exists()
     next_session_records_and_uploads(station, store)
+
+
+# --- fault 8: outbox integrity ----------------------------------------------------------
+
+
+def test_torn_outbox_object_is_reported_kept_and_never_uploaded(station: Station, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    # The store is away, so sealed objects wait in the outbox; then a power cut tears one of them.
+    crashed(record(station, dead_store(), 30, crash_at="seal.committed@3"))
+    sid = first_session(station)
+    torn = next((station.home / "outbox" / sid).glob("*seg__00000001.bin"))
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+    half = torn.read_bytes()
+    name = torn.name.replace("__", "/")
+    before = sealed_names(station, store) - {name}
+    out = agent(station, "recover", "--store", str(store), *PLACE, "--json", "--drain-timeout", "60")
+    assert out.returncode == 4, out.stderr
+    result = json.loads(out.stdout)
+    assert [(h["name"], h["state"]) for h in result["held"]] == [(name, "damaged")]
+    assert f"irms-agent: error: damaged {name}: outbox file {torn} is damaged" in out.stderr
+    assert torn.read_bytes() == half, "the torn object was replaced or deleted"
+    assert not (store / name).exists(), "the torn object was uploaded"
+    assert before <= stored(store), before - stored(store)
+    # The manifest declares it, and the verifier names the one segment the store lacks.
+    events = manifest_of(store, sid)["events"]
+    assert any(e["kind"] == "object_damaged" and torn.name in e["detail"] for e in events), events  # type: ignore[attr-defined]
+    code, report = verify(station, store, sid)
+    findings = report["findings"]
+    assert code == 1 and [(f["rule"][:3], f["segment"]) for f in findings] == [("V05", 1)], findings  # type: ignore[index,union-attr]
+    upload = agent(station, "upload", "--store", str(store), *PLACE)
+    assert upload.returncode == 4 and "damaged" in upload.stderr, upload.stderr
+    next_session_records_and_uploads(station, store)
+
+
+# --- fault 9: durability order -----------------------------------------------------------
+
+
+def test_run_directory_is_fsynced_before_a_segment_is_sealed(station: Station, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    trace = tmp_path / "fsync.trace"
+    env = station.env()
+    env.pop("IRMS_TEST_CRASH_AT", None)
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    proc = subprocess.run([strace, "-f", "-y", "-e", "trace=fsync", "-o", str(trace),
+                           str(Path(shutil.which("irms-agent") or "irms-agent")), "record", "--seconds", "5",
+                           "--store", str(store), *CASE, "--json"],
+                          env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    synced = [line.split("<", 1)[1].split(">", 1)[0] for line in trace.read_text().splitlines()
+              if "fsync(" in line and "<" in line]
+    seg_file = next(i for i, p in enumerate(synced) if p.endswith("/run000/seg000000.ts"))
+    run_dir = next(i for i, p in enumerate(synced) if p.endswith("/run000") and i > seg_file)
+    sealed = next(i for i, p in enumerate(synced) if "seg__00000000.bin" in p)
+    assert seg_file < run_dir < sealed, synced[:20]
+
+
+def test_undecodable_partial_is_kept_for_inspection_not_deleted(station: Station, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    crashed(record(station, str(store), 30, crash_at="seal.committed@2"))
+    sid = first_session(station)
+    run_dir = station.home / "spool" / sid / "run000"
+    junk = b"\x47" + bytes(187) * 3  # a torn start of a TS packet: nothing ffmpeg can decode
+    (run_dir / "seg000077.ts").write_bytes(junk)
+    out = agent(station, "recover", "--store", str(store), *PLACE, "--json")
+    assert out.returncode == 0, out.stderr
+    kept = station.home / "kept" / sid / "run000" / "seg000077.ts"
+    assert kept.read_bytes() == junk
+    assert not (station.home / "spool" / sid).exists()
+    events = manifest_of(store, sid)["events"]
+    assert any(e["kind"] == "partial_kept" and "seg000077.ts" in e["detail"] for e in events), events  # type: ignore[attr-defined]
+    code, report = verify(station, store, sid)
+    assert code == 0, report
+    next_session_records_and_uploads(station, store)
+
+
+# --- fault 7 (part): "captured" for a plain file that is gone ------------------------------
+
+
+def test_captured_plain_file_gone_is_a_declared_loss(station: Station, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    crashed(record(station, str(store), 30, crash_at="seal.outbox_written@3"))
+    sid = first_session(station)
+    # The journal says segment 2 is captured; a power cut lost its plain file.
+    (station.home / "spool" / sid / "run000" / "seg000002.ts").unlink()
+    out = agent(station, "recover", "--store", str(store), *PLACE, "--json")
+    assert out.returncode == 0, out.stderr
+    code, report = verify(station, store, sid)
+    assert code == 0, report
+    causes = [i["cause"] for i in report["interruptions"]]  # type: ignore[union-attr]
+    assert "power" in causes, report["interruptions"]
+    events = manifest_of(store, sid)["events"]
+    assert any(e["kind"] == "segment_lost" and "seg000002.ts" in e["detail"] for e in events), events  # type: ignore[attr-defined]
+    next_session_records_and_uploads(station, store)
