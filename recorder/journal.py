@@ -176,7 +176,7 @@ class Journal:
             self.add_session(s)
             self.add_event(s.session_id, *event)
             for obj in objects:
-                self._queue(s.session_id, obj)
+                self.queue_within(s.session_id, obj)
 
     def add_key(self, session_id: str, key_index: int, obj: Queued) -> None:
         """Atomically: the session counts data key `key_index` and its key object is queued."""
@@ -186,7 +186,7 @@ class Journal:
                                   (key_index + 1, session_id, key_index))
             if cur.rowcount != 1:
                 raise RecorderError(f"journal {self.path}: session {session_id} does not expect key {key_index}")
-            self._queue(session_id, obj)
+            self.queue_within(session_id, obj)
 
     def close_session(self, session_id: str, end_us: int, end_reason: str, manifest: str, obj: Queued) -> None:
         """Atomically: open interruptions end, the end event, state closed with its manifest, manifest queued."""
@@ -195,7 +195,7 @@ class Journal:
             self.close_interruptions(session_id, end_us)
             self.add_event(session_id, end_us, "end", end_reason)
             self.set_session_state(session_id, "closed", end_reason, manifest)
-            self._queue(session_id, obj)
+            self.queue_within(session_id, obj)
 
     # runs
     def add_run(self, r: RunRow) -> None:
@@ -258,7 +258,7 @@ class Journal:
             self.db.execute("UPDATE sessions SET chain_head=?, next_index=? WHERE session_id=?",
                             (chain, idx + 1, session_id))
             for obj in objects:
-                self._queue(session_id, obj)
+                self.queue_within(session_id, obj)
 
     def drop_lost(self, session_id: str, idx: int, cause: str, reason: str, at_us: int) -> None:
         """A captured segment whose plain file is gone: it leaves the chain as a declared loss.
@@ -279,8 +279,21 @@ class Journal:
                             " VALUES (?,?,?,?,?)", (session_id, row[0], row[0] + row[1], cause, reason))
             self.add_event(session_id, at_us, "segment_lost", f"{row[2]}: {reason}")
 
+    def add_sealed_segment(self, session_id: str, record: dict[str, Any], record_text: str) -> None:
+        """A sealed segment known only from its signed record (the journal being rebuilt), inside a transaction."""
+        self.db.execute(
+            "INSERT INTO segments (session_id, idx, run, file, start_us, duration_us, state, salvaged, record)"
+            " VALUES (?,?,?,?,?,?, 'sealed', ?, ?)",
+            (session_id, record["index"], record["run"], f"rebuilt-{record['index']:08d}", record["start_us"],
+             record["duration_us"], int(bool(record["salvaged"])), record_text))
+
+    def add_interruption(self, session_id: str, start_us: int, end_us: int, cause: str, reason: str) -> None:
+        self.db.execute("INSERT INTO interruptions (session_id, start_us, end_us, cause, reason) VALUES (?,?,?,?,?)",
+                        (session_id, start_us, end_us, cause, reason))
+
     # outbox
-    def _queue(self, session_id: str, obj: Queued) -> None:
+    def queue_within(self, session_id: str, obj: Queued) -> None:
+        """Queue an object inside a transaction the caller holds."""
         seq = int(self._one("SELECT COALESCE(MAX(seq)+1, 0) FROM objects")[0])
         self.db.execute(
             "INSERT OR REPLACE INTO objects (name, session_id, path, seq, state, sha256)"
@@ -291,7 +304,7 @@ class Journal:
     def queue(self, session_id: str, obj: Queued) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self._queue(session_id, obj)
+            self.queue_within(session_id, obj)
 
     def object_state(self, name: str) -> str | None:
         row = self._one("SELECT state FROM objects WHERE name=?", name)

@@ -29,6 +29,7 @@ from recorder.errors import PreflightRefused, RecorderError
 from recorder.health import HealthMonitor
 from recorder.journal import Journal, Queued, RunRow, SessionRow
 from recorder.profile import Profile
+from recorder.rebuild import Rebuilder, journal_behind, journal_damage, move_aside
 from recorder.sealer import seal
 from recorder.segmenter import (
     SEGMENT_LIST,
@@ -104,6 +105,8 @@ class Recorder:
         station.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         station.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(station.spool, 0o700)
+        damage = journal_damage(station.journal_path)
+        kept = move_aside(station.journal_path, station.home, clock.now_us()) if damage else None
         self.journal = Journal(station.journal_path)
         self.uploader = Uploader(station.journal_path, store, clock, retention_days=settings.retention_days)
         self.keys: dict[str, SessionKey] = {}
@@ -122,6 +125,51 @@ class Recorder:
         cam = profile.cameras[0]
         self.health = HealthMonitor(None if cam.passthrough else (cam.width, cam.height),
                                     has_audio=bool(profile.microphones), every_s=settings.health_every_s)
+        self._check_journal(damage, kept)
+
+    # --- a damaged journal --------------------------------------------------
+
+    def _check_journal(self, damage: str | None, kept: Path | None) -> None:
+        """Rebuild a damaged journal, or one behind what the outbox and store hold (issue 10, fault 7)."""
+        if damage is None:
+            damage = journal_behind(self.journal, self.station.outbox, self.station.spool, self.store)
+            if damage is None:
+                return
+            self.journal.close()
+            kept = move_aside(self.station.journal_path, self.station.home, self.clock.now_us())
+            self.journal = Journal(self.station.journal_path)
+        note = f"journal damaged ({damage}); kept in {kept}; rebuilt from the outbox and the store"
+        log.error("%s", note)
+        rebuilder = Rebuilder(self.journal, self.station.outbox, self.station.spool, self.store,
+                              self.station.key.public_key())
+        for sid in rebuilder.session_ids():
+            found = rebuilder.gather(sid)
+            if found is None:
+                self._keep_spool(sid)
+                continue
+            left_open = rebuilder.write(found, self.clock.now_us(), note)
+            self._keep_spool(sid)
+            if left_open:
+                self.close(sid, "recovered_after_crash")
+                log.warning("session %s closed after the journal was rebuilt", sid)
+
+    def _keep_spool(self, sid: str) -> None:
+        """Move a session's plain files out of the spool into IRMS_HOME/kept (declared if the session is open)."""
+        spool = self.station.spool / sid
+        try:
+            still_open = self.journal.session(sid).state != "closed"
+        except RecorderError:
+            still_open = False
+        for path in sorted(spool.rglob("*.ts")):
+            kept = self.station.home / "kept" / sid / path.relative_to(spool)
+            kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.replace(path, kept)
+            fsync_dir(kept.parent)
+            log.warning("session %s: plain file %s kept unsealed in %s", sid, path.name, kept)
+            if still_open:
+                self._event(sid, self.clock.now_us(), "partial_kept",
+                            f"{path.relative_to(spool)} kept unsealed in {kept}")
+        shutil.rmtree(spool, ignore_errors=True)
 
     # --- events -------------------------------------------------------------
 

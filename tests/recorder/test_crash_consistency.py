@@ -299,3 +299,63 @@ def test_captured_plain_file_gone_is_a_declared_loss(station: Station, tmp_path:
     events = manifest_of(store, sid)["events"]
     assert any(e["kind"] == "segment_lost" and "seg000002.ts" in e["detail"] for e in events), events  # type: ignore[attr-defined]
     next_session_records_and_uploads(station, store)
+
+
+# --- fault 7: a damaged journal ------------------------------------------------------------
+
+
+def damage_journal(home: Path, how: str) -> None:
+    db = home / "journal.db"
+    wal = db.with_name("journal.db-wal")
+    if how == "db-flipped":
+        # Every b-tree page of the checkpointed database loses its page type; the pages the WAL
+        # holds newer copies of stay readable, so only the station's older history is damaged.
+        with db.open("r+b") as f:
+            for page in range(1, db.stat().st_size // 4096):
+                f.seek(page * 4096)
+                f.write(b"\x00" * 8)
+    elif how == "wal-flipped":
+        with wal.open("r+b") as f:
+            f.seek(32 + 2 * (24 + 4096) + 24 + 100)  # inside the WAL's third frame: its checksum fails
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    else:
+        wal.unlink()  # a power cut before the WAL reached the disk
+
+
+@pytest.mark.parametrize("how", ["db-flipped", "wal-flipped", "wal-lost"])
+def test_damaged_journal_is_kept_and_rebuilt_and_the_station_records_again(station: Station, tmp_path: Path,
+                                                                           how: str) -> None:
+    store = tmp_path / "store"
+    earlier = record(station, str(store), 3)  # a station with a history: its journal was checkpointed
+    assert earlier.returncode == 0, earlier.stderr
+    crashed(record(station, str(store), 30, crash_at="seal.committed@4"))
+    sid = next(p.name for p in (station.home / "spool").iterdir())
+    before = sealed_names(station, store)
+    damage_journal(station.home, how)
+    out = record(station, str(store), 4)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "journal damaged" in out.stderr, out.stderr
+    kept = list((station.home / "journal-damaged").glob("*/journal.db"))
+    assert len(kept) == 1, "the damaged journal was not kept"
+    summary = json.loads(out.stdout)
+    assert summary["session_id"] != sid and summary["pending_uploads"] == 0
+    # The interrupted session is closed from what describes itself, with the crash declared.
+    code, report = verify(station, store, sid)
+    assert code == 0, report
+    manifest = manifest_of(store, sid)
+    assert manifest["end_reason"] == "recovered_after_crash"
+    assert "crash" in [i["cause"] for i in manifest["interruptions"]]  # type: ignore[attr-defined]
+    rebuilt = [e["detail"] for e in manifest["events"] if e["kind"] == "journal_rebuilt"]  # type: ignore[attr-defined]
+    assert len(rebuilt) == 1, manifest["events"]
+    # Damaged bytes are found by the integrity check; a lost or torn WAL by what the journal cannot explain.
+    found_by = ("integrity check failed", "cannot be read") if how == "db-flipped" else ("does not know",)
+    assert any(words in rebuilt[0] for words in found_by), rebuilt[0]
+    assert int(str(manifest["segment_count"])) >= 4
+    assert before <= stored(store), before - stored(store)
+    code, report = verify(station, store, summary["session_id"])
+    assert code == 0, report
+    upload = agent(station, "upload", "--store", str(store), *PLACE)
+    assert upload.returncode == 0, upload.stderr
