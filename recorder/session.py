@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -595,6 +596,7 @@ class Recorder:
             if self._adopt_manifest(s):
                 continue
             self._requeue_start(s)
+            self._requeue_keys(s)
             self._check_outbox(s.session_id)
             for run in self.journal.runs(s.session_id):
                 self._collect(s.session_id, run, final=True)
@@ -632,6 +634,40 @@ class Recorder:
             if self.journal.object_state(name) is None:
                 log.warning("session %s: %s was never queued; queued again from the journal", s.session_id, name)
                 self.journal.queue(s.session_id, self._outbox_write(s.session_id, name, data))
+
+    def _requeue_keys(self, s: SessionRow) -> None:
+        """A key the journal counts but whose object was never queued (a journal written before the key
+        object and its count were one transaction) gets a key object now.
+
+        No segment was sealed under such a key (the object was lost before any sealing), so the
+        key object names a fresh data key nobody used; the store is asked first, so that an
+        object already there (a rebuilt journal does not list it) is never replaced.
+        """
+        used = {json.loads(seg.record)["key_index"] for seg in self.journal.segments(s.session_id, "sealed")
+                if seg.record}
+        for idx in range(1, s.key_count):
+            name = key_name(s.prefix, idx)
+            if self.journal.object_state(name) is not None:
+                continue
+            if idx in used:
+                log.error("session %s: key %d sealed segments but its key object is lost; not made again",
+                          s.session_id, idx)
+                continue
+            try:
+                if self.store.exists(name):
+                    continue
+            except StoreError as err:
+                log.warning("session %s: cannot ask the store for %s (%s); asked again at the next start",
+                            s.session_id, name, err)
+                continue
+            obj = sign_document(build_key_object(
+                session_id=s.session_id, key_index=idx, created_at_us=self.clock.now_us(),
+                cause="resume_after_crash",
+                wrapped_key=wrap_key(new_data_key(), self.station.custodian, s.session_id, idx),
+            ), self.station.key)
+            log.warning("session %s: key %d was counted but its key object never queued; made again", s.session_id,
+                        idx)
+            self.journal.queue(s.session_id, self._outbox_write(s.session_id, name, canonical_json(obj)))
 
     def _adopt_manifest(self, s: SessionRow) -> bool:
         """Close an open session with the manifest already queued or stored for it, if there is one."""

@@ -75,7 +75,13 @@ class Uploader:
                 data = local.read_bytes()
             except FileNotFoundError:
                 # Uploaded and deleted before a crash lost the confirmation.
-                if self.store.exists(name):
+                try:
+                    in_store = self.store.exists(name)
+                except StoreError as err:
+                    self.last_error = str(err)
+                    journal.upload_failed(name, str(err))
+                    return done, True
+                if in_store:
                     journal.confirm(name)
                     continue
                 self._hold(journal, name, "damaged", f"outbox file {local} is missing and {name} is not in the store")

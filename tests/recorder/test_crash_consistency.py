@@ -359,3 +359,41 @@ def test_damaged_journal_is_kept_and_rebuilt_and_the_station_records_again(stati
     assert code == 0, report
     upload = agent(station, "upload", "--store", str(store), *PLACE)
     assert upload.returncode == 0, upload.stderr
+
+
+# --- journals left by an agent without the atomic steps --------------------------------------
+
+
+@pytest.mark.parametrize("lost", ["key", "header"])
+def test_object_promised_but_never_queued_is_made_again_from_the_journal(station: Station, tmp_path: Path,
+                                                                         lost: str) -> None:
+    """The state faults 1 and 2 left before the atomic steps: the journal promises an object (a counted
+    key, a session row) whose outbox entry never existed. The restart rebuilds it from the journal."""
+    import sqlite3
+
+    store = tmp_path / "store"
+    away = dead_store()
+    if lost == "key":
+        crashed(record(station, away, 30, crash_at="seal.committed@2"))
+        crashed(record(station, away, 30, crash_at="key.committed"))
+        pattern = "keys/0001.json"
+    else:
+        crashed(record(station, away, 30, crash_at="start.committed"))
+        pattern = ""
+    sid = first_session(station)
+    db = sqlite3.connect(station.home / "journal.db")
+    names = [r[0] for r in db.execute("SELECT name FROM objects WHERE session_id=?", (sid,))]
+    gone = [n for n in names if (n.endswith(pattern) if pattern else n.endswith("session.json") or
+                                 n.startswith("sessions/"))]
+    assert gone, names
+    with db:
+        for n in gone:
+            db.execute("DELETE FROM objects WHERE name=?", (n,))
+            (station.home / "outbox" / sid / n.replace("/", "__")).unlink()
+    db.close()
+    out = agent(station, "recover", "--store", str(store), *PLACE, "--json")
+    assert out.returncode == 0, out.stderr
+    assert "journal damaged" not in out.stderr
+    code, report = verify(station, store, sid)
+    assert code == 0, report
+    next_session_records_and_uploads(station, store)
