@@ -154,6 +154,7 @@ class Found:
     key_count: int
     manifest: bytes | None
     queue: list[Queued]
+    left: list[Path]  # outbox files that do not fit the rebuilt chain: moved to kept/, never queued
 
 
 class Rebuilder:
@@ -255,10 +256,10 @@ class Rebuilder:
             keep(manifest_name(prefix))
         left = sorted(set(local) - {q.name for q in queue})
         if left:
-            log.error("rebuilding the journal: %d objects of session %s do not fit its chain and stay unqueued "
-                      "in the outbox (first: %s)", len(left), sid, left[0])
+            log.error("rebuilding the journal: %d objects of session %s do not fit its chain; kept unqueued "
+                      "(first: %s)", len(left), sid, left[0])
         return Found(sid, prefix, header, header_bytes, records, key_count,
-                     manifest_bytes if manifest is not None else None, queue)
+                     manifest_bytes if manifest is not None else None, queue, [local[n] for n in left])
 
     def _exists(self, name: str) -> bool:
         try:

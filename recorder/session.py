@@ -145,11 +145,19 @@ class Recorder:
                               self.station.key.public_key())
         for sid in rebuilder.session_ids():
             found = rebuilder.gather(sid)
-            if found is None:
-                self._keep_spool(sid)
-                continue
-            left_open = rebuilder.write(found, self.clock.now_us(), note)
+            left_open = found is not None and rebuilder.write(found, self.clock.now_us(), note)
             self._keep_spool(sid)
+            # What cannot be rebuilt is kept out of the outbox, so that the next start does not rebuild again.
+            left = found.left if found is not None else sorted(p for p in (self.station.outbox / sid).glob("*")
+                                                                if p.is_file() and not p.name.startswith("."))
+            for path in left:
+                kept_path = self.station.home / "kept" / sid / "outbox" / path.name
+                kept_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.replace(path, kept_path)
+                fsync_dir(kept_path.parent)
+                if left_open:
+                    self._event(sid, self.clock.now_us(), "object_kept",
+                                f"{path.name} does not fit the rebuilt chain; kept unqueued in {kept_path}")
             if left_open:
                 self.close(sid, "recovered_after_crash")
                 log.warning("session %s closed after the journal was rebuilt", sid)

@@ -397,3 +397,23 @@ def test_object_promised_but_never_queued_is_made_again_from_the_journal(station
     code, report = verify(station, store, sid)
     assert code == 0, report
     next_session_records_and_uploads(station, store)
+
+
+def test_journal_lost_while_the_store_is_away_is_rebuilt_when_it_is_back(station: Station, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    away = dead_store()
+    crashed(record(station, away, 30, crash_at="seal.committed@3"))
+    sid = first_session(station)
+    before = sealed_names(station, store)
+    damage_journal(station.home, "wal-lost")
+    # Records already uploaded would only be in the store: without it the agent refuses, in one line.
+    out = record(station, away, 4, drain="1")
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("irms-agent: error:")]
+    assert out.returncode != 0 and len(lines) == 1 and "rebuilding the journal needs the store" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert before <= sealed_names(station, store), "a sealed object was lost while the store was away"
+    # The store is back: the next start rebuilds, closes the session and records.
+    next_session_records_and_uploads(station, store)
+    code, report = verify(station, store, sid)
+    assert code == 0, report
+    assert before <= stored(store), before - stored(store)
