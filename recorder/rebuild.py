@@ -5,7 +5,7 @@ and each open session's chain head must be its last sealed record's chain. A jou
 is intact but *behind* (its WAL torn or lost in a power cut, so recent transactions are
 gone) is found by what it cannot explain: an outbox or spool holding a session or object
 it does not know, beyond the one object a kill -9 may leave written but not yet queued,
-or a store already holding the next record, key or manifest of a session it has open.
+or a store already holding the next record or key of a session it has open.
 
 Either way the journal's files are moved to IRMS_HOME/journal-damaged/<time>/ and a new
 journal is rebuilt from the signed objects in the outbox and the store: each session's
@@ -131,7 +131,8 @@ def journal_behind(journal: Journal, outbox: Path, spool: Path, store: ObjectSto
             if any(folder.rglob("*.ts")):
                 return f"the spool holds session {folder.name}, which the journal does not know"
     for s in journal.open_sessions():
-        for name in (record_name(s.prefix, s.next_index), key_name(s.prefix, s.key_count), manifest_name(s.prefix)):
+        # (A manifest in the store for an open session is adopted by Recorder.recover, not rebuilt.)
+        for name in (record_name(s.prefix, s.next_index), key_name(s.prefix, s.key_count)):
             if journal.object_state(name) is not None:
                 continue
             try:
