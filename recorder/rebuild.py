@@ -12,7 +12,7 @@ journal is rebuilt from the signed objects in the outbox and the store: each ses
 header, its records as far as they chain from the header with their ciphertext present,
 its key objects, its manifest. Gaps between the rebuilt records (the old journal's pauses
 and losses) become declared interruptions; the caller closes every session left open as
-`recovered_after_crash` with a crash interruption, and keeps the spool's plain files.
+`recovered_after_crash` with a crash interruption, and keeps the spool's plain files in IRMS_HOME/inspect.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class Found:
     key_count: int
     manifest: bytes | None
     queue: list[Queued]
-    left: list[Path]  # outbox files that do not fit the rebuilt chain: moved to kept/, never queued
+    left: list[Path]  # outbox files that do not fit the rebuilt chain: moved to inspect/, never queued
 
 
 class Rebuilder:

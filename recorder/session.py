@@ -151,7 +151,7 @@ class Recorder:
             left = found.left if found is not None else sorted(p for p in (self.station.outbox / sid).glob("*")
                                                                 if p.is_file() and not p.name.startswith("."))
             for path in left:
-                kept_path = self.station.home / "kept" / sid / "outbox" / path.name
+                kept_path = self._inspect_path(sid, f"outbox-{path.name}")
                 kept_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.replace(path, kept_path)
                 fsync_dir(kept_path.parent)
@@ -162,15 +162,19 @@ class Recorder:
                 self.close(sid, "recovered_after_crash")
                 log.warning("session %s closed after the journal was rebuilt", sid)
 
+    def _inspect_path(self, sid: str, name: str) -> Path:
+        """Where a file that cannot be sealed or queued is kept for inspection: IRMS_HOME/inspect/<session>/."""
+        return self.station.home / "inspect" / sid / name
+
     def _keep_spool(self, sid: str) -> None:
-        """Move a session's plain files out of the spool into IRMS_HOME/kept (declared if the session is open)."""
+        """Move a session's plain files out of the spool into IRMS_HOME/inspect (declared if the session is open)."""
         spool = self.station.spool / sid
         try:
             still_open = self.journal.session(sid).state != "closed"
         except RecorderError:
             still_open = False
         for path in sorted(spool.rglob("*.ts")):
-            kept = self.station.home / "kept" / sid / path.relative_to(spool)
+            kept = self._inspect_path(sid, str(path.relative_to(spool)).replace("/", "-"))
             kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.replace(path, kept)
             fsync_dir(kept.parent)
@@ -578,7 +582,7 @@ class Recorder:
             for path in sorted(run_dir.glob("seg*.ts")):
                 if path.name in sealed:
                     continue
-                kept = self.station.home / "kept" / sid / run_dir.name / path.name
+                kept = self._inspect_path(sid, f"{run_dir.name}-{path.name}")
                 kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.replace(path, kept)
                 fsync_dir(kept.parent)
@@ -731,5 +735,7 @@ class Recorder:
             "interruptions": self.journal.interruptions(sid),
             "chain_head": s.chain_head,
             "pending_uploads": self.journal.pending_count(sid),
+            # Objects the uploader holds back, kept locally (`irms-agent upload` names them and exits 4).
+            "held_uploads": sum(1 for h in self.journal.held_objects() if h.session_id == sid),
             "store": self.store.url,
         }

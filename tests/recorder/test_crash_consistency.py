@@ -80,7 +80,7 @@ def next_session_records_and_uploads(station: Station, store: Path) -> str:
     out = record(station, str(store), 4)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    assert summary["pending_uploads"] == 0
+    assert summary["pending_uploads"] == 0 and summary["held_uploads"] == 0
     code, report = verify(station, store, summary["session_id"])
     assert code == 0, report
     return str(summary["session_id"])
@@ -271,7 +271,7 @@ def test_undecodable_partial_is_kept_for_inspection_not_deleted(station: Station
     (run_dir / "seg000077.ts").write_bytes(junk)
     out = agent(station, "recover", "--store", str(store), *PLACE, "--json")
     assert out.returncode == 0, out.stderr
-    kept = station.home / "kept" / sid / "run000" / "seg000077.ts"
+    kept = station.home / "inspect" / sid / "run000-seg000077.ts"
     assert kept.read_bytes() == junk
     assert not (station.home / "spool" / sid).exists()
     events = manifest_of(store, sid)["events"]
