@@ -1,7 +1,9 @@
 """irms-agent: the recorder agent's command line.
 
 Exit codes: 0 done; 1 failed; 2 bad configuration, profile, key or arguments;
-3 object store problem; 5 session refused by the pre-flight check; 6 capture failed;
+3 object store problem; 4 (upload, recover) objects held back in the outbox, kept locally:
+quarantined (the store holds other bytes under the name) or damaged (torn or missing);
+5 session refused by the pre-flight check; 6 capture failed;
 7 the station home is in use by another irms-agent process (nothing was done).
 """
 
@@ -224,16 +226,29 @@ def cmd_recover(args: argparse.Namespace) -> int:
         rec.close(sid, "recovered_after_crash")
         closed.append(sid)
     pending = rec.finish_uploads()
-    print(json.dumps({"closed": closed, "pending_uploads": pending}) if args.json
+    held = _report_held(rec)
+    print(json.dumps({"closed": closed, "pending_uploads": pending, "held": held}) if args.json
           else f"closed {len(closed)} interrupted sessions; {pending} objects queued")
-    return 0
+    return 4 if held else 0
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     pending = rec.finish_uploads()
-    print(json.dumps({"pending_uploads": pending}) if args.json else f"{pending} objects still queued")
-    return 0 if pending == 0 else 3
+    held = _report_held(rec)
+    print(json.dumps({"pending_uploads": pending, "held": held}) if args.json else f"{pending} objects still queued")
+    if pending:
+        return 3
+    return 4 if held else 0
+
+
+def _report_held(rec: Recorder) -> list[dict[str, str]]:
+    """One error line per object the uploader holds back (kept in the outbox); the list for --json."""
+    held = rec.journal.held_objects()
+    for h in held:
+        print(f"irms-agent: error: {h.state} {h.name}: {h.error}", file=sys.stderr)
+    return [{"name": h.name, "session_id": h.session_id, "state": h.state, "path": h.path, "error": h.error}
+            for h in held]
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:

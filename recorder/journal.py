@@ -4,6 +4,13 @@ so that a restarted agent resumes exactly where it stopped.
 Segment states: captured (ffmpeg finished it) -> sealed (encrypted, signed, in the
 outbox) -> uploaded objects are confirmed (the store acknowledged them). Plain bytes
 are deleted once sealed; sealed bytes only once the store confirms.
+
+A journal state that promises an object and that object's entry in the outbox are one
+transaction, taken after the object's file is durable in the outbox (add_session,
+add_key, mark_sealed, close_session). Each queued object keeps the SHA-256 of its bytes
+(for a segment: its record's cipher_sha256), so the uploader can refuse a torn file.
+Object states: pending -> confirmed, or held: quarantined (the store holds other bytes
+under its name) or damaged (the local file is torn or gone); a held object stays on disk.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 CREATE TABLE IF NOT EXISTS objects (
   name TEXT PRIMARY KEY, session_id TEXT NOT NULL, path TEXT NOT NULL, seq INTEGER NOT NULL,
-  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT
+  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS interruptions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, start_us INTEGER NOT NULL,
@@ -46,6 +53,26 @@ CREATE TABLE IF NOT EXISTS events (
   kind TEXT NOT NULL, detail TEXT NOT NULL DEFAULT ''
 );
 """
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An object durable in the outbox, to be queued: its store name, local path and SHA-256."""
+
+    name: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Held:
+    """An object the uploader holds back (kept locally): quarantined or damaged."""
+
+    name: str
+    session_id: str
+    path: str
+    state: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,9 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(objects)").fetchall()}
+            if "sha256" not in columns:  # a journal written before objects kept their digest
+                self.db.execute("ALTER TABLE objects ADD COLUMN sha256 TEXT")
         except sqlite3.Error as err:
             raise RecorderError(f"journal {path} cannot be opened: {err}") from None
 
@@ -148,9 +178,33 @@ class Journal:
                         " manifest=COALESCE(?, manifest) WHERE session_id=?",
                         (state, end_reason, manifest, session_id))
 
-    def bump_key(self, session_id: str) -> int:
-        self.db.execute("UPDATE sessions SET key_count = key_count + 1 WHERE session_id=?", (session_id,))
-        return int(self._one("SELECT key_count FROM sessions WHERE session_id=?", session_id)[0]) - 1
+    def add_session_queued(self, s: SessionRow, event: tuple[int, str, str], objects: list[Queued]) -> None:
+        """Atomically: the session row, its first event and its header and locator in the outbox."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.add_session(s)
+            self.add_event(s.session_id, *event)
+            for obj in objects:
+                self.queue_within(s.session_id, obj)
+
+    def add_key(self, session_id: str, key_index: int, obj: Queued) -> None:
+        """Atomically: the session counts data key `key_index` and its key object is queued."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute("UPDATE sessions SET key_count=? WHERE session_id=? AND key_count=?",
+                                  (key_index + 1, session_id, key_index))
+            if cur.rowcount != 1:
+                raise RecorderError(f"journal {self.path}: session {session_id} does not expect key {key_index}")
+            self.queue_within(session_id, obj)
+
+    def close_session(self, session_id: str, end_us: int, end_reason: str, manifest: str, obj: Queued) -> None:
+        """Atomically: open interruptions end, the end event, state closed with its manifest, manifest queued."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.close_interruptions(session_id, end_us)
+            self.add_event(session_id, end_us, "end", end_reason)
+            self.set_session_state(session_id, "closed", end_reason, manifest)
+            self.queue_within(session_id, obj)
 
     # runs
     def add_run(self, r: RunRow) -> None:
@@ -204,7 +258,7 @@ class Journal:
         return {r[0] for r in rows.fetchall()}
 
     def mark_sealed(self, session_id: str, idx: int, record: str, chain: str,
-                    objects: list[tuple[str, str]]) -> None:
+                    objects: list[Queued]) -> None:
         """Atomically: the segment is sealed, the chain advances, its objects are queued."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -212,26 +266,81 @@ class Journal:
                             (record, session_id, idx))
             self.db.execute("UPDATE sessions SET chain_head=?, next_index=? WHERE session_id=?",
                             (chain, idx + 1, session_id))
-            for name, path in objects:
-                self._queue(session_id, name, path)
+            for obj in objects:
+                self.queue_within(session_id, obj)
 
-    # outbox
-    def _queue(self, session_id: str, name: str, path: str) -> None:
-        seq = int(self._one("SELECT COALESCE(MAX(seq)+1, 0) FROM objects")[0])
-        self.db.execute(
-            "INSERT OR REPLACE INTO objects (name, session_id, path, seq, state) VALUES (?,?,?,?,'pending')",
-            (name, session_id, path, seq),
-        )
+    def drop_lost(self, session_id: str, idx: int, cause: str, reason: str, at_us: int) -> None:
+        """A captured segment whose plain file is gone: it leaves the chain as a declared loss.
 
-    def queue(self, session_id: str, name: str, path: str) -> None:
+        Captured segments are not sealed, so no index of theirs is public yet: the ones after
+        it move down by one, and its time becomes an interruption with the cause.
+        """
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self._queue(session_id, name, path)
+            row = self._one("SELECT start_us, duration_us, file FROM segments WHERE session_id=? AND idx=?"
+                            " AND state='captured'", session_id, idx)
+            if row is None:
+                return
+            self.db.execute("DELETE FROM segments WHERE session_id=? AND idx=?", (session_id, idx))
+            self.db.execute("UPDATE segments SET idx=idx-1 WHERE session_id=? AND idx>? AND state='captured'",
+                            (session_id, idx))
+            self.db.execute("INSERT INTO interruptions (session_id, start_us, end_us, cause, reason)"
+                            " VALUES (?,?,?,?,?)", (session_id, row[0], row[0] + row[1], cause, reason))
+            self.add_event(session_id, at_us, "segment_lost", f"{row[2]}: {reason}")
 
-    def pending_objects(self, limit: int = 100) -> list[tuple[str, str, int]]:
-        rows = self.db.execute("SELECT name, path, attempts FROM objects WHERE state='pending' ORDER BY seq LIMIT ?",
-                               (limit,)).fetchall()
+    def add_sealed_segment(self, session_id: str, record: dict[str, Any], record_text: str) -> None:
+        """A sealed segment known only from its signed record (the journal being rebuilt), inside a transaction."""
+        self.db.execute(
+            "INSERT INTO segments (session_id, idx, run, file, start_us, duration_us, state, salvaged, record)"
+            " VALUES (?,?,?,?,?,?, 'sealed', ?, ?)",
+            (session_id, record["index"], record["run"], f"rebuilt-{record['index']:08d}", record["start_us"],
+             record["duration_us"], int(bool(record["salvaged"])), record_text))
+
+    def add_interruption(self, session_id: str, start_us: int, end_us: int, cause: str, reason: str) -> None:
+        self.db.execute("INSERT INTO interruptions (session_id, start_us, end_us, cause, reason) VALUES (?,?,?,?,?)",
+                        (session_id, start_us, end_us, cause, reason))
+
+    # outbox
+    def queue_within(self, session_id: str, obj: Queued) -> None:
+        """Queue an object inside a transaction the caller holds."""
+        seq = int(self._one("SELECT COALESCE(MAX(seq)+1, 0) FROM objects")[0])
+        self.db.execute(
+            "INSERT OR REPLACE INTO objects (name, session_id, path, seq, state, sha256)"
+            " VALUES (?,?,?,?,'pending',?)",
+            (obj.name, session_id, obj.path, seq, obj.sha256),
+        )
+
+    def queue(self, session_id: str, obj: Queued) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.queue_within(session_id, obj)
+
+    def object_state(self, name: str) -> str | None:
+        row = self._one("SELECT state FROM objects WHERE name=?", name)
+        return None if row is None else str(row[0])
+
+    def pending_objects(self, limit: int = 100, session_id: str | None = None) -> list[tuple[str, str, str | None]]:
+        """(name, path, expected SHA-256) of pending objects (of one session, if given), in queue order."""
+        where, args = ("state='pending'", ()) if session_id is None else ("state='pending' AND session_id=?",
+                                                                          (session_id,))
+        rows = self.db.execute(f"SELECT name, path, sha256 FROM objects WHERE {where} ORDER BY seq LIMIT ?",
+                               (*args, limit)).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def hold(self, name: str, state: str, error: str, at_us: int) -> None:
+        """Take an object out of the queue, kept locally ('quarantined' or 'damaged'); its session gets an event."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE objects SET state=?, last_error=?, attempts=attempts+1 WHERE name=?",
+                            (state, error, name))
+            row = self._one("SELECT session_id FROM objects WHERE name=?", name)
+            if row is not None:
+                self.add_event(row[0], at_us, f"object_{state}", error[:500])
+
+    def held_objects(self) -> list[Held]:
+        rows = self.db.execute("SELECT name, session_id, path, state, COALESCE(last_error, '') FROM objects"
+                               " WHERE state IN ('quarantined', 'damaged') ORDER BY seq").fetchall()
+        return [Held(*r) for r in rows]
 
     def pending_count(self, session_id: str | None = None) -> int:
         if session_id:

@@ -12,6 +12,8 @@ as a key object, for a process that resumes it after a crash.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -24,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from recorder.clock import Clock, SessionClock
+from recorder.crashpoint import crash_point
 from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
 from recorder.health import HealthMonitor
-from recorder.journal import Journal, RunRow, SessionRow
+from recorder.journal import Journal, Queued, RunRow, SessionRow
 from recorder.profile import Profile
+from recorder.rebuild import Rebuilder, journal_behind, journal_damage, move_aside
 from recorder.sealer import seal
 from recorder.segmenter import (
     SEGMENT_LIST,
@@ -43,10 +47,12 @@ from recorder.supervisor import ProcessSupervisor
 from recorder.timestamp import TimestampUnavailable, request_token
 from recorder.uploader import Uploader
 from storage.base import ObjectStore
-from storage.durable import fsync_file, write_durable
+from storage.durable import fsync_dir, fsync_file, write_durable
+from storage.errors import StoreError
 from verifier.canonical import canonical_json, parse_json_object
 from verifier.chain import chain_genesis
 from verifier.crypto import new_data_key, wrap_key
+from verifier.errors import FormatError, SignatureError
 from verifier.formats import (
     CaseInfo,
     build_header,
@@ -60,7 +66,7 @@ from verifier.formats import (
     segment_name,
     session_prefix,
 )
-from verifier.keys import sign_document
+from verifier.keys import sign_document, verify_document
 from verifier.timestamp import TOKEN_SUFFIX, token_name
 
 log = logging.getLogger(__name__)
@@ -95,6 +101,11 @@ class SessionKey:
     data_key: bytes
 
 
+def locator_bytes(prefix: str, session_id: str) -> bytes:
+    """The unsigned locator object that finds a session's prefix by its id."""
+    return canonical_json({"format": "irms.locator/1", "prefix": prefix, "session_id": session_id})
+
+
 class Recorder:
     """Records sessions for one station into one store."""
 
@@ -109,6 +120,8 @@ class Recorder:
         station.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         station.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(station.spool, 0o700)
+        damage = journal_damage(station.journal_path)
+        kept = move_aside(station.journal_path, station.home, clock.now_us()) if damage else None
         self.journal = Journal(station.journal_path)
         self.uploader = Uploader(station.journal_path, store, clock, retention_days=settings.retention_days)
         self.keys: dict[str, SessionKey] = {}
@@ -133,12 +146,73 @@ class Recorder:
         cam = profile.cameras[0]
         self.health = HealthMonitor(None if cam.passthrough else (cam.width, cam.height),
                                     has_audio=bool(profile.microphones), every_s=settings.health_every_s)
+        self._check_journal(damage, kept)
+
+    # --- a damaged journal --------------------------------------------------
+
+    def _check_journal(self, damage: str | None, kept: Path | None) -> None:
+        """Rebuild a damaged journal, or one behind what the outbox and store hold (issue 10, fault 7)."""
+        if damage is None:
+            damage = journal_behind(self.journal, self.station.outbox, self.station.spool, self.store)
+            if damage is None:
+                return
+            self.journal.close()
+            kept = move_aside(self.station.journal_path, self.station.home, self.clock.now_us())
+            self.journal = Journal(self.station.journal_path)
+        note = f"journal damaged ({damage}); kept in {kept}; rebuilt from the outbox and the store"
+        log.error("%s", note)
+        rebuilder = Rebuilder(self.journal, self.station.outbox, self.station.spool, self.store,
+                              self.station.key.public_key())
+        for sid in rebuilder.session_ids():
+            found = rebuilder.gather(sid)
+            left_open = found is not None and rebuilder.write(found, self.clock.now_us(), note)
+            self._keep_spool(sid)
+            # What cannot be rebuilt is kept out of the outbox, so that the next start does not rebuild again.
+            left = found.left if found is not None else sorted(p for p in (self.station.outbox / sid).glob("*")
+                                                                if p.is_file() and not p.name.startswith("."))
+            for path in left:
+                kept_path = self._inspect_path(sid, f"outbox-{path.name}")
+                kept_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.replace(path, kept_path)
+                fsync_dir(kept_path.parent)
+                if left_open:
+                    self._event(sid, self.clock.now_us(), "object_kept",
+                                f"{path.name} does not fit the rebuilt chain; kept unqueued in {kept_path}")
+            if left_open:
+                self.close(sid, "recovered_after_crash")
+                log.warning("session %s closed after the journal was rebuilt", sid)
+
+    def _inspect_path(self, sid: str, name: str) -> Path:
+        """Where a file that cannot be sealed or queued is kept for inspection: IRMS_HOME/inspect/<session>/."""
+        return self.station.home / "inspect" / sid / name
+
+    def _keep_spool(self, sid: str) -> None:
+        """Move a session's plain files out of the spool into IRMS_HOME/inspect (declared if the session is open)."""
+        spool = self.station.spool / sid
+        try:
+            still_open = self.journal.session(sid).state != "closed"
+        except RecorderError:
+            still_open = False
+        for path in sorted(spool.rglob("*.ts")):
+            kept = self._inspect_path(sid, str(path.relative_to(spool)).replace("/", "-"))
+            kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.replace(path, kept)
+            fsync_dir(kept.parent)
+            log.warning("session %s: plain file %s kept unsealed in %s", sid, path.name, kept)
+            if still_open:
+                self._event(sid, self.clock.now_us(), "partial_kept",
+                            f"{path.relative_to(spool)} kept unsealed in {kept}")
+        shutil.rmtree(spool, ignore_errors=True)
 
     # --- events -------------------------------------------------------------
 
     def _event(self, sid: str, at_us: int, kind: str, detail: str = "") -> None:
         """Journal a session event (it goes into the manifest) and hand it to the event sink."""
         self.journal.add_event(sid, at_us, kind, detail)
+        self._sink(sid, at_us, kind, detail)
+
+    def _sink(self, sid: str, at_us: int, kind: str, detail: str) -> None:
+        """Hand an event the journal already holds to the event sink."""
         if self.event_sink is not None:
             try:
                 self.event_sink(sid, {"at_us": at_us, "kind": kind, "detail": detail})
@@ -147,14 +221,15 @@ class Recorder:
 
     # --- outbox -------------------------------------------------------------
 
-    def _outbox_write(self, session_id: str, name: str, data: bytes) -> str:
+    def _outbox_write(self, session_id: str, name: str, data: bytes) -> Queued:
+        """Write an object durably into the outbox; the caller queues it in its own journal transaction.
+
+        A file written here but never queued (a crash before the transaction) is never uploaded;
+        the restart writes the object again under the same name.
+        """
         path = self.station.outbox / session_id / name.replace("/", "__")
         write_durable(path, data, mode=0o600, replace=True)
-        return str(path)
-
-    def _publish(self, session_id: str, name: str, data: bytes) -> None:
-        self.journal.queue(session_id, name, self._outbox_write(session_id, name, data))
-        self.uploader.kick()
+        return Queued(name, str(path), hashlib.sha256(data).hexdigest())
 
     # --- start --------------------------------------------------------------
 
@@ -186,12 +261,16 @@ class Recorder:
         prefix = session_prefix(self.settings.site, self.settings.room, sid)
         header_bytes = canonical_json(header)
         planned = now + int(seconds * 1_000_000) if seconds else None
-        self.journal.add_session(SessionRow(sid, prefix, header_bytes.decode(), "recording", now, planned, 0,
-                                            chain_genesis(header), 1))
-        self._event(sid, now, "start", "")
-        self._publish(sid, header_name(prefix), header_bytes)
-        self._publish(sid, locator_name(sid), canonical_json({"format": "irms.locator/1", "prefix": prefix,
-                                                              "session_id": sid}))
+        # The header and locator are durable in the outbox before the journal knows the session;
+        # the session row and their queue entries are then one transaction (issue 10, fault 2).
+        objects = [self._outbox_write(sid, header_name(prefix), header_bytes),
+                   self._outbox_write(sid, locator_name(sid), locator_bytes(prefix, sid))]
+        crash_point("start.outbox_written")
+        self.journal.add_session_queued(SessionRow(sid, prefix, header_bytes.decode(), "recording", now, planned, 0,
+                                                   chain_genesis(header), 1), (now, "start", ""), objects)
+        crash_point("start.committed")
+        self._sink(sid, now, "start", "")
+        self.uploader.kick()
         self.keys[sid] = SessionKey(0, data_key)
         log.info("session %s started in %s/%s", sid, self.settings.site, self.settings.room)
         return sid
@@ -222,14 +301,21 @@ class Recorder:
     def _key(self, sid: str) -> SessionKey:
         if sid not in self.keys:
             # This process did not start the session: a new key for what it seals (after a crash).
+            # The key object is durable in the outbox before the journal counts the key; counting
+            # it and queueing the object are one transaction (issue 10, fault 1).
             now = self.clock.now_us()
-            idx = self.journal.bump_key(sid)
+            s = self.journal.session(sid)
+            idx = s.key_count
             data_key = new_data_key()
             obj = sign_document(build_key_object(
                 session_id=sid, key_index=idx, created_at_us=now, cause="resume_after_crash",
                 wrapped_key=wrap_key(data_key, self.station.custodian, sid, idx),
             ), self.station.key)
-            self._publish(sid, key_name(self.journal.session(sid).prefix, idx), canonical_json(obj))
+            queued = self._outbox_write(sid, key_name(s.prefix, idx), canonical_json(obj))
+            crash_point("key.outbox_written")
+            self.journal.add_key(sid, idx, queued)
+            crash_point("key.committed")
+            self.uploader.kick()
             self.keys[sid] = SessionKey(idx, data_key)
         return self.keys[sid]
 
@@ -241,7 +327,12 @@ class Recorder:
             if seg.idx != s.next_index:
                 raise RecorderError(f"journal out of order: segment {seg.idx} but chain expects {s.next_index}")
             plain_path = Path(self.journal.runs(sid)[seg.run].dir) / seg.file
-            plain = plain_path.read_bytes()
+            try:
+                plain = plain_path.read_bytes()
+            except FileNotFoundError:
+                # The journal said "captured" but a power cut took the file: a declared loss.
+                self._declare_lost(sid, seg.idx, plain_path)
+                return sealed + self._seal_captured(sid)
             key = self._key(sid)
             if self.clock_offset_source is not None:
                 measured = self.clock_offset_source()
@@ -253,16 +344,21 @@ class Recorder:
                        start_us=seg.start_us, duration_us=seg.duration_us,
                        clock_offset_us=self.clock_offset_us, salvaged=seg.salvaged)
             rec_bytes = canonical_json(out.record)
-            objects = [
-                (segment_name(s.prefix, seg.idx), self._outbox_write(sid, segment_name(s.prefix, seg.idx), out.cipher)),
-                (record_name(s.prefix, seg.idx), self._outbox_write(sid, record_name(s.prefix, seg.idx), rec_bytes)),
-            ]
+            objects = [self._outbox_write(sid, segment_name(s.prefix, seg.idx), out.cipher),
+                       self._outbox_write(sid, record_name(s.prefix, seg.idx), rec_bytes)]
+            crash_point("seal.outbox_written")
             self.journal.mark_sealed(sid, seg.idx, rec_bytes.decode(), out.record["chain"], objects)
+            crash_point("seal.committed")
             plain_path.unlink(missing_ok=True)
             sealed += 1
         if sealed:
             self.uploader.kick()
         return sealed
+
+    def _declare_lost(self, sid: str, idx: int, plain_path: Path) -> None:
+        reason = f"plain segment {plain_path} was gone before it was sealed (power cut?)"
+        log.error("session %s: %s; declared as an interruption", sid, reason)
+        self.journal.drop_lost(sid, idx, "power", reason, self.clock.now_us())
 
     def _collect(self, sid: str, run: RunRow, final: bool) -> int:
         """Capture what ffmpeg has finished in a run (and, when final, salvage the rest)."""
@@ -283,6 +379,7 @@ class Recorder:
             listed = parse_segment_list((run_dir / SEGMENT_LIST).read_text())
         count = 0
         last_end = 0
+        synced_dir = False
         for seg in listed:
             last_end = max(last_end, seg.end_us)
             if seg.file in known:
@@ -291,6 +388,10 @@ class Recorder:
             if not path.exists():
                 continue
             fsync_file(path)
+            if not synced_dir:
+                # The file's directory entry must survive a power cut before the journal says "captured".
+                fsync_dir(run_dir)
+                synced_dir = True
             start = seg.start_us
             if seg.start_us == 0 and is_live(self.profile):
                 # The list says the run's first segment starts at t0; media cannot predate the launch,
@@ -322,6 +423,7 @@ class Recorder:
                     self._keep_torn(sid, run, path, torn)
                     continue
                 fsync_file(path)
+                fsync_dir(run_dir)
                 if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
                     count += 1
                     self._event(sid, self.clock.now_us(), "salvaged", path.name)
@@ -608,21 +710,29 @@ class Recorder:
     # --- close --------------------------------------------------------------
 
     def close(self, sid: str, end_reason: str) -> dict[str, Any]:
-        """Seal anything left, write the signed manifest, queue it last."""
+        """Seal anything left, write the signed manifest, queue it last.
+
+        The manifest is durable in the outbox first; the end event, the end of open
+        interruptions, state "closed" and the manifest's queue entry are then one
+        transaction (issue 10, fault 3). A crash before it leaves the session open and the
+        manifest file unqueued: the restart seals the session's one manifest again.
+        """
         self._seal_captured(sid)
+        self._keep_partials(sid)
         s = self.journal.session(sid)
         now = self.clock.now_us()
         still_open = any(i["end_us"] is None for i in self.journal.interruptions(sid))
-        self.journal.close_interruptions(sid, now)
-        self._event(sid, now, "end", end_reason)
         header = parse_json_object(s.header.encode(), "session header")
         interruptions = [
-            {"cause": i["cause"], "end_us": i["end_us"], "reason": i["reason"], "start_us": i["start_us"]}
+            {"cause": i["cause"], "end_us": now if i["end_us"] is None else i["end_us"], "reason": i["reason"],
+             "start_us": i["start_us"]}
             for i in self.journal.interruptions(sid)
         ]
-        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in self.journal.events(sid)]
+        journaled = self.journal.events(sid)
+        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in journaled]
+        events.append({"at_us": now, "detail": end_reason, "kind": "end"})
         media_end = self._media_end(sid)
-        stops = [e["at_us"] for e in self.journal.events(sid) if e["kind"] == "capture_stop"]
+        stops = [e["at_us"] for e in journaled if e["kind"] == "capture_stop"]
         if end_reason == "recovered_after_crash":
             ended = media_end or now
         elif still_open or not stops:
@@ -637,8 +747,12 @@ class Recorder:
             devices=self.profile.devices_json(),
         ), self.station.key)
         data = canonical_json(manifest)
-        self._publish(sid, manifest_name(s.prefix), data)
-        self.journal.set_session_state(sid, "closed", end_reason, data.decode())
+        queued = self._outbox_write(sid, manifest_name(s.prefix), data)
+        crash_point("close.outbox_written")
+        self.journal.close_session(sid, now, end_reason, data.decode(), queued)
+        crash_point("close.committed")
+        self._sink(sid, now, "end", end_reason)
+        self.uploader.kick()
         shutil.rmtree(self.station.spool / sid, ignore_errors=True)
         self.stamp_manifests()
         return manifest
@@ -656,19 +770,49 @@ class Recorder:
                 self.timestamp_error = str(err)
                 log.warning("manifest of session %s waits for its time-stamp token: %s", sid, err)
                 break
-            self._publish(sid, token_name(prefix), token)
+            self.journal.queue(sid, self._outbox_write(sid, token_name(prefix), token))
+            self.uploader.kick()
             stamped += 1
         else:
             self.timestamp_error = None
         return stamped
 
+    def _keep_partials(self, sid: str) -> None:
+        """Move plain files the session did not seal (undecodable partials) out of the spool, kept for inspection.
+
+        Each kept file is a session event, so the manifest declares it.
+        """
+        spool = self.station.spool / sid
+        for run in self.journal.runs(sid):
+            run_dir = Path(run.dir)
+            sealed = {seg.file for seg in self.journal.segments(sid) if seg.run == run.run}
+            for path in sorted(run_dir.glob("seg*.ts")):
+                if path.name in sealed:
+                    continue
+                kept = self._inspect_path(sid, f"{run_dir.name}-{path.name}")
+                kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.replace(path, kept)
+                fsync_dir(kept.parent)
+                log.warning("session %s: unsealed partial %s kept in %s", sid, path.name, kept)
+                self._event(sid, self.clock.now_us(), "partial_kept",
+                            f"{run_dir.name}/{path.name} ({kept.stat().st_size} bytes) kept unsealed in {kept}")
+        if spool.exists():
+            fsync_dir(spool)
+
     # --- recovery -----------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """After a crash: salvage every open session's segments and open a crash interruption."""
+        """After a crash: salvage every open session's segments and open a crash interruption.
+
+        A session whose manifest is already queued or stored is closed with that manifest
+        (never a second one); its header and locator are queued again from the journal if a
+        journal written before the atomic start lost them.
+        """
         recovered = []
         for s in self.journal.open_sessions():
             if s.session_id in self.keys:
+                continue
+            if self._adopt_manifest(s):
                 continue
             # The wall clock may have stepped back while the agent was down: session time never runs backwards.
             behind = self.clock.hold_from(self._last_time(s.session_id))
@@ -677,6 +821,9 @@ class Recorder:
                           "session time continues from there")
                 log.warning("session %s: %s", s.session_id, detail)
                 self._event(s.session_id, self.clock.now_us(), "clock_step", detail)
+            self._requeue_start(s)
+            self._requeue_keys(s)
+            self._check_outbox(s.session_id)
             for run in self.journal.runs(s.session_id):
                 self._collect(s.session_id, run, final=True)
                 if run.ended_us is None:
@@ -688,6 +835,98 @@ class Recorder:
             self._event(s.session_id, self.clock.now_us(), "recovered", "")
             recovered.append(s.session_id)
         return recovered
+
+    def _check_outbox(self, sid: str) -> None:
+        """Before a crashed session is closed: hold every queued object whose file a power cut tore.
+
+        The uploader checks each object again before its put; checking here too puts the
+        damage into the session's manifest as an event.
+        """
+        for name, path, sha256 in self.journal.pending_objects(limit=1_000_000, session_id=sid):
+            try:
+                with open(path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            except FileNotFoundError:
+                continue  # uploaded before the crash lost the confirmation; the uploader asks the store
+            if sha256 is not None and digest != sha256:
+                error = f"outbox file {path} is damaged (SHA-256 differs from the journal's); kept, not uploaded"
+                log.error("session %s: damaged: %s", sid, error)
+                self.journal.hold(name, "damaged", error, self.clock.now_us())
+
+    def _requeue_start(self, s: SessionRow) -> None:
+        """Queue the header and locator from what the journal holds, if they were never queued."""
+        for name, data in ((header_name(s.prefix), s.header.encode()),
+                           (locator_name(s.session_id), locator_bytes(s.prefix, s.session_id))):
+            if self.journal.object_state(name) is None:
+                log.warning("session %s: %s was never queued; queued again from the journal", s.session_id, name)
+                self.journal.queue(s.session_id, self._outbox_write(s.session_id, name, data))
+
+    def _requeue_keys(self, s: SessionRow) -> None:
+        """A key the journal counts but whose object was never queued (a journal written before the key
+        object and its count were one transaction) gets a key object now.
+
+        No segment was sealed under such a key (the object was lost before any sealing), so the
+        key object names a fresh data key nobody used; the store is asked first, so that an
+        object already there (a rebuilt journal does not list it) is never replaced.
+        """
+        used = {json.loads(seg.record)["key_index"] for seg in self.journal.segments(s.session_id, "sealed")
+                if seg.record}
+        for idx in range(1, s.key_count):
+            name = key_name(s.prefix, idx)
+            if self.journal.object_state(name) is not None:
+                continue
+            if idx in used:
+                log.error("session %s: key %d sealed segments but its key object is lost; not made again",
+                          s.session_id, idx)
+                continue
+            try:
+                if self.store.exists(name):
+                    continue
+            except StoreError as err:
+                log.warning("session %s: cannot ask the store for %s (%s); asked again at the next start",
+                            s.session_id, name, err)
+                continue
+            obj = sign_document(build_key_object(
+                session_id=s.session_id, key_index=idx, created_at_us=self.clock.now_us(),
+                cause="resume_after_crash",
+                wrapped_key=wrap_key(new_data_key(), self.station.custodian, s.session_id, idx),
+            ), self.station.key)
+            log.warning("session %s: key %d was counted but its key object never queued; made again", s.session_id,
+                        idx)
+            self.journal.queue(s.session_id, self._outbox_write(s.session_id, name, canonical_json(obj)))
+
+    def _adopt_manifest(self, s: SessionRow) -> bool:
+        """Close an open session with the manifest already queued or stored for it, if there is one."""
+        name = manifest_name(s.prefix)
+        data: bytes | None = None
+        queued = self.journal.object_state(name) is not None
+        local = self.station.outbox / s.session_id / name.replace("/", "__")
+        if queued and local.exists():
+            data = local.read_bytes()
+        else:
+            try:
+                if self.store.exists(name):
+                    data = self.store.get(name)
+            except StoreError as err:
+                log.warning("session %s: cannot ask the store for its manifest (%s)", s.session_id, err)
+        if data is None:
+            return False
+        try:
+            manifest = parse_json_object(data, f"manifest {name}")
+            verify_document(manifest, self.station.key.public_key(), f"manifest {name}")
+        except (FormatError, SignatureError) as err:
+            log.error("session %s: manifest %s is not this station's (%s); sealing the session's own", s.session_id,
+                      name, err)
+            return False
+        if manifest.get("session_id") != s.session_id:
+            return False
+        reason = str(manifest.get("end_reason", "recovered_after_crash"))
+        log.warning("session %s: its manifest was already %s; closed with it", s.session_id,
+                    "queued" if queued else "stored")
+        self.journal.set_session_state(s.session_id, "closed", reason, data.decode())
+        self._keep_partials(s.session_id)
+        shutil.rmtree(self.station.spool / s.session_id, ignore_errors=True)
+        return True
 
     def uploader_started(self) -> None:
         if self.uploader.thread is None:
@@ -711,5 +950,7 @@ class Recorder:
             "interruptions": self.journal.interruptions(sid),
             "chain_head": s.chain_head,
             "pending_uploads": self.journal.pending_count(sid),
+            # Objects the uploader holds back, kept locally (`irms-agent upload` names them and exits 4).
+            "held_uploads": sum(1 for h in self.journal.held_objects() if h.session_id == sid),
             "store": self.store.url,
         }

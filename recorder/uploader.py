@@ -2,17 +2,26 @@
 
 An object is deleted locally only after the store confirmed it (R10). A store that is
 away only delays uploads; nothing is dropped.
+
+One object never blocks the queue. Before a put, the local bytes are checked against the
+SHA-256 the journal queued them with (a segment's is its record's cipher_sha256): a torn
+or missing file is held as 'damaged'. The store refusing a name because it already holds
+other bytes holds the object as 'quarantined' (the same bytes are a confirmation). A held
+object stays in the outbox, is logged as one error line and a session event, and
+`irms-agent upload` reports it in its exit status; the queue moves on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import sqlite3
 import threading
 from pathlib import Path
 
 from recorder.clock import Clock
+from recorder.crashpoint import crash_point
 from recorder.errors import disk_full
 from recorder.journal import Journal
 from storage.base import ObjectStore
@@ -60,7 +69,7 @@ class Uploader:
     def drain_once(self, journal: Journal) -> tuple[int, bool]:
         """Upload every pending object once, in queue order. Returns (uploaded, had_error)."""
         done = 0
-        for name, path, _attempts in journal.pending_objects():
+        for name, path, sha256 in journal.pending_objects():
             if self.stopping.is_set():
                 break
             local = Path(path)
@@ -68,18 +77,29 @@ class Uploader:
                 data = local.read_bytes()
             except FileNotFoundError:
                 # Uploaded and deleted before a crash lost the confirmation.
-                if self.store.exists(name):
+                try:
+                    in_store = self.store.exists(name)
+                except StoreError as err:
+                    self.last_error = str(err)
+                    journal.upload_failed(name, str(err))
+                    return done, True
+                if in_store:
                     journal.confirm(name)
                     continue
-                journal.upload_failed(name, "local file missing")
-                log.error("outbox file %s for %s is missing and not in the store", local, name)
+                self._hold(journal, name, "damaged", f"outbox file {local} is missing and {name} is not in the store")
                 continue
+            if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+                self._hold(journal, name, "damaged",
+                           f"outbox file {local} is damaged ({len(data)} bytes, SHA-256 differs from the journal's);"
+                           " kept, not uploaded")
+                continue
+            crash_point("upload.before_put")
             try:
                 self.store.put(name, data, retain_until=self._retain_until())
             except ObjectExists:
-                log.error("store already holds a different %s; keeping the local copy", name)
-                journal.upload_failed(name, "different object already in store")
-                return done, True
+                self._hold(journal, name, "quarantined",
+                           f"store {self.store.url} already holds other bytes under {name}; local copy kept in {local}")
+                continue
             except StoreError as err:
                 self.last_error = str(err)
                 journal.upload_failed(name, str(err))
@@ -90,6 +110,11 @@ class Uploader:
             self.uploaded += 1
         self.last_error = None
         return done, False
+
+    def _hold(self, journal: Journal, name: str, state: str, error: str) -> None:
+        """Take one object out of the queue (kept locally), say so once, and move on."""
+        log.error("%s: %s", state, error)
+        journal.hold(name, state, error, self.clock.now_us())
 
     def _loop(self) -> None:
         journal = Journal(self.journal_path)

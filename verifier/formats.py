@@ -215,8 +215,9 @@ Check = Callable[[Any, str], None]
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
 SIZE_RE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
-EVENT_KINDS = ("start", "capture_stop", "pause", "resume", "device_lost", "health", "health_ok", "salvaged",
-               "recovered", "clock_step", "end")
+EVENT_KINDS = ("start", "capture_stop", "pause", "resume", "device_lost", "store_full", "health", "health_ok",
+               "salvaged", "recovered", "clock_step", "clock_offset", "torn_segment", "partial_kept", "segment_lost",
+               "object_kept", "object_damaged", "object_quarantined", "journal_rebuilt", "end")
 KEY_CAUSES = ("resume_after_crash",)
 CAMERA_SOURCES = ("lavfi", "rtsp", "v4l2", "http")
 MICROPHONE_SOURCES = ("lavfi", "pulse", "alsa", "camera")

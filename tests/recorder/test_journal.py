@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recorder.journal import Journal, RunRow, SessionRow
+from recorder.journal import Journal, Queued, RunRow, SessionRow
 
 
 def test_capture_is_idempotent_and_ordered(tmp_path: Path) -> None:
@@ -14,10 +14,10 @@ def test_capture_is_idempotent_and_ordered(tmp_path: Path) -> None:
     assert j.capture("s1", 0, "seg000000.ts", 10, 2) == 0
     assert j.capture("s1", 0, "seg000000.ts", 10, 2) is None  # seen again after a restart
     assert j.capture("s1", 0, "seg000001.ts", 12, 2) == 1
-    j.mark_sealed("s1", 0, "{}", "11" * 32, [("a/b/s1/seg/00000000.bin", "/x")])
+    j.mark_sealed("s1", 0, "{}", "11" * 32, [Queued("a/b/s1/seg/00000000.bin", "/x", "ab" * 32)])
     j.close()
     j2 = Journal(tmp_path / "j.db")
     assert j2.session("s1").next_index == 1 and j2.session("s1").chain_head == "11" * 32
     assert [s.state for s in j2.segments("s1")] == ["sealed", "captured"]
-    assert j2.pending_objects() == [("a/b/s1/seg/00000000.bin", "/x", 0)]
+    assert j2.pending_objects() == [("a/b/s1/seg/00000000.bin", "/x", "ab" * 32)]
     assert [s.session_id for s in j2.open_sessions()] == ["s1"]
