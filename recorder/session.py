@@ -70,6 +70,8 @@ from verifier.keys import sign_document, verify_document
 from verifier.timestamp import TOKEN_SUFFIX, token_name
 
 log = logging.getLogger(__name__)
+# Media ending this long before the capture was stopped is declared as an encoder stall (close()).
+LAG_DECLARED_US = 1_000_000
 
 # After a full disk, capture resumes once this much is free (or min_free_bytes, if smaller).
 RESUME_FREE_BYTES = 64 * 2**20
@@ -722,15 +724,7 @@ class Recorder:
         s = self.journal.session(sid)
         now = self.clock.now_us()
         still_open = any(i["end_us"] is None for i in self.journal.interruptions(sid))
-        header = parse_json_object(s.header.encode(), "session header")
-        interruptions = [
-            {"cause": i["cause"], "end_us": now if i["end_us"] is None else i["end_us"], "reason": i["reason"],
-             "start_us": i["start_us"]}
-            for i in self.journal.interruptions(sid)
-        ]
         journaled = self.journal.events(sid)
-        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in journaled]
-        events.append({"at_us": now, "detail": end_reason, "kind": "end"})
         media_end = self._media_end(sid)
         stops = [e["at_us"] for e in journaled if e["kind"] == "capture_stop"]
         if end_reason == "recovered_after_crash":
@@ -739,6 +733,15 @@ class Recorder:
             ended = now  # ended during a pause or a device loss: the interruption runs to the end
         else:
             ended = stops[-1]
+            self._declare_lag(sid, media_end, ended)
+        header = parse_json_object(s.header.encode(), "session header")
+        interruptions = [
+            {"cause": i["cause"], "end_us": now if i["end_us"] is None else i["end_us"], "reason": i["reason"],
+             "start_us": i["start_us"]}
+            for i in self.journal.interruptions(sid)
+        ]
+        events = [{"at_us": e["at_us"], "detail": e["detail"], "kind": e["kind"]} for e in journaled]
+        events.append({"at_us": now, "detail": end_reason, "kind": "end"})
         manifest = sign_document(build_manifest(
             session_id=sid, header_sha256=chain_genesis(header), segment_count=s.next_index,
             chain_head=s.chain_head, started_at_us=s.started_at_us,
@@ -776,6 +779,20 @@ class Recorder:
         else:
             self.timestamp_error = None
         return stamped
+
+    def _declare_lag(self, sid: str, media_end: int | None, stopped_at: int) -> None:
+        """Capture was stopped at `stopped_at` but its media ends earlier: the encoder ran slower than
+        real time (an overloaded station, generated inputs that follow the encoder's pace), so that
+        time was never recorded. Declare it, as any other time without media, instead of leaving
+        the manifest's span longer than its media and interruptions (V17)."""
+        if media_end is None or stopped_at - media_end <= LAG_DECLARED_US:
+            return
+        lag = (stopped_at - media_end) / 1e6
+        reason = (f"capture stopped {lag:.1f} s after the end of its media: the encoder ran slower than real "
+                  "time (the station was overloaded)")
+        log.warning("session %s: %s", sid, reason)
+        self.journal.open_interruption(sid, media_end, "encoder_stall", reason)
+        self.journal.close_interruptions(sid, stopped_at)
 
     def _keep_partials(self, sid: str) -> None:
         """Move plain files the session did not seal (undecodable partials) out of the spool, kept for inspection.
