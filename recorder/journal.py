@@ -320,11 +320,17 @@ class Journal:
         return None if row is None else str(row[0])
 
     def pending_objects(self, limit: int = 100, session_id: str | None = None) -> list[tuple[str, str, str | None]]:
-        """(name, path, expected SHA-256) of pending objects (of one session, if given), in queue order."""
-        where, args = ("state='pending'", ()) if session_id is None else ("state='pending' AND session_id=?",
-                                                                          (session_id,))
-        rows = self.db.execute(f"SELECT name, path, sha256 FROM objects WHERE {where} ORDER BY seq LIMIT ?",
-                               (*args, limit)).fetchall()
+        """(name, path, expected SHA-256) of pending objects (of one session, if given), in queue order.
+
+        A ciphertext queued by a journal that did not keep digests is checked against its record's cipher_sha256.
+        """
+        where, args = ("o.state='pending'", ()) if session_id is None else ("o.state='pending' AND o.session_id=?",
+                                                                            (session_id,))
+        rows = self.db.execute(
+            "SELECT o.name, o.path, COALESCE(o.sha256, json_extract(s.record, '$.cipher_sha256'))"
+            " FROM objects o LEFT JOIN segments s ON o.sha256 IS NULL AND s.session_id=o.session_id"
+            " AND o.name LIKE '%/seg/%.bin' AND s.idx=CAST(substr(o.name, -12, 8) AS INTEGER)"
+            f" WHERE {where} ORDER BY o.seq LIMIT ?", (*args, limit)).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
     def hold(self, name: str, state: str, error: str, at_us: int) -> None:

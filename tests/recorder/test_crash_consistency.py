@@ -189,9 +189,12 @@ def test_refused_object_is_quarantined_and_the_queue_moves_on(station: Station, 
     sid = first_session(station)
     header = next((station.home / "outbox" / sid).glob("*session.json"))
     name = header.name.replace("__", "/")
-    # The store already holds other bytes under the header's name.
+    # The store already holds other bytes under the header's name, and the very bytes of the locator.
     (store / name).parent.mkdir(parents=True, exist_ok=True)
     (store / name).write_bytes(b'{"not": "this header"}')
+    locator = station.home / "outbox" / sid / f"sessions__{sid}.json"
+    (store / "sessions").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(locator, store / "sessions" / f"{sid}.json")
     out = agent(station, "recover", "--store", str(store), *PLACE, "--json", "--drain-timeout", "60")
     assert out.returncode == 4, out.stderr
     result = json.loads(out.stdout)
@@ -199,6 +202,7 @@ def test_refused_object_is_quarantined_and_the_queue_moves_on(station: Station, 
     assert [(h["name"], h["state"]) for h in result["held"]] == [(name, "quarantined")]
     assert f"irms-agent: error: quarantined {name}: store" in out.stderr
     assert header.exists(), "the quarantined local copy was deleted"
+    assert not locator.exists(), "identical bytes in the store were not taken as a confirmation"
     upload = agent(station, "upload", "--store", str(store), *PLACE)
     assert upload.returncode == 4 and "quarantined" in upload.stderr, upload.stderr
     # Everything else of the session went, including its manifest.
