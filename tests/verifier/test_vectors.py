@@ -6,9 +6,12 @@ old recordings stop verifying: bump the format version instead.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -27,6 +30,7 @@ from verifier.formats import (
     check_document,
 )
 from verifier.keys import b64, key_id, public_raw, sign_document, verify_document
+from verifier.timestamp import TimeProof, check_token
 
 STATION = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 CUSTODIAN = X25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
@@ -225,3 +229,28 @@ def test_spec_prints_the_header_vector_byte_for_byte() -> None:
     spec = (Path(__file__).resolve().parents[2] / "docs" / "evidence-format.md").read_text(encoding="utf-8")
     block = spec.split("join the lines without anything between them):\n\n```\n", 1)[1].split("\n```", 1)[0]
     assert "".join(block.splitlines()).encode() == KAT_HEADER
+
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+
+
+def kat_manifest() -> bytes:
+    header = kat_header()
+    return canonical_json(sign_document(build_manifest(
+        session_id=SID, header_sha256=chain_genesis(header), segment_count=0, chain_head=chain_genesis(header),
+        started_at_us=1_800_000_000_000_000, ended_at_us=1_800_000_002_000_000, end_reason="stopped", key_count=1,
+        interruptions=[], events=[], devices=[]), STATION))
+
+
+def test_time_stamp_token_vector() -> None:
+    """Format 1.1: a token from a fixed TSA over the vector's manifest, and what it proves (V18)."""
+    manifest = kat_manifest()
+    assert hashlib.sha256(manifest).hexdigest() == "bcfea7bcc58f5697fb02ef55b103a67d4f526719bc3ce06bfec1efc0ba933784"
+    token = base64.decodebytes((VECTORS / "kat-manifest.tsr.b64").read_bytes())
+    assert hashlib.sha256(token).hexdigest() == "cdcd53030a4d2d8d222c64ed7a7425bc6a6eb1506d06efe5e21c16b3ba30559e"
+    roots = list(x509.load_pem_x509_certificates((VECTORS / "kat-tsa-root.pem").read_bytes()))
+    proof = check_token(token, manifest, roots)
+    assert proof == TimeProof(gen_time_us=1_796_006_075_000_000, accuracy_us=1_000_000,
+                              tsa="CN=IRMS loopback TSA,O=IRMS test TSA,C=VN", serial=2)
+    with pytest.raises(FormatError, match="Mismatch between messages"):
+        check_token(token, manifest[:-1] + b" ", roots)
