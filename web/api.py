@@ -23,8 +23,9 @@ from web import stations as ST
 from web.app import db_session, now_us, state
 from web.auth import ALL_ROLES, require_roles
 from web.coverage import Coverage
-from web.errors import Forbidden
+from web.errors import Forbidden, ForeignClaim
 from web.evidence import bulk_compute, current_coverage
+from web.ownership import record_refusal
 
 bp = Blueprint("api", __name__)
 
@@ -53,7 +54,11 @@ def session_events() -> ResponseReturnValue:
     s = db_session()
     t = now_us()
     station = ST.authenticate(s, request.headers, "POST", _signed_path(), raw, t, cfg.request_window_s)
-    result = ingest_events(s, station, raw, t)
+    try:
+        result = ingest_events(s, station, raw, t)
+    except ForeignClaim as err:
+        record_refusal(s, err, t)
+        raise
     s.commit()
     return jsonify({"accepted": result.accepted, "duplicates": result.duplicates, "sessions": result.sessions,
                     "server_time_us": t}), 201

@@ -37,9 +37,10 @@ from storage.errors import IrmsError
 from verifier.errors import FormatError, SignatureError
 from verifier.keys import ed25519_public_from_raw
 from verifier.request_auth import SignedRequest, parse_request_headers, verify_request
+from web import audit, ownership
 from web.coverage import Policy, advance_span, judge_heartbeat
 from web.db import Database
-from web.errors import BadRequest, Conflict, DatabaseError, Forbidden, Unauthenticated
+from web.errors import BadRequest, Conflict, DatabaseError, Forbidden, ForeignClaim, Unauthenticated
 from web.models import StationStatus
 from web.stations import HeartbeatBody, facts_of, parse_body
 
@@ -186,8 +187,28 @@ st AS (SELECT {_STATION_COLUMNS} FROM stations WHERE id = ANY(%(ids)s::int[]) OR
 n AS (INSERT INTO nonces (station_pk, nonce, seen_us)
       SELECT x.pk, x.nonce, x.seen FROM json_to_recordset(%(nonces)s::json) AS x(pk int, nonce text, seen bigint)
       JOIN st ON st.id = x.pk AND st.status = %(enrolled)s
-      ON CONFLICT (station_pk, nonce) DO NOTHING RETURNING station_pk, nonce)
-SELECT st.*, array(SELECT n.nonce FROM n WHERE n.station_pk = st.id) FROM st"""
+      ON CONFLICT (station_pk, nonce) DO NOTHING RETURNING station_pk, nonce),
+c AS (SELECT x.* FROM ROWS FROM (json_to_recordset(%(claims)s::json) AS (session text, pk int, nonce text))
+      WITH ORDINALITY AS x),
+hd AS (SELECT s.session_id, o.id, o.station_id FROM sessions s JOIN stations o ON o.station_id = s.station_id
+       WHERE s.header_known AND s.session_id IN (SELECT session FROM c)),
+ow AS (SELECT so.session_id, o.id, o.station_id FROM session_owners so JOIN stations o ON o.id = so.station_pk
+       WHERE so.session_id IN (SELECT session FROM c) AND so.session_id NOT IN (SELECT session_id FROM hd)),
+nc AS (INSERT INTO session_owners (session_id, station_pk, claimed_us)
+       SELECT DISTINCT ON (c.session) c.session, c.pk, %(now)s::bigint FROM c
+       JOIN n ON n.station_pk = c.pk AND n.nonce = c.nonce
+       WHERE c.session NOT IN (SELECT session_id FROM hd) AND c.session NOT IN (SELECT session_id FROM ow)
+       ORDER BY c.session, c.ordinality
+       ON CONFLICT (session_id) DO UPDATE SET station_pk = session_owners.station_pk
+       RETURNING session_id, station_pk),
+own AS (SELECT session_id, id, station_id FROM hd UNION ALL SELECT session_id, id, station_id FROM ow
+        UNION ALL SELECT nc.session_id, o.id, o.station_id FROM nc JOIN stations o ON o.id = nc.station_pk)
+SELECT st.*, array(SELECT n.nonce FROM n WHERE n.station_pk = st.id),
+       (SELECT json_agg(json_build_array(session_id, id, station_id)) FROM own) FROM st"""
+# Ownership (web/ownership.py) is decided in the same statement: a session's owner is its header's station,
+# else its claimant (session_owners), else the first fresh heartbeat of this batch naming it. A claim made
+# by another transaction after this statement's snapshot is caught by ON CONFLICT ... DO UPDATE, which
+# returns the row that won (a no-op update, only on that race).
 _PG_WRITE = """WITH
 hb AS (SELECT nextval(%(hb_seq)s::regclass) AS id, x.*
        FROM ROWS FROM (json_to_recordset(%(hb)s::json) AS (pk int, received bigint, sent bigint, ok bool,
@@ -216,6 +237,8 @@ stu AS (UPDATE stations s SET last_seen_us = x.seen,
 SELECT id FROM hb ORDER BY ordinality"""
 
 _SQLITE_STATIONS = f"SELECT {_STATION_COLUMNS} FROM stations WHERE id IN ({{}})"
+_SQLITE_OWNER = ownership.OWNER_SQL
+_SQLITE_CLAIM = ownership.CLAIM_SQL
 _SQLITE_NONCE = ("INSERT INTO nonces (station_pk, nonce, seen_us) VALUES (?, ?, ?) "
                  "ON CONFLICT (station_pk, nonce) DO NOTHING RETURNING id")
 
@@ -252,8 +275,9 @@ class _Backend:
     param = "%s"
 
     def read(self, items: list[Pending]) -> Steps:
-        """Lock and read the batch's stations; store the nonces of those enrolled. Returns the station rows
-        and the (station pk, nonce) pairs that were new (the first of duplicates within `items` only)."""
+        """Lock and read the batch's stations; store the nonces of those enrolled; find (or claim) the owner
+        of each session the batch's heads name. Returns the station rows, the (station pk, nonce) pairs
+        that were new (the first of duplicates within `items` only) and {session id: (owner pk, owner id)}."""
         raise NotImplementedError
 
     def write(self, plan: Plan) -> Steps:
@@ -270,9 +294,14 @@ class _Postgres(_Backend):
     def read(self, items: list[Pending]) -> Steps:
         nonces = _json_rows(("pk", "nonce", "seen"),
                             [(i.station_pk, i.nonce, i.received_us) for i in _first_of_each_nonce(items)])
+        claims = _json_rows(("session", "pk", "nonce"), [(i.body.recording.session_id, i.station_pk, i.nonce)
+                                                         for i in items if i.body.recording is not None])
         rows = yield (_PG_READ, {"ids": sorted({i.station_pk for i in items}), "nonces": nonces,
-                                 "enrolled": StationStatus.ENROLLED.value})
-        return [r[:-1] for r in rows], {(int(r[0]), str(n)) for r in rows for n in r[-1]}
+                                 "enrolled": StationStatus.ENROLLED.value, "claims": claims,
+                                 "now": items[0].received_us})
+        owned = (rows[0][-1] or []) if rows else []
+        owners = {str(o[0]): (int(o[1]), str(o[2])) for o in owned}
+        return [r[:-2] for r in rows], {(int(r[0]), str(n)) for r in rows for n in r[-2]}, owners
 
     def write(self, plan: Plan) -> Steps:
         heads = [(i.station_pk, i.body.recording.session_id, i.body.recording.index, i.body.recording.chain_head,
@@ -310,7 +339,18 @@ class _Sqlite(_Backend):
         for i in _first_of_each_nonce(items):
             if i.station_pk in enrolled and (yield (_SQLITE_NONCE, (i.station_pk, i.nonce, i.received_us))):
                 fresh.add((i.station_pk, i.nonce))
-        return rows, fresh
+        owners: dict[str, tuple[int, str]] = {}
+        for i in items:
+            rec = i.body.recording
+            if rec is None or rec.session_id in owners:
+                continue
+            found = yield (_SQLITE_OWNER, {"sid": rec.session_id})
+            if not found and (i.station_pk, i.nonce) in fresh:
+                yield (_SQLITE_CLAIM, {"sid": rec.session_id, "pk": i.station_pk, "now": i.received_us})
+                found = yield (_SQLITE_OWNER, {"sid": rec.session_id})
+            if found:
+                owners[rec.session_id] = (int(found[0][0]), str(found[0][1]))
+        return rows, fresh, owners
 
     def write(self, plan: Plan) -> Steps:
         hb_ids: list[int] = []
@@ -349,27 +389,44 @@ def _first_of_each_nonce(items: list[Pending]) -> list[Pending]:
 
 
 def batch_steps(backend: _Backend, batch: list[Pending], policy: Policy, prune_before_us: int | None) -> Steps:
-    """One batch: lock and read its stations and nonces, refuse what must be refused, write the rest, and
-    (when due) delete nonces too old to matter."""
-    station_rows, fresh = yield from backend.read(batch)
+    """One batch: lock and read its stations, nonces and session owners, refuse what must be refused
+    (auditing a head for another station's session), write the rest, and (when due) delete nonces too
+    old to matter."""
+    station_rows, fresh, owners = yield from backend.read(batch)
     found = {int(r[0]): r for r in station_rows}
     rows: dict[int, StationRow] = {}
     accepted: list[Pending] = []
+    foreign: list[Pending] = []
     for item in batch:
         r = found.get(item.station_pk)
         key = (item.station_pk, item.nonce)
+        rec = item.body.recording
+        owner = owners.get(rec.session_id) if rec is not None else None
         if r is None:
             item.error = Unauthenticated(f"unknown station {item.station_id}")
         elif r[1] == StationStatus.REVOKED.value:
             item.error = Forbidden(f"station {item.station_id} is revoked")
         elif key not in fresh:
             item.error = Conflict("request nonce was already used (replay)")
+        elif rec is not None and owner is None:  # cannot happen: the first fresh head of a session claims it
+            item.error = DatabaseError(f"the owner of session {rec.session_id} was not found; send again")
+        elif rec is not None and owner is not None and owner[0] != item.station_pk:
+            fresh.discard(key)
+            item.error = ownership.foreign_session(item.station_id, rec.session_id, owner[1], "witnessed head",
+                                                   {"index": rec.index, "chain_head": rec.chain_head})
+            foreign.append(item)
         else:
             fresh.discard(key)
             rows.setdefault(item.station_pk, StationRow(*r))
             accepted.append(item)
     if accepted:
         yield from backend.write(plan_batch(accepted, rows, policy))
+    if foreign:  # a refused heartbeat keeps nothing, not even its nonce; its refusal is audited
+        for item in foreign:
+            yield (f"DELETE FROM nonces WHERE station_pk = {backend.param} AND nonce = {backend.param}",
+                   (item.station_pk, item.nonce))
+        yield from audit.append_steps([ownership.audit_entry(i.error, i.received_us) for i in foreign
+                                       if isinstance(i.error, ForeignClaim)], isinstance(backend, _Postgres))
     if prune_before_us is not None:
         yield f"DELETE FROM nonces WHERE seen_us < {backend.param}", (prune_before_us,)
 

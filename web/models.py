@@ -147,6 +147,15 @@ class WitnessedHead(Base):
     received_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class SessionOwner(Base):
+    """The first station to claim a session (a witnessed head or an event), before its header is known."""
+
+    __tablename__ = "session_owners"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    claimed_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class Nonce(Base):
     """Nonces of signed requests seen within the freshness window (replay protection)."""
 

@@ -333,9 +333,16 @@ def facts_from_verdict(sent_us: int, received_us: int, ok: bool, reasons_json: s
 
 
 def witnessed_heads(s: Session, session_id: str) -> list[dict[str, object]]:
-    """Every head witnessed for a session, one per index, in order (the `irms-verify --witness` file)."""
-    rows = s.execute(select(WitnessedHead.idx, WitnessedHead.chain_head).where(
-        WitnessedHead.session_id == session_id).order_by(WitnessedHead.idx, WitnessedHead.id)).all()
+    """Every head the session's owner witnessed, one per index, in order (the `irms-verify --witness` file).
+
+    Only the owner's (web/ownership.py): heads other stations sent before the header named the owner
+    are not the session's."""
+    from web.ownership import owner_of
+    owner = owner_of(s, session_id)
+    query = select(WitnessedHead.idx, WitnessedHead.chain_head).where(WitnessedHead.session_id == session_id)
+    if owner is not None:
+        query = query.where(WitnessedHead.station_pk == owner.pk)
+    rows = s.execute(query.order_by(WitnessedHead.idx, WitnessedHead.id)).all()
     out: list[dict[str, object]] = []
     seen: set[tuple[int, str]] = set()
     for idx, head in rows:

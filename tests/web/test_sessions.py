@@ -293,7 +293,9 @@ def test_events_api_signed_deduplicated_and_append_only(world: World, db: Databa
     other = world.enroll("HN-TTG", "P02")
     assert world.client.post("/api/v1/sessions/events", data=bad, headers={
         **st.headers(bad, t, path="/api/v1/sessions/events", key=other.key)}).status_code == 401
-    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9}])[0] == 409  # another station's session
+    # another room's station: refused whether it names the session's room or its own
+    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9}])[0] == 403
+    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9, "room": "P02"}])[0] == 403
     assert _post_events(world.client, st, t, [{**evs[0], "kind": ""}])[0] == 400
     with pytest.raises(Exception), db.session() as s:  # noqa: B017 - the error type differs per database
         s.delete(s.scalars(select(SessionEvent)).first())
