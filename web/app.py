@@ -23,7 +23,7 @@ from web.db import Database
 from web.errors import BadRequest, DatabaseError, Unauthenticated, WebError
 
 if TYPE_CHECKING:
-    from web.ingest import HeartbeatIngest
+    from web.heartbeat.ingest import HeartbeatIngest
 
 
 MAX_BODY = 256 * 1024
@@ -40,7 +40,7 @@ class IrmsState:
     db: Database
     clock: Callable[[], int]
     heartbeats: HeartbeatIngest
-    """The process's heartbeat ingest (one group commit per app), answering at `ingest.HeartbeatRoute`."""
+    """The process's heartbeat ingest (one group commit per app), answered by `heartbeat.http.HeartbeatDoor`."""
 
 
 def state() -> IrmsState:
@@ -93,11 +93,13 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=False)
     db = database or Database(config.resolved_database_url(Path(app.instance_path)))
     from web.evidence import policy_of
-    from web.ingest import HeartbeatIngest, HeartbeatRoute
+    from web.heartbeat.http import HeartbeatDoor
+    from web.heartbeat.ingest import HeartbeatIngest
     ingest = HeartbeatIngest(db, policy_of(config), config.request_window_s)
     app.extensions["irms"] = st = IrmsState(config, db, clock or system_now_us, ingest)
-    app.wsgi_app = HeartbeatRoute(app.wsgi_app, ingest, lambda: st.clock(),  # type: ignore[method-assign]
-                                  config.heartbeat_interval_s, MAX_BODY)
+    door = HeartbeatDoor(lambda: st.clock(), config.heartbeat_interval_s, MAX_BODY)
+    app.extensions["irms.heartbeat_door"] = door
+    app.wsgi_app = door.wsgi(app.wsgi_app, ingest)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=config.resolved_secret(Path(app.instance_path)),
         TESTING=config.testing,

@@ -27,7 +27,8 @@ from web import ownership
 from web.errors import BadRequest, Forbidden
 from web.models import SessionEvent
 from web.recordings import apply_event, apply_header, get_or_create
-from web.stations import StationRef, _insert_ignore, _public_key, parse_body
+from web.station_auth import StationRef, public_key
+from web.stations import parse_body
 
 EVENTS_FORMAT = "irms.session-events/1"
 SESSION_ID = r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$"
@@ -76,7 +77,7 @@ def ingest_events(s: Session, station: StationRef, raw: bytes, now_us: int) -> E
             raise ownership.foreign_session(station.station_id, ev.session_id, owner.station_id,
                                             f"{ev.kind} event")
         row = get_or_create(s, ev.session_id, now_us)
-        fresh = _insert_ignore(s, SessionEvent.__table__, {
+        fresh = _insert_ignore(s, {
             "station_pk": station.pk, "session_id": ev.session_id, "seq": ev.seq, "site": ev.site, "room": ev.room,
             "at_us": ev.at_us, "kind": ev.kind, "detail": ev.detail, "received_us": now_us})
         if not fresh:
@@ -94,6 +95,17 @@ def ingest_events(s: Session, station: StationRef, raw: bytes, now_us: int) -> E
     return EventsIngested(accepted, duplicates, touched)
 
 
+def _insert_ignore(s: Session, values: dict[str, Any]) -> bool:
+    """Store an event unless the station sent it before (same seq); True if it went in (one round trip)."""
+    table = SessionEvent.__table__
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return s.execute(stmt).first() is not None
+
+
 def enrolled_for(s: Session, station: StationRef) -> str:
     """The "site/room" a station is enrolled for."""
     found = s.execute(text("SELECT sites.code, rooms.code FROM rooms JOIN sites ON sites.id = rooms.site_id "
@@ -106,7 +118,7 @@ def enrolled_for(s: Session, station: StationRef) -> str:
 def _take_header(row: Any, header: dict[str, Any], station: StationRef, own: str) -> None:
     try:
         check_document(header, HEADER_FORMAT, "session header")
-        verify_document(header, _public_key(station.public_key), "session header")
+        verify_document(header, public_key(station.public_key), "session header")
     except (FormatError, SignatureError) as err:
         raise BadRequest(f"start event of session {row.session_id}: {err}") from None
     if header.get("session_id") != row.session_id or header.get("station_id") != station.station_id:

@@ -22,9 +22,11 @@ from tests.web.conftest import SimStation, World
 from web.coverage import Policy, spans_from_heartbeats
 from web.db import Database
 from web.errors import DatabaseError
-from web.ingest import HeartbeatIngest, NewSpan, Pending, StationRow, plan_batch
+from web.heartbeat.body import HeartbeatBody
+from web.heartbeat.ingest import HeartbeatIngest
+from web.heartbeat.pending import Pending
+from web.heartbeat.plan import NewSpan, StationRow, plan_batch
 from web.models import Heartbeat, Nonce, Station, UptimeSpan, WitnessedHead
-from web.stations import HeartbeatBody
 
 POLICY = Policy(interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=0, required_probe_kinds=())
 PATH = "/api/v1/heartbeat"
