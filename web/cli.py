@@ -4,7 +4,8 @@
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
-  irms-web audit verify                    recompute the audit log's hash chain
+  irms-web audit verify [--witness FILE]   recompute the audit log's hash chain (and check it against
+                                           the signed heads stations were given)
   irms-web station code SITE [--room R]    issue a one-time enrollment code
   irms-web station revoke ID --reason TEXT revoke a station at once
   irms-web demo-country [--keys DIR]       fill the database with the demo country
@@ -42,7 +43,7 @@ from storage.errors import IrmsError
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
-from web.errors import BadRequest, DatabaseError
+from web.errors import BadRequest, ConfigError, DatabaseError
 from web.models import Role
 from web.sites import CSV_COLUMNS
 
@@ -138,10 +139,26 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    db = _db(_config(args))
+    import json
+
+    from web.audit_anchor import public_key_of, verify_witnessed
+    cfg = _config(args)
+    heads: list[Any] = []
+    for name in args.witness or []:
+        try:
+            loaded = json.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"witness file {name} cannot be read: {err}") from None
+        heads += loaded if isinstance(loaded, list) else [loaded]
+    key = public_key_of(Path(args.key) if args.key else cfg.resolved_audit_key(Path.cwd() / "instance")) \
+        if args.witness else None
+    db = _db(cfg)
     with db.session() as s:
         report = audit.verify(s)
+        witnessed = verify_witnessed(s, heads, key) if key is not None else None
     print(f"audit log verified: {report.entries} entries, head {report.head}")
+    if witnessed is not None:
+        print(f"matches {witnessed.heads} heads witnessed by stations (newest: entry {witnessed.newest_seq})")
     return 0
 
 
@@ -370,7 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit log")
     asub = p.add_subparsers(dest="audit_command", required=True)
-    q = asub.add_parser("verify", help="recompute the hash chain; exit 1 if it is broken")
+    q = asub.add_parser("verify", help="recompute the hash chain (and check it against heads stations witnessed); "
+                                       "exit 1 if it is broken")
+    q.add_argument("--witness", action="append", metavar="FILE",
+                   help="a JSON list of signed audit heads collected from stations (irms.audit-head/1); repeatable")
+    q.add_argument("--key", help="the server's audit key (its private key file or a public key PEM); default: "
+                                 "audit_key_path, or audit-signing.key beside the database")
     q.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("station", help="stations: enrollment codes and revocation")

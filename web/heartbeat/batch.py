@@ -24,8 +24,9 @@ def batch_steps(backend: Backend, batch: list[Pending], policy: Policy, prune_be
     """One batch: lock and read its stations, nonces and session owners, refuse what must be refused
     (auditing a head for another station's session), write the rest, and (when due) delete nonces too
     old to matter."""
-    station_rows, fresh, owners = yield from backend.read(batch)
-    found = {int(r[0]): r for r in station_rows}
+    got = yield from backend.read(batch)
+    fresh, owners = got.fresh, got.owners
+    found = {int(r[0]): r for r in got.stations}
     rows: dict[int, StationRow] = {}
     accepted: list[Pending] = []
     foreign: list[Pending] = []
@@ -48,6 +49,7 @@ def batch_steps(backend: Backend, batch: list[Pending], policy: Policy, prune_be
             assert r is not None  # refusal() refused an unknown station
             fresh.discard(key)
             rows.setdefault(item.station_pk, StationRow(*r))
+            item.audit_head = got.audit_head
             accepted.append(item)
     if accepted:
         yield from backend.write(plan_batch(accepted, rows, policy))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from storage.errors import IrmsError
+from web.audit_anchor import AuditSigner
 from web.heartbeat.body import HEARTBEAT_PATH
 from web.heartbeat.ingest import AsyncHeartbeatIngest, HeartbeatIngest
 from web.heartbeat.pending import Accepted
@@ -37,10 +38,12 @@ def refusal(status: int, error: str, message: str) -> Answer:
 class HeartbeatDoor:
     """What both servers do with a heartbeat request: refuse it before reading it, answer it, encode it."""
 
-    def __init__(self, clock: Callable[[], int], interval_s: int, max_body: int) -> None:
+    def __init__(self, clock: Callable[[], int], interval_s: int, max_body: int,
+                 signer: AuditSigner | None = None) -> None:
         self.clock = clock
         self.interval_s = interval_s
         self.max_body = max_body
+        self.signer = signer
 
     def refused_early(self, method: str) -> Answer | None:
         """The refusal of a request before its body is read."""
@@ -52,8 +55,12 @@ class HeartbeatDoor:
         return refusal(413, "TooLarge", f"a heartbeat is at most {self.max_body} bytes")
 
     def accepted(self, got: Accepted, now_us: int) -> Answer:
-        return 201, {"accepted": True, "heartbeat_id": got.heartbeat_id, "ok": got.ok, "reasons": got.reasons,
-                     "witnessed": got.witnessed, "heartbeat_interval_s": self.interval_s, "server_time_us": now_us}
+        doc: dict[str, object] = {
+            "accepted": True, "heartbeat_id": got.heartbeat_id, "ok": got.ok, "reasons": got.reasons,
+            "witnessed": got.witnessed, "heartbeat_interval_s": self.interval_s, "server_time_us": now_us}
+        if self.signer is not None and got.audit_head is not None:
+            doc["audit_head"] = self.signer.head(*got.audit_head)
+        return 201, doc
 
     @staticmethod
     def refused(err: IrmsError) -> Answer:

@@ -29,6 +29,8 @@ class Pending:
     reasons: list[dict[str, object]]
     heartbeat_id: int | None = None
     error: IrmsError | None = None
+    audit_head: tuple[int, str] | None = None
+    """The audit chain's head (seq, hash) as the batch read it: the answer carries it, signed."""
     batch: list[Pending] | None = None
     """Set when this item's thread is to write a batch (the queue it took or was handed)."""
     wake: threading.Lock = field(default_factory=_held_lock)
@@ -41,6 +43,7 @@ class Accepted:
     ok: bool
     reasons: list[dict[str, object]]
     witnessed: bool
+    audit_head: tuple[int, str] | None = None
 
 
 def outcome(item: Pending) -> Accepted:
@@ -48,7 +51,8 @@ def outcome(item: Pending) -> Accepted:
     if item.error is not None:
         raise item.error
     assert item.heartbeat_id is not None
-    return Accepted(item.heartbeat_id, not item.reasons, item.reasons, item.body.recording is not None)
+    return Accepted(item.heartbeat_id, not item.reasons, item.reasons, item.body.recording is not None,
+                    item.audit_head)
 
 
 def fail(batch: list[Pending], err: IrmsError) -> None:

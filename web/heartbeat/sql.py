@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
+from web.audit import LAST_SQL
 from web.heartbeat.pending import Pending
 from web.heartbeat.plan import Plan, StationRow, resolve
 from web.models import StationStatus
@@ -42,7 +44,8 @@ nc AS (INSERT INTO session_owners (session_id, station_pk, claimed_us)
 own AS (SELECT session_id, id, station_id FROM hd UNION ALL SELECT session_id, id, station_id FROM ow
         UNION ALL SELECT nc.session_id, o.id, o.station_id FROM nc JOIN stations o ON o.id = nc.station_pk)
 SELECT st.*, array(SELECT n.nonce FROM n WHERE n.station_pk = st.id),
-       (SELECT json_agg(json_build_array(session_id, id, station_id)) FROM own) FROM st"""
+       (SELECT json_agg(json_build_array(session_id, id, station_id)) FROM own),
+       (SELECT json_build_array(seq, hash) FROM audit_log ORDER BY seq DESC LIMIT 1) FROM st"""
 # Ownership (web/ownership.py) is decided in the same statement: a session's owner is its header's station,
 # else its claimant (session_owners), else the first fresh heartbeat of this batch naming it. A claim made
 # by another transaction after this statement's snapshot is caught by ON CONFLICT ... DO UPDATE, which
@@ -103,6 +106,20 @@ returned (empty if none). The same steps run on a blocking cursor (`run_steps`) 
 (`run_steps_async`)."""
 
 
+@dataclass
+class BatchRead:
+    """What a batch's read returns."""
+
+    stations: list[tuple[Any, ...]]
+    """The batch's station rows (`_STATION_COLUMNS`), locked."""
+    fresh: set[tuple[int, str]]
+    """The (station pk, nonce) pairs that were new (the first of duplicates within the batch only)."""
+    owners: dict[str, tuple[int, str]]
+    """Session id -> (owner pk, owner station id), for each session the batch's heads name."""
+    audit_head: tuple[int, str] | None
+    """The audit chain's head (seq, hash); None while the log is empty."""
+
+
 class Backend:
     """The statements of a batch for one dialect."""
 
@@ -112,8 +129,7 @@ class Backend:
 
     def read(self, items: list[Pending]) -> Steps:
         """Lock and read the batch's stations; store the nonces of those enrolled; find (or claim) the owner
-        of each session the batch's heads name. Returns the station rows, the (station pk, nonce) pairs
-        that were new (the first of duplicates within `items` only) and {session id: (owner pk, owner id)}."""
+        of each session the batch's heads name; read the audit chain's head."""
         raise NotImplementedError
 
     def write(self, plan: Plan) -> Steps:
@@ -135,9 +151,11 @@ class Postgres(Backend):
         rows = yield (_PG_READ, {"ids": sorted({i.station_pk for i in items}), "nonces": nonces,
                                  "enrolled": StationStatus.ENROLLED.value, "claims": claims,
                                  "now": items[0].received_us})
-        owned = (rows[0][-1] or []) if rows else []
-        owners = {str(o[0]): (int(o[1]), str(o[2])) for o in owned}
-        return [r[:-2] for r in rows], {(int(r[0]), str(n)) for r in rows for n in r[-2]}, owners
+        owned = (rows[0][-2] or []) if rows else []
+        head = rows[0][-1] if rows else None
+        return BatchRead([r[:-3] for r in rows], {(int(r[0]), str(n)) for r in rows for n in r[-3]},
+                         {str(o[0]): (int(o[1]), str(o[2])) for o in owned},
+                         (int(head[0]), str(head[1])) if head else None)
 
     def write(self, plan: Plan) -> Steps:
         heads = [(i.station_pk, i.body.recording.session_id, i.body.recording.index, i.body.recording.chain_head,
@@ -188,7 +206,8 @@ class Sqlite(Backend):
                 found = yield (OWNER_SQL, {"sid": rec.session_id})
             if found:
                 owners[rec.session_id] = (int(found[0][0]), str(found[0][1]))
-        return rows, fresh, owners
+        head = yield (LAST_SQL, ())
+        return BatchRead(rows, fresh, owners, (int(head[0][0]), str(head[0][1])) if head else None)
 
     def write(self, plan: Plan) -> Steps:
         hb_ids: list[int] = []
