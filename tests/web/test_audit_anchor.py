@@ -9,21 +9,24 @@ the chain alone still verifies, the heads the station kept do not.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from recorder.clock import SystemClock
 from recorder.heartbeat import HeartbeatQueue, ServerLink, build_heartbeat, encode, flush
+from tests.web.conftest import World, beat, csrf_token, login
 from tests.web.test_serve_ingest import Served, served  # noqa: F401 (fixture)
 from verifier import keys as K
 from web import audit
 from web.audit_anchor import HEAD_FORMAT
 from web.cli import main as web_cli
-
-pytestmark = pytest.mark.postgres
+from web.db import Database
 
 
 def _beat(queue: HeartbeatQueue, link: ServerLink) -> dict[str, object]:
@@ -62,6 +65,7 @@ def _rewrite(srv: Served) -> None:
                           "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"))
 
 
+@pytest.mark.postgres
 def test_a_rewritten_audit_log_fails_against_the_heads_the_station_kept(
         served: Served, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,3 +112,31 @@ def test_a_rewritten_audit_log_fails_against_the_heads_the_station_kept(
     witness.write_text(json.dumps([forged]))
     assert web_cli(["--database", pg_url, "audit", "verify", "--witness", str(witness)]) == 1
     assert "not the server's audit key" in capsys.readouterr().err
+
+
+def test_the_auditor_page_checks_the_log_against_collected_heads(world: World, app: Flask, client: FlaskClient,
+                                                                 db: Database) -> None:
+    st = world.enroll("HN-TTG", "P01")  # enrollment is audited: the log has a head
+    world.user("thanh.tra", "auditor")
+    code, answer = beat(client, st, world.now())
+    assert code == 201
+    head = answer["audit_head"]
+    assert isinstance(head, dict) and head["format"] == HEAD_FORMAT
+    K.verify_document(head, app.extensions["irms"].audit_signer.public_key, "audit head")
+    assert login(client, "thanh.tra") == 302
+
+    def check(heads: list[object]) -> str:
+        page = client.post("/admin/audit/witness", data={
+            "csrf_token": csrf_token(client, "/admin/audit"),
+            "heads": (io.BytesIO(json.dumps(heads).encode()), "heads.json")}, content_type="multipart/form-data")
+        assert page.status_code == 200
+        return page.get_data(as_text=True)
+
+    assert 'id="witness-status">Khớp với các đỉnh chuỗi mà các trạm đã lưu: 1' in check([head])
+    # a head the server signed for that entry with another hash: the entry is named
+    other = app.extensions["irms"].audit_signer.head(head["seq"], "0" * 64)
+    assert f"audit log entry {head['seq']} differs from the head stations witnessed" in check([other])
+    with db.session() as s:
+        checks = s.execute(text("SELECT actor, detail FROM audit_log WHERE action = 'audit.witness_check' "
+                                "ORDER BY seq")).all()
+    assert [(a, json.loads(d)["ok"]) for a, d in checks] == [("thanh.tra", True), ("thanh.tra", False)]
