@@ -12,6 +12,7 @@ whose hash is, today, the one witnessed; the first that is not names the rewritt
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from verifier import keys as K
+from verifier.canonical import canonical_json
 from verifier.errors import FormatError, KeyError_, SignatureError
-from web.errors import AuditBroken, ConfigError
-from web.models import AuditEntry
+from web.errors import AuditBroken, ConfigError, WebError
+from web.models import AuditEntry, AuditTimestamp
 
 HEAD_FORMAT = "irms.audit-head/1"
 KEY_FILE = "audit-signing.key"
@@ -138,3 +140,87 @@ def verify_witnessed(s: Session, heads: list[dict[str, Any]], key: Ed25519Public
             raise AuditBroken(f"audit log entry {seq} differs from the head stations witnessed: the log was "
                               f"rewritten at or before entry {seq}")
     return WitnessReport(len(checked), max(checked))
+
+
+# --- RFC 3161 time-stamps of the head --------------------------------------------------------------------
+# `irms-web audit timestamp`, run at a fixed interval (a systemd timer or cron), asks the time-stamping
+# authority the stations use for manifests (`audit_tsa_url`) for a token over the current signed head,
+# and keeps it in audit_timestamps (append-only), outside the audit log: the log's state at that time is
+# then fixed by a third party as well as by the stations.
+
+TSA_QUERY_TYPE = "application/timestamp-query"
+TSA_REPLY_TYPE = "application/timestamp-reply"
+
+
+def request_token(url: str, data: bytes, timeout: float = 10.0) -> bytes:
+    """The TSA's DER answer granting a token over SHA-256(`data`), checked to answer this request.
+
+    The same exchange as the station's (recorder/timestamp.py); web may not import recorder."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    from rfc3161_client import HashAlgorithm, PKIStatus, TimestampRequestBuilder, decode_timestamp_response
+    query = TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256).nonce(nonce=True) \
+        .cert_request(cert_request=True).build()
+    request = urllib.request.Request(url, data=query.as_bytes(), method="POST",
+                                     headers={"Content-Type": TSA_QUERY_TYPE, "Accept": TSA_REPLY_TYPE})
+    where = url.split("?", 1)[0]
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - the configured TSA
+            body: bytes = answer.read(1 << 20)
+    except urllib.error.HTTPError as err:
+        raise TimestampUnavailable(f"time-stamping authority {where} answered HTTP {err.code}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise TimestampUnavailable(f"time-stamping authority {where} unreachable: "
+                                   f"{getattr(err, 'reason', err)}") from None
+    try:
+        response = decode_timestamp_response(body)
+    except ValueError:
+        raise TimestampUnavailable(f"time-stamping authority {where} answered with no time-stamp response") from None
+    if response.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
+        raise TimestampUnavailable(f"time-stamping authority {where} refused the request (PKIStatus "
+                                   f"{response.status})")
+    info = response.tst_info
+    if info.message_imprint.message != hashlib.sha256(data).digest() or info.nonce != query.nonce:
+        raise TimestampUnavailable(f"time-stamping authority {where} answered another request")
+    return body
+
+
+class TimestampUnavailable(WebError):
+    """The time-stamping authority gave no usable token; the next run asks again."""
+
+    http_status = 503
+    exit_code = 3
+
+
+def timestamp_head(s: Session, signer: AuditSigner, url: str, now_us: int, interval_s: int) -> AuditTimestamp | None:
+    """Ask for a token over the current signed head unless one younger than `interval_s` covers the same
+    head (None then, or while the log is empty); stored in the caller's transaction."""
+    last = s.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+    if last is None:
+        return None
+    newest = s.scalars(select(AuditTimestamp).order_by(AuditTimestamp.id.desc()).limit(1)).first()
+    if newest is not None and newest.seq == last[0] and newest.at_us > now_us - interval_s * 1_000_000:
+        return None
+    head = signer.head(int(last[0]), str(last[1]))
+    data = canonical_json(head)
+    row = AuditTimestamp(seq=int(last[0]), hash=str(last[1]), head=data.decode("utf-8"),
+                         token=request_token(url, data), at_us=now_us)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def verify_timestamps(s: Session, key: Ed25519PublicKey, roots: list[Any]) -> WitnessReport:
+    """Check every stored token (TSA signature over the signed head) and the log against the heads they fix;
+    raise AuditBroken naming the first entry that differs."""
+    from verifier.timestamp import check_token
+    heads: list[dict[str, Any]] = []
+    for row in s.scalars(select(AuditTimestamp).order_by(AuditTimestamp.id)):
+        try:
+            check_token(bytes(row.token), row.head.encode("utf-8"), roots)
+        except FormatError as err:
+            raise AuditBroken(f"time-stamp {row.id} of audit log entry {row.seq}: {err}") from None
+        heads.append(json.loads(row.head))
+    return verify_witnessed(s, heads, key)

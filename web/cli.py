@@ -4,8 +4,10 @@
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
-  irms-web audit verify [--witness FILE]   recompute the audit log's hash chain (and check it against
-                                           the signed heads stations were given)
+  irms-web audit verify [--witness FILE] [--tsa-trust DIR]
+                                           recompute the audit log's hash chain (and check it against
+                                           the signed heads stations were given, and time-stamped)
+  irms-web audit timestamp                 an RFC 3161 token over the signed audit head (timer)
   irms-web station code SITE [--room R]    issue a one-time enrollment code
   irms-web station revoke ID --reason TEXT revoke a station at once
   irms-web demo-country [--keys DIR]       fill the database with the demo country
@@ -24,6 +26,7 @@ Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> varia
 $IRMS_HOME/web.db (SQLite).
 
 Exit codes: 0 done; 1 failed (e.g. the audit chain is broken); 2 bad configuration or arguments;
+3 a peer is away (the time-stamping authority);
 4 database problem; 130 interrupted.
 """
 
@@ -141,7 +144,8 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     import json
 
-    from web.audit_anchor import public_key_of, verify_witnessed
+    from verifier.timestamp import load_tsa_roots
+    from web.audit_anchor import public_key_of, verify_timestamps, verify_witnessed
     cfg = _config(args)
     heads: list[Any] = []
     for name in args.witness or []:
@@ -151,14 +155,34 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             raise ConfigError(f"witness file {name} cannot be read: {err}") from None
         heads += loaded if isinstance(loaded, list) else [loaded]
     key = public_key_of(Path(args.key) if args.key else cfg.resolved_audit_key(Path.cwd() / "instance")) \
-        if args.witness else None
+        if args.witness or args.tsa_trust else None
+    roots = load_tsa_roots(Path(args.tsa_trust)) if args.tsa_trust else None
     db = _db(cfg)
     with db.session() as s:
         report = audit.verify(s)
-        witnessed = verify_witnessed(s, heads, key) if key is not None else None
+        witnessed = verify_witnessed(s, heads, key) if key is not None and args.witness else None
+        stamped = verify_timestamps(s, key, roots) if key is not None and roots is not None else None
     print(f"audit log verified: {report.entries} entries, head {report.head}")
     if witnessed is not None:
         print(f"matches {witnessed.heads} heads witnessed by stations (newest: entry {witnessed.newest_seq})")
+    if stamped is not None:
+        print(f"matches {stamped.heads} time-stamped heads (newest: entry {stamped.newest_seq})")
+    return 0
+
+
+def cmd_audit_timestamp(args: argparse.Namespace) -> int:
+    from web.audit_anchor import AuditSigner, timestamp_head
+    cfg = _config(args)
+    if not cfg.audit_tsa_url:
+        raise ConfigError("no time-stamping authority: set audit_tsa_url")
+    signer = AuditSigner.from_file(cfg.resolved_audit_key(Path.cwd() / "instance"))
+    db = _db(cfg)
+    with db.session() as s:
+        row = timestamp_head(s, signer, cfg.audit_tsa_url, now_us(), cfg.audit_timestamp_interval_s)
+    if row is None:
+        print("audit head unchanged since its last time-stamp (or the log is empty): nothing to do")
+    else:
+        print(f"audit log entry {row.seq} time-stamped")
     return 0
 
 
@@ -393,7 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a JSON list of signed audit heads collected from stations (irms.audit-head/1); repeatable")
     q.add_argument("--key", help="the server's audit key (its private key file or a public key PEM); default: "
                                  "audit_key_path, or audit-signing.key beside the database")
+    q.add_argument("--tsa-trust", metavar="DIR",
+                   help="check the audit head time-stamps against the TSA roots in DIR/tsa/*.pem")
     q.set_defaults(func=cmd_audit_verify)
+    q = asub.add_parser("timestamp", help="ask audit_tsa_url for an RFC 3161 token over the signed audit head "
+                                          "(run at a fixed interval: a systemd timer or cron)")
+    q.set_defaults(func=cmd_audit_timestamp)
 
     p = sub.add_parser("station", help="stations: enrollment codes and revocation")
     ssub = p.add_subparsers(dest="station_command", required=True)

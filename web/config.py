@@ -52,6 +52,10 @@ class WebConfig(BaseModel):
     audit_key_path: str = ""
     """The server's Ed25519 key signing audit chain heads (outside the database); empty: audit-signing.key
     beside the database (0600, made once)."""
+    audit_tsa_url: str = ""
+    """The RFC 3161 time-stamping authority `irms-web audit timestamp` asks for tokens over the audit head."""
+    audit_timestamp_interval_s: int = Field(default=3600, gt=0)
+    """`irms-web audit timestamp` asks again for an unchanged head only after this long."""
     testing: bool = False
     cookie_secure: bool = False
     store_url: str = ""

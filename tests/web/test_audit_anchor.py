@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import text
 
 from recorder.clock import SystemClock
 from recorder.heartbeat import HeartbeatQueue, ServerLink, build_heartbeat, encode, flush
+from tests.plugins.tsa import Tsa, make_tsa_files
 from tests.web.conftest import World, beat, csrf_token, login
 from tests.web.test_serve_ingest import Served, served  # noqa: F401 (fixture)
 from verifier import keys as K
@@ -140,3 +142,47 @@ def test_the_auditor_page_checks_the_log_against_collected_heads(world: World, a
         checks = s.execute(text("SELECT actor, detail FROM audit_log WHERE action = 'audit.witness_check' "
                                 "ORDER BY seq")).all()
     assert [(a, json.loads(d)["ok"]) for a, d in checks] == [("thanh.tra", True), ("thanh.tra", False)]
+
+
+@pytest.mark.postgres
+def test_audit_heads_time_stamped_by_the_tsa_fix_the_log(
+        served: Served, tmp_path: Path, pg_url: str, tsa: Tsa, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IRMS_HOME", str(tmp_path))  # the server's audit key is there
+    monkeypatch.setenv("IRMS_WEB_AUDIT_TSA_URL", tsa.url)
+    trust = tmp_path / "trust"
+    (trust / "tsa").mkdir(parents=True)
+    shutil.copy(tsa.root_pem, trust / "tsa" / "root.pem")
+
+    def cli(*args: str) -> int:
+        return web_cli(["--database", pg_url, "audit", *args])
+
+    assert cli("timestamp") == 0 and "nothing to do" in capsys.readouterr().out  # an empty log
+    _entries(served, ("kiemsat.a", "session.export", "S-1"), ("kiemsat.a", "session.export", "S-2"),
+             ("kiemsat.a", "session.replay", "S-3"))
+    assert cli("timestamp") == 0 and "audit log entry 3 time-stamped" in capsys.readouterr().out
+    assert cli("timestamp") == 0 and "nothing to do" in capsys.readouterr().out  # same head, within the interval
+    _entries(served, ("kiemsat.a", "session.replay", "S-4"), ("kiemsat.a", "session.export", "S-5"))
+    tsa.away()
+    try:
+        assert cli("timestamp") == 3
+        assert "time-stamping authority" in capsys.readouterr().err
+    finally:
+        tsa.back()
+    assert cli("timestamp") == 0 and "audit log entry 5 time-stamped" in capsys.readouterr().out
+    assert cli("verify", "--tsa-trust", str(trust)) == 0
+    assert "matches 2 time-stamped heads (newest: entry 5)" in capsys.readouterr().out
+    with served.db.session() as s:  # kept outside the audit log, append-only
+        assert s.execute(text("SELECT count(*) FROM audit_timestamps")).scalar() == 2
+    _rewrite(served)
+    assert cli("verify") == 0
+    capsys.readouterr()
+    assert cli("verify", "--tsa-trust", str(trust)) == 1
+    assert "audit log entry 3 differs from the head stations witnessed" in capsys.readouterr().err
+    other = tmp_path / "other-trust"
+    (other / "tsa").mkdir(parents=True)
+    (tmp_path / "other-tsa").mkdir()
+    make_tsa_files(tmp_path / "other-tsa")
+    shutil.copy(tmp_path / "other-tsa" / "root.pem", other / "tsa" / "root.pem")
+    assert cli("verify", "--tsa-trust", str(other)) == 1
+    assert "time-stamp token does not verify" in capsys.readouterr().err
