@@ -180,17 +180,14 @@ def _audit_page(before: int | None, witness: tuple[bool, str] | None) -> Respons
 @require_roles("admin", "auditor")
 def audit_witness() -> ResponseReturnValue:
     """Check the log against audit heads collected from stations (a JSON list of irms.audit-head/1)."""
-    import json
-
-    from web.audit_anchor import verify_witnessed
+    from web.audit_anchor import parse_heads, verify_witnessed
     form = WitnessForm()
     if not form.validate_on_submit():
         raise _form_error(form)
     try:
-        loaded = json.loads(form.heads.data.read(16 * 2**20).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the witnessed heads file is not JSON") from None
-    heads = loaded if isinstance(loaded, list) else [loaded]
+        heads = parse_heads(form.heads.data.read(16 * 2**20).decode("utf-8"), "the witnessed heads file")
+    except (AuditBroken, UnicodeDecodeError):
+        raise BadRequest("the witnessed heads file is neither JSON nor JSON lines") from None
     s = db_session()
     try:
         got = verify_witnessed(s, heads, state().audit_signer.public_key)

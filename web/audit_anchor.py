@@ -105,6 +105,19 @@ def public_key_of(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def parse_heads(text: str, where: str) -> list[Any]:
+    """Heads collected from stations: a JSON list, one JSON object, or one object per line (as
+    `sqlite3 IRMS_HOME/heartbeats.db "SELECT head FROM audit_heads"` prints them)."""
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError:
+            raise AuditBroken(f"{where} is neither JSON nor JSON lines") from None
+    return loaded if isinstance(loaded, list) else [loaded]
+
+
 @dataclass(frozen=True)
 class WitnessReport:
     heads: int

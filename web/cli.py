@@ -142,18 +142,16 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    import json
-
     from verifier.timestamp import load_tsa_roots
-    from web.audit_anchor import public_key_of, verify_timestamps, verify_witnessed
+    from web.audit_anchor import parse_heads, public_key_of, verify_timestamps, verify_witnessed
     cfg = _config(args)
     heads: list[Any] = []
     for name in args.witness or []:
         try:
-            loaded = json.loads(Path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"witness file {name} cannot be read: {err}") from None
-        heads += loaded if isinstance(loaded, list) else [loaded]
+        heads += parse_heads(text, f"witness file {name}")
     key = public_key_of(Path(args.key) if args.key else cfg.resolved_audit_key(Path.cwd() / "instance")) \
         if args.witness or args.tsa_trust else None
     roots = load_tsa_roots(Path(args.tsa_trust)) if args.tsa_trust else None
@@ -414,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = asub.add_parser("verify", help="recompute the hash chain (and check it against heads stations witnessed); "
                                        "exit 1 if it is broken")
     q.add_argument("--witness", action="append", metavar="FILE",
-                   help="a JSON list of signed audit heads collected from stations (irms.audit-head/1); repeatable")
+                   help="signed audit heads collected from stations (irms.audit-head/1): a JSON list or JSON "
+                        "lines; repeatable")
     q.add_argument("--key", help="the server's audit key (its private key file or a public key PEM); default: "
                                  "audit_key_path, or audit-signing.key beside the database")
     q.add_argument("--tsa-trust", metavar="DIR",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,15 @@ def test_a_rewritten_audit_log_fails_against_the_heads_the_station_kept(
         K.verify_document(h, public, "audit head")  # type: ignore[arg-type]
     witness = tmp_path / "heads.json"
     witness.write_text(json.dumps(heads))
+    # as a custodian would take them off the station: sqlite3 heartbeats.db "SELECT head FROM audit_heads"
+    lines = tmp_path / "heads.jsonl"
+    with sqlite3.connect(tmp_path / "station" / "heartbeats.db") as conn:
+        lines.write_text("".join(r[0] + "\n" for r in conn.execute("SELECT head FROM audit_heads")))
     monkeypatch.setenv("IRMS_HOME", str(tmp_path))
 
     assert web_cli(["--database", pg_url, "audit", "verify", "--witness", str(witness)]) == 0
+    assert "matches 3 heads witnessed by stations" in capsys.readouterr().out
+    assert web_cli(["--database", pg_url, "audit", "verify", "--witness", str(lines)]) == 0
     assert "matches 3 heads witnessed by stations" in capsys.readouterr().out
 
     _rewrite(served)
