@@ -8,7 +8,8 @@
 - `batch`: the refusals the database decides (revoked 403, replay 409, another station's session 403,
   audited) and the steps run on a cursor;
 - `commit`: the group commit, for threads and for an event loop;
-- `http`: the front door, for WSGI and ASGI;
+- `http`: the front door, for WSGI and ASGI (an accepted heartbeat's answer carries the signed audit
+  head the batch read, web/audit_anchor.py);
 - `witness`: the owner's witnessed heads read back.
 
 Refusals keep their meaning: an unknown station or a bad signature is 401, a revoked station 403
