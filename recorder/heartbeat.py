@@ -6,6 +6,10 @@ the server keeps append-only (witnessing, R08). Each POST is signed with the sta
 `verifier.request_auth`. Heartbeats go into a local queue (SQLite, IRMS_HOME/heartbeats.db)
 first and leave it oldest first only when the server has accepted them, so an outage delays
 them but loses none (up to `QUEUE_CAP`, beyond which the oldest are dropped and counted).
+
+Each accepted heartbeat's answer carries the server's signed audit chain head (`audit_head`,
+irms.audit-head/1); the station keeps every distinct one in the same database (`audit_heads`),
+so the server's audit log can later be checked against them (`irms-web audit verify --witness`).
 """
 
 from __future__ import annotations
@@ -113,6 +117,8 @@ class HeartbeatQueue:
             self.db.execute("CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                             " body BLOB NOT NULL, queued_us INTEGER NOT NULL)")
             self.db.execute("CREATE TABLE IF NOT EXISTS dropped (n INTEGER NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER NOT NULL, head TEXT NOT NULL,"
+                            " UNIQUE (seq, head))")
         except sqlite3.Error as err:
             raise RecorderError(f"heartbeat queue {path} cannot be opened: {err}") from None
 
@@ -138,6 +144,17 @@ class HeartbeatQueue:
 
     def dropped(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(n), 0) FROM dropped").fetchone()[0])
+
+    def keep_audit_head(self, head: object) -> None:
+        """Keep a signed audit head the server gave (each distinct one once); anything else is ignored."""
+        if isinstance(head, dict) and isinstance(head.get("seq"), int):
+            self.db.execute("INSERT OR IGNORE INTO audit_heads (seq, head) VALUES (?, ?)",
+                            (head["seq"], json.dumps(head, sort_keys=True, separators=(",", ":"))))
+
+    def audit_heads(self) -> list[dict[str, Any]]:
+        """The signed audit heads kept, oldest entry first."""
+        rows = self.db.execute("SELECT head FROM audit_heads ORDER BY seq, rowid").fetchall()
+        return [json.loads(r[0]) for r in rows]
 
 
 # --- talking to the server ----------------------------------------------------------------------
@@ -237,6 +254,7 @@ def flush(queue: HeartbeatQueue, link: ServerLink, limit: int = 1000) -> FlushRe
                 continue
             raise
         queue.remove(seq)
+        queue.keep_audit_head(last.get("audit_head"))
         sent += 1
     return FlushResult(sent, len(queue), dropped, last)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
@@ -17,8 +18,8 @@ from web import audit
 from web import stations as ST
 from web.app import db_session, now_us, state
 from web.auth import require_roles
-from web.errors import BadRequest, Conflict, NotFound
-from web.models import FacilityType, Province, Room, Site, Station
+from web.errors import AuditBroken, BadRequest, Conflict, NotFound
+from web.models import AuditEntry, FacilityType, Province, Room, Site, Station
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 CODE = Regexp(r"^[A-Za-z0-9._-]{1,64}$", message="letters, digits, '.', '_' or '-'")
@@ -40,6 +41,10 @@ class RoomForm(FlaskForm):
 class CodeForm(FlaskForm):
     site = StringField(validators=[DataRequired(), CODE])
     room = StringField(validators=[Optional(), CODE])
+
+
+class WitnessForm(FlaskForm):
+    heads = FileField(validators=[FileRequired()])
 
 
 class RevokeForm(FlaskForm):
@@ -153,9 +158,11 @@ def revoke(station_id: str) -> ResponseReturnValue:
 @bp.route("/audit")
 @require_roles("admin", "auditor")
 def audit_log() -> ResponseReturnValue:
+    return _audit_page(request.args.get("before", type=int), None)
+
+
+def _audit_page(before: int | None, witness: tuple[bool, str] | None) -> ResponseReturnValue:
     s = db_session()
-    from web.models import AuditEntry
-    before = request.args.get("before", type=int)
     q = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(200)
     if before:
         q = q.where(AuditEntry.seq < before)
@@ -163,6 +170,31 @@ def audit_log() -> ResponseReturnValue:
     try:
         report = audit.verify(s)
         chain_ok, chain_msg = True, f"{report.entries}"
-    except audit.AuditBroken as err:
+    except AuditBroken as err:
         chain_ok, chain_msg = False, str(err)
-    return render_template("admin/audit.html", entries=entries, chain_ok=chain_ok, chain_msg=chain_msg)
+    return render_template("admin/audit.html", entries=entries, chain_ok=chain_ok, chain_msg=chain_msg,
+                           witness_form=WitnessForm(), witness=witness)
+
+
+@bp.route("/audit/witness", methods=["POST"])
+@require_roles("admin", "auditor")
+def audit_witness() -> ResponseReturnValue:
+    """Check the log against audit heads collected from stations (a JSON list of irms.audit-head/1)."""
+    from web.audit_anchor import parse_heads, verify_witnessed
+    form = WitnessForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    try:
+        heads = parse_heads(form.heads.data.read(16 * 2**20).decode("utf-8"), "the witnessed heads file")
+    except (AuditBroken, UnicodeDecodeError):
+        raise BadRequest("the witnessed heads file is neither JSON nor JSON lines") from None
+    s = db_session()
+    try:
+        got = verify_witnessed(s, heads, state().audit_signer.public_key)
+        witness = (True, f"{got.heads}")
+    except AuditBroken as err:
+        witness = (False, str(err))
+    audit.append(s, at_us=now_us(), actor=g.user.username, action="audit.witness_check", target="",
+                 detail={"heads": len(heads), "ok": witness[0]})
+    s.commit()
+    return _audit_page(None, witness)

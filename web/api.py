@@ -1,7 +1,7 @@
 """The JSON API (stations and people) and Prometheus metrics.
 
 POST /api/v1/enroll             one-time code + public key -> station id          (no login; the code is the secret)
-POST /api/v1/heartbeat          signed per verifier.request_auth; answered by web/ingest.py's HeartbeatRoute
+POST /api/v1/heartbeat          signed per verifier.request_auth; answered by web/heartbeat/ (in front of Flask)
 POST /api/v1/sessions/events    session events, signed the same way (web/events.py) (station signature)
 GET  /api/v1/custodian.pub      the current custodian public key (PEM) for stations (anyone)
 GET  /api/v1/coverage           coverage now, per province, failing rooms          (any role)
@@ -23,8 +23,11 @@ from web import stations as ST
 from web.app import db_session, now_us, state
 from web.auth import ALL_ROLES, require_roles
 from web.coverage import Coverage
-from web.errors import Forbidden
+from web.errors import Forbidden, ForeignClaim
 from web.evidence import bulk_compute, current_coverage
+from web.heartbeat.witness import witnessed_heads
+from web.ownership import record_refusal
+from web.station_auth import authenticate
 
 bp = Blueprint("api", __name__)
 
@@ -52,8 +55,12 @@ def session_events() -> ResponseReturnValue:
     cfg = state().config
     s = db_session()
     t = now_us()
-    station = ST.authenticate(s, request.headers, "POST", _signed_path(), raw, t, cfg.request_window_s)
-    result = ingest_events(s, station, raw, t)
+    station = authenticate(s, request.headers, "POST", _signed_path(), raw, t, cfg.request_window_s)
+    try:
+        result = ingest_events(s, station, raw, t)
+    except ForeignClaim as err:
+        record_refusal(s, err, t)
+        raise
     s.commit()
     return jsonify({"accepted": result.accepted, "duplicates": result.duplicates, "sessions": result.sessions,
                     "server_time_us": t}), 201
@@ -95,7 +102,7 @@ def coverage() -> ResponseReturnValue:
 @bp.route("/api/v1/sessions/<session_id>/witness")
 @require_roles("prosecutor", "auditor", "admin")
 def witness(session_id: str) -> ResponseReturnValue:
-    return jsonify(ST.witnessed_heads(db_session(), session_id))
+    return jsonify(witnessed_heads(db_session(), session_id))
 
 
 def _metrics_allowed() -> bool:

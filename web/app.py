@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -23,7 +24,8 @@ from web.db import Database
 from web.errors import BadRequest, DatabaseError, Unauthenticated, WebError
 
 if TYPE_CHECKING:
-    from web.ingest import HeartbeatIngest
+    from web.audit_anchor import AuditSigner
+    from web.heartbeat.ingest import HeartbeatIngest
 
 
 MAX_BODY = 256 * 1024
@@ -40,7 +42,9 @@ class IrmsState:
     db: Database
     clock: Callable[[], int]
     heartbeats: HeartbeatIngest
-    """The process's heartbeat ingest (one group commit per app), answering at `ingest.HeartbeatRoute`."""
+    """The process's heartbeat ingest (one group commit per app), answered by `heartbeat.http.HeartbeatDoor`."""
+    audit_signer: AuditSigner
+    """Signs the audit chain heads heartbeat answers carry (web/audit_anchor.py)."""
 
 
 def state() -> IrmsState:
@@ -92,12 +96,19 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     config = config or load_config()
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=False)
     db = database or Database(config.resolved_database_url(Path(app.instance_path)))
+    from web.audit_anchor import AuditSigner
     from web.evidence import policy_of
-    from web.ingest import HeartbeatIngest, HeartbeatRoute
+    from web.heartbeat.http import HeartbeatDoor
+    from web.heartbeat.ingest import HeartbeatIngest
     ingest = HeartbeatIngest(db, policy_of(config), config.request_window_s)
-    app.extensions["irms"] = st = IrmsState(config, db, clock or system_now_us, ingest)
-    app.wsgi_app = HeartbeatRoute(app.wsgi_app, ingest, lambda: st.clock(),  # type: ignore[method-assign]
-                                  config.heartbeat_interval_s, MAX_BODY)
+    if config.testing and not config.audit_key_path:
+        signer = AuditSigner(Ed25519PrivateKey.generate())
+    else:
+        signer = AuditSigner.from_file(config.resolved_audit_key(Path(app.instance_path)))
+    app.extensions["irms"] = st = IrmsState(config, db, clock or system_now_us, ingest, signer)
+    door = HeartbeatDoor(lambda: st.clock(), config.heartbeat_interval_s, MAX_BODY, signer)
+    app.extensions["irms.heartbeat_door"] = door
+    app.wsgi_app = door.wsgi(app.wsgi_app, ingest)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=config.resolved_secret(Path(app.instance_path)),
         TESTING=config.testing,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,25 +31,64 @@ def entry_hash(prev_hash: str, seq: int, at_us: int, actor: str, action: str, ta
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
+APPEND_LOCK = 7235001
+"""The PostgreSQL advisory lock (transaction scope) that serialises appenders, so the chain never forks."""
+LAST_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+INSERT_COLUMNS = ("seq", "at_us", "actor", "action", "target", "detail", "prev_hash", "hash")
+
+
+def next_entry(last: tuple[int, str] | None, *, at_us: int, actor: str, action: str, target: str,
+               detail: dict[str, Any]) -> dict[str, Any]:
+    """The column values of the entry that follows `last` (its seq and hash; None for the first)."""
+    prev = last[1] if last else GENESIS
+    seq = (last[0] + 1) if last else 1
+    return {"seq": seq, "at_us": at_us, "actor": actor, "action": action, "target": target,
+            "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False), "prev_hash": prev,
+            "hash": entry_hash(prev, seq, at_us, actor, action, target, detail)}
+
+
 def append(s: Session, *, at_us: int, actor: str, action: str, target: str = "",
            detail: dict[str, Any] | None = None) -> AuditEntry:
     """Add one entry in the caller's transaction (it commits or rolls back with the action it records)."""
-    detail = detail or {}
     if s.get_bind().dialect.name == "postgresql":
-        # Serialise appenders for this transaction so the chain never forks under several workers.
-        s.execute(text("SELECT pg_advisory_xact_lock(7235001)"))
-    last = s.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
-    prev = last.hash if last else GENESIS
-    seq = (last.seq + 1) if last else 1
-    entry = AuditEntry(seq=seq, at_us=at_us, actor=actor, action=action, target=target,
-                       detail=json.dumps(detail, sort_keys=True, ensure_ascii=False), prev_hash=prev,
-                       hash=entry_hash(prev, seq, at_us, actor, action, target, detail))
+        s.execute(text(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
+    last = s.execute(text(LAST_SQL)).first()
+    entry = AuditEntry(**next_entry((int(last[0]), str(last[1])) if last else None, at_us=at_us, actor=actor,
+                                    action=action, target=target, detail=detail or {}))
     s.add(entry)
     try:
         s.flush()
     except IntegrityError:
         raise AuditBroken("another writer extended the audit log at the same time; retry") from None
     return entry
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An entry to append on a raw DB-API connection (`append_steps`)."""
+
+    at_us: int
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+def append_steps(entries: list[Pending], postgres: bool) -> Generator[tuple[str, Any], list[tuple[Any, ...]], None]:
+    """`append` for code that talks to the driver itself (the heartbeat batch): yields (sql, parameters)
+    and is sent back the rows each statement returned, in the caller's transaction."""
+    if not entries:
+        return
+    p = "%s" if postgres else "?"
+    if postgres:
+        yield f"SELECT pg_advisory_xact_lock({APPEND_LOCK})", ()
+    rows = yield LAST_SQL, ()
+    last = (int(rows[0][0]), str(rows[0][1])) if rows else None
+    for e in entries:
+        row = next_entry(last, at_us=e.at_us, actor=e.actor, action=e.action, target=e.target, detail=e.detail)
+        yield (f"INSERT INTO audit_log ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join([p] * len(INSERT_COLUMNS))})",
+               tuple(row[c] for c in INSERT_COLUMNS))
+        last = (row["seq"], row["hash"])
 
 
 @dataclass(frozen=True)

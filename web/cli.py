@@ -4,7 +4,10 @@
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
-  irms-web audit verify                    recompute the audit log's hash chain
+  irms-web audit verify [--witness FILE] [--tsa-trust DIR]
+                                           recompute the audit log's hash chain (and check it against
+                                           the signed heads stations were given, and time-stamped)
+  irms-web audit timestamp                 an RFC 3161 token over the signed audit head (timer)
   irms-web station code SITE [--room R]    issue a one-time enrollment code
   irms-web station revoke ID --reason TEXT revoke a station at once
   irms-web demo-country [--keys DIR]       fill the database with the demo country
@@ -23,6 +26,7 @@ Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> varia
 $IRMS_HOME/web.db (SQLite).
 
 Exit codes: 0 done; 1 failed (e.g. the audit chain is broken); 2 bad configuration or arguments;
+3 a peer is away (the time-stamping authority);
 4 database problem; 130 interrupted.
 """
 
@@ -42,7 +46,7 @@ from storage.errors import IrmsError
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
-from web.errors import BadRequest, DatabaseError
+from web.errors import BadRequest, ConfigError, DatabaseError
 from web.models import Role
 from web.sites import CSV_COLUMNS
 
@@ -138,10 +142,45 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    db = _db(_config(args))
+    from verifier.timestamp import load_tsa_roots
+    from web.audit_anchor import parse_heads, public_key_of, verify_timestamps, verify_witnessed
+    cfg = _config(args)
+    heads: list[Any] = []
+    for name in args.witness or []:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"witness file {name} cannot be read: {err}") from None
+        heads += parse_heads(text, f"witness file {name}")
+    key = public_key_of(Path(args.key) if args.key else cfg.resolved_audit_key(Path.cwd() / "instance")) \
+        if args.witness or args.tsa_trust else None
+    roots = load_tsa_roots(Path(args.tsa_trust)) if args.tsa_trust else None
+    db = _db(cfg)
     with db.session() as s:
         report = audit.verify(s)
+        witnessed = verify_witnessed(s, heads, key) if key is not None and args.witness else None
+        stamped = verify_timestamps(s, key, roots) if key is not None and roots is not None else None
     print(f"audit log verified: {report.entries} entries, head {report.head}")
+    if witnessed is not None:
+        print(f"matches {witnessed.heads} heads witnessed by stations (newest: entry {witnessed.newest_seq})")
+    if stamped is not None:
+        print(f"matches {stamped.heads} time-stamped heads (newest: entry {stamped.newest_seq})")
+    return 0
+
+
+def cmd_audit_timestamp(args: argparse.Namespace) -> int:
+    from web.audit_anchor import AuditSigner, timestamp_head
+    cfg = _config(args)
+    if not cfg.audit_tsa_url:
+        raise ConfigError("no time-stamping authority: set audit_tsa_url")
+    signer = AuditSigner.from_file(cfg.resolved_audit_key(Path.cwd() / "instance"))
+    db = _db(cfg)
+    with db.session() as s:
+        row = timestamp_head(s, signer, cfg.audit_tsa_url, now_us(), cfg.audit_timestamp_interval_s)
+    if row is None:
+        print("audit head unchanged since its last time-stamp (or the log is empty): nothing to do")
+    else:
+        print(f"audit log entry {row.seq} time-stamped")
     return 0
 
 
@@ -370,8 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit log")
     asub = p.add_subparsers(dest="audit_command", required=True)
-    q = asub.add_parser("verify", help="recompute the hash chain; exit 1 if it is broken")
+    q = asub.add_parser("verify", help="recompute the hash chain (and check it against heads stations witnessed); "
+                                       "exit 1 if it is broken")
+    q.add_argument("--witness", action="append", metavar="FILE",
+                   help="signed audit heads collected from stations (irms.audit-head/1): a JSON list or JSON "
+                        "lines; repeatable")
+    q.add_argument("--key", help="the server's audit key (its private key file or a public key PEM); default: "
+                                 "audit_key_path, or audit-signing.key beside the database")
+    q.add_argument("--tsa-trust", metavar="DIR",
+                   help="check the audit head time-stamps against the TSA roots in DIR/tsa/*.pem")
     q.set_defaults(func=cmd_audit_verify)
+    q = asub.add_parser("timestamp", help="ask audit_tsa_url for an RFC 3161 token over the signed audit head "
+                                          "(run at a fixed interval: a systemd timer or cron)")
+    q.set_defaults(func=cmd_audit_timestamp)
 
     p = sub.add_parser("station", help="stations: enrollment codes and revocation")
     ssub = p.add_subparsers(dest="station_command", required=True)

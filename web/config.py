@@ -49,6 +49,13 @@ class WebConfig(BaseModel):
     trend_days: int = Field(default=30, gt=0, le=366)
     trend_cache_s: int = Field(default=300, ge=0)
     """Past days of the trend are kept this long per process (late heartbeats show up after it); 0: off."""
+    audit_key_path: str = ""
+    """The server's Ed25519 key signing audit chain heads (outside the database); empty: audit-signing.key
+    beside the database (0600, made once)."""
+    audit_tsa_url: str = ""
+    """The RFC 3161 time-stamping authority `irms-web audit timestamp` asks for tokens over the audit head."""
+    audit_timestamp_interval_s: int = Field(default=3600, gt=0)
+    """`irms-web audit timestamp` asks again for an unchanged head only after this long."""
     testing: bool = False
     cookie_secure: bool = False
     store_url: str = ""
@@ -70,6 +77,9 @@ class WebConfig(BaseModel):
     def data_dir(self, instance_dir: Path) -> Path:
         home = os.environ.get("IRMS_HOME")
         return Path(home).expanduser() if home else instance_dir
+
+    def resolved_audit_key(self, instance_dir: Path) -> Path:
+        return Path(self.audit_key_path) if self.audit_key_path else self.data_dir(instance_dir) / "audit-signing.key"
 
     def resolved_secret(self, instance_dir: Path) -> str:
         """The configured key; else one kept in web-secret-key (0600) beside the database, made once."""

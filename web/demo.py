@@ -20,9 +20,9 @@ from verifier import keys as K
 from verifier.request_auth import sign_request
 from web import audit
 from web.coverage import DAY_US, US, Policy, judge_heartbeat
+from web.heartbeat.body import facts_from_body
 from web.models import FacilityType, Heartbeat, Station, StationStatus, UptimeSpan
 from web.sites import ensure_province, ensure_room, ensure_site
-from web.stations import facts_from_body
 
 # Code, name: 6 centrally-run cities then 28 provinces (Resolution 202/2025/QH15).
 PROVINCES: tuple[tuple[str, str], ...] = (

@@ -32,6 +32,20 @@ class Forbidden(WebError):
     http_status = 403
 
 
+class ForeignClaim(Forbidden):
+    """A station named a session or a room that is not its own: refused, and the refusal is audited.
+
+    `action`, `actor`, `target` and `detail` are the audit entry the refusal is recorded with.
+    """
+
+    def __init__(self, message: str, *, action: str, actor: str, target: str, detail: dict[str, object]) -> None:
+        super().__init__(message)
+        self.action = action
+        self.actor = actor
+        self.target = target
+        self.detail = detail
+
+
 class NotFound(WebError):
     http_status = 404
 

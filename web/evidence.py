@@ -31,8 +31,8 @@ from web.coverage import (
     day_bounds,
     trend_from,
 )
+from web.heartbeat.body import facts_from_verdict
 from web.models import Province, Site, StationStatus, UptimeSpan
-from web.stations import facts_from_verdict
 
 
 def policy_of(config: WebConfig) -> Policy:

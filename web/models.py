@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -147,6 +147,15 @@ class WitnessedHead(Base):
     received_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class SessionOwner(Base):
+    """The first station to claim a session (a witnessed head or an event), before its header is known."""
+
+    __tablename__ = "session_owners"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_pk: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    claimed_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class Nonce(Base):
     """Nonces of signed requests seen within the freshness window (replay protection)."""
 
@@ -184,6 +193,19 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     """Unique: two writers can never both extend the same head (the chain cannot fork)."""
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditTimestamp(Base):
+    """An RFC 3161 token over a signed audit head (web/audit_anchor.py), kept outside the audit log."""
+
+    __tablename__ = "audit_timestamps"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    head: Mapped[str] = mapped_column(Text)
+    """The signed head (canonical JSON) the token is over."""
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    at_us: Mapped[int] = mapped_column(BigInteger)
 
 
 class LoginFailure(Base):

@@ -35,8 +35,8 @@ from verifier.session import Options, Report, audit
 from verifier.trust import TrustStore
 from web.config import WebConfig
 from web.errors import NotFound, StoreMissing
+from web.heartbeat.witness import witnessed_heads
 from web.models import RecordingSession, SessionEvent, SessionSegment, SessionStatus, Station
-from web.stations import witnessed_heads
 
 _stores: dict[str, ObjectStore] = {}
 _stores_lock = threading.Lock()

@@ -22,9 +22,11 @@ from tests.web.conftest import SimStation, World
 from web.coverage import Policy, spans_from_heartbeats
 from web.db import Database
 from web.errors import DatabaseError
-from web.ingest import HeartbeatIngest, NewSpan, Pending, StationRow, plan_batch
+from web.heartbeat.body import HeartbeatBody
+from web.heartbeat.ingest import HeartbeatIngest
+from web.heartbeat.pending import Pending
+from web.heartbeat.plan import NewSpan, StationRow, plan_batch
 from web.models import Heartbeat, Nonce, Station, UptimeSpan, WitnessedHead
-from web.stations import HeartbeatBody
 
 POLICY = Policy(interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=0, required_probe_kinds=())
 PATH = "/api/v1/heartbeat"
@@ -232,3 +234,42 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
         _drop_refusal(db)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
+
+
+def test_in_one_batch_the_first_station_to_name_a_session_owns_it_and_the_other_is_refused(
+        world: World, app: Flask, db: Database) -> None:
+    a, b = world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02")
+    ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
+    now = world.now()
+    sid = "6f1c2b1e-0000-4000-8000-00000000b001"
+
+    def head(st: SimStation, k: int, at: int) -> tuple[dict[str, str], bytes]:
+        return _request(st, at, recording={"session_id": sid, "index": k, "chain_head": f"{k:064x}"})
+
+    primer, results = _in_one_batch(ingest, _request(a, now - 2_000_000),
+                                    [head(a, 0, now - 1_000_000), head(b, 0, now), head(a, 1, now)], now)
+    assert not isinstance(primer, IrmsError) and not isinstance(results[0], IrmsError)
+    assert type(results[1]).__name__ == "ForeignClaim" and results[1].http_status == 403
+    assert f"belongs to station {a.station_id}" in str(results[1])
+    assert not isinstance(results[2], IrmsError)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Heartbeat)) == 3
+        assert s.scalar(select(func.count()).select_from(Nonce)) == 3
+        pks = s.execute(select(WitnessedHead.station_pk)).scalars().all()
+        owner_pk = s.scalars(select(Station.id).where(Station.station_id == a.station_id)).one()
+        assert pks == [owner_pk, owner_pk]
+        entries = s.execute(text("SELECT actor, target, detail FROM audit_log WHERE action = "
+                                 "'station.foreign_session'")).all()
+        assert [(e[0], e[1], json.loads(e[2])["chain_head"]) for e in entries] == [
+            (f"station:{b.station_id}", sid, f"{0:064x}")]
+    assert audit_verifies(db)
+    # later batches too: the claim is kept
+    later = head(b, 2, now + 1_000_000)
+    with pytest.raises(IrmsError, match="belongs to station"):
+        ingest.ingest(later[0], PATH, later[1], now + 1_000_000)
+
+
+def audit_verifies(db: Database) -> bool:
+    from web import audit
+    with db.session() as s:
+        return audit.verify(s).entries > 0

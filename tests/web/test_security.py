@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -29,6 +30,7 @@ ROUTES: list[tuple[str, str, set[str]]] = [
     ("POST", "/admin/rooms", {"admin"}),
     ("POST", "/admin/codes", {"admin", "it_staff"}),
     ("POST", "/admin/stations/st-x/revoke", {"admin", "it_staff"}),
+    ("POST", "/admin/audit/witness", {"admin", "auditor"}),
 ]
 FORMS = {
     "/admin/sites": {"code": "HUE-VKS", "name": "VKS Huế", "province": "HUE", "facility_type": "procuracy"},
@@ -41,7 +43,9 @@ FORMS = {
 def _request(client: FlaskClient, method: str, path: str) -> TestResponse:
     if method == "GET":
         return client.get(path)
-    data = {**FORMS.get(path, {}), "csrf_token": csrf_token(client, "/login")}
+    data: dict[str, object] = {**FORMS.get(path, {}), "csrf_token": csrf_token(client, "/login")}
+    if path == "/admin/audit/witness":
+        data["heads"] = (io.BytesIO(b"[]"), "heads.json")
     return client.post(path, data=data)
 
 

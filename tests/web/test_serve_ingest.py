@@ -165,3 +165,94 @@ def test_database_connection_killed_under_the_server(served: Served) -> None:
     # batch reconnects
     assert set(statuses) <= {201, 503} and statuses[-1] == 201 and statuses.count(201) >= 4
     assert count(served.db, Heartbeat) == 1 + statuses.count(201)
+
+
+# --- a station speaks only for its own room and sessions (issue 12 §1) ------------------------------------
+
+EVENTS_PATH = "/api/v1/sessions/events"
+
+
+def post_events(port: int, st: SimStation, events: list[dict[str, object]]) -> tuple[int, dict[str, object]]:
+    now = time.time_ns() // 1000
+    raw = json.dumps({"format": "irms.session-events/1", "station_id": st.station_id, "sent_at_us": now,
+                      "events": events}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", EVENTS_PATH, body=raw,
+                     headers={**st.headers(raw, now, path=EVENTS_PATH), "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def start_event(session_id: str, room: str, seq: int = 1) -> dict[str, object]:
+    return {"seq": seq, "session_id": session_id, "site": "HN-TTG", "room": room, "at_us": time.time_ns() // 1000,
+            "kind": "start", "detail": ""}
+
+
+def audit_rows(db: Database, action: str) -> list[tuple[str, str, dict[str, object]]]:
+    with db.session() as s:
+        return [(r.actor, r.target, json.loads(r.detail)) for r in s.execute(
+            text("SELECT actor, target, detail FROM audit_log WHERE action = :a ORDER BY seq"), {"a": action})]
+
+
+def heads_by_station(db: Database, session_id: str) -> list[str]:
+    with db.session() as s:
+        return list(s.execute(text("SELECT st.station_id FROM witnessed_heads w JOIN stations st "
+                                   "ON st.id = w.station_pk WHERE w.session_id = :sid ORDER BY w.id"),
+                              {"sid": session_id}).scalars())
+
+
+def test_a_station_cannot_witness_a_session_of_another_room(served: Served) -> None:
+    p00, p01 = served.stations[0], served.stations[1]
+    sid = "6f1c2b1e-0000-4000-8000-00000000a001"
+    assert post_events(served.port, p00, [start_event(sid, "P00")])[0] == 201
+    status, answer, _ = post(served.port, p00, recording={"session_id": sid, "index": 0, "chain_head": "a" * 64})
+    assert status == 201 and answer["witnessed"] is True
+    before = (count(served.db, Heartbeat), count(served.db, Nonce))
+    # the attack: room P01's station names P00's session with a made-up head
+    status, answer, _ = post(served.port, p01, recording={"session_id": sid, "index": 1, "chain_head": "f" * 64})
+    assert status == 403 and answer["error"] == "ForeignClaim", answer
+    assert f"session {sid}" in str(answer["message"]) and "st-serve-0" in str(answer["message"])
+    assert heads_by_station(served.db, sid) == ["st-serve-0"]
+    assert (count(served.db, Heartbeat), count(served.db, Nonce)) == before  # nothing stored, not even the nonce
+    [(actor, target, detail)] = audit_rows(served.db, "station.foreign_session")
+    assert (actor, target) == ("station:st-serve-1", sid)
+    assert detail["owner"] == "st-serve-0" and detail["chain_head"] == "f" * 64
+    # the owner goes on being witnessed
+    assert post(served.port, p00, recording={"session_id": sid, "index": 1, "chain_head": "b" * 64})[0] == 201
+    assert heads_by_station(served.db, sid) == ["st-serve-0", "st-serve-0"]
+
+
+def test_before_the_header_the_first_station_to_claim_a_session_owns_it(served: Served) -> None:
+    first, other = served.stations[2], served.stations[3]
+    sid = "6f1c2b1e-0000-4000-8000-00000000a002"
+    assert post(served.port, first, recording={"session_id": sid, "index": -1, "chain_head": "0" * 64})[0] == 201
+    status, answer, _ = post(served.port, other, recording={"session_id": sid, "index": 0, "chain_head": "e" * 64})
+    assert status == 403 and "st-serve-2" in str(answer["message"])
+    # and its events for that session are refused as well, though they name its own room
+    status, answer = post_events(served.port, other, [start_event(sid, "P03")])
+    assert status == 403 and "st-serve-2" in str(answer["message"])
+    assert [a for a, _, _ in audit_rows(served.db, "station.foreign_session")] == ["station:st-serve-3"] * 2
+    assert heads_by_station(served.db, sid) == ["st-serve-2"]
+    with served.db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM sessions WHERE session_id = :sid"), {"sid": sid}).scalar() == 0
+    assert post_events(served.port, first, [start_event(sid, "P02")])[0] == 201
+
+
+def test_a_station_cannot_start_a_session_in_another_room(served: Served) -> None:
+    p01 = served.stations[1]
+    sid = "6f1c2b1e-0000-4000-8000-00000000a003"
+    status, answer = post_events(served.port, p01, [start_event(sid, "P00")])
+    assert status == 403 and answer["error"] == "ForeignClaim", answer
+    assert "HN-TTG/P01" in str(answer["message"]) and "HN-TTG/P00" in str(answer["message"])
+    with served.db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM sessions")).scalar() == 0
+        assert s.execute(text("SELECT count(*) FROM session_events")).scalar() == 0
+        assert s.execute(text("SELECT count(*) FROM nonces")).scalar() == 0
+    [(actor, target, detail)] = audit_rows(served.db, "station.foreign_room")
+    assert (actor, target) == ("station:st-serve-1", sid)
+    assert detail == {"enrolled_for": "HN-TTG/P01", "named": "HN-TTG/P00", "kind": "start"}
+    # its own room is fine
+    assert post_events(served.port, p01, [start_event(sid, "P01")])[0] == 201

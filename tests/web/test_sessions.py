@@ -293,7 +293,9 @@ def test_events_api_signed_deduplicated_and_append_only(world: World, db: Databa
     other = world.enroll("HN-TTG", "P02")
     assert world.client.post("/api/v1/sessions/events", data=bad, headers={
         **st.headers(bad, t, path="/api/v1/sessions/events", key=other.key)}).status_code == 401
-    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9}])[0] == 409  # another station's session
+    # another room's station: refused whether it names the session's room or its own
+    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9}])[0] == 403
+    assert _post_events(world.client, other, t, [{**evs[0], "seq": 9, "room": "P02"}])[0] == 403
     assert _post_events(world.client, st, t, [{**evs[0], "kind": ""}])[0] == 400
     with pytest.raises(Exception), db.session() as s:  # noqa: B017 - the error type differs per database
         s.delete(s.scalars(select(SessionEvent)).first())
@@ -365,3 +367,31 @@ def test_playlist_groups_segments_within_runs() -> None:
     before, after = text.split("#EXT-X-DISCONTINUITY")
     assert before.rstrip().endswith("seg/00000006-00000007.ts") and "seg/00000008-00000012.ts" in after
     assert "#EXTINF:10.000,\nseg/00000001-00000005.ts" in text and "#EXT-X-TARGETDURATION:10" in text
+
+
+def test_the_station_that_signed_the_header_owns_the_session_over_an_earlier_claim(
+        sessions_world: SessionsWorld, app: Flask, db: Database) -> None:
+    """Another station claimed the session (a made-up head) before its header was known; the header read
+    from the store names the owner: only its heads are the session's, the other's heads are refused."""
+    from sqlalchemy import text
+
+    from tests.web.conftest import beat
+    from web.heartbeat.witness import witnessed_heads
+    from web.models import Station, WitnessedHead
+    sw = sessions_world
+    w = sw.world
+    other = w.enroll("HN-TTG", "P02")
+    with db.session() as s:
+        before = witnessed_heads(s, sw.session_id)
+        other_pk = s.scalars(select(Station.id).where(Station.station_id == other.station_id)).one()
+        # as if it had claimed the session and sent a head before the header arrived
+        s.execute(text("INSERT INTO session_owners (session_id, station_pk, claimed_us) VALUES (:sid, :pk, 0)"),
+                  {"sid": sw.session_id, "pk": other_pk})
+        s.add(WitnessedHead(station_pk=other_pk, session_id=sw.session_id, idx=0, chain_head="f" * 64,
+                            received_us=w.now()))
+    with db.session() as s:
+        heads = witnessed_heads(s, sw.session_id)
+    assert heads == before and {"index": 0, "chain": "f" * 64} not in heads  # not the session's
+    code, answer = beat(w.client, other, w.now(), recording={"session_id": sw.session_id, "index": 1,
+                                                             "chain_head": "e" * 64})
+    assert code == 403 and f"belongs to station {sw.station_id}" in str(answer["message"])

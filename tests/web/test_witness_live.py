@@ -17,7 +17,7 @@ from tests.web.conftest import World
 from tests.web.test_agent import server  # noqa: F401 (fixture)
 from verifier.keys import load_station_private
 from web.db import Database
-from web.stations import witnessed_heads
+from web.heartbeat.witness import witnessed_heads
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -1,0 +1,63 @@
+"""A heartbeat between its checks and its batch's commit, and the answer it gets."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from storage.errors import IrmsError
+from web.heartbeat.body import HeartbeatBody
+
+
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+@dataclass(eq=False)
+class Pending:
+    """A heartbeat that passed every check not needing the database, waiting for its batch."""
+
+    station_pk: int
+    station_id: str
+    nonce: str
+    received_us: int
+    at_us: int
+    body: HeartbeatBody
+    raw: str
+    reasons: list[dict[str, object]]
+    heartbeat_id: int | None = None
+    error: IrmsError | None = None
+    audit_head: tuple[int, str] | None = None
+    """The audit chain's head (seq, hash) as the batch read it: the answer carries it, signed."""
+    batch: list[Pending] | None = None
+    """Set when this item's thread is to write a batch (the queue it took or was handed)."""
+    wake: threading.Lock = field(default_factory=_held_lock)
+    """Held until the item is answered or made leader (a bare lock wakes a thread cheaper than an Event)."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    heartbeat_id: int
+    ok: bool
+    reasons: list[dict[str, object]]
+    witnessed: bool
+    audit_head: tuple[int, str] | None = None
+
+
+def outcome(item: Pending) -> Accepted:
+    """The answer of an item its batch is done with: accepted, or its refusal raised."""
+    if item.error is not None:
+        raise item.error
+    assert item.heartbeat_id is not None
+    return Accepted(item.heartbeat_id, not item.reasons, item.reasons, item.body.recording is not None,
+                    item.audit_head)
+
+
+def fail(batch: list[Pending], err: IrmsError) -> None:
+    """Answer every item of `batch` not yet refused with `err` (the batch was not stored)."""
+    for item in batch:
+        if item.error is None:
+            item.heartbeat_id = None
+            item.error = err
