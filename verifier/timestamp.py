@@ -21,14 +21,7 @@ from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 from rfc3161_client.errors import VerificationError as TokenRefused
 
-from verifier.errors import FormatError
-
-TOKEN_SUFFIX = "manifest.tsr"
-
-
-def token_name(prefix: str) -> str:
-    """The object holding the TSA's answer for the session's manifest."""
-    return prefix + TOKEN_SUFFIX
+from evidence.errors import FormatError
 
 
 @dataclass(frozen=True)

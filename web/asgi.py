@@ -16,11 +16,12 @@ from typing import Any
 from a2wsgi import WSGIMiddleware
 from sqlalchemy.engine import make_url
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
+from evidence.protocol import HEARTBEAT_PATH
 from web.app import MAX_BODY, create_app
 from web.config import WebConfig
 from web.db import Database
-from web.ingest import HEARTBEAT_PATH, AsyncHeartbeatIngest, accepted_answer, answer_headers, refusal
+from web.ingest import AsyncHeartbeatIngest, accepted_answer, answer_headers, refusal
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

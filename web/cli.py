@@ -38,7 +38,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade

@@ -33,10 +33,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from storage.errors import IrmsError
-from verifier.errors import FormatError, SignatureError
-from verifier.keys import ed25519_public_from_raw
-from verifier.request_auth import SignedRequest, parse_request_headers, verify_request
+from evidence.errors import FormatError, IrmsError, SignatureError
+from evidence.keys import ed25519_public_from_raw
+from evidence.protocol import HEARTBEAT_PATH
+from evidence.request_auth import SignedRequest, parse_request_headers, verify_request
 from web.coverage import Policy, advance_span, judge_heartbeat
 from web.db import Database
 from web.errors import BadRequest, Conflict, DatabaseError, Forbidden, Unauthenticated
@@ -712,7 +712,6 @@ class AsyncHeartbeatIngest:
 
 # --- the route, in front of Flask ---------------------------------------------------------------------
 
-HEARTBEAT_PATH = "/api/v1/heartbeat"
 SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store")]
 _REASONS = {201: "201 Created", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",

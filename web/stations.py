@@ -19,19 +19,16 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.errors import IrmsError
-from verifier.errors import FormatError, SignatureError
-from verifier.formats import check_code
-from verifier.keys import ed25519_public_from_raw, key_id
-from verifier.request_auth import parse_request_headers, verify_request
+from evidence.errors import FormatError, IrmsError, SignatureError
+from evidence.formats import check_code
+from evidence.keys import ed25519_public_from_raw, key_id
+from evidence.request_auth import parse_request_headers, verify_request
 from web import audit
 from web.coverage import HeartbeatFacts, Probe, Reason
 from web.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
 from web.models import EnrollmentCode, Room, Site, Station, StationStatus, WitnessedHead
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-HEARTBEAT_FORMAT = "irms.heartbeat/1"
-ENROLL_FORMAT = "irms.enroll/1"
 
 
 # --- enrollment codes -----------------------------------------------------------------------------
