@@ -26,8 +26,8 @@ test: setup
 	scripts/run-tests
 
 lint: setup
-	$(VENV)/bin/ruff check recorder storage verifier web tests bench scripts/demo.py
-	$(VENV)/bin/mypy recorder storage verifier
+	$(VENV)/bin/ruff check recorder storage verifier web evidence tests bench scripts/demo.py
+	$(VENV)/bin/mypy recorder storage verifier evidence
 	$(VENV)/bin/lint-imports
 
 bench: setup

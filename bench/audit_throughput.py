@@ -26,8 +26,8 @@ from bench_session import seal_session
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from evidence.keys import save_private_key
 from storage.file import FileStore
-from verifier.keys import save_private_key
 from verifier.trust import trust_station_key
 
 BIN = Path(sys.executable).parent

@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from recorder.sealer import seal
-from verifier.canonical import canonical_json
-from verifier.chain import chain_genesis
-from verifier.crypto import new_data_key, wrap_key
-from verifier.formats import (
+from evidence.canonical import canonical_json
+from evidence.chain import chain_genesis
+from evidence.crypto import new_data_key, wrap_key
+from evidence.formats import (
     CaseInfo,
     build_header,
     build_manifest,
@@ -24,7 +23,8 @@ from verifier.formats import (
     segment_name,
     session_prefix,
 )
-from verifier.keys import b64, public_raw, sign_document
+from evidence.keys import b64, public_raw, sign_document
+from recorder.sealer import seal
 
 T0 = 1_800_000_000_000_000
 Put = Callable[[str, bytes], object]

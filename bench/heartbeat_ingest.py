@@ -39,14 +39,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select, text
 
-from verifier import keys as K
-from verifier.request_auth import sign_request
+from evidence import keys as K
+from evidence.protocol import HEARTBEAT_PATH
+from evidence.request_auth import sign_request
 from web.db import Database, upgrade
 from web.models import Province, Room, Site, Station
 
 ADMIN_URL = os.environ.get("IRMS_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
-PATH = "/api/v1/heartbeat"
+PATH = HEARTBEAT_PATH
 HELLO = '''async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from verifier.keys import b64, public_raw
+from evidence.keys import b64, public_raw
 
 CHROMIUM = os.environ.get("IRMS_CHROMIUM", "/usr/bin/chromium")
 PASSPHRASE = "bench custodian passphrase"

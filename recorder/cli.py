@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
+from evidence.errors import IrmsError
+from evidence.formats import CaseInfo, check_code
 from recorder.clock import SystemClock
 from recorder.config import load_config, save_latency
 from recorder.errors import CaptureError, ConfigError
@@ -26,9 +28,7 @@ from recorder.events import EventSender, attach_event_sender
 from recorder.profile import load_profile, with_latencies
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import HomeLock, install_custodian, irms_home, keygen, load_station, lock_home
-from storage.errors import IrmsError
 from storage.url import open_store, redact
-from verifier.formats import CaseInfo, check_code
 
 DEFAULT_LEGAL_BASIS = "Điều 183 Bộ luật Tố tụng hình sự 2015"
 

@@ -75,7 +75,7 @@ def save_latency(home: Path, key: str, value_ms: int) -> Path:
         if isinstance(value, dict):
             lines.append(f"\n[{name}]")
             lines.extend(f'"{k}" = {_toml_value(v)}' for k, v in sorted(value.items()))
-    from storage.durable import write_durable
+    from evidence.durable import write_durable
 
     write_durable(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
     return path

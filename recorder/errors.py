@@ -7,7 +7,7 @@ import sqlite3
 
 from pydantic import ValidationError
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 
 
 def first_problem(err: ValidationError) -> str:

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evidence.protocol import EVENTS_FORMAT, EVENTS_PATH
 from recorder.clock import Clock
 from recorder.heartbeat import HeartbeatQueue, ServerLink, ServerRefused, ServerUnavailable, encode
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/api/v1/sessions/events"
-EVENTS_FORMAT = "irms.session-events/1"
 BATCH = 100
 HeaderOf = Callable[[str], dict[str, Any] | None]
 

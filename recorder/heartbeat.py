@@ -3,7 +3,7 @@
 A heartbeat (format irms.heartbeat/1) carries the probe results, free disk, the clock offset
 against the server, versions, and while recording the session id, index and chain head, which
 the server keeps append-only (witnessing, R08). Each POST is signed with the station key per
-`verifier.request_auth`. Heartbeats go into a local queue (SQLite, IRMS_HOME/heartbeats.db)
+`evidence.request_auth`. Heartbeats go into a local queue (SQLite, IRMS_HOME/heartbeats.db)
 first and leave it oldest first only when the server has accepted them, so an outage delays
 them but loses none (up to `QUEUE_CAP`, beyond which the oldest are dropped and counted).
 
@@ -29,18 +29,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from evidence import keys as K
+from evidence.durable import write_durable
+from evidence.errors import KeyError_
+from evidence.protocol import ENROLL_PATH, HEARTBEAT_FORMAT, HEARTBEAT_PATH
+from evidence.request_auth import sign_request
 from recorder.clock import Clock
 from recorder.errors import ConfigError, RecorderError
-from storage.durable import write_durable
-from verifier import keys as K
-from verifier.errors import KeyError_
-from verifier.request_auth import sign_request
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_FORMAT = "irms.heartbeat/1"
-HEARTBEAT_PATH = "/api/v1/heartbeat"
-ENROLL_PATH = "/api/v1/enroll"
 QUEUE_CAP = 100_000
 AGENT_VERSION = "0.1.0"
 

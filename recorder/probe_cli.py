@@ -16,6 +16,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from evidence.errors import IrmsError
 from recorder.devices import discover
 from recorder.probe import (
     AudioThresholds,
@@ -30,7 +31,6 @@ from recorder.probe import (
     probe_microphone,
     probe_store,
 )
-from storage.errors import IrmsError
 from storage.url import open_store, redact
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")

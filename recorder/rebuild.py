@@ -29,24 +29,24 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from recorder.errors import RecorderError
-from recorder.journal import Journal, Queued, SessionRow
-from storage.base import ObjectStore
-from storage.durable import fsync_dir
-from storage.errors import StoreError
-from verifier.canonical import canonical_json, parse_json_object
-from verifier.chain import chain_genesis
-from verifier.errors import FormatError, SignatureError
-from verifier.formats import (
+from evidence.canonical import canonical_json, parse_json_object
+from evidence.chain import chain_genesis
+from evidence.durable import fsync_dir
+from evidence.errors import FormatError, SignatureError
+from evidence.formats import (
     header_name,
     key_name,
     locator_name,
     manifest_name,
     record_name,
     segment_name,
+    token_name,
 )
-from verifier.keys import verify_document
-from verifier.timestamp import token_name
+from evidence.keys import verify_document
+from recorder.errors import RecorderError
+from recorder.journal import Journal, Queued, SessionRow
+from storage.base import ObjectStore
+from storage.errors import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -29,16 +29,16 @@ from typing import Any
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from evidence.canonical import canonical_json, parse_json_object
+from evidence.errors import IrmsError
+from evidence.formats import CaseInfo
 from recorder.clock import Clock, SystemClock
 from recorder.errors import PreflightRefused, RecorderError
 from recorder.events import EventSender, attach_event_sender
 from recorder.journal import Journal
 from recorder.preflight import DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
 from recorder.session import Recorder
-from storage.errors import IrmsError
 from verifier.annex import build_annex, local_time, manifest_sha256, utc_offset_label
-from verifier.canonical import canonical_json, parse_json_object
-from verifier.formats import CaseInfo
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from evidence.formats import check_code
 from recorder.clock import SystemClock
 from recorder.config import load_config
 from recorder.profile import load_profile
@@ -29,7 +30,6 @@ from recorder.screen import ScreenSettings, create_screen_app
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import irms_home, load_station
 from storage.url import open_store, redact
-from verifier.formats import check_code
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from verifier.chain import chain_next
-from verifier.crypto import seal_segment
-from verifier.formats import build_record
-from verifier.keys import sign_document
+from evidence.chain import chain_next
+from evidence.crypto import seal_segment
+from evidence.formats import build_record
+from evidence.keys import sign_document
 
 
 @dataclass(frozen=True)

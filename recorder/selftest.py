@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evidence.durable import write_durable
+from evidence.errors import IrmsError
+from evidence.formats import CaseInfo
 from recorder.preflight import probe_kit
 from recorder.probe import ProbeResult, probe_disk, probe_store
 from recorder.session import Recorder
-from storage.durable import write_durable
-from storage.errors import IrmsError
-from verifier.formats import CaseInfo
 from verifier.session import Options, audit
 from verifier.trust import TrustStore, trust_dir
 

@@ -25,6 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evidence.canonical import canonical_json, parse_json_object
+from evidence.chain import chain_genesis
+from evidence.crypto import new_data_key, wrap_key
+from evidence.durable import fsync_dir, fsync_file, write_durable
+from evidence.errors import FormatError, SignatureError
+from evidence.formats import (
+    TOKEN_SUFFIX,
+    CaseInfo,
+    build_header,
+    build_key_object,
+    build_manifest,
+    header_name,
+    key_name,
+    locator_name,
+    manifest_name,
+    record_name,
+    segment_name,
+    session_prefix,
+    token_name,
+)
+from evidence.keys import sign_document, verify_document
 from recorder.clock import Clock, SessionClock
 from recorder.crashpoint import crash_point
 from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
@@ -44,30 +65,10 @@ from recorder.segmenter import (
 )
 from recorder.station import Station
 from recorder.supervisor import ProcessSupervisor
-from recorder.timestamp import TimestampUnavailable, request_token
 from recorder.uploader import Uploader
 from storage.base import ObjectStore
-from storage.durable import fsync_dir, fsync_file, write_durable
 from storage.errors import StoreError
-from verifier.canonical import canonical_json, parse_json_object
-from verifier.chain import chain_genesis
-from verifier.crypto import new_data_key, wrap_key
-from verifier.errors import FormatError, SignatureError
-from verifier.formats import (
-    CaseInfo,
-    build_header,
-    build_key_object,
-    build_manifest,
-    header_name,
-    key_name,
-    locator_name,
-    manifest_name,
-    record_name,
-    segment_name,
-    session_prefix,
-)
-from verifier.keys import sign_document, verify_document
-from verifier.timestamp import TOKEN_SUFFIX, token_name
+from verifier.timestamp import TimestampUnavailable, request_token
 
 log = logging.getLogger(__name__)
 # Media ending this long before the capture was stopped is declared as an encoder stall (close()).

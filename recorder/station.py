@@ -24,11 +24,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from evidence import keys as K
+from evidence.durable import write_durable
+from evidence.errors import KeyError_
+from evidence.formats import check_code
 from recorder.errors import ConfigError, StationBusy
-from storage.durable import write_durable
-from verifier import keys as K
-from verifier.errors import KeyError_
-from verifier.formats import check_code
 from verifier.trust import trust_dir, trust_station_key
 
 

@@ -1,17 +1,8 @@
-"""The project's one error root, and the storage package's branch of it.
-
-`IrmsError` lives here because `storage` is the bottom layer that every other
-package imports; each package derives its own branch from it.
-"""
+"""The storage package's branch of the project error tree (the root, `IrmsError`, is in evidence/errors.py)."""
 
 from __future__ import annotations
 
-
-class IrmsError(Exception):
-    """Root of every error IRMS raises on purpose. `str(err)` is one clear line."""
-
-    exit_code = 1
-    http_status = 500
+from evidence.errors import IrmsError
 
 
 class StoreError(IrmsError):

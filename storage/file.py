@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from evidence.durable import write_durable
 from storage.base import ObjectInfo
-from storage.durable import write_durable
 from storage.errors import ObjectExists, ObjectNotFound, StoreConfigError, StoreError, StoreUnavailable
 
 

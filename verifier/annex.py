@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from evidence.canonical import parse_json_object
+from evidence.errors import FormatError
+from evidence.formats import HEADER_FORMAT, MANIFEST_FORMAT, check_document, header_name, manifest_name
+from evidence.keys import key_id, unb64
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound
-from verifier.canonical import parse_json_object
-from verifier.errors import FormatError, VerificationError
-from verifier.formats import HEADER_FORMAT, MANIFEST_FORMAT, check_document, header_name, manifest_name
-from verifier.keys import key_id, unb64
+from verifier.errors import VerificationError
 
 SEAL_SCHEME = "IRMS1"
 SEAL_RE = re.compile(r"^IRMS1:([0-9a-fA-F-]{8,64}):([0-9a-f]{64})$")

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from evidence.errors import IrmsError
+from evidence.keys import load_custodian_private, save_private_key, save_public_key
 from storage.base import ObjectStore
-from storage.errors import IrmsError, StoreConfigError
+from storage.errors import StoreConfigError
 from storage.url import open_store
 from verifier.annex import build_annex, check_seal, load_session_documents, parse_seal
 from verifier.errors import VerificationError
 from verifier.export import export_session, is_export, rebuild_session
-from verifier.keys import load_custodian_private, save_private_key, save_public_key
 from verifier.session import Options, Report, audit, locate, verify
 from verifier.trust import TrustStore, trust_dir
 

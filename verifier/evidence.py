@@ -11,21 +11,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.base import ObjectStore
-from storage.errors import ObjectNotFound
-from verifier.canonical import parse_canonical, parse_json_object
-from verifier.errors import FormatError, SessionNotFound
-from verifier.formats import (
+from evidence.canonical import parse_canonical, parse_json_object
+from evidence.errors import FormatError
+from evidence.formats import (
     HEADER_FORMAT,
     KEY_FORMAT,
     MANIFEST_FORMAT,
     RECORD_FORMAT,
+    TOKEN_SUFFIX,
     check_document,
     header_name,
     locator_name,
     manifest_name,
 )
-from verifier.timestamp import TOKEN_SUFFIX
+from storage.base import ObjectStore
+from storage.errors import ObjectNotFound
+from verifier.errors import SessionNotFound
 
 SESSION_ID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 SEG_RE = re.compile(r"seg/([0-9]{8})\.(bin|json)$")

@@ -10,13 +10,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from evidence.canonical import canonical_json
+from evidence.durable import write_durable
+from evidence.formats import locator_name, manifest_name
 from storage.base import ObjectStore
-from storage.durable import write_durable
 from storage.errors import StoreConfigError
 from storage.file import FileStore
-from verifier.canonical import canonical_json
 from verifier.errors import VerificationError
-from verifier.formats import locator_name, manifest_name
 from verifier.media import rebuild_file
 from verifier.session import Options, Report, decrypt_segments, verify
 from verifier.trust import trust_station_key, trust_tsa_roots

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from verifier.errors import FormatError
+from evidence.errors import FormatError
 
 
 def probe_media(data: bytes, timeout: float = 30.0) -> tuple[bool, int, str]:

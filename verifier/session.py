@@ -16,12 +16,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from evidence.canonical import parse_json_object
+from evidence.crypto import open_segment, unwrap_key
+from evidence.formats import key_name, segment_name
 from storage.base import ObjectStore
-from verifier.canonical import parse_json_object
-from verifier.crypto import open_segment, unwrap_key
 from verifier.errors import VerificationError
 from verifier.evidence import load_evidence, locate
-from verifier.formats import key_name, segment_name
 from verifier.rules import Finding
 from verifier.rules.header import v01_header, v02_station_key, v03_header_signature
 from verifier.rules.manifest import v09_manifest_present, v10_manifest, v11_manifest_closes_chain, v12_data_keys

@@ -7,6 +7,9 @@ the TSA root certificates of the trust store (`trust/tsa/*.pem`, see verifier/tr
 manifest, and so every segment its chain head commits to, existed no later than the token's time,
 whatever the station's clock said.
 
+`request_token` is the one RFC 3161 client of the project: the station asks for a token over each
+manifest (recorder/session.py), the server over its signed audit head (web/audit_anchor.py).
+
 The checking is rfc3161-client's (status granted, CMS signature, certificate chain to a trusted
 root valid at the token's time, critical id-kp-timeStamping usage, message imprint); this module
 only adds what IRMS asks of a token: a SHA-256, SHA-384 or SHA-512 imprint of the manifest bytes.
@@ -15,20 +18,60 @@ only adds what IRMS asks of a token: a SHA-256, SHA-384 or SHA-512 imprint of th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 from cryptography import x509
-from rfc3161_client import VerifierBuilder, decode_timestamp_response
+from rfc3161_client import (
+    HashAlgorithm,
+    PKIStatus,
+    TimestampRequestBuilder,
+    VerifierBuilder,
+    decode_timestamp_response,
+)
 from rfc3161_client.errors import VerificationError as TokenRefused
 
-from verifier.errors import FormatError
+from evidence.errors import FormatError, IrmsError
 
-TOKEN_SUFFIX = "manifest.tsr"
+QUERY_TYPE = "application/timestamp-query"
+REPLY_TYPE = "application/timestamp-reply"
 
 
-def token_name(prefix: str) -> str:
-    """The object holding the TSA's answer for the session's manifest."""
-    return prefix + TOKEN_SUFFIX
+class TimestampUnavailable(IrmsError):
+    """The TSA gave no usable token; whoever asked keeps waiting for one and asks again later."""
+
+    exit_code = 3
+    http_status = 503
+
+
+def request_token(url: str, data: bytes, timeout: float = 5.0) -> bytes:
+    """The TSA's DER answer granting a token over SHA-256(`data`), checked to be the answer to this request."""
+    query = TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256).nonce(nonce=True) \
+        .cert_request(cert_request=True).build()
+    request = urllib.request.Request(url, data=query.as_bytes(), method="POST",
+                                     headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE})
+    where = url.split("?", 1)[0]
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - the configured TSA
+            body: bytes = answer.read(1 << 20)
+    except urllib.error.HTTPError as err:
+        raise TimestampUnavailable(f"time-stamping authority {where} answered HTTP {err.code}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TimestampUnavailable(f"time-stamping authority {where} unreachable: {reason}") from None
+    try:
+        response = decode_timestamp_response(body)
+    except ValueError:
+        raise TimestampUnavailable(f"time-stamping authority {where} answered with no time-stamp response") from None
+    if response.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
+        raise TimestampUnavailable(f"time-stamping authority {where} refused the request (PKIStatus "
+                                   f"{response.status}: {' '.join(response.status_string) or 'no reason'})")
+    info = response.tst_info
+    if info.message_imprint.message != hashlib.sha256(data).digest() or info.nonce != query.nonce:
+        raise TimestampUnavailable(f"time-stamping authority {where} answered another request")
+    return body
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier.errors import KeyError_
-from verifier.formats import CODE_RE
-from verifier.keys import load_public_key, save_public_key
+from evidence.errors import KeyError_
+from evidence.formats import CODE_RE
+from evidence.keys import load_public_key, save_public_key
 
 TSA_FOLDER = "tsa"
 

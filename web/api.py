@@ -1,7 +1,7 @@
 """The JSON API (stations and people) and Prometheus metrics.
 
 POST /api/v1/enroll             one-time code + public key -> station id          (no login; the code is the secret)
-POST /api/v1/heartbeat          signed per verifier.request_auth; answered by web/heartbeat/ (in front of Flask)
+POST /api/v1/heartbeat          signed per evidence.request_auth; answered by web/heartbeat/ (in front of Flask)
 POST /api/v1/sessions/events    session events, signed the same way (web/events.py) (station signature)
 GET  /api/v1/custodian.pub      the current custodian public key (PEM) for stations (anyone)
 GET  /api/v1/coverage           coverage now, per province, failing rooms          (any role)
@@ -19,6 +19,7 @@ import hmac
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from evidence.protocol import ENROLL_PATH, EVENTS_PATH
 from web import stations as ST
 from web.app import db_session, now_us, state
 from web.auth import ALL_ROLES, require_roles
@@ -36,7 +37,7 @@ def _signed_path() -> str:
     return (request.script_root or "") + request.path
 
 
-@bp.route("/api/v1/enroll", methods=["POST"])
+@bp.route(ENROLL_PATH, methods=["POST"])
 def enroll() -> ResponseReturnValue:
     body: ST.EnrollBody = ST.parse_body(ST.EnrollBody, request.get_data(), "enrollment request")
     s = db_session()
@@ -48,7 +49,7 @@ def enroll() -> ResponseReturnValue:
                     "server_time_us": t}), 201
 
 
-@bp.route("/api/v1/sessions/events", methods=["POST"])
+@bp.route(EVENTS_PATH, methods=["POST"])
 def session_events() -> ResponseReturnValue:
     from web.events import ingest_events
     raw = request.get_data()

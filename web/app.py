@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 from web import i18n
 from web.config import WebConfig, load_config
 from web.db import Database

@@ -16,10 +16,10 @@ from typing import Any
 from a2wsgi import WSGIMiddleware
 from sqlalchemy.engine import make_url
 
+from evidence.protocol import HEARTBEAT_PATH
 from web.app import create_app
 from web.config import WebConfig
 from web.db import Database
-from web.heartbeat.body import HEARTBEAT_PATH
 from web.heartbeat.http import HeartbeatDoor
 from web.heartbeat.ingest import AsyncHeartbeatIngest
 

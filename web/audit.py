@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from verifier.canonical import canonical_json
+from evidence.canonical import canonical_json
 from web.errors import AuditBroken
 from web.models import AuditEntry
 

@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from verifier import keys as K
-from verifier.canonical import canonical_json
-from verifier.errors import FormatError, KeyError_, SignatureError
-from web.errors import AuditBroken, ConfigError, WebError
+from evidence import keys as K
+from evidence.canonical import canonical_json
+from evidence.errors import FormatError, KeyError_, SignatureError
+from verifier.timestamp import request_token
+from web.errors import AuditBroken, ConfigError
 from web.models import AuditEntry, AuditTimestamp
 
 HEAD_FORMAT = "irms.audit-head/1"
@@ -160,52 +161,6 @@ def verify_witnessed(s: Session, heads: list[dict[str, Any]], key: Ed25519Public
 # authority the stations use for manifests (`audit_tsa_url`) for a token over the current signed head,
 # and keeps it in audit_timestamps (append-only), outside the audit log: the log's state at that time is
 # then fixed by a third party as well as by the stations.
-
-TSA_QUERY_TYPE = "application/timestamp-query"
-TSA_REPLY_TYPE = "application/timestamp-reply"
-
-
-def request_token(url: str, data: bytes, timeout: float = 10.0) -> bytes:
-    """The TSA's DER answer granting a token over SHA-256(`data`), checked to answer this request.
-
-    The same exchange as the station's (recorder/timestamp.py); web may not import recorder."""
-    import hashlib
-    import urllib.error
-    import urllib.request
-
-    from rfc3161_client import HashAlgorithm, PKIStatus, TimestampRequestBuilder, decode_timestamp_response
-    query = TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256).nonce(nonce=True) \
-        .cert_request(cert_request=True).build()
-    request = urllib.request.Request(url, data=query.as_bytes(), method="POST",
-                                     headers={"Content-Type": TSA_QUERY_TYPE, "Accept": TSA_REPLY_TYPE})
-    where = url.split("?", 1)[0]
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - the configured TSA
-            body: bytes = answer.read(1 << 20)
-    except urllib.error.HTTPError as err:
-        raise TimestampUnavailable(f"time-stamping authority {where} answered HTTP {err.code}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise TimestampUnavailable(f"time-stamping authority {where} unreachable: "
-                                   f"{getattr(err, 'reason', err)}") from None
-    try:
-        response = decode_timestamp_response(body)
-    except ValueError:
-        raise TimestampUnavailable(f"time-stamping authority {where} answered with no time-stamp response") from None
-    if response.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
-        raise TimestampUnavailable(f"time-stamping authority {where} refused the request (PKIStatus "
-                                   f"{response.status})")
-    info = response.tst_info
-    if info.message_imprint.message != hashlib.sha256(data).digest() or info.nonce != query.nonce:
-        raise TimestampUnavailable(f"time-stamping authority {where} answered another request")
-    return body
-
-
-class TimestampUnavailable(WebError):
-    """The time-stamping authority gave no usable token; the next run asks again."""
-
-    http_status = 503
-    exit_code = 3
-
 
 def timestamp_head(s: Session, signer: AuditSigner, url: str, now_us: int, interval_s: int) -> AuditTimestamp | None:
     """Ask for a token over the current signed head unless one younger than `interval_s` covers the same

@@ -42,7 +42,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
@@ -142,7 +142,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from verifier.timestamp import load_tsa_roots
+    from verifier.trust import load_tsa_roots
     from web.audit_anchor import parse_heads, public_key_of, verify_timestamps, verify_witnessed
     cfg = _config(args)
     heads: list[Any] = []
@@ -154,7 +154,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         heads += parse_heads(text, f"witness file {name}")
     key = public_key_of(Path(args.key) if args.key else cfg.resolved_audit_key(Path.cwd() / "instance")) \
         if args.witness or args.tsa_trust else None
-    roots = load_tsa_roots(Path(args.tsa_trust)) if args.tsa_trust else None
+    roots = list(load_tsa_roots(Path(args.tsa_trust))) if args.tsa_trust else None
     db = _db(cfg)
     with db.session() as s:
         report = audit.verify(s)

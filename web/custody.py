@@ -1,6 +1,6 @@
 """Custody: the custodian's X25519 keys live with the server, encrypted at rest (R13, R14).
 
-Each key pair is a row of `custodian_keys`: its key id (verifier.keys.key_id of the raw public
+Each key pair is a row of `custodian_keys`: its key id (evidence.keys.key_id of the raw public
 key), the public key (PEM, for stations), and the private key as PKCS#8 PEM encrypted with the
 passphrase in IRMS_CUSTODIAN_PASSPHRASE (never stored, never in the configuration file).
 Rotation (`irms-web custodian new`) adds a key and makes it current; old keys are kept (the
@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from evidence.canonical import parse_json_object
+from evidence.crypto import unwrap_key
+from evidence.errors import DecryptionError, FormatError
+from evidence.formats import header_name, key_name
+from evidence.keys import key_id, public_raw
 from storage.base import ObjectStore
-from verifier.canonical import parse_json_object
-from verifier.crypto import unwrap_key
-from verifier.errors import DecryptionError, FormatError
-from verifier.formats import header_name, key_name
-from verifier.keys import key_id, public_raw
 from web import audit
 from web.errors import BadRequest, Conflict, CustodyError
 from web.models import CustodianKey

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from verifier import keys as K
-from verifier.request_auth import sign_request
+from evidence import keys as K
+from evidence.protocol import HEARTBEAT_PATH
+from evidence.request_auth import sign_request
 from web import audit
 from web.coverage import DAY_US, US, Policy, judge_heartbeat
 from web.heartbeat.body import facts_from_body
@@ -179,7 +180,7 @@ def stations_with_keys(s: Session, keys_dir: Path) -> list[tuple[str, Ed25519Pri
 def simulate(server: str, stations: list[tuple[str, Ed25519PrivateKey, str]], interval_s: float,
              rounds: int | None = None, log: bool = True) -> None:
     """Send a signed heartbeat for every non-silent demo station each interval (Ctrl-C stops)."""
-    path = "/api/v1/heartbeat"
+    path = HEARTBEAT_PATH
     done = 0
     while rounds is None or done < rounds:
         t0 = time.monotonic()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 
 
 class WebError(IrmsError):

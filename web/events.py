@@ -1,6 +1,6 @@
 """Session events from stations (`POST /api/v1/sessions/events`, format irms.session-events/1).
 
-Signed like heartbeats (verifier.request_auth; the same refusals: 401 unknown station, bad
+Signed like heartbeats (evidence.request_auth; the same refusals: 401 unknown station, bad
 signature or stale, 403 revoked, 409 replayed nonce, 400 malformed). Each event is stored
 append-only, numbered by the station's queue (`seq`), so an event sent twice (an answer lost
 on the way back) is kept once. The start event carries the session header; it is taken as the
@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from verifier.errors import FormatError, SignatureError
-from verifier.formats import HEADER_FORMAT, check_document
-from verifier.keys import verify_document
+from evidence.errors import FormatError, SignatureError
+from evidence.formats import HEADER_FORMAT, check_document
+from evidence.keys import verify_document
 from web import ownership
 from web.errors import BadRequest, Forbidden
 from web.models import SessionEvent
@@ -30,7 +30,6 @@ from web.recordings import apply_event, apply_header, get_or_create
 from web.station_auth import StationRef, public_key
 from web.stations import parse_body
 
-EVENTS_FORMAT = "irms.session-events/1"
 SESSION_ID = r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$"
 CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 

@@ -23,13 +23,13 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
+from evidence.canonical import canonical_json, parse_json_object
+from evidence.errors import FormatError
+from evidence.formats import header_name, manifest_name
+from evidence.keys import ed25519_public_from_raw
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound, StoreError
 from storage.url import open_store
-from verifier.canonical import canonical_json, parse_json_object
-from verifier.errors import FormatError
-from verifier.formats import header_name, manifest_name
-from verifier.keys import ed25519_public_from_raw
 from verifier.rules import Finding
 from verifier.session import Options, Report, audit
 from verifier.trust import TrustStore

@@ -24,10 +24,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from evidence.crypto import open_segment
+from evidence.errors import DecryptionError
+from evidence.formats import segment_name
 from storage.base import ObjectStore
-from verifier.crypto import open_segment
-from verifier.errors import DecryptionError
-from verifier.formats import segment_name
 from web import audit, custody
 from web import recordings as R
 from web.app import db_session, now_us, state

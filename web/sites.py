@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from verifier.errors import FormatError
-from verifier.formats import check_code
+from evidence.errors import FormatError
+from evidence.formats import check_code
 from web import audit
 from web.errors import BadRequest
 from web.models import FacilityType, Province, Room, Site

@@ -2,7 +2,7 @@
 
 One place for every station request (heartbeats, session events): the enrolled key (looked up
 once per process and kept: a station id's key never changes), the signature and its freshness
-(`verifier.request_auth`), the nonce (stored with the request it came with, so a replay is
+(`evidence.request_auth`), the nonce (stored with the request it came with, so a replay is
 refused) and the refusal rule: 401 unknown station or bad signature or stale, 403 revoked,
 409 nonce seen before.
 
@@ -24,10 +24,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
-from storage.errors import IrmsError
-from verifier.errors import FormatError, SignatureError
-from verifier.keys import ed25519_public_from_raw
-from verifier.request_auth import SignedRequest, parse_request_headers, verify_request
+from evidence.errors import FormatError, IrmsError, SignatureError
+from evidence.keys import ed25519_public_from_raw
+from evidence.request_auth import SignedRequest, parse_request_headers, verify_request
 from web.db import Database
 from web.errors import Conflict, DatabaseError, Forbidden, Unauthenticated
 from web.models import StationStatus

@@ -16,15 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from verifier.errors import FormatError
-from verifier.formats import check_code
-from verifier.keys import ed25519_public_from_raw, key_id
+from evidence.errors import FormatError
+from evidence.formats import check_code
+from evidence.keys import ed25519_public_from_raw, key_id
 from web import audit
 from web.errors import BadRequest, Conflict, NotFound, Unauthenticated
 from web.models import EnrollmentCode, Room, Site, Station, StationStatus
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-ENROLL_FORMAT = "irms.enroll/1"
 
 
 # --- enrollment codes -----------------------------------------------------------------------------

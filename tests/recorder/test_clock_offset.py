@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from evidence.formats import CaseInfo
 from recorder.clock import SystemClock
 from recorder.profile import load_profile
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
 from tests.plugins.recording import Station
-from verifier.formats import CaseInfo
 
 pytestmark = pytest.mark.slow
 

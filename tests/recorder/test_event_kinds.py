@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from verifier.formats import EVENT_KINDS, INTERRUPTION_CAUSES
+from evidence.formats import EVENT_KINDS, INTERRUPTION_CAUSES
 
 RECORDER = Path(__file__).resolve().parents[2] / "recorder"
 WRITERS = {"_event": EVENT_KINDS, "_sink": EVENT_KINDS, "add_event": EVENT_KINDS,

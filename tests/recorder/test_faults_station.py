@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from evidence.formats import CaseInfo
 from recorder.clock import TEST_STEP_ENV, SystemClock
 from recorder.profile import load_profile
 from recorder.segmenter import SEGMENT_LIST
@@ -32,7 +33,6 @@ from storage.file import FileStore
 from tests.plugins.processes import free_port
 from tests.plugins.recording import BIN, Station, make_station, run_cli
 from tests.recorder.test_faults import wait_for
-from verifier.formats import CaseInfo
 
 pytestmark = pytest.mark.slow
 

@@ -148,12 +148,12 @@ def test_first_segment_never_starts_before_the_run_when_ffprobe_gives_up(
         station: Station, tmp_path: Path, camera_peer: CameraPeer, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a loaded station ffprobe may time out; the first segment's start must still not predate the launch."""
     import recorder.session as session_mod
+    from evidence.formats import CaseInfo
     from recorder.clock import SystemClock
     from recorder.profile import load_profile
     from recorder.session import Recorder, RecorderSettings
     from recorder.station import load_station
     from storage.file import FileStore
-    from verifier.formats import CaseInfo
 
     monkeypatch.setenv("IRMS_TRUST", str(station.trust))
     monkeypatch.setattr(session_mod, "first_media_us", lambda path: None)

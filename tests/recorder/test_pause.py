@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evidence.formats import CaseInfo
 from recorder.clock import SystemClock
 from recorder.errors import RecorderError
 from recorder.profile import load_profile
@@ -16,7 +17,6 @@ from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
 from tests.plugins.recording import Station
-from verifier.formats import CaseInfo
 
 pytestmark = pytest.mark.slow
 

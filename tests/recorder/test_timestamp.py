@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from recorder.timestamp import TimestampUnavailable, request_token
+from evidence.formats import manifest_name, token_name
 from tests.plugins.recording import Station
 from tests.plugins.tsa import Tsa
-from verifier.formats import manifest_name
-from verifier.timestamp import check_token, token_name
+from verifier.timestamp import TimestampUnavailable, check_token, request_token
 
 
 def session_prefix_of(store: Path, session_id: str) -> str:

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from evidence.errors import FormatError
+from evidence.formats import CaseInfo
 from recorder.clock import SystemClock
 from recorder.profile import load_profile
 from recorder.session import Recorder, RecorderSettings
@@ -27,8 +29,6 @@ from recorder.station import load_station
 from storage.file import FileStore
 from tests.plugins.recording import Station, make_station
 from verifier.annex import Seal, duration_text, local_time, parse_seal, utc_offset_label
-from verifier.errors import FormatError
-from verifier.formats import CaseInfo
 
 CASE = CaseInfo("21/2026/HS-ST", "Đỗ Thị Hằng", ("Vũ Minh Tuấn", "Lê Thu Trang"),
                 "Điều 183 Bộ luật Tố tụng hình sự 2015")

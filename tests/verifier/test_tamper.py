@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from evidence.canonical import canonical_json
+from evidence.chain import chain_genesis, chain_next
+from evidence.crypto import seal_segment, unwrap_key
+from evidence.keys import load_custodian_private, load_station_private, sign_document
 from tests.plugins.recording import Recorded
-from verifier.canonical import canonical_json
-from verifier.chain import chain_genesis, chain_next
-from verifier.crypto import seal_segment, unwrap_key
-from verifier.keys import load_custodian_private, load_station_private, sign_document
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def test_v01_header_missing(recorded: Recorded, store_copy: Path) -> None:
 def test_v02_everything_resigned_by_another_station(recorded: Recorded, store_copy: Path) -> None:
     d = prefix_dir(store_copy, recorded.session_id)
     other = Ed25519PrivateKey.generate()
-    from verifier.keys import b64, public_raw
+    from evidence.keys import b64, public_raw
 
     header = load(d / "session.json")
     header["station_key"] = b64(public_raw(other.public_key()))
@@ -516,8 +516,8 @@ def export_folder(recorded: Recorded, tmp_path: Path) -> Path:
 
 
 def test_p7_export_resigned_by_an_attacker_with_its_own_key_in_trust(recorded: Recorded, tmp_path: Path) -> None:
+    from evidence.keys import b64, public_raw
     from tests.plugins.recording import run_cli
-    from verifier.keys import b64, public_raw
     from verifier.trust import trust_station_key
 
     out = export_folder(recorded, tmp_path)
@@ -535,7 +535,7 @@ def test_p7_export_resigned_by_an_attacker_with_its_own_key_in_trust(recorded: R
     env = offline_env(tmp_path)
     res = run_cli("irms-verify", "session", recorded.session_id, "--store", str(out), env=env, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    from verifier.keys import key_id
+    from evidence.keys import key_id
     attacker_id = key_id(public_raw(other.public_key()))
     assert res.stdout.splitlines()[0] == (f"verified against the key carried by this folder: {attacker_id}, "
                                           "compare with the annex")

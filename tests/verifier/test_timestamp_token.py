@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from recorder.timestamp import request_token
+from evidence.errors import FormatError
 from tests.plugins.recording import BIN, Station, make_station
 from tests.plugins.tsa import Tsa, running_tsa
-from verifier.errors import FormatError
-from verifier.timestamp import check_token
+from verifier.timestamp import check_token, request_token
 from verifier.trust import load_tsa_roots
 
 MANIFEST = b'{"format":"irms.manifest/1","session_id":"x"}'

@@ -15,11 +15,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from verifier.canonical import canonical_json, parse_canonical
-from verifier.chain import chain_genesis, chain_next
-from verifier.crypto import open_segment, seal_segment, segment_aad, segment_nonce, unwrap_key, wrap_key
-from verifier.errors import DecryptionError, FormatError
-from verifier.formats import (
+from evidence.canonical import canonical_json, parse_canonical
+from evidence.chain import chain_genesis, chain_next
+from evidence.crypto import open_segment, seal_segment, segment_aad, segment_nonce, unwrap_key, wrap_key
+from evidence.errors import DecryptionError, FormatError
+from evidence.formats import (
     EVENT_KINDS,
     HEADER_FORMAT,
     INTERRUPTION_CAUSES,
@@ -29,7 +29,7 @@ from verifier.formats import (
     build_manifest,
     check_document,
 )
-from verifier.keys import b64, key_id, public_raw, sign_document, verify_document
+from evidence.keys import b64, key_id, public_raw, sign_document, verify_document
 from verifier.timestamp import TimeProof, check_token
 
 STATION = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

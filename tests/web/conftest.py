@@ -16,9 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from evidence import keys as K
+from evidence.request_auth import sign_request
 from tests.plugins.base import missing_service
-from verifier import keys as K
-from verifier.request_auth import sign_request
 from web import stations as ST
 from web.app import create_app
 from web.config import WebConfig, load_config

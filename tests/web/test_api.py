@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 
+from evidence import keys as K
 from tests.web.conftest import World, beat, login
-from verifier import keys as K
 from web.db import Database
 from web.models import AuditEntry, Heartbeat, Station, WitnessedHead
 

@@ -20,12 +20,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from evidence import keys as K
 from recorder.clock import SystemClock
 from recorder.heartbeat import HeartbeatQueue, ServerLink, build_heartbeat, encode, flush
 from tests.plugins.tsa import Tsa, make_tsa_files
 from tests.web.conftest import World, beat, csrf_token, login
 from tests.web.test_serve_ingest import Served, served  # noqa: F401 (fixture)
-from verifier import keys as K
 from web import audit
 from web.audit_anchor import HEAD_FORMAT
 from web.cli import main as web_cli

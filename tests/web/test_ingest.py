@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, text
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 from tests.web.conftest import SimStation, World
 from web.coverage import Policy, spans_from_heartbeats
 from web.db import Database

@@ -20,10 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
 
+from evidence import keys as K
 from tests.plugins.processes import Processes, free_port, wait_http
 from tests.plugins.recording import BIN
 from tests.web.conftest import SimStation
-from verifier import keys as K
 from web.db import Database
 from web.models import Base, Heartbeat, Nonce, Station, UptimeSpan
 from web.sites import ensure_province, ensure_room, ensure_site

@@ -21,8 +21,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from evidence.keys import save_public_key
 from tests.web.conftest import PASSWORD, SessionsWorld, World, login
-from verifier.keys import save_public_key
 from web import custody
 from web import recordings as R
 from web.app import create_app

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from evidence.keys import load_station_private
 from recorder.cli import main as agent
 from tests.verifier.test_tamper import prefix_dir, rechain
 from tests.web.conftest import World
 from tests.web.test_agent import server  # noqa: F401 (fixture)
-from verifier.keys import load_station_private
 from web.db import Database
 from web.heartbeat.witness import witnessed_heads
 

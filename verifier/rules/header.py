@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from verifier.errors import SignatureError
-from verifier.keys import key_id, public_raw, verify_document
+from evidence.errors import SignatureError
+from evidence.keys import key_id, public_raw, verify_document
 from verifier.rules import Finding
 from verifier.rules.parsed import ParsedSession
 

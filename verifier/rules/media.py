@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from verifier.crypto import open_segment
-from verifier.errors import DecryptionError
+from evidence.crypto import open_segment
+from evidence.errors import DecryptionError
 from verifier.media import probe_media
 from verifier.rules import Finding
 from verifier.rules.parsed import ParsedSession

@@ -11,11 +11,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from verifier.chain import chain_genesis, chain_next
-from verifier.crypto import unwrap_key
-from verifier.errors import DecryptionError, FormatError, SignatureError
+from evidence.chain import chain_genesis, chain_next
+from evidence.crypto import unwrap_key
+from evidence.errors import DecryptionError, FormatError, SignatureError
+from evidence.keys import ed25519_public_from_raw, key_id, public_raw, unb64, verify_document
 from verifier.evidence import SessionEvidence
-from verifier.keys import ed25519_public_from_raw, key_id, public_raw, unb64, verify_document
 from verifier.timestamp import TimeProof
 from verifier.trust import TrustStore
 

@@ -7,11 +7,12 @@ so); a token that is there must prove what it claims, against a TSA root this ve
 
 from __future__ import annotations
 
-from verifier.canonical import canonical_json
-from verifier.errors import FormatError
+from evidence.canonical import canonical_json
+from evidence.errors import FormatError
+from evidence.formats import TOKEN_SUFFIX
 from verifier.rules import Finding
 from verifier.rules.parsed import ParsedSession
-from verifier.timestamp import TOKEN_SUFFIX, check_token
+from verifier.timestamp import check_token
 
 
 def v18_time_stamp(s: ParsedSession) -> list[Finding]:

@@ -9,9 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from web.coverage import HeartbeatFacts, Probe, Reason
 
-HEARTBEAT_FORMAT = "irms.heartbeat/1"
-HEARTBEAT_PATH = "/api/v1/heartbeat"
-
 
 class ProbeBody(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)

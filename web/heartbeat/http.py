@@ -12,9 +12,9 @@ import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
+from evidence.protocol import HEARTBEAT_PATH
 from web.audit_anchor import AuditSigner
-from web.heartbeat.body import HEARTBEAT_PATH
 from web.heartbeat.ingest import AsyncHeartbeatIngest, HeartbeatIngest
 from web.heartbeat.pending import Accepted
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier.request_auth import SignedRequest
+from evidence.request_auth import SignedRequest
 from web.coverage import Policy, judge_heartbeat
 from web.db import Database
 from web.errors import BadRequest, Unauthenticated

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from storage.errors import IrmsError
+from evidence.errors import IrmsError
 from web.heartbeat.body import HeartbeatBody
 
 

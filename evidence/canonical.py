@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from verifier.errors import FormatError
+from evidence.errors import FormatError
 
 MAX_INT = 2**53  # integers n with -MAX_INT <= n <= MAX_INT (bounds inclusive)
 

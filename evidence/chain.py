@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from verifier.canonical import canonical_json
+from evidence.canonical import canonical_json
 
 
 def chain_genesis(header: dict[str, Any]) -> str:

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.canonical import MAX_INT
-from verifier.errors import FormatError
+from evidence.canonical import MAX_INT
+from evidence.errors import FormatError
 
 HEADER_FORMAT = "irms.session/1"
 KEY_FORMAT = "irms.key/1"
 RECORD_FORMAT = "irms.record/1"
 MANIFEST_FORMAT = "irms.manifest/1"
+TOKEN_SUFFIX = "manifest.tsr"
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -62,6 +63,11 @@ def header_name(prefix: str) -> str:
 
 def manifest_name(prefix: str) -> str:
     return prefix + "manifest.json"
+
+
+def token_name(prefix: str) -> str:
+    """The object holding the TSA's answer for the session's manifest."""
+    return prefix + TOKEN_SUFFIX
 
 
 def segment_name(prefix: str, index: int) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from verifier.canonical import canonical_json
-from verifier.errors import FormatError, SignatureError
-from verifier.keys import b64, unb64
+from evidence.canonical import canonical_json
+from evidence.errors import FormatError, SignatureError
+from evidence.keys import b64, unb64
 
 H_STATION = "X-IRMS-Station"
 H_TIMESTAMP = "X-IRMS-Timestamp"

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from verifier.canonical import canonical_json
-from verifier.errors import DecryptionError, FormatError
-from verifier.keys import b64, key_id, public_raw, unb64
+from evidence.canonical import canonical_json
+from evidence.errors import DecryptionError, FormatError
+from evidence.keys import b64, key_id, public_raw, unb64
 
 Random = Callable[[int], bytes]
 WRAP_ALG = "X25519-HKDF-SHA256-A256GCM"

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from storage.durable import write_durable
-from verifier.canonical import canonical_json
-from verifier.errors import FormatError, KeyError_, SignatureError
+from evidence.canonical import canonical_json
+from evidence.durable import write_durable
+from evidence.errors import FormatError, KeyError_, SignatureError
 
 RAW = serialization.Encoding.Raw
 RAW_PUB = serialization.PublicFormat.Raw
