@@ -46,6 +46,7 @@ from evidence.formats import (
     token_name,
 )
 from evidence.keys import sign_document, verify_document
+from recorder.capture import CaptureLoop
 from recorder.clock import Clock, SessionClock
 from recorder.crashpoint import crash_point
 from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
@@ -136,7 +137,6 @@ class Recorder:
         self.clock_offset_us = 0
         # Where the latest measured offset comes from (server time − station time, µs), e.g. the server link.
         self.clock_offset_source: Callable[[], int | None] | None = None
-        self.current_run: ProcessSupervisor | None = None
         # Why the last request for a manifest's time-stamp token failed (None: none is waiting).
         self.timestamp_error: str | None = None
         # What ffmpeg last said when a session ends as device_failure.
@@ -149,6 +149,9 @@ class Recorder:
         cam = profile.cameras[0]
         self.health = HealthMonitor(None if cam.passthrough else (cam.width, cam.height),
                                     has_audio=bool(profile.microphones), every_s=settings.health_every_s)
+        # Runs, the watchdog, restarts with back-off and the dead-device rule live in the capture loop.
+        self.capture = CaptureLoop(self, self.clock, stop=self.stop_requested, pause=self.pause_requested,
+                                   watchdog_s=settings.watchdog_s, restart_backoff_s=settings.restart_backoff_s)
         self._check_journal(damage, kept)
 
     # --- a damaged journal --------------------------------------------------
@@ -281,6 +284,13 @@ class Recorder:
     # --- capture ------------------------------------------------------------
 
     def _new_run(self, sid: str) -> tuple[RunRow, ProcessSupervisor]:
+        """Journal a new run and start its ffmpeg."""
+        row, sup = self.prepare_run(sid)
+        self.capture.start(sup)
+        return row, sup
+
+    def prepare_run(self, sid: str) -> tuple[RunRow, ProcessSupervisor]:
+        """Journal a new run and give its ffmpeg's supervisor, not yet started (the capture loop starts it)."""
         runs = self.journal.runs(sid)
         n = runs[-1].run + 1 if runs else 0
         run_dir = self.station.spool / sid / f"run{n:03d}"
@@ -297,8 +307,6 @@ class Recorder:
                                 log_path=self.station.home / "logs" / "ffmpeg.log",
                                 secrets=[self.settings.credentials.get("password", "")])
         (self.station.home / "logs").mkdir(exist_ok=True)
-        sup.start()
-        self.current_run = sup
         return row, sup
 
     def _key(self, sid: str) -> SessionKey:
@@ -486,7 +494,7 @@ class Recorder:
     def _writes_at_risk(self) -> bool:
         if self._full_error or shutil.disk_usage(self.station.home).free < self._resume_free_bytes():
             return True
-        run = self.current_run
+        run = self.capture.supervisor
         return run is not None and any(w in line for line in run.stderr_tail for w in WRITE_ERRORS)
 
     def _keep_torn(self, sid: str, run: RunRow, path: Path, why: str) -> None:
@@ -507,7 +515,7 @@ class Recorder:
     def _resume_free_bytes(self) -> int:
         return min(self.settings.min_free_bytes, RESUME_FREE_BYTES)
 
-    def _wait_for_space(self, sid: str, run: RunRow | None, until_us: int | None) -> str | None:
+    def wait_for_space(self, sid: str, run: RunRow | None, until_us: int | None) -> str | None:
         """The disk is full: wait until space returns, end the run, declare the gap as `store_full`.
 
         Nothing can be journaled while the disk is full, so the run is ended and the interruption
@@ -523,7 +531,7 @@ class Recorder:
             if ending or shutil.disk_usage(self.station.home).free >= self._resume_free_bytes():
                 try:
                     if run is not None:
-                        self._finish_run(sid, run, "store_full")
+                        self.end_run(sid, run, "store_full")
                     if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
                         start = self._media_end(sid) or self.journal.session(sid).started_at_us
                         self.journal.open_interruption(sid, start, "store_full", self._full_error[:500])
@@ -554,118 +562,43 @@ class Recorder:
     def record(self, sid: str, until_us: int | None) -> str:
         """Capture runs until `until_us` or a stop request; returns the end reason.
 
-        `device_failure` when the devices never delivered a segment of this session in three runs
-        and `watchdog_s` (a dead camera at the start): retrying for the whole planned length would
-        only hide it. `capture_failure` then says what ffmpeg last reported.
+        The capture loop (recorder/capture.py) runs, watches and restarts ffmpeg; this recorder
+        answers it with what the session means. `device_failure` when the devices never delivered
+        a segment (a dead camera at the start); `capture_failure` then says what ffmpeg last reported.
         """
-        backoff_i = 0
         self.uploader_started()
         self.capture_failure = ""
-        first_try = self.clock.monotonic()
-        failed_runs = 0
-        while True:
-            if self.stop_requested.is_set():
-                return "stopped"
-            if until_us is not None and self.clock.now_us() >= until_us:
-                return "duration_reached"
-            if self.pause_requested.is_set():
-                if not self._wait_paused(sid):
-                    return "stopped"
-                continue
-            try:
-                run, sup = self._new_run(sid)
-            except (OSError, sqlite3.Error) as err:
-                if not disk_full(err):
-                    raise
-                self._full_error = f"no space left on {self.station.home}: {err}"
-                ending = self._wait_for_space(sid, None, until_us)
-                if ending:
-                    return ending
-                continue
-            outcome = self._watch(sid, run, sup, until_us)
-            if outcome in ("stopped", "duration_reached"):
-                return outcome
-            if outcome == "store_full":
-                ending = self._wait_for_space(sid, run, until_us)
-                if ending:
-                    return ending
-                backoff_i = 0
-                continue
-            if outcome == "pause":
-                backoff_i = 0
-                continue
-            if self.pause_requested.is_set():
-                continue  # the run ended while a pause was being requested
-            # The run failed: an interruption from the end of its media until media flows again.
-            start = self._media_end(sid) or self.journal.session(sid).started_at_us
-            errors = [ln for ln in sup.stderr_tail if "Too many bits" not in ln]
-            detail = f"capture ended by itself (ffmpeg exit {sup.returncode()})"
-            tail = detail + (": " + errors[-1] if errors else "")
-            if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
-                self.journal.open_interruption(sid, start, outcome, tail[:500])
-                self._event(sid, self.clock.now_us(), outcome, tail[:500])
-            failed_runs += 1
-            # Three tries and the watchdog's time: a busy station slow to start its first run is not a dead device.
-            if (not self.journal.segments(sid) and failed_runs >= 3
-                    and self.clock.monotonic() - first_try > self.settings.watchdog_s):
-                self.capture_failure = errors[-1] if errors else detail
-                log.error("session %s: no media from the devices in %.0f s: %s", sid, self.settings.watchdog_s,
-                          self.capture_failure)
-                return "device_failure"
-            log.warning("session %s: %s (%s); restarting capture", sid, outcome, tail)
-            delay = self.settings.restart_backoff_s[min(backoff_i, len(self.settings.restart_backoff_s) - 1)]
-            backoff_i += 1
-            deadline = self.clock.monotonic() + delay
-            while self.clock.monotonic() < deadline and not self.stop_requested.is_set():
-                self.clock.sleep(0.05)
+        reason = self.capture.run(sid, until_us)
+        self.capture_failure = self.capture.failure
+        return reason
 
-    def _watch(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
-        """Watch one run to its end; `store_full` when the disk filled (ffmpeg is stopped, nothing journaled)."""
-        try:
-            return self._watch_run(sid, run, sup, until_us)
-        except (OSError, sqlite3.Error) as err:
-            if not disk_full(err):
-                raise
-            self._full_error = f"no space left on {self.station.home}: {err}"
-            log.warning("session %s: %s; capture stops until there is room", sid, self._full_error)
-            sup.kill()
-            self.current_run = None
-            return "store_full"
+    # --- what the capture loop asks of the session (recorder.capture.CaptureHost) ---
 
-    def _watch_run(self, sid: str, run: RunRow, sup: ProcessSupervisor, until_us: int | None) -> str:
-        run_dir = Path(run.dir)
-        last_progress = self.clock.monotonic()
-        t0_known = run.t0_us is not None
-        while True:
-            self._check_clock(sid)
-            if not t0_known and (run_dir / "seg000000.ts").exists():
-                self.journal.set_run_t0(sid, run.run, self.clock.now_us())
-                t0_known = True
-                run = next(r for r in self.journal.runs(sid) if r.run == run.run)
-            if t0_known and self._collect(sid, run, final=False):
-                last_progress = self.clock.monotonic()
-            reason = None
-            if self.stop_requested.is_set():
-                reason = "stopped"
-            elif self.pause_requested.is_set():
-                reason = "pause"
-            elif until_us is not None and self.clock.now_us() >= until_us:
-                reason = "duration_reached"
-            if reason:
-                self._event(sid, self.clock.now_us(), "capture_stop", reason)
-                sup.stop()
-                self._finish_run(sid, run, reason)
-                return reason
-            if not sup.alive():
-                # ffmpeg exits 0 when a camera disappears: the exit code does not mean "finished".
-                self._finish_run(sid, run, "device_lost")
-                return "device_lost"
-            if self.clock.monotonic() - last_progress > self.settings.watchdog_s:
-                log.warning("no new segment for %.0f s: capture stalled", self.settings.watchdog_s)
-                sup.kill()
-                self._finish_run(sid, run, "device_lost")
-                return "device_lost"
-            self.clock.sleep(0.02 if not t0_known else 0.25)
+    def poll_run(self, sid: str, run: RunRow) -> tuple[RunRow, bool]:
+        """Check the clock, learn the run's origin from its first segment, capture what it finished."""
+        self._check_clock(sid)
+        if run.t0_us is None and (Path(run.dir) / "seg000000.ts").exists():
+            self.journal.set_run_t0(sid, run.run, self.clock.now_us())
+            run = next(r for r in self.journal.runs(sid) if r.run == run.run)
+        return run, run.t0_us is not None and self._collect(sid, run, final=False) > 0
+
+    def capture_stopping(self, sid: str, reason: str) -> None:
+        self._event(sid, self.clock.now_us(), "capture_stop", reason)
+
+    def run_failed(self, sid: str, cause: str, detail: str) -> None:
+        """The run failed: an interruption from the end of its media until media flows again."""
+        start = self._media_end(sid) or self.journal.session(sid).started_at_us
+        if not any(i["end_us"] is None for i in self.journal.interruptions(sid)):
+            self.journal.open_interruption(sid, start, cause, detail)
+            self._event(sid, self.clock.now_us(), cause, detail)
+
+    def has_media(self, sid: str) -> bool:
+        return bool(self.journal.segments(sid))
+
+    def disk_filled(self, sid: str, err: BaseException) -> str:
+        """A write failed on a full disk: its error becomes the `store_full` interruption's reason."""
+        self._full_error = f"no space left on {self.station.home}: {err}"
+        return self._full_error
 
     def pause(self, reason: str) -> None:
         """Ask the recording loop to pause (R04): a reason is required and goes into the manifest.
@@ -688,7 +621,7 @@ class Recorder:
         """As the investigator sees it: a pause asked for and not yet resumed."""
         return self.pause_requested.is_set() and not self.resume_requested.is_set()
 
-    def _wait_paused(self, sid: str) -> bool:
+    def wait_paused(self, sid: str) -> bool:
         """Record the pause as an interruption and wait for resume; False if stopped meanwhile."""
         now = self.clock.now_us()
         start = self._media_end(sid) or now
@@ -704,11 +637,11 @@ class Recorder:
         self._event(sid, self.clock.now_us(), "resume", self.resume_reason)
         return True
 
-    def _finish_run(self, sid: str, run: RunRow, cause: str) -> None:
+    def end_run(self, sid: str, run: RunRow, cause: str) -> None:
+        """The run's ffmpeg is gone: capture and salvage what it left, journal the run's end."""
         run = next(r for r in self.journal.runs(sid) if r.run == run.run)
         self._collect(sid, run, final=True)
         self.journal.end_run(sid, run.run, self.clock.now_us(), cause)
-        self.current_run = None
 
     # --- close --------------------------------------------------------------
 

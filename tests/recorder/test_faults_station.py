@@ -356,7 +356,7 @@ def test_torn_segments_on_a_nearly_full_disk_are_kept_for_inspection_never_seale
     third = len(data) // 3
     data[third: 2 * third] = bytes(third)
     holed.write_bytes(bytes(data))
-    rec._finish_run(sid, next(r for r in rec.journal.runs(sid) if r.run == run.run), "stopped")
+    rec.end_run(sid, next(r for r in rec.journal.runs(sid) if r.run == run.run), "stopped")
     rec.close(sid, "stopped")
     assert rec.finish_uploads() == 0
     kept = sorted(p.name for p in (station.home / "inspect" / sid).iterdir())
