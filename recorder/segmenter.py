@@ -19,6 +19,7 @@ import ffmpeg
 
 from recorder.errors import CaptureError
 from recorder.profile import Camera, Microphone, Profile
+from verifier.media import DECODE_TIMED_OUT, probe_media_file
 
 SEGMENT_PATTERN = "seg%06d.ts"
 SEGMENT_LIST = "segments.csv"
@@ -204,16 +205,11 @@ def probe_duration_us(path: Path, timeout: float = 20.0) -> int:
 
 
 def decode_error(path: Path, timeout: float = 60.0) -> str:
-    """Decode a segment fully (as the verifier's V15 does); its first error, "" if it decodes."""
-    try:
-        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
-                              capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise CaptureError(f"ffmpeg could not decode {path} to check it: {err}") from None
-    if proc.returncode == 0:
-        return ""
-    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-    return lines[0] if lines else f"ffmpeg exit {proc.returncode}"
+    """Decode a segment fully, by the verifier's own V15 rule; its first error, "" if it decodes."""
+    ok, _duration, error = probe_media_file(path, timeout)
+    if error == DECODE_TIMED_OUT:
+        raise CaptureError(f"ffprobe could not decode {path} to check it in {timeout:.0f} s")
+    return "" if ok else error
 
 
 def first_media_us(path: Path, timeout: float = 20.0) -> int | None:

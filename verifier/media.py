@@ -9,29 +9,37 @@ from pathlib import Path
 
 from evidence.errors import FormatError
 
+DECODE_TIMED_OUT = "decoding timed out"
+
 
 def probe_media(data: bytes, timeout: float = 30.0) -> tuple[bool, int, str]:
-    """Decode every frame of every stream of a segment, once, with ffprobe (`-count_frames`).
-
-    Returns (decodes, duration_us, first error line). A segment decodes when ffprobe exits 0 and
-    writes nothing at its `error` log level (a frame that fails to decode is logged there, even
-    when the exit status stays 0); its duration is the container's `format.duration`. One process
-    does both, where an ffprobe for the duration and an `ffmpeg -f null` decode cost two.
-    """
+    """`probe_media_file` over bytes (a decrypted segment), through a private temporary file."""
     with tempfile.NamedTemporaryFile(suffix=".ts") as tmp:
         tmp.write(data)
         tmp.flush()
-        try:
-            probe = subprocess.run(
-                ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "format=duration", "-of", "json",
-                 tmp.name],
-                capture_output=True, timeout=timeout, check=False,
-            )
-        except FileNotFoundError:
-            raise FormatError("ffprobe not installed: media rules cannot run") from None
-        except subprocess.TimeoutExpired:
-            return False, 0, "decoding timed out"
-    errors = probe.stderr.decode("utf-8", "replace").replace(tmp.name, "segment").strip().splitlines()
+        return probe_media_file(Path(tmp.name), timeout)
+
+
+def probe_media_file(path: Path, timeout: float = 30.0) -> tuple[bool, int, str]:
+    """Decode every frame of every stream of a segment, once, with ffprobe (`-count_frames`).
+
+    Returns (decodes, duration_us, first error line). A segment decodes when ffprobe exits 0 and
+    writes nothing at its `error` log level (a frame that fails to decode, or bytes the demuxer
+    must skip, are logged there even when the exit status stays 0); its duration is the container's
+    `format.duration`. One process does both, where an ffprobe for the duration and an
+    `ffmpeg -f null` decode cost two. This is V15's "decodes"; the station uses the same function to
+    recognise a torn segment before sealing it.
+    """
+    try:
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "format=duration", "-of", "json", str(path)],
+            capture_output=True, timeout=timeout, check=False,
+        )
+    except FileNotFoundError:
+        raise FormatError("ffprobe not installed: media rules cannot run") from None
+    except subprocess.TimeoutExpired:
+        return False, 0, DECODE_TIMED_OUT
+    errors = probe.stderr.decode("utf-8", "replace").replace(str(path), "segment").strip().splitlines()
     if probe.returncode != 0 or errors:
         return False, 0, errors[0] if errors else f"ffprobe exited {probe.returncode}"
     try:

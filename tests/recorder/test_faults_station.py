@@ -167,7 +167,8 @@ def test_wall_clock_jumping_an_hour_forward_is_an_event_and_the_session_keeps_it
     media_us = sum(r["duration_us"] for r in records)
     assert 0.75 * span_us <= media_us <= span_us + 500_000, (media_us, span_us)
     assert manifest["started_at_us"] <= steps[0]["at_us"] <= manifest["ended_at_us"]
-    assert records[-1]["start_us"] < manifest["ended_at_us"]
+    # The last segment starts inside the span (within V17's tolerance), not an hour off it.
+    assert records[-1]["start_us"] < manifest["ended_at_us"] + 1_000_000
     next_session_records_and_uploads(station, store)
 
 
