@@ -198,7 +198,9 @@ def session_routes(session_id: str, db_path: Path) -> list[str]:
     from web.config import load_config
     from web.sessions import EXPORT_LABELS
 
-    app = create_app(load_config(env={}, database_url=f"sqlite:///{db_path}", secret_key="routes"))
+    # Only the url_map is read; the audit key goes beside the database, never into the repository's instance/.
+    app = create_app(load_config(env={}, database_url=f"sqlite:///{db_path}", secret_key="routes",
+                                 audit_key_path=str(db_path.with_name("audit-signing.key"))))
     try:
         adapter = app.url_map.bind("127.0.0.1")
         choices: dict[str, tuple[Any, ...]] = {"label": EXPORT_LABELS, "idx": (0, 1), "first": (0,), "last": (1,)}
