@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_session import seal_session
+from bench_session import print_worst, seal_session, timed
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -55,11 +55,6 @@ def duration_us(path: Path) -> int:
                          capture_output=True, check=True, timeout=60).stdout
     return round(float(json.loads(out)["format"]["duration"]) * 1e6)
 
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=3600)
-    return time.perf_counter() - start
 
 
 def bare_decode(segments: list[Path]) -> float:
@@ -101,9 +96,7 @@ def main() -> int:
             ratios.append(bare / audit)
             print(f"run {run}: {len(segments)} segments, bare ffmpeg decode {bare:.2f} s, "
                   f"irms-verify audit {audit:.2f} s, ratio {bare / audit:.3f}")
-    worst = min(ratios)
-    print(f"audit_throughput_ratio worst of {args.runs} {worst:.3f} (target >= {TARGET}) "
-          f"{'PASS' if worst >= TARGET else 'FAIL'}")
+    print_worst("audit_throughput_ratio", ratios, TARGET)
     return 0
 
 

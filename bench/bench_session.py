@@ -3,6 +3,8 @@ exactly as the recorder's sealer makes them, from any plain segments (no real-ti
 
 from __future__ import annotations
 
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -60,3 +62,16 @@ def seal_session(put: Put, plains: Iterable[tuple[bytes, int, int]], station: Ed
         started_at_us=T0, ended_at_us=end, end_reason="stopped", key_count=1, interruptions=[], events=[],
         devices=[]), station)))
     return sid
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one command run to its end (its output discarded)."""
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=3600)
+    return time.perf_counter() - start
+
+
+def print_worst(name: str, ratios: list[float], target: float) -> None:
+    """The figure of a benchmark: the worst of its runs' ratios against the same-run baseline."""
+    worst = min(ratios)
+    print(f"{name} worst of {len(ratios)} {worst:.3f} (target >= {target}) {'PASS' if worst >= target else 'FAIL'}")

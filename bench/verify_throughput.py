@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench_session import seal_session
+from bench_session import print_worst, seal_session, timed
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -37,11 +35,6 @@ def build_session(root: Path, segments: int, size: int) -> str:
     plains = ((os.urandom(size), i * 2_000_000, 2_000_000) for i in range(segments))
     return seal_session(store.put, plains, key, X25519PrivateKey.generate().public_key())
 
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, timeout=3600)
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -68,9 +61,7 @@ def main() -> int:
             ratios.append(sha / ver)
             print(f"run {run}: {mib:.0f} MiB: irms-verify {mib / ver:.0f} MiB/s, sha256sum {mib / sha:.0f} MiB/s, "
                   f"ratio {sha / ver:.3f}")
-    worst = min(ratios)
-    print(f"verify_throughput_ratio worst of {args.runs} {worst:.3f} (target >= {TARGET}) "
-          f"{'PASS' if worst >= TARGET else 'FAIL'}")
+    print_worst("verify_throughput_ratio", ratios, TARGET)
     return 0
 
 
