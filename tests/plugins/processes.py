@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,23 @@ def wait_http(url: str, proc: Proc, timeout: float = 90) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{proc.name} did not answer at {url} in {timeout} s:\n{proc.tail()}") from None
             time.sleep(0.2)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str = "the condition") -> None:
+    """Poll `predicate` until it holds; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill9(popen: subprocess.Popen[Any]) -> None:
+    """kill -9, as a power cut or the OOM killer would: no handler runs. Reaps it and closes its pipes."""
+    os.kill(popen.pid, signal.SIGKILL)
+    popen.wait(timeout=10)
+    for pipe in (popen.stdout, popen.stderr):
+        if pipe is not None:
+            pipe.close()
+

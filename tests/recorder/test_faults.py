@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.plugins.processes import kill9, wait_for
 from tests.plugins.recording import Station
 
 pytestmark = pytest.mark.slow
@@ -24,14 +23,6 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_kill9_mid_recording_then_restart_resumes_with_one_interruption(station: Station, tmp_path: Path) -> None:
     store = tmp_path / "store"
@@ -41,10 +32,7 @@ def test_kill9_mid_recording_then_restart_resumes_with_one_interruption(station:
     wait_for(lambda: len(list(store.rglob("seg/00000002.json"))) == 1, 60, "three sealed segments")
     time.sleep(0.9)  # mid-segment
     killed_at_us = time.time_ns() // 1000
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    proc.stdout.close()  # type: ignore[union-attr]
-    proc.stderr.close()  # type: ignore[union-attr]
+    kill9(proc)
     out = station.agent(*args)
     assert "resuming session" in out.stderr
     summary = json.loads(out.stdout)

@@ -30,9 +30,8 @@ from recorder.segmenter import SEGMENT_LIST
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
-from tests.plugins.processes import free_port
+from tests.plugins.processes import free_port, wait_for
 from tests.plugins.recording import BIN, Station, make_station, run_cli
-from tests.recorder.test_faults import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from recorder.profile import load_profile
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
+from tests.plugins.processes import wait_for
 from tests.plugins.recording import Station, make_station
 from verifier.annex import Seal, duration_text, local_time, parse_seal, utc_offset_label
 
@@ -77,12 +78,6 @@ def paused_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paused]
     prefix = f"HN-CA-01/P101/{sid}/"
     yield Paused(st, store, sid, manifest, (store / prefix / "manifest.json").read_bytes())
 
-
-def wait_for(cond: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def pdf_text(pdf: Path) -> str:

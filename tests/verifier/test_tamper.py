@@ -15,6 +15,7 @@ from evidence.canonical import canonical_json
 from evidence.chain import chain_genesis, chain_next
 from evidence.crypto import seal_segment, unwrap_key
 from evidence.keys import load_custodian_private, load_station_private, sign_document
+from tests.plugins.processes import kill9, wait_for
 from tests.plugins.recording import Recorded
 
 pytestmark = pytest.mark.slow
@@ -600,25 +601,6 @@ def test_p8_no_assert_in_the_audit() -> None:
                if isinstance(n, ast.Assert)]
     assert asserts == []
 
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def kill9(proc: Any) -> None:
-    import signal
-
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    proc.stdout.close()
-    proc.stderr.close()
 
 
 def test_p4_crash_resumed_session_in_progress_is_unterminated_not_failed(station: Any, tmp_path: Path) -> None:
