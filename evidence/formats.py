@@ -70,6 +70,12 @@ def token_name(prefix: str) -> str:
     return prefix + TOKEN_SUFFIX
 
 
+def head_token_name(prefix: str, index: int) -> str:
+    """The object holding the TSA's answer over segment `index`'s record: asked for while the session
+    records, it proves the chain up to that segment existed no later than its time (format 1.1)."""
+    return f"{prefix}seg/{index:08d}.tsr"
+
+
 def segment_name(prefix: str, index: int) -> str:
     return f"{prefix}seg/{index:08d}.bin"
 

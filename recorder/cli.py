@@ -58,7 +58,7 @@ def _recorder(args: argparse.Namespace) -> Recorder:
         site=args.site, room=args.room, label=args.label or f"{args.site}/{args.room}", retention_days=retention,
         drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else config.drain_timeout_s,
         min_free_bytes=config.min_free_bytes, watchdog_s=config.watchdog_s, health_every_s=config.health_every_s,
-        tsa_url=config.tsa_url,
+        tsa_url=config.tsa_url, tsa_heads_every_s=config.tsa_heads_every_s,
         credentials=_device_overrides(args, config.credentials()),
     )
     rec = Recorder(station, store, profile, SystemClock(), settings)

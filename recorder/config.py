@@ -25,6 +25,8 @@ class StationConfig(BaseModel):
     clock_tolerance_s: float = Field(default=2.0, gt=0)
     # RFC 3161 time-stamping authority asked for a token over every sealed manifest ("" = none).
     tsa_url: str = ""
+    # While recording, a token over the latest chain head at most this often (0 = manifests only).
+    tsa_heads_every_s: float = Field(default=60.0, ge=0)
     # Filled into the hardware profile's device URL templates; the password is never logged.
     camera_host: str = ""
     camera_host2: str = ""

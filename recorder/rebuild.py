@@ -34,6 +34,7 @@ from evidence.chain import chain_genesis
 from evidence.durable import fsync_dir
 from evidence.errors import FormatError, SignatureError
 from evidence.formats import (
+    head_token_name,
     header_name,
     key_name,
     locator_name,
@@ -124,7 +125,9 @@ def journal_behind(journal: Journal, outbox: Path, spool: Path, store: ObjectSto
             allowed.add(manifest_name(s.prefix))
         else:
             allowed.add(token_name(s.prefix))  # a time-stamp token written, its queueing cut by a crash
-        extra = sorted(unknown - allowed)
+        # Time-stamp tokens over chain heads (seg/N.tsr) of sealed segments: written, their queueing cut by a crash.
+        extra = sorted(n for n in unknown - allowed
+                       if not (n.endswith(".tsr") and n.startswith(s.prefix + "seg/")))
         if extra:
             return f"the outbox holds {extra[0]}, which the journal does not know"
     for folder in sorted(spool.iterdir()) if spool.is_dir() else []:
@@ -245,6 +248,7 @@ class Rebuilder:
             chain = str(rec["chain"])
             keep(rname)
             keep(sname, str(rec["cipher_sha256"]))  # a torn ciphertext is then held by the uploader
+            keep(head_token_name(prefix, idx))  # a time-stamp token over this chain head, if one was written
         key_count = 1
         while self._signed(self._fetch(local, key_name(prefix, key_count)), "key object", sid) is not None:
             keep(key_name(prefix, key_count))
@@ -258,6 +262,7 @@ class Rebuilder:
             manifest = None
         if manifest is not None:
             keep(manifest_name(prefix))
+            keep(token_name(prefix))
         left = sorted(set(local) - {q.name for q in queue})
         if left:
             log.error("rebuilding the journal: %d objects of session %s do not fit its chain; kept unqueued "

@@ -48,6 +48,7 @@ def recorder_factory(home: Path, store_url: str, site: str, room: str, kit: str 
             site=site, room=room, label=label or f"{site}/{room}", retention_days=retention,
             drain_timeout_s=config.drain_timeout_s, min_free_bytes=config.min_free_bytes,
             watchdog_s=config.watchdog_s, health_every_s=config.health_every_s, tsa_url=config.tsa_url,
+            tsa_heads_every_s=config.tsa_heads_every_s,
             credentials=config.credentials(),
         )
         return Recorder(station, open_store(store_url, retention_days=retention), profile, SystemClock(), settings)

@@ -64,6 +64,7 @@ from recorder.segmenter import (
     parse_segment_list,
     probe_duration_us,
 )
+from recorder.stamper import HeadStamper
 from recorder.station import Station
 from recorder.supervisor import ProcessSupervisor
 from recorder.uploader import Uploader
@@ -97,6 +98,7 @@ class RecorderSettings:
     credentials: dict[str, str] = field(default_factory=dict)
     health_every_s: float = 10.0
     tsa_url: str = ""
+    tsa_heads_every_s: float = 60.0
 
 
 @dataclass
@@ -139,6 +141,9 @@ class Recorder:
         self.clock_offset_source: Callable[[], int | None] | None = None
         # Why the last request for a manifest's time-stamp token failed (None: none is waiting).
         self.timestamp_error: str | None = None
+        # Tokens over chain heads while recording (V19), asked for in their own thread.
+        self.head_stamper = HeadStamper(settings.tsa_url, settings.tsa_heads_every_s, self._keep_head_token)
+        self._stamper_journal: Journal | None = None
         # What ffmpeg last said when a session ends as device_failure.
         self.capture_failure = ""
         # The error that showed the disk full, while it is (becomes the store_full interruption's reason).
@@ -362,6 +367,7 @@ class Recorder:
             crash_point("seal.committed")
             plain_path.unlink(missing_ok=True)
             sealed += 1
+            self.head_stamper.offer(sid, s.prefix, seg.idx, rec_bytes)
         if sealed:
             self.uploader.kick()
         return sealed
@@ -714,6 +720,13 @@ class Recorder:
             self.timestamp_error = None
         return stamped
 
+    def _keep_head_token(self, sid: str, name: str, token: bytes) -> None:
+        """Write and queue a token over a chain head (in the stamper's thread, on its own journal connection)."""
+        if self._stamper_journal is None:
+            self._stamper_journal = Journal(self.station.journal_path)
+        self._stamper_journal.queue(sid, self._outbox_write(sid, name, token))
+        self.uploader.kick()
+
     def _declare_lag(self, sid: str, media_end: int | None, stopped_at: int) -> None:
         """Capture was stopped at `stopped_at` but its media ends earlier: the encoder ran slower than
         real time (an overloaded station, generated inputs that follow the encoder's pace), so that
@@ -885,6 +898,7 @@ class Recorder:
 
     def finish_uploads(self) -> int:
         """Wait for the outbox to drain (bounded); returns how many objects are still queued."""
+        self.head_stamper.settle(timeout_s=10.0)
         self.stamp_manifests()
         self.uploader_started()
         self.uploader.drain(self.settings.drain_timeout_s)

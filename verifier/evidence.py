@@ -29,7 +29,7 @@ from storage.errors import ObjectNotFound
 from verifier.errors import SessionNotFound
 
 SESSION_ID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
-SEG_RE = re.compile(r"seg/([0-9]{8})\.(bin|json)$")
+SEG_RE = re.compile(r"seg/([0-9]{8})\.(bin|json|tsr)$")
 KEY_RE = re.compile(r"keys/([0-9]{4})\.json$")
 # Objects a session folder may hold besides seg/ and keys/; the time-stamp token is judged by V18.
 SESSION_OBJECTS = ("session.json", "manifest.json", TOKEN_SUFFIX)
@@ -55,6 +55,7 @@ class SessionEvidence:
     unexpected: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # relative name -> full object name
     other: dict[str, bytes] = field(default_factory=dict)  # SESSION_OBJECTS beyond header and manifest
+    head_tokens: dict[int, bytes] = field(default_factory=dict)  # seg/N.tsr: time-stamp tokens over records (V19)
 
 
 def parse_object(data: bytes, expected_format: str, what: str) -> Parsed:
@@ -94,6 +95,8 @@ def load_evidence(store: ObjectStore, session_id: str) -> SessionEvidence:
             i = int(m.group(1))
             if m.group(2) == "bin":
                 ev.ciphertexts.add(i)
+            elif m.group(2) == "tsr":
+                ev.head_tokens[i] = store.get(name)
             else:
                 ev.records[i] = parse_object(store.get(name), RECORD_FORMAT, f"record {i}")
         elif km := KEY_RE.fullmatch(rel):

@@ -29,7 +29,7 @@ from verifier.rules.media import v14_decrypts, v15_decodes
 from verifier.rules.parsed import ParsedSession, Tolerances
 from verifier.rules.segments import v04_records, v05_objects, v06_ciphertext, v07_chain, v08_indices
 from verifier.rules.timeline import gaps, v16_continuity, v17_span
-from verifier.rules.timestamp import v18_time_stamp
+from verifier.rules.timestamp import v18_time_stamp, v19_head_time_stamps
 from verifier.rules.witness import v13_witnessed
 from verifier.timestamp import TimeProof
 from verifier.trust import TrustStore
@@ -41,7 +41,7 @@ DocumentRule = Callable[[ParsedSession], list[Finding]]
 DOCUMENT_RULES: tuple[DocumentRule, ...] = (
     v01_header, v02_station_key, v03_header_signature, v04_records, v05_objects, v07_chain, v08_indices,
     v09_manifest_present, v10_manifest, v11_manifest_closes_chain, v12_data_keys, v13_witnessed,
-    v16_continuity, v17_span, v18_time_stamp,
+    v16_continuity, v17_span, v18_time_stamp, v19_head_time_stamps,
 )
 
 
@@ -72,6 +72,8 @@ class Report:
     gaps: list[dict[str, int]] = field(default_factory=list)  # unterminated: gaps not judged yet
     time_proof: TimeProof | None = None  # V18: the manifest existed no later than the TSA's time
     time_note: str = ""
+    head_proofs: dict[int, TimeProof] = field(default_factory=dict)  # V19: segment -> its record's time proof
+    head_note: str = ""
     header: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -102,20 +104,42 @@ class Report:
             "gaps": self.gaps,
             "time_stamp": self.time_proof.to_json() if self.time_proof else None,
             "time_note": self.time_note,
+            "head_time_stamps": [{"segment": i, **p.to_json()} for i, p in sorted(self.head_proofs.items())],
+            "head_note": self.head_note,
         }
 
     def time_line(self) -> str:
-        """What the verdict says about time from outside the station (V18)."""
+        """What the verdict says about time from outside the station (V18, then V19's latest proof)."""
+        parts = [self._manifest_time()] if self.time_proof is not None or self.time_note else []
+        if self.head_proofs:
+            parts.append(self._head_time())
+        elif self.head_note:
+            parts.append(self.head_note)
+        return "; ".join(p for p in parts if p)
+
+    def _manifest_time(self) -> str:
         if self.time_proof is None:
             return self.time_note
         p = self.time_proof
-        at = dt.datetime.fromtimestamp(p.gen_time_us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        line = f"time-stamped by {p.tsa} at {at} (±{p.accuracy_us / 1e6:g} s): the manifest existed no later"
-        m = self.manifest or {}
-        ahead = m.get("ended_at_us", 0) - (p.gen_time_us + p.accuracy_us)
+        line = (f"time-stamped by {p.tsa} at {_utc(p.gen_time_us)} (±{p.accuracy_us / 1e6:g} s): "
+                "the manifest existed no later")
+        ahead = (self.manifest or {}).get("ended_at_us", 0) - (p.gen_time_us + p.accuracy_us)
         if ahead > 0:
             line += f"; the station clock was ahead of the TSA by at least {ahead / 1e6:.1f} s"
         return line + (f" ({self.time_note})" if self.time_note else "")
+
+    def _head_time(self) -> str:
+        """The latest chain head with a proof, and how far ahead of the TSA the station clock was at worst."""
+        last = max(self.head_proofs)
+        p = self.head_proofs[last]
+        line = (f"{len(self.head_proofs)} chain head(s) time-stamped while recording, the latest: segments 0-{last} "
+                f"existed no later than {_utc(p.gen_time_us)}")
+        by_index = {r["index"]: r for r in self.records}
+        ahead = max((by_index[i]["start_us"] + by_index[i]["duration_us"] - (q.gen_time_us + q.accuracy_us)
+                     for i, q in self.head_proofs.items() if i in by_index), default=0)
+        if ahead > 0:
+            line += f"; the station clock was ahead of the TSA by at least {ahead / 1e6:.1f} s"
+        return line
 
     def trust_line(self) -> str:
         """First line of a verdict that rests only on the key an export folder carries for itself."""
@@ -134,8 +158,13 @@ class Report:
         if self.status == "unterminated":
             return (f"UNTERMINATED session {self.session_id}: no manifest (V09), "
                     f"{self.proven_segments} segments proven ({self.duration_us / 1e6:.1f} s); not complete"
-                    + (f"; {len(self.gaps)} gap(s) not yet declared" if self.gaps else ""))
+                    + (f"; {len(self.gaps)} gap(s) not yet declared" if self.gaps else "")
+                    + (f"; {self.time_line()}" if self.time_line() else ""))
         return f"FAILED session {self.session_id}: " + "; ".join(str(f) for f in self.findings[:5])
+
+
+def _utc(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def audit(store: ObjectStore, session_id: str, opts: Options, *, fail_fast: bool = False,
@@ -183,6 +212,7 @@ def _describe(report: Report, s: ParsedSession) -> None:
         report.trust_basis = s.trust_basis
     report.manifest = s.manifest
     report.time_proof, report.time_note = s.time_proof, s.time_note
+    report.head_proofs, report.head_note = s.head_proofs, s.head_note
     failing = [f.segment for f in report.findings if f.segment is not None]
     session_wide = any(f.segment is None for f in report.findings)
     limit = 0 if session_wide else min([*failing, s.count])

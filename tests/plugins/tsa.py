@@ -91,6 +91,7 @@ class Tsa:
     folder: Path
     url: str = ""
     answered: int = 0
+    refused: int = 0  # queries answered 503 while away
     is_away: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,6 +127,7 @@ def running_tsa(folder: Path) -> Iterator[Tsa]:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if tsa.is_away:
+                tsa.refused += 1
                 self.send_response(503)
                 self.end_headers()
                 return

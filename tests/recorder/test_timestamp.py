@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,8 @@ def test_a_sealed_manifest_gets_a_token_that_proves_its_time(station: Station, t
     token = (store / token_name(prefix)).read_bytes()
     proof = check_token(token, manifest, roots(tsa))
     sealed_at = json.loads(manifest)["ended_at_us"]
-    assert tsa.answered == before + 1
+    # One token over the manifest, one over segment 0's chain head (asked for at most every 60 s while recording).
+    assert tsa.answered == before + 2
     assert "IRMS loopback TSA" in proof.tsa
     # The token was asked for after the manifest was sealed: its time is not before the session's end.
     assert proof.gen_time_us + proof.accuracy_us + 2_000_000 >= sealed_at
@@ -73,3 +76,37 @@ def test_the_tsa_client_gets_a_token_and_names_an_unreachable_tsa(tsa: Tsa) -> N
     assert check_token(token, b"the manifest's bytes", roots(tsa)).gen_time_us > 0
     with pytest.raises(TimestampUnavailable, match="unreachable"):
         request_token("http://127.0.0.1:9/tsa", b"x", timeout=2)
+
+
+@pytest.mark.slow
+def test_chain_heads_wait_for_a_tsa_that_is_away_and_recording_goes_on(station: Station, tsa: Tsa,
+                                                                       tmp_path: Path) -> None:
+    """While recording, the TSA is away until it has refused two requests (the first head and one retry):
+    sealing never waits for it, the warning is said once, and when it is back the latest chain head gets
+    its token (V19)."""
+    (station.home / "station.toml").write_text(f'tsa_url = "{tsa.url}"\ntsa_heads_every_s = 1\n')
+    store = tmp_path / "store"
+    refused, done = tsa.refused, threading.Event()
+
+    def back_after_two_refusals() -> None:
+        while not done.is_set() and tsa.refused < refused + 2:
+            time.sleep(0.05)
+        tsa.back()
+
+    tsa.away()
+    waiter = threading.Thread(target=back_after_two_refusals)
+    waiter.start()
+    try:
+        proc = station.agent("record", "--kit", "synthetic", "--seconds", "8", "--store", str(store), "--site",
+                             "HN-CA-01", "--room", "P101", "--case", "4/2026/HS", "--json")
+    finally:
+        done.set()
+        waiter.join()
+        tsa.back()
+    assert tsa.refused >= refused + 2
+    sid = json.loads(proc.stdout)["session_id"]
+    assert proc.stderr.count("chain heads wait for a time-stamp token") == 1, proc.stderr
+    heads = sorted((store / session_prefix_of(store, sid) / "seg").glob("*.tsr"))
+    assert heads and heads[0].name != "00000000.tsr", heads  # segment 0 was sealed while the TSA was away
+    verdict = station.verify("session", sid, "--store", str(store), "--json")
+    assert verdict.returncode == 0, verdict.stdout

@@ -153,7 +153,8 @@ def test_v18_token_from_a_tsa_this_verifier_does_not_trust_fails(stamped: Stampe
         (trust / "tsa" / "other.pem").write_bytes(other.root_pem.read_bytes())
     rc, report, _ = verdict(stamped.station, stamped.store, stamped.sessions[0],
                             {**stamped.station.env(), "IRMS_TRUST": str(trust)})
-    assert rc == 1 and [f["rule"] for f in report["findings"]] == ["V18"], report
+    # The manifest's token (V18) and the one over segment 0's chain head, asked for while recording (V19).
+    assert rc == 1 and [f["rule"] for f in report["findings"]] == ["V18", "V19"], report
 
 
 @pytest.mark.slow
@@ -179,3 +180,99 @@ def test_v18_an_export_carries_the_tsa_roots_and_says_so(stamped: Stamped, tmp_p
                                {**stamped.station.env(), "IRMS_TRUST": str(empty)})
     assert rc == 0 and report["time_stamp"] is not None, report
     assert "TSA root carried by this folder" in text
+
+
+# --- V19: tokens over chain heads, asked for while the session recorded -----------------------------
+
+
+@pytest.fixture(scope="module")
+def heads(tsa: Tsa, tmp_path_factory: pytest.TempPathFactory) -> Stamped:
+    """One real 6 s session with a token over the latest chain head every second; do not modify."""
+    base = tmp_path_factory.mktemp("heads")
+    st = make_station(base, "st-tsa-02")
+    (st.home / "station.toml").write_text(f'tsa_url = "{tsa.url}"\ntsa_heads_every_s = 1\n')
+    (st.trust / "tsa").mkdir(parents=True)
+    (st.trust / "tsa" / "loopback.pem").write_bytes(tsa.root_pem.read_bytes())
+    store = base / "store"
+    return Stamped(st, store, [str(st.record(str(store), 6)["session_id"])])
+
+
+@pytest.fixture
+def heads_copy(heads: Stamped, tmp_path: Path) -> Path:
+    dst = tmp_path / "store"
+    shutil.copytree(heads.store, dst)
+    return dst
+
+
+def head_tokens(store: Path, sid: str) -> list[Path]:
+    return sorted((folder(store, sid) / "seg").glob("*.tsr"))
+
+
+@pytest.mark.slow
+def test_v19_chain_heads_time_stamped_while_recording_prove_their_time(heads: Stamped) -> None:
+    tokens = head_tokens(heads.store, heads.sessions[0])
+    assert len(tokens) >= 2 and tokens[0].name == "00000000.tsr", tokens
+    rc, report, text = verdict(heads.station, heads.store, heads.sessions[0])
+    assert rc == 0, report
+    stamped = [h["segment"] for h in report["head_time_stamps"]]
+    assert stamped == [int(t.stem) for t in tokens]
+    # Each head was stamped after its segment was sealed: the TSA's time is not before the segment's end.
+    seg = folder(heads.store, heads.sessions[0]) / "seg"
+    for h in report["head_time_stamps"]:
+        rec = json.loads((seg / f"{h['segment']:08d}.json").read_bytes())
+        assert h["tsa"].startswith("CN=IRMS loopback TSA")
+        assert h["gen_time_us"] + h["accuracy_us"] + 2_000_000 >= rec["start_us"] + rec["duration_us"]
+    assert f"segments 0-{stamped[-1]} existed no later than" in text
+
+
+@pytest.mark.slow
+def test_v19_a_token_moved_to_another_chain_head_fails(heads: Stamped, heads_copy: Path) -> None:
+    first, second = head_tokens(heads_copy, heads.sessions[0])[:2]
+    second.write_bytes(first.read_bytes())
+    rc, report, _ = verdict(heads.station, heads_copy, heads.sessions[0])
+    assert rc == 1 and [(f["rule"], f["segment"]) for f in report["findings"]] == [("V19", int(second.stem))], report
+    assert "Mismatch between messages" in report["findings"][0]["message"]
+
+
+@pytest.mark.slow
+def test_v19_an_altered_token_fails(heads: Stamped, heads_copy: Path) -> None:
+    token = head_tokens(heads_copy, heads.sessions[0])[0]
+    data = bytearray(token.read_bytes())
+    data[-5] ^= 0x01
+    token.write_bytes(bytes(data))
+    rc, report, _ = verdict(heads.station, heads_copy, heads.sessions[0])
+    assert rc == 1 and [(f["rule"], f["segment"]) for f in report["findings"]] == [("V19", 0)], report
+
+
+@pytest.mark.slow
+def test_v19_a_token_without_its_record_fails(heads: Stamped, heads_copy: Path) -> None:
+    seg = folder(heads_copy, heads.sessions[0]) / "seg"
+    last = max(int(p.stem) for p in seg.glob("*.json"))
+    (seg / f"{last + 1:08d}.tsr").write_bytes(head_tokens(heads_copy, heads.sessions[0])[0].read_bytes())
+    rc, report, _ = verdict(heads.station, heads_copy, heads.sessions[0])
+    assert rc == 1 and "V19" in [f["rule"] for f in report["findings"]], report
+    assert any("its record is not" in f["message"] for f in report["findings"])
+
+
+@pytest.mark.slow
+def test_v19_an_unterminated_session_keeps_the_time_its_heads_prove(heads: Stamped, heads_copy: Path) -> None:
+    """The agent died before its manifest: the heads stamped while it recorded still prove time."""
+    f = folder(heads_copy, heads.sessions[0])
+    (f / "manifest.json").unlink()
+    (f / "manifest.tsr").unlink()
+    rc, report, text = verdict(heads.station, heads_copy, heads.sessions[0])
+    assert rc == 4 and report["status"] == "unterminated", report
+    assert report["head_time_stamps"] and "UNTERMINATED" in text and "existed no later than" in text, text
+
+
+@pytest.mark.slow
+def test_v19_tokens_from_a_tsa_this_verifier_does_not_trust_fail(heads: Stamped, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    shutil.copytree(heads.station.trust / "stations", trust / "stations")
+    with running_tsa(tmp_path / "other") as other:
+        (trust / "tsa").mkdir()
+        (trust / "tsa" / "other.pem").write_bytes(other.root_pem.read_bytes())
+    rc, report, _ = verdict(heads.station, heads.store, heads.sessions[0],
+                            {**heads.station.env(), "IRMS_TRUST": str(trust)})
+    rules = [f["rule"] for f in report["findings"]]
+    assert rc == 1 and rules[0] == "V18" and set(rules[1:]) == {"V19"} and len(rules) > 2, report

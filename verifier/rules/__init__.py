@@ -28,6 +28,7 @@ RULES: dict[str, str] = {
     "V16": "no unexplained gap or overlap between segments",
     "V17": "manifest span covered by media and declared interruptions",
     "V18": "time-stamp token over the manifest valid",
+    "V19": "time-stamp tokens over chain heads valid",
 }
 
 

@@ -43,6 +43,8 @@ class ParsedSession:
     plain: dict[int, bytes] = field(default_factory=dict)  # decrypted by V14 for V15, dropped after
     time_proof: TimeProof | None = None   # set by V18 when the manifest's time-stamp token verifies
     time_note: str = ""                   # V18: why there is no proof of time, or where its root came from
+    head_proofs: dict[int, TimeProof] = field(default_factory=dict)  # V19: segment index -> proof of its record
+    head_note: str = ""                   # V19: why stored tokens over chain heads were not checked
 
     @property
     def session_id(self) -> str:
