@@ -20,7 +20,9 @@ from typing import Any
 
 from evidence.protocol import EVENTS_FORMAT, EVENTS_PATH
 from recorder.clock import Clock
+from recorder.errors import RecorderError
 from recorder.heartbeat import HeartbeatQueue, ServerLink, ServerRefused, ServerUnavailable, encode
+from recorder.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +162,18 @@ def attach_event_sender(recorder: Any, server_url: str, *, site: str, room: str)
         return None
     link = ServerLink(server, station_id, recorder.station.key, recorder.clock)
 
+    journal_path = home / "journal.db"
+
     def header_of(session_id: str) -> dict[str, Any] | None:
+        # The sender outlives the recorder it was first attached to (the screen makes one per session):
+        # it reads the station's journal on a connection of its own, never a recorder's.
+        journal = Journal(journal_path)
         try:
-            doc = json.loads(recorder.journal.session(session_id).header)
-        except (KeyError, ValueError, AttributeError):
+            doc = json.loads(journal.session(session_id).header)
+        except (RecorderError, ValueError):
             return None
+        finally:
+            journal.close()
         return doc if isinstance(doc, dict) else None
 
     sender = EventSender(home / "events.db", link, recorder.clock, site=site, room=room, header_of=header_of)
