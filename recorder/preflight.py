@@ -77,7 +77,7 @@ def expected_bytes(profile: Profile, seconds: float) -> int:
     return int(seconds * kbps * 1000 / 8 * SIZE_MARGIN)
 
 
-DeviceProbe = Callable[[Profile], list[probe.ProbeResult]]
+DeviceProbe = Callable[[Profile, dict[str, str] | None], list[probe.ProbeResult]]
 
 
 def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> list[probe.ProbeResult]:
@@ -132,12 +132,15 @@ def run_preflight(
     min_free_bytes: int,
     clock_offset: Callable[[], float] | None,
     clock_tolerance_s: float,
+    credentials: dict[str, str] | None = None,
     device_probe: DeviceProbe = probe_kit,
 ) -> PreflightReport:
     """Run every check; never raises for a failing device, store or reference (they become checks)."""
     checks: list[Check] = []
 
-    for r in device_probe(profile):
+    # The same device credentials the recording will use (station.toml), so a camera with a password is
+    # checked as it will be recorded, not refused for want of a user name.
+    for r in device_probe(profile, credentials):
         checks.append(Check(r.check, r.device, "ok" if r.ok else "block", r.reason))
     if not any(c.name.startswith("camera") for c in checks) or not any(c.name.startswith("mic") for c in checks):
         checks.append(Check("kit", profile.name, "block", "the kit has no required camera and microphone to check"))

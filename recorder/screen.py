@@ -78,6 +78,8 @@ TEXT: dict[str, dict[str, str]] = {
         "resume": "Tiếp tục ghi",
         "end": "Kết thúc ghi",
         "end_confirm": "Kết thúc phiên ghi? Thời điểm kết thúc sẽ ghi vào biên bản.",
+        "end_yes": "Có, kết thúc phiên ghi",
+        "end_no": "Không, tiếp tục ghi",
         "paused_for": "Lý do",
         "ending": "Đang kết thúc và niêm phong…",
         "ended": "ĐÃ KẾT THÚC / ENDED",
@@ -142,6 +144,8 @@ TEXT: dict[str, dict[str, str]] = {
         "resume": "Resume recording",
         "end": "End recording",
         "end_confirm": "End the session? The end time goes into the minutes.",
+        "end_yes": "Yes, end the session",
+        "end_no": "No, keep recording",
         "paused_for": "Reason",
         "ending": "Ending and sealing…",
         "ended": "ĐÃ KẾT THÚC / ENDED",
@@ -321,7 +325,8 @@ class Screen:
         report = run_preflight(
             home=rec.station.home, profile=rec.profile, store=rec.store, clock=rec.clock,
             expected_seconds=int(form.expected_minutes) * 60, min_free_bytes=rec.settings.min_free_bytes,
-            clock_offset=clock_offset, clock_tolerance_s=s.clock_tolerance_s, device_probe=s.device_probe,
+            clock_offset=clock_offset, clock_tolerance_s=s.clock_tolerance_s, credentials=rec.settings.credentials,
+            device_probe=s.device_probe,
         )
         if not report.allowed:
             self._refuse(report, form)
@@ -576,7 +581,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
         a = screen.session(sid)
         error = request.args.get("error")
         return render("screen/session.html", a=a, case=a.case, status=status_of(a),
-                      error=error if error in TEXT["en"] else None)
+                      error=error if error in TEXT["en"] else None, confirm_end=request.args.get("confirm") == "end")
 
     def status_of(a: Active) -> dict[str, Any]:
         rec = a.recorder
@@ -634,7 +639,10 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
 
     @app.post("/session/<sid>/end")
     def end(sid: str) -> BaseResponse:
+        """Ending takes two steps, without script: End asks, and only "Yes, end" (confirm=yes) ends."""
         a = screen.session(sid)
+        if request.form.get("confirm") != "yes":
+            return redirect(url_for("session_page", sid=sid, confirm="end"), code=303)
         a.recorder.stop_requested.set()
         return redirect(url_for("session_page", sid=sid), code=303)
 

@@ -235,7 +235,6 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
     station = new_context(chromium)
     try:
         page = station.new_page()
-        page.on("dialog", lambda dialog: dialog.accept())  # "End the session?" confirmation
         page.goto(world.screen_url + "/")
         page.fill("#case_number", CASE)
         page.fill("#suspect", SUSPECT)
@@ -275,6 +274,7 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
         wait_number(page, "#segments", int(text_of(page, "#segments")) + 6 // SEGMENT_S)  # about 6 s more
         page.wait_for_timeout(max(0, 6 - (time.monotonic() - resumed)) * 1000)
         page.click("#end")
+        page.click("#end-confirm")  # "End the session?": yes
         expect(state).to_contain_text("ĐÃ KẾT THÚC", timeout=90_000)
         assert re.fullmatch(r"[0-9a-f]{64}", text_of(page, "#manifest-sha256"))
         expect(page.locator("#interruptions")).to_contain_text(PAUSE_REASON)

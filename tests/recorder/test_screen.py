@@ -4,6 +4,7 @@ blocking cause and the store-unreachable warning, driven through Flask's test cl
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from recorder.preflight import read_refusals
 from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
 from tests.plugins.base import date_server
+from tests.plugins.devices import CameraPeer, MicPeer
 from tests.plugins.recording import Station
 
 SITE, ROOM = "HN-CA-01", "P101"
@@ -228,10 +230,51 @@ def test_unreachable_store_warns_and_still_records(home: Path, tmp_path: Path, a
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert -30 < level["dbfs"] < -10  # the synthetic kit's 1 kHz tone, about -21 dBFS RMS
-    assert client.post(f"/session/{sid}/end", data={"csrf_token": token}).status_code == 303
+    # End asks first: without "yes" the session goes on and the page asks.
+    asked = client.post(f"/session/{sid}/end", data={"csrf_token": token})
+    assert asked.status_code == 303 and asked.headers["Location"].endswith("?confirm=end")
+    page = client.get(asked.headers["Location"]).get_data(as_text=True)
+    assert 'id="end-confirmation"' in page and 'name="confirm" value="yes"' in page and "onsubmit" not in page
+    assert wait_state(client, sid, "recording", 1)["state"] == "recording"
+    assert client.post(f"/session/{sid}/end", data={"csrf_token": token, "confirm": "yes"}).status_code == 303
     status = wait_state(client, sid, "ended")
     assert status["end_reason"] == "stopped"
     assert status["pending_uploads"] > 0  # queued on the station, not lost
     pdf = client.get(f"/session/{sid}/annex.pdf")
     assert pdf.status_code == 200 and pdf.data[:5] == b"%PDF-"
     assert read_refusals(home) == []
+
+
+def test_the_preflight_checks_a_camera_with_the_credentials_the_recording_uses(
+        home: Path, tmp_path: Path, apps: list[Flask], camera_peer: CameraPeer, mic_peer: MicPeer) -> None:
+    """A kit whose camera URL needs a user and password (station.toml): the screen's pre-flight fills them
+    in as `irms-agent record` does, instead of blocking with "device URL template needs 'user'" (issue 14,
+    bug 3)."""
+    host, path = camera_peer.url.removeprefix("rtsp://").split("/", 1)
+    (home / "station.toml").write_text(f'camera_host = "{host}"\ncamera_user = "investigator"\n'
+                                       'camera_password = "pw-for-the-camera-9"\n')
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-with-password"
+description = "RTSP camera that asks for a user and password"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "rtsp://{{user}}:{{password}}@{{host}}/{path}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+    client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit))
+    page = client.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).get_data(as_text=True)
+    assert "needs 'user'" not in page and "pw-for-the-camera-9" not in page
+    assert 'data-check="camera.wide" data-verdict="ok"' in page or \
+        re.search(r'data-check="camera[^"]*" data-verdict="ok"', page), page

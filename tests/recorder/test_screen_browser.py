@@ -62,7 +62,8 @@ def screen_server(station: Station, tmp_path: Path, time_reference: str) -> Iter
 def test_investigator_runs_a_whole_session(chromium_page: Any, screen_server: ScreenServer, station: Station,
                                            artifacts_dir: Path) -> None:
     page = chromium_page
-    page.on("dialog", lambda dialog: dialog.accept())
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))  # a script that fails to parse fails the test
     page.goto(screen_server.url + "/")
     page.fill("#case_number", "33/2026/HS")
     page.fill("#suspect", "Trịnh Văn Khải")
@@ -103,8 +104,18 @@ def test_investigator_runs_a_whole_session(chromium_page: Any, screen_server: Sc
     segments = int(page.locator("#segments").inner_text())
     page.wait_for_function(f"Number(document.getElementById('segments').textContent) > {segments}",
                            timeout=30_000)
+    # End asks first (no script needed): "No" keeps recording, "Yes" ends.
     page.click("#end")
+    page.locator("#end-confirmation").wait_for()
+    assert "ĐANG GHI / RECORDING" in state.inner_text()
+    page.screenshot(path=str(artifacts_dir / "station-screen-end-confirmation.png"), full_page=True)
+    page.click("#end-cancel")
+    state.filter(has_text="ĐANG GHI / RECORDING").wait_for()
+    assert page.locator("#end-confirmation").count() == 0
+    page.click("#end")
+    page.click("#end-confirm")
     state.filter(has_text="ĐÃ KẾT THÚC").wait_for(timeout=60_000)
+    assert errors == [], errors
     assert page.locator("#manifest-sha256").inner_text()
     page.screenshot(path=str(artifacts_dir / "station-screen-ended.png"), full_page=True)
 

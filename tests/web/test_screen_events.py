@@ -61,7 +61,7 @@ def test_every_session_of_one_screen_reaches_the_server_with_its_case(
         while wait_state(client, sid, "recording")["segments"] < 1:
             assert time.monotonic() < deadline
             time.sleep(0.25)
-        assert client.post(f"/session/{sid}/end", data={"csrf_token": token}).status_code == 303
+        assert client.post(f"/session/{sid}/end", data={"csrf_token": token, "confirm": "yes"}).status_code == 303
         wait_state(client, sid, "ended")
         sids.append(sid)
     deadline = time.monotonic() + 30
