@@ -79,7 +79,7 @@ def test_demo_country(fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     cov = json.loads(capsys.readouterr().out)
     assert len(cov["provinces"]) == 34 and cov["facilities_total"] == 136
     assert 0.5 < cov["facility_ratio"] < 1.0 and cov["failing_rooms"]
-    assert {"silent", "probe_failed", "disk_low", "clock_off"} <= {
+    assert {"silent", "probe_failed", "disk_low", "clock_off", "selftest_failed", "selftest_stale"} <= {
         r["code"] for f in cov["failing_rooms"] for r in f["reasons"]}
     assert len(list((tmp_path / "keys").glob("*.key"))) > 150
 
