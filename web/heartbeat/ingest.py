@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from evidence.coverage_bundle import signed_envelope
 from evidence.request_auth import SignedRequest
 from web.coverage import Policy, judge_heartbeat
 from web.db import Database
@@ -50,7 +51,8 @@ class HeartbeatIngest:
             raise BadRequest("heartbeat: body is not UTF-8") from None
         facts = facts_of(body, now_us, enrolled_at_us)
         reasons = [r.as_json() for r in judge_heartbeat(facts, self.policy)]
-        return Pending(pk, req.station_id, req.nonce, now_us, facts.at_us, body, text, reasons)
+        return Pending(pk, req.station_id, req.nonce, now_us, facts.at_us, body, text, reasons,
+                       signed_envelope(path, headers))
 
     def ingest(self, headers: Mapping[str, str], path: str, raw: bytes, now_us: int) -> Accepted:
         """Authenticate, check and store one heartbeat; raises the refusal (401/403/409/400/503)."""
