@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,13 +292,16 @@ def heartbeat_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
         start = end + 1
 
 
-def recompute(folder: Path, server_key: Ed25519PublicKey | None = None, window_s: int | None = None) -> Result:
+def recompute(folder: Path, server_key: Ed25519PublicKey | None = None, window_s: int | None = None,
+              workers: int = 1) -> Result:
     """Check the bundle and recompute its figure, offline; raises BundleError if the bundle itself is not
-    what the server signed. Heartbeats that do not hold are refused one by one, with the reason."""
+    what the server signed. Heartbeats that do not hold are refused one by one, with the reason. With
+    `workers` > 1 the heartbeats are checked in that many processes (the signatures are most of the time)."""
     manifest, key = check_manifest(folder, server_key)
-    policy = load_policy(_read(folder, "policy.json"))
+    policy_bytes, stations_bytes = _read(folder, "policy.json"), _read(folder, "stations.json")
+    policy = load_policy(policy_bytes)
     registry = load_registry(_read(folder, "registry.json"))
-    stations = load_stations(_read(folder, "stations.json"))
+    stations = load_stations(stations_bytes)
     try:
         tz = ZoneInfo(str(manifest["timezone"]))
         first, last = dt.date.fromisoformat(manifest["from"]), dt.date.fromisoformat(manifest["to"])
@@ -309,21 +313,18 @@ def recompute(folder: Path, server_key: Ed25519PublicKey | None = None, window_s
     result = Result(manifest, key_id(public_raw(key)), {})
     samples: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
-    for n, line in heartbeat_lines(_read(folder, "heartbeats.jsonl")):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            result.refuse(n, "?", "not a JSON line", "malformed")
-            continue
-        got = _check_heartbeat(rec, stations, window, seen)
-        sid = str(rec.get("station_id", "?")) if isinstance(rec, dict) else "?"
-        if not isinstance(got, HeartbeatFacts):
-            result.refuse(n, sid, got[1], got[0])
-            continue
-        st = stations[sid]
-        facts = got._replace(enrolled_at_us=st.enrolled_at_us)
-        samples[sid].append((facts.at_us, not judge_heartbeat(facts, policy)))
-        result.verified += 1
+    data = _read(folder, "heartbeats.jsonl")
+    chunks = _chunks(data, workers * 4) if workers > 1 else [(1, data)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_worker_init,
+                                 initargs=(policy_bytes, stations_bytes, window)) as pool:
+            checked: Iterable[list[Checked]] = pool.map(_check_chunk, chunks)
+            for part in checked:
+                _take(part, result, samples, seen)
+    else:
+        _worker_init(policy_bytes, stations_bytes, window)
+        for chunk in chunks:
+            _take(_check_chunk(chunk), result, samples, seen)
     result.stations = len(samples)
     spans = [sp for sid, ss in samples.items() if stations[sid].room_id is not None
              for sp in spans_from_heartbeats(stations[sid].room_id or 0, ss, policy)]
@@ -333,8 +334,69 @@ def recompute(folder: Path, server_key: Ed25519PublicKey | None = None, window_s
     return result
 
 
-def _check_heartbeat(rec: Any, stations: Mapping[str, StationEntry], window_s: int,
-                     seen: set[tuple[str, str]]) -> HeartbeatFacts | tuple[str, str]:
+Checked = tuple[int, str, str, int, bool] | tuple[int, str, str, str]
+"""(line, station, nonce, at_us, ok) for a heartbeat that holds, else (line, station, code, why)."""
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(policy_bytes: bytes, stations_bytes: bytes, window_s: int) -> None:
+    _WORKER.update(policy=load_policy(policy_bytes), stations=load_stations(stations_bytes), window=window_s)
+
+
+def _chunks(data: bytes, n: int) -> list[tuple[int, bytes]]:
+    """`data` cut into about `n` pieces at line ends, each with the number of its first line."""
+    out = []
+    start, line = 0, 1
+    size = max(len(data) // n, 1)
+    while start < len(data):
+        end = data.find(b"\n", min(start + size, len(data) - 1))
+        end = len(data) if end < 0 else end + 1
+        out.append((line, data[start:end]))
+        line += data.count(b"\n", start, end)
+        start = end
+    return out
+
+
+def _check_chunk(chunk: tuple[int, bytes]) -> list[Checked]:
+    first, data = chunk
+    policy, stations, window = _WORKER["policy"], _WORKER["stations"], _WORKER["window"]
+    out: list[Checked] = []
+    for n, line in heartbeat_lines(data):
+        n += first - 1
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            out.append((n, "?", "malformed", "not a JSON line"))
+            continue
+        sid = str(rec.get("station_id", "?")) if isinstance(rec, dict) else "?"
+        got = _check_heartbeat(rec, stations, window)
+        if not isinstance(got, HeartbeatFacts):
+            out.append((n, sid, got[0], got[1]))
+            continue
+        facts = got._replace(enrolled_at_us=stations[sid].enrolled_at_us)
+        out.append((n, sid, rec["signed"]["headers"][H_NONCE], facts.at_us, not judge_heartbeat(facts, policy)))
+    return out
+
+
+def _take(checked: list[Checked], result: Result, samples: dict[str, list[tuple[int, bool]]],
+          seen: set[tuple[str, str]]) -> None:
+    """Count a chunk's results in line order; a nonce a station used before is refused as a replay."""
+    for item in checked:
+        if len(item) == 4:
+            n, sid, code, why = item
+            result.refuse(n, sid, why, code)
+            continue
+        n, sid, nonce, at_us, ok = item
+        if (sid, nonce) in seen:
+            result.refuse(n, sid, f"nonce {nonce} was used before by this station", "replayed")
+            continue
+        seen.add((sid, nonce))
+        samples[sid].append((at_us, ok))
+        result.verified += 1
+
+
+def _check_heartbeat(rec: Any, stations: Mapping[str, StationEntry], window_s: int
+                     ) -> HeartbeatFacts | tuple[str, str]:
     """The heartbeat's facts if it holds, else (code, why)."""
     if not isinstance(rec, dict) or not isinstance(rec.get("body"), str) or not isinstance(rec.get("received_us"),
                                                                                            int):
@@ -369,9 +431,6 @@ def _check_heartbeat(rec: Any, stations: Mapping[str, StationEntry], window_s: i
         return ("before_enrolment", "received before its station was enrolled")
     if st.revoked_at_us is not None and received >= st.revoked_at_us:
         return ("after_revocation", "received after its station was revoked")
-    if (sid, headers[H_NONCE]) in seen:
-        return ("replayed", f"nonce {headers[H_NONCE]} was used before by this station")
-    seen.add((sid, headers[H_NONCE]))
     try:
         doc = json.loads(body)
         if not isinstance(doc, dict) or doc.get("station_id") != sid:

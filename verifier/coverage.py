@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -50,7 +51,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             raise VerificationError(f"{args.server_key} is not an Ed25519 public key")
         key = loaded
     try:
-        res = recompute(Path(args.bundle), key)
+        res = recompute(Path(args.bundle), key, workers=max(args.workers, 1))
     except BundleError as err:
         raise VerificationError(f"coverage bundle {args.bundle} refused: {err}") from None
     if args.json:
@@ -68,5 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--server-key", help="the server's published audit public key (PEM) the manifest must be signed "
                                         "with (default: the key the bundle carries, named in the output)")
     p.add_argument("--strict", action="store_true", help="exit 1 also when any heartbeat was refused")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes checking signatures (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_coverage)
