@@ -17,10 +17,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
+from flask.testing import FlaskClient
 
 from evidence import keys as K
 from evidence.canonical import canonical_json
 from evidence.coverage_bundle import sign_heartbeat
+from tests.web.conftest import FakeNow, World, beat, login
 from web.app import create_app
 from web.cli import main as web_main
 from web.config import WebConfig
@@ -163,3 +165,26 @@ def test_a_registry_edited_after_signing_is_refused(demo_bundle: tuple[Path, Pat
     rc, res, err = verify(bundle)
     assert rc == 1 and res == {}
     assert "registry.json was changed after the manifest was signed" in err
+
+
+def test_dashboard_names_a_missing_failed_or_stale_selftest(world: World, client: FlaskClient,
+                                                             now: FakeNow) -> None:
+    """R19 required by default: past the grace after enrolment, a room without a passing self-test in 26 h
+    is not working, and the dashboard says why in words."""
+    world.user("u", "auditor")
+    good, missing, stale = (world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02"),
+                            world.enroll("HN-CQDT", "P01"))
+    code, ans = beat(client, missing, now())
+    assert code == 201 and ans["ok"] is True  # within the grace period after enrolment
+    now.advance(27 * 3600)
+    hour = 3600 * 1_000_000
+    assert beat(client, good, now(), selftest={"at_us": now() - hour, "ok": True})[1]["ok"] is True
+    assert [r["code"] for r in beat(client, missing, now())[1]["reasons"]] == ["selftest_missing"]
+    _, ans = beat(client, stale, now(), selftest={"at_us": now() - 27 * hour, "ok": True})
+    assert ans["reasons"] == [{"code": "selftest_stale", "hours": "27"}]
+    _, ans = beat(client, world.enroll("HN-TTG", "P01"), now(), selftest={"at_us": now() - hour, "ok": False})
+    assert [r["code"] for r in ans["reasons"]] == ["selftest_failed"]
+    assert login(client, "u") == 302
+    page = client.get("/").get_data(as_text=True)
+    assert "chưa có kết quả tự kiểm tra hằng ngày" in page
+    assert "lần tự kiểm tra đạt gần nhất đã cách đây 27 giờ" in page
