@@ -134,15 +134,17 @@ def main() -> int:
         verify_argv = [str(BIN / "irms-verify"), "coverage", str(folder), "--strict"]
         timed(cat_argv)  # warm the page cache
         worst_cat = worst = 0.0
+        ratios = []
         for run in range(1, args.runs + 1):
             c = timed(cat_argv)
             v = timed(verify_argv)  # exits non-zero (check=True raises) unless equal to the server's figure
             worst_cat, worst = max(worst_cat, c), max(worst, v)
+            ratios.append(v / c)
             print(f"run {run}: cat {c:.3f} s, irms-verify coverage {v:.1f} s ({n / v:,.0f} heartbeats/s), "
                   f"ratio {v / c:.0f}")
         rate = n / worst
         print(f"coverage recompute worst of {args.runs} {worst:.1f} s (target < {TARGET_S:.0f} s) "
-              f"{'PASS' if worst < TARGET_S else 'FAIL'}; cat worst {worst_cat:.3f} s; ratio {worst / worst_cat:.0f}")
+              f"{'PASS' if worst < TARGET_S else 'FAIL'}; cat worst {worst_cat:.3f} s; worst ratio {max(ratios):.0f}")
         at_60 = args.rooms * args.days * 1440
         print(f"at {rate:,.0f} heartbeats/s, {args.rooms} rooms x {args.days} days at one heartbeat a minute "
               f"({at_60:,} heartbeats) would take {at_60 / rate / 60:,.0f} min")
