@@ -32,6 +32,16 @@ class StationConfig(BaseModel):
     camera_host2: str = ""
     camera_user: str = ""
     camera_password: str = ""
+    # The daily self-test the daemon (`irms-agent run`) schedules (R19): local time "HH:MM" ("" = none),
+    # the store, site and room its clip goes to, a random start delay of up to selftest_jitter_s, and how
+    # long it waits while a session records before asking again.
+    selftest_at: str = ""
+    selftest_store: str = ""
+    selftest_site: str = ""
+    selftest_room: str = ""
+    selftest_seconds: float = Field(default=6.0, gt=0)
+    selftest_jitter_s: float = Field(default=900.0, ge=0)
+    selftest_retry_s: float = Field(default=60.0, gt=0)
     # Measured device latencies ("camera.<role>" / "microphone.<role>" -> ms), written by `irms-agent calibrate`.
     latency_ms: dict[str, int] = Field(default_factory=dict)
 

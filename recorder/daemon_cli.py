@@ -3,7 +3,8 @@
   irms-agent enroll --server URL --code CODE [--room ROOM] [--kit NAME]
       register this station's public key (made now if there is none) with a one-time code
   irms-agent run [--server URL] [--interval S] [--once]
-      send a signed heartbeat every interval; queue them while the server is away
+      send a signed heartbeat every interval; queue them while the server is away; run the daily
+      self-test at `selftest_at` (station.toml), never while a session records (recorder/schedule.py)
 
 `run --once` exits 0 when everything queued was delivered, 3 when heartbeats are still
 queued (the server is away), 2 when the station is unknown or revoked.
@@ -15,13 +16,15 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from recorder.clock import Clock, SystemClock
+from recorder.config import StationConfig
 from recorder.config import load_config as load_station_config
-from recorder.errors import ConfigError, ProfileError
+from recorder.errors import ConfigError, ProfileError, StationBusy
 from recorder.events import EventSender
 from recorder.heartbeat import (
     HeartbeatQueue,
@@ -42,8 +45,9 @@ from recorder.heartbeat import (
 from recorder.journal import Journal
 from recorder.preflight import probe_kit
 from recorder.profile import load_profile
+from recorder.schedule import SelftestScheduler, parse_local_time, selftest_command
 from recorder.selftest import latest_selftest
-from recorder.station import irms_home, keygen
+from recorder.station import irms_home, keygen, lock_home
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,39 @@ def current_recording(home: Path) -> Recording | None:
         return None
     s = sessions[-1]
     return Recording(s.session_id, s.next_index - 1, s.chain_head)
+
+
+def station_busy(home: Path) -> str | None:
+    """Why the self-test must not start now: a session records, or another agent process owns the home
+    (a `record` about to start one, the station screen); None when the station is idle."""
+    rec = current_recording(home)
+    if rec is not None:
+        return f"session {rec.session_id} is recording"
+    try:
+        lock = lock_home(home, "run (self-test check)")
+    except StationBusy as err:
+        return str(err)
+    if lock is not None:
+        lock.release()
+    return None
+
+
+def selftest_scheduler(home: Path, config: StationConfig, kit: str) -> SelftestScheduler | None:
+    """The daily self-test's schedule from station.toml (None when `selftest_at` is not set)."""
+    if not config.selftest_at:
+        return None
+    at = parse_local_time(config.selftest_at, f"selftest_at in {home / 'station.toml'}")
+    room = config.selftest_room or str(read_station_file(home).get("room", ""))
+    missing = [name for name, value in (("selftest_store", config.selftest_store),
+                                        ("selftest_site", config.selftest_site), ("selftest_room", room)) if not value]
+    if missing:
+        raise ConfigError(f"selftest_at is set in {home / 'station.toml'} but {', '.join(missing)} is not")
+    last = latest_selftest(home)
+    last_s = last["at_us"] / 1e6 if last and isinstance(last.get("at_us"), int) else None
+    return SelftestScheduler(at, config.selftest_jitter_s, config.selftest_retry_s,
+                             selftest_command(config.selftest_store, config.selftest_site, room, kit,
+                                              config.selftest_seconds),
+                             home / "selftest" / "daemon-run.log", lambda: station_busy(home), last_s)
 
 
 def device_probes(kit: str, credentials: dict[str, str]) -> list[dict[str, Any]]:
@@ -134,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    selftest = None if args.once else selftest_scheduler(home, config, args.kit)
     try:
         while True:
             queue.push(make_heartbeat(home, station_id, link, args.kit, clock, config.credentials()),
@@ -155,10 +193,24 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"station {station_id}: {pending} heartbeats queued" if pending else
                       f"station {station_id}: heartbeat delivered")
                 return 0 if pending == 0 else 3
-            if stop.wait(interval):
+            if _wait(stop, interval, selftest):
                 return 0
     finally:
+        if selftest is not None:
+            selftest.stop()
         queue.close()
+
+
+def _wait(stop: threading.Event, interval: float, selftest: SelftestScheduler | None) -> bool:
+    """Wait for the next heartbeat, looking after the self-test's schedule meanwhile; True when stopped."""
+    deadline = time.monotonic() + interval
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        step = left if selftest is None else min(left, max(selftest.poll(), 0.05))
+        if stop.wait(step):
+            return True
 
 
 def register(subparsers: Any) -> None:

@@ -4,6 +4,8 @@ Exit codes: 0 verified; 1 a rule failed (the line names it, e.g. V07); 2 bad
 arguments, key or input; 3 store unreachable (nothing is ever created); 4
 unterminated (no manifest, V09: only the proven segments are vouched for, the
 session is not complete); 5 the store answers but holds no object of that session.
+`coverage` exits 1 when the bundle is refused (manifest signature, a file changed after signing) or its
+recomputed figure differs from the server's (with --strict also when a heartbeat was refused).
 `seal` exits 1 also when the seal does not match the stored manifest; `annex`
 refuses (1, or 4 when unterminated) a session that does not verify, unless --force.
 """
@@ -200,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-media", action="store_true", help="skip decoding even with a custodian key")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_seal)
+    from verifier import coverage
+    coverage.register(sub)
     p = sub.add_parser("custodian-keygen", help="make a custodian X25519 key pair")
     p.add_argument("--private", required=True)
     p.add_argument("--public", required=True)

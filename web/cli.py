@@ -4,6 +4,8 @@
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
+  irms-web coverage export --from DAY --to DAY --out DIR
+                                           the coverage evidence bundle of those days, signed
   irms-web audit verify [--witness FILE] [--tsa-trust DIR]
                                            recompute the audit log's hash chain (and check it against
                                            the signed heads stations were given, and time-stamped)
@@ -105,7 +107,24 @@ def cmd_import_sites(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage_export(args: argparse.Namespace) -> int:
+    from web.audit_anchor import AuditSigner
+    from web.coverage_export import export_bundle, parse_day
+    cfg = _config(args)
+    first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
+    signer = AuditSigner.from_file(cfg.resolved_audit_key(Path.cwd() / "instance"))
+    db = _db(cfg)
+    with db.session() as s:
+        manifest = export_bundle(s, cfg, signer, first, last, Path(args.out), now_us())
+    files = manifest["files"]
+    print(f"coverage bundle {args.out}: {first}..{last}, {files['heartbeats.jsonl']['bytes']} bytes of heartbeats, "
+          f"signed by server key {manifest['signature']['key_id']}; check it with `irms-verify coverage {args.out}`")
+    return 0
+
+
 def cmd_coverage(args: argparse.Namespace) -> int:
+    if getattr(args, "coverage_command", None) == "export":
+        return cmd_coverage_export(args)
     from web.api import coverage_json
     from web.evidence import current_coverage
     cfg = _config(args)
@@ -406,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=i18n.LANGUAGES, default="vi")
     p.add_argument("--limit", type=int, default=50, help="failing rooms to list (default 50)")
     p.set_defaults(func=cmd_coverage)
+    csub = p.add_subparsers(dest="coverage_command")
+    q = csub.add_parser("export", help="write the coverage evidence bundle of a period (docs/evidence-format.md)")
+    q.add_argument("--from", dest="first", required=True, help="first local day, YYYY-MM-DD")
+    q.add_argument("--to", dest="last", required=True, help="last local day, YYYY-MM-DD (cut at now)")
+    q.add_argument("--out", required=True, help="the folder to create")
 
     p = sub.add_parser("audit", help="audit log")
     asub = p.add_subparsers(dest="audit_command", required=True)

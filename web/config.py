@@ -34,8 +34,10 @@ class WebConfig(BaseModel):
     min_disk_free_bytes: int = Field(default=5 * 2**30, ge=0)
     required_probe_kinds: tuple[str, ...] = ("camera", "mic")
     """A room works only if its heartbeat carries at least one passing probe of each kind."""
-    selftest_max_age_s: int = Field(default=0, ge=0)
-    """R19: with e.g. 93600 (26 h) a room needs a passing daily self-test to count as working; 0: off."""
+    selftest_max_age_s: int = Field(default=26 * 3600, ge=0)
+    """R19: a room needs a passing daily self-test no older than this (26 h) to count as working; 0: off."""
+    selftest_grace_s: int = Field(default=26 * 3600, ge=0)
+    """After its station's enrolment a room counts as working this long without a self-test."""
     request_window_s: int = Field(default=300, gt=0)
     """Signed station requests older or newer than this are refused as stale."""
     enrollment_code_ttl_s: int = Field(default=7 * 86400, gt=0)

@@ -20,8 +20,7 @@ from evidence import keys as K
 from evidence.protocol import HEARTBEAT_PATH
 from evidence.request_auth import sign_request
 from web import audit
-from web.coverage import DAY_US, US, Policy, judge_heartbeat
-from web.heartbeat.body import facts_from_body
+from web.coverage import DAY_US, US, Policy, facts_from_doc, judge_heartbeat
 from web.models import FacilityType, Heartbeat, Station, StationStatus, UptimeSpan
 from web.sites import ensure_province, ensure_room, ensure_site
 
@@ -46,7 +45,18 @@ SITE_KINDS: tuple[tuple[str, str, str, int], ...] = (
 )
 
 # What a simulated station reports now; most work.
-STATES = ("working",) * 16 + ("silent", "camera_black", "disk_low", "clock_off", "mic_silent")
+STATES = ("working",) * 16 + ("silent", "camera_black", "disk_low", "clock_off", "mic_silent", "selftest_failed",
+                              "selftest_stale")
+
+SELFTEST_AT_UTC_S = 19 * 3600 + 30 * 60
+"""The demo stations' daily self-test runs at 02:30 in Vietnam (19:30 UTC)."""
+
+
+def last_selftest_us(state: str, sent_us: int) -> int:
+    """When a demo station's latest self-test ran: the last 02:30 before `sent_us` (two days earlier when
+    its state is `selftest_stale`)."""
+    at = sent_us - (sent_us - SELFTEST_AT_UTC_S * US) % DAY_US
+    return at - 2 * DAY_US if state == "selftest_stale" else at
 
 
 def heartbeat_body(station_id: str, state: str, sent_us: int) -> bytes:
@@ -66,6 +76,7 @@ def heartbeat_body(station_id: str, state: str, sent_us: int) -> bytes:
         "clock_offset_ms": 47_000 if state == "clock_off" else 12,
         "store_ok": True,
         "versions": {"agent": "0.1.0", "kit": "synthetic"},
+        "selftest": {"at_us": last_selftest_us(state, sent_us), "ok": state != "selftest_failed"},
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -74,8 +85,7 @@ def demo_heartbeat_row(station_pk: int, station_id: str, state: str, at_us: int,
     """A stored heartbeat as ingest would have stored it (judged by the same pure function)."""
     body = heartbeat_body(station_id, state, at_us)
     doc = json.loads(body)
-    reasons = judge_heartbeat(facts_from_body(body.decode(), at_us, at_us, doc["disk_free_bytes"],
-                                              doc["clock_offset_ms"]), policy)
+    reasons = judge_heartbeat(facts_from_doc(doc, at_us), policy)
     return Heartbeat(station_pk=station_pk, received_us=at_us, sent_us=at_us, ok=not reasons,
                      reasons=json.dumps([r.as_json() for r in reasons], ensure_ascii=False),
                      disk_free_bytes=doc["disk_free_bytes"], clock_offset_ms=doc["clock_offset_ms"],

@@ -39,7 +39,7 @@ def policy_of(config: WebConfig) -> Policy:
     return Policy(interval_s=config.heartbeat_interval_s, clock_tolerance_s=config.clock_tolerance_s,
                   min_disk_free_bytes=config.min_disk_free_bytes,
                   required_probe_kinds=tuple(config.required_probe_kinds),
-                  selftest_max_age_s=config.selftest_max_age_s)
+                  selftest_max_age_s=config.selftest_max_age_s, selftest_grace_s=config.selftest_grace_s)
 
 
 @dataclass(frozen=True)

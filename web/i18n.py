@@ -97,7 +97,7 @@ VI: dict[str, str] = {
     "no_rooms": "chưa có phòng hỏi cung nào được đăng ký",
     "selftest_missing": "chưa có kết quả tự kiểm tra hằng ngày",
     "selftest_failed": "lần tự kiểm tra gần nhất không đạt",
-    "selftest_old": "lần tự kiểm tra đạt gần nhất đã cách đây {hours} giờ",
+    "selftest_stale": "lần tự kiểm tra đạt gần nhất đã cách đây {hours} giờ",
     "Wrong username or password.": "Sai tên đăng nhập hoặc mật khẩu.",
 }
 
@@ -116,7 +116,7 @@ EN_REASONS: dict[str, str] = {
     "no_rooms": "no registered interrogation room",
     "selftest_missing": "no daily self-test result",
     "selftest_failed": "the latest self-test failed",
-    "selftest_old": "the latest passing self-test is {hours} h old",
+    "selftest_stale": "the latest passing self-test is {hours} h old",
     "detention_centre": "Detention centre",
     "temporary_detention": "Temporary detention house",
     "investigation_office": "Investigation office",

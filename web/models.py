@@ -132,6 +132,11 @@ class Heartbeat(Base):
     disk_free_bytes: Mapped[int | None] = mapped_column(BigInteger)
     clock_offset_ms: Mapped[int | None] = mapped_column(BigInteger)
     body: Mapped[str] = mapped_column(Text)
+    """The body exactly as received (UTF-8)."""
+    signature: Mapped[str | None] = mapped_column(Text)
+    """The signed request as received: canonical JSON {"path", "headers": {X-IRMS-Station, -Timestamp, -Nonce,
+    -Signature}}, so the heartbeat can be verified again against its station's key (evidence/coverage_bundle.py).
+    None for rows stored before migration 0005."""
 
 
 class WitnessedHead(Base):

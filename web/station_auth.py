@@ -19,7 +19,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
@@ -31,7 +31,7 @@ from web.db import Database
 from web.errors import Conflict, DatabaseError, Forbidden, Unauthenticated
 from web.models import StationStatus
 
-KEY_SQL = "SELECT id, public_key FROM stations WHERE station_id = :sid"
+KEY_SQL = "SELECT id, public_key, enrolled_at_us FROM stations WHERE station_id = :sid"
 NONCE_SQL = ("INSERT INTO nonces (station_pk, nonce, seen_us) VALUES (:pk, :nonce, :now) "
              "ON CONFLICT (station_pk, nonce) DO NOTHING RETURNING id")
 """Store a nonce; returns a row only if it was new for the station."""
@@ -85,17 +85,24 @@ def refusal(station_id: str, status: str | None, nonce_fresh: bool) -> IrmsError
     return None
 
 
+class StationKey(NamedTuple):
+    pk: int
+    key: Ed25519PublicKey
+    enrolled_at_us: int
+    """When the station was enrolled (the daily self-test's grace period runs from it)."""
+
+
 class StationKeys:
-    """Station id -> (row id, enrolled key), read once per process: both never change for a station id
-    (its status, revoked or not, is read with each request)."""
+    """Station id -> (row id, enrolled key, enrolment time), read once per process: none of them changes
+    for a station id (its status, revoked or not, is read with each request)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.known: dict[str, tuple[int, Ed25519PublicKey]] = {}
+        self.known: dict[str, StationKey] = {}
         self._lookups: Any = None
         """A psycopg AsyncConnection (autocommit) for `find_async`."""
 
-    def find(self, station_id: str) -> tuple[int, Ed25519PublicKey] | None:
+    def find(self, station_id: str) -> StationKey | None:
         known = self.known.get(station_id)
         if known is not None:
             return known
@@ -113,7 +120,7 @@ class StationKeys:
             raw.close()
         return self.remember(station_id, row)
 
-    async def find_async(self, station_id: str, conninfo: str) -> tuple[int, Ed25519PublicKey] | None:
+    async def find_async(self, station_id: str, conninfo: str) -> StationKey | None:
         """`find` on an asyncio event loop (PostgreSQL), on a connection of its own."""
         known = self.known.get(station_id)
         if known is not None:
@@ -136,14 +143,14 @@ class StationKeys:
             await self._lookups.close()
             self._lookups = None
 
-    def remember(self, station_id: str, row: tuple[Any, ...] | None) -> tuple[int, Ed25519PublicKey] | None:
+    def remember(self, station_id: str, row: tuple[Any, ...] | None) -> StationKey | None:
         if row is None:
             return None
         try:
             key = public_key(str(row[1]))
         except (binascii.Error, FormatError):
             return None
-        found = (int(row[0]), key)
+        found = StationKey(int(row[0]), key, int(row[2]))
         self.known[station_id] = found
         return found
 

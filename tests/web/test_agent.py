@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from sqlalchemy import select
 from recorder.cli import main as agent
 from recorder.heartbeat import HeartbeatQueue
 from recorder.journal import Journal, SessionRow
+from tests.plugins.recording import Station as AgentStation
 from tests.web.conftest import World
 from web.app import create_app
 from web.config import WebConfig
@@ -116,3 +120,86 @@ def test_demo_simulator_sends_signed_heartbeats(config: WebConfig, db: Database,
     with db.session() as s:
         after = len(s.scalars(select(Heartbeat.id)).all())
     assert after - before == sum(1 for _, _, state in stations if state != "silent") > 5
+
+
+def _daemon_until(proc: subprocess.Popen[str], done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _selftest_config(home: Path, at_s: float, store: Path) -> None:
+    at = time.strftime("%H:%M:%S", time.localtime(at_s))
+    (home / "station.toml").write_text(
+        f'selftest_at = "{at}"\nselftest_store = "{store}"\nselftest_site = "HN-TTG"\nselftest_room = "P01"\n'
+        "selftest_seconds = 3\nselftest_jitter_s = 0\nselftest_retry_s = 1\n")
+
+
+@pytest.mark.slow
+def test_daemon_runs_the_selftest_at_its_time_and_not_during_a_recording(world: World, server: str,
+                                                                         station: AgentStation, db: Database,
+                                                                         tmp_path: Path) -> None:
+    """R19 scheduled: `irms-agent run` starts the self-test at `selftest_at` (local time), waits while a session
+    records, and the next heartbeat carries the result."""
+    station.agent("enroll", "--server", server, "--code", world.code("HN-TTG", "P01"))
+    store = tmp_path / "store"
+    latest = station.home / "selftest" / "latest.json"
+
+    def stored_at() -> int | None:
+        return json.loads(latest.read_text())["at_us"] if latest.exists() else None
+
+    # 1. At the set time, a few seconds ahead: the self-test runs then, and not before.
+    set_s = time.time() + 4
+    _selftest_config(station.home, set_s, store)
+    daemon = station.popen_agent("run", "--interval", "1")
+    try:
+        time.sleep(2)
+        assert stored_at() is None  # not yet
+        _daemon_until(daemon, lambda: stored_at() is not None, 120)
+        first = json.loads(latest.read_text())
+        assert first["ok"] is True, [c for c in first["checks"] if not c["ok"]]
+        assert int(set_s) * 1_000_000 <= first["at_us"] < (int(set_s) + 5) * 1_000_000
+
+        def carried() -> bool:
+            with db.session() as s:
+                hb = s.scalars(select(Heartbeat).order_by(Heartbeat.id.desc()).limit(1)).one()
+            return (json.loads(hb.body).get("selftest") or {}).get("at_us") == first["at_us"]
+
+        _daemon_until(daemon, carried, 30)  # the next heartbeat carries the result
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=60)
+    assert "daily self-test started" in out and "self-test passed" in out
+
+    # 2. A recording runs over the set time: the self-test waits for its end, then runs.
+    recording = station.popen_agent("record", "--kit", "synthetic", "--seconds", "8", "--store", str(store),
+                                    "--site", "HN-TTG", "--room", "P01", "--case", "1/2026/HS", "--json")
+    ended_us: list[int] = []
+    try:
+        _daemon_until(recording, lambda: (station.home / "journal.db").exists() and _recording_open(station.home),
+                      60)
+        set_s = time.time() + 2
+        _selftest_config(station.home, set_s, store)
+        daemon = station.popen_agent("run", "--interval", "1")
+        try:
+            assert recording.wait(timeout=120) == 0, recording.communicate()
+            ended_us.append(time.time_ns() // 1000)
+            _daemon_until(daemon, lambda: stored_at() != first["at_us"], 120)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            out, _ = daemon.communicate(timeout=60)
+    finally:
+        if recording.poll() is None:
+            recording.kill()
+            recording.wait()
+    second = json.loads(latest.read_text())
+    assert "waiting" in out and "is recording" in out, out
+    assert second["at_us"] >= ended_us[0] - 1_000_000 > int(set_s) * 1_000_000, (second["at_us"], ended_us, set_s)
+    assert second["ok"] is True
+
+
+def _recording_open(home: Path) -> bool:
+    from recorder.daemon_cli import current_recording
+    return current_recording(home) is not None

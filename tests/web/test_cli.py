@@ -27,7 +27,7 @@ def test_schema_must_be_upgraded_first(fresh_db: str, capsys: pytest.CaptureFixt
     assert "irms-web db upgrade" in capsys.readouterr().err
     assert main(["--database", fresh_db, "db", "upgrade"]) == 0
     assert main(["--database", fresh_db, "db", "upgrade"]) == 0  # idempotent
-    assert "revision 0004" in capsys.readouterr().out
+    assert "revision 0005_coverage_evidence" in capsys.readouterr().out
 
 
 def test_user_import_coverage_audit(fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -79,7 +79,7 @@ def test_demo_country(fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     cov = json.loads(capsys.readouterr().out)
     assert len(cov["provinces"]) == 34 and cov["facilities_total"] == 136
     assert 0.5 < cov["facility_ratio"] < 1.0 and cov["failing_rooms"]
-    assert {"silent", "probe_failed", "disk_low", "clock_off"} <= {
+    assert {"silent", "probe_failed", "disk_low", "clock_off", "selftest_failed", "selftest_stale"} <= {
         r["code"] for f in cov["failing_rooms"] for r in f["reasons"]}
     assert len(list((tmp_path / "keys").glob("*.key"))) > 150
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -30,9 +31,12 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def hb(age_s: float = 10, probes: tuple[Probe, ...] = GOOD, disk: int | None = 100 * 2**30,
-       clock_ms: int | None = 20, store_ok: bool | None = True) -> HeartbeatFacts:
+       clock_ms: int | None = 20, store_ok: bool | None = True, selftest_age_s: int | None = 3600,
+       selftest_ok: bool = True) -> HeartbeatFacts:
+    """A heartbeat `age_s` old; by default its station's daily self-test passed an hour before it."""
     t = NOW - int(age_s * US)
-    return HeartbeatFacts(t, t, probes, disk, clock_ms, store_ok)
+    st_at = None if selftest_age_s is None else t - selftest_age_s * US
+    return HeartbeatFacts(t, t, probes, disk, clock_ms, store_ok, st_at, selftest_ok if st_at else None)
 
 
 PROVINCES = [ProvinceIn("A", "Province A"), ProvinceIn("B", "Province B")]
@@ -122,7 +126,7 @@ def test_future_timestamp_counts_as_received_time() -> None:
     # A station clock an hour ahead cannot make an old heartbeat look fresh.
     t = NOW - 1000 * US
     facts = HeartbeatFacts(sent_us=t + 3600 * US, received_us=t, probes=GOOD, disk_free_bytes=100 * 2**30,
-                           clock_offset_ms=0, store_ok=True)
+                           clock_offset_ms=0, store_ok=True, selftest_at_us=t - 3600 * US, selftest_ok=True)
     cov = compute_coverage(PROVINCES, SITES[:1], ROOMS[:1], [StationIn("s", 10)], {"s": facts}, NOW, P)
     assert codes(cov.failing[0].reasons) == ["silent"]
 
@@ -197,20 +201,37 @@ def test_every_page_text_has_a_vietnamese_translation() -> None:
     assert not missing, missing
     for code in ("no_station", "station_revoked", "never_reported", "silent", "probe_failed", "probe_missing",
                  "store_unreachable", "disk_low", "disk_unknown", "clock_off", "clock_unknown",
-                 "selftest_missing", "selftest_failed", "selftest_old"):
+                 "selftest_missing", "selftest_failed", "selftest_stale"):
         assert code in i18n.VI and code in i18n.EN_REASONS, code
 
 
-def test_daily_selftest_when_required() -> None:
-    import dataclasses
-    p = dataclasses.replace(P, selftest_max_age_s=26 * 3600)
-    base = hb()
-    assert codes(tuple(judge_heartbeat(base, P))) == []  # not required by default
-    assert codes(tuple(judge_heartbeat(base, p))) == ["selftest_missing"]
-    ok = base._replace(selftest_at_us=base.at_us - 25 * 3600 * US, selftest_ok=True)
-    assert codes(tuple(judge_heartbeat(ok, p))) == []
-    old = ok._replace(selftest_at_us=base.at_us - 27 * 3600 * US)
-    (r,) = judge_heartbeat(old, p)
-    assert (r.code, r.param("hours")) == ("selftest_old", "27")
-    failed = ok._replace(selftest_ok=False)
-    assert codes(tuple(judge_heartbeat(failed, p))) == ["selftest_failed"]
+def test_daily_selftest_is_required_by_default() -> None:
+    """R19: a room works only with a passing self-test no older than 26 h, except in the grace period after
+    its station's enrolment; each failure has its reason."""
+    assert Policy().selftest_max_age_s == 26 * 3600
+    ok = hb(selftest_age_s=25 * 3600)
+    assert codes(tuple(judge_heartbeat(ok, P))) == []
+    (r,) = judge_heartbeat(hb(selftest_age_s=27 * 3600), P)
+    assert (r.code, r.param("hours")) == ("selftest_stale", "27")
+    assert codes(tuple(judge_heartbeat(hb(selftest_ok=False), P))) == ["selftest_failed"]
+    missing = hb(selftest_age_s=None)
+    assert codes(tuple(judge_heartbeat(missing, P))) == ["selftest_missing"]
+    # Grace: enrolled 10 h ago, no self-test yet, or one from before the enrolment: working. A failed one is not.
+    young = missing._replace(enrolled_at_us=missing.at_us - 10 * 3600 * US)
+    assert codes(tuple(judge_heartbeat(young, P))) == []
+    assert codes(tuple(judge_heartbeat(young._replace(selftest_at_us=young.at_us - 40 * 3600 * US,
+                                                     selftest_ok=True), P))) == []
+    assert codes(tuple(judge_heartbeat(young._replace(selftest_at_us=young.at_us, selftest_ok=False), P))) == [
+        "selftest_failed"]
+    old = missing._replace(enrolled_at_us=missing.at_us - 27 * 3600 * US)
+    assert codes(tuple(judge_heartbeat(old, P))) == ["selftest_missing"]
+    # The requirement can be switched off (0) by the configured policy.
+    assert codes(tuple(judge_heartbeat(missing, dataclasses.replace(P, selftest_max_age_s=0)))) == []
+
+
+def test_room_without_selftest_in_26_hours_is_not_working_with_its_reason() -> None:
+    stations = [StationIn("s10", 10), StationIn("s11", 11), StationIn("s20", 20)]
+    latest = {"s10": hb(), "s11": hb(selftest_age_s=26 * 3600 + 60), "s20": hb(selftest_age_s=None)}
+    cov = compute_coverage(PROVINCES, SITES, ROOMS, stations, latest, NOW, P)
+    assert (cov.figures.rooms_working, cov.figures.rooms_total) == (1, 3)
+    assert {r.room.id: codes(r.reasons) for r in cov.failing} == {11: ["selftest_stale"], 20: ["selftest_missing"]}

@@ -48,26 +48,13 @@ class HeartbeatBody(BaseModel):
     selftest: SelftestBody | None = None
 
 
-def facts_of(body: HeartbeatBody, received_us: int) -> HeartbeatFacts:
+def facts_of(body: HeartbeatBody, received_us: int, enrolled_at_us: int | None = None) -> HeartbeatFacts:
     return HeartbeatFacts(
         sent_us=body.sent_at_us, received_us=received_us,
         probes=tuple(Probe(p.check, p.device, p.ok, p.reason) for p in body.probes),
         disk_free_bytes=body.disk_free_bytes, clock_offset_ms=body.clock_offset_ms, store_ok=body.store_ok,
         selftest_at_us=body.selftest.at_us if body.selftest else None,
-        selftest_ok=body.selftest.ok if body.selftest else None)
-
-
-def facts_from_body(body: str, sent_us: int, received_us: int, disk_free_bytes: int | None,
-                    clock_offset_ms: int | None) -> HeartbeatFacts:
-    """A stored heartbeat (validated at ingest) back into coverage's values, to be judged again."""
-    data = json.loads(body)
-    probes = tuple(Probe(str(p.get("check", "")), str(p.get("device", "")), bool(p.get("ok")),
-                         str(p.get("reason", ""))) for p in data.get("probes", []))
-    store_ok = data.get("store_ok")
-    selftest = data.get("selftest") if isinstance(data.get("selftest"), dict) else {}
-    return HeartbeatFacts(sent_us, received_us, probes, disk_free_bytes, clock_offset_ms,
-                          store_ok if isinstance(store_ok, bool) else None,
-                          selftest_at_us=selftest.get("at_us"), selftest_ok=selftest.get("ok"))
+        selftest_ok=body.selftest.ok if body.selftest else None, enrolled_at_us=enrolled_at_us)
 
 
 NO_REASONS: tuple[Reason, ...] = ()

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+from evidence.coverage_bundle import signed_envelope
 from evidence.request_auth import SignedRequest
 from web.coverage import Policy, judge_heartbeat
 from web.db import Database
@@ -19,7 +18,7 @@ from web.errors import BadRequest, Unauthenticated
 from web.heartbeat.body import HeartbeatBody, facts_of
 from web.heartbeat.commit import AsyncGroupCommit, GroupCommit
 from web.heartbeat.pending import Accepted, Pending, outcome
-from web.station_auth import StationKeys, check_signature, signed_request
+from web.station_auth import StationKey, StationKeys, check_signature, signed_request
 from web.stations import parse_body
 
 
@@ -33,15 +32,15 @@ class HeartbeatIngest:
         self.commit = GroupCommit(db, policy, window_s)
         self.keys = StationKeys(db)
 
-    def station_key(self, station_id: str) -> tuple[int, Ed25519PublicKey] | None:
+    def station_key(self, station_id: str) -> StationKey | None:
         return self.keys.find(station_id)
 
-    def prepare(self, req: SignedRequest, found: tuple[int, Ed25519PublicKey] | None, headers: Mapping[str, str],
+    def prepare(self, req: SignedRequest, found: StationKey | None, headers: Mapping[str, str],
                 path: str, raw: bytes, now_us: int) -> Pending:
         """Every check that needs no database: the refusal is raised (401, 400)."""
         if found is None:
             raise Unauthenticated(f"unknown station {req.station_id}")
-        pk, key = found
+        pk, key, enrolled_at_us = found
         check_signature(key, headers, "POST", path, raw, now_us, self.window_s)
         body: HeartbeatBody = parse_body(HeartbeatBody, raw, "heartbeat")
         if body.station_id != req.station_id:
@@ -50,9 +49,10 @@ class HeartbeatIngest:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("heartbeat: body is not UTF-8") from None
-        facts = facts_of(body, now_us)
+        facts = facts_of(body, now_us, enrolled_at_us)
         reasons = [r.as_json() for r in judge_heartbeat(facts, self.policy)]
-        return Pending(pk, req.station_id, req.nonce, now_us, facts.at_us, body, text, reasons)
+        return Pending(pk, req.station_id, req.nonce, now_us, facts.at_us, body, text, reasons,
+                       signed_envelope(path, headers))
 
     def ingest(self, headers: Mapping[str, str], path: str, raw: bytes, now_us: int) -> Accepted:
         """Authenticate, check and store one heartbeat; raises the refusal (401/403/409/400/503)."""
@@ -70,7 +70,7 @@ class AsyncHeartbeatIngest:
         self.conninfo = conninfo
         self.commit = AsyncGroupCommit(conninfo, ingest.policy, ingest.window_s)
 
-    async def station_key(self, station_id: str) -> tuple[int, Ed25519PublicKey] | None:
+    async def station_key(self, station_id: str) -> StationKey | None:
         return await self.sync.keys.find_async(station_id, self.conninfo)
 
     async def ingest(self, headers: Mapping[str, str], path: str, raw: bytes, now_us: int) -> Accepted:

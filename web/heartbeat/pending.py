@@ -27,6 +27,8 @@ class Pending:
     body: HeartbeatBody
     raw: str
     reasons: list[dict[str, object]]
+    signed: str | None = None
+    """The signature headers and path as received (`evidence.coverage_bundle.signed_envelope`), stored with it."""
     heartbeat_id: int | None = None
     error: IrmsError | None = None
     audit_head: tuple[int, str] | None = None

@@ -53,10 +53,10 @@ SELECT st.*, array(SELECT n.nonce FROM n WHERE n.station_pk = st.id),
 _PG_WRITE = """WITH
 hb AS (SELECT nextval(%(hb_seq)s::regclass) AS id, x.*
        FROM ROWS FROM (json_to_recordset(%(hb)s::json) AS (pk int, received bigint, sent bigint, ok bool,
-            reasons text, disk bigint, clock bigint, body text)) WITH ORDINALITY AS x),
+            reasons text, disk bigint, clock bigint, body text, sig text)) WITH ORDINALITY AS x),
 hbi AS (INSERT INTO heartbeats (id, station_pk, received_us, sent_us, ok, reasons, disk_free_bytes,
-                                clock_offset_ms, body)
-        SELECT id, pk, received, sent, ok, reasons, disk, clock, body FROM hb),
+                                clock_offset_ms, body, signature)
+        SELECT id, pk, received, sent, ok, reasons, disk, clock, body, sig FROM hb),
 wh AS (INSERT INTO witnessed_heads (station_pk, session_id, idx, chain_head, received_us)
        SELECT pk, session, idx, head, received FROM json_to_recordset(%(wh)s::json)
        AS x(pk int, session text, idx bigint, head text, received bigint)),
@@ -83,7 +83,7 @@ _SQLITE_STATIONS = f"SELECT {_STATION_COLUMNS} FROM stations WHERE id IN ({{}})"
 def _heartbeat_row(item: Pending) -> tuple[Any, ...]:
     b = item.body
     return (item.station_pk, item.received_us, b.sent_at_us, not item.reasons,
-            json.dumps(item.reasons, ensure_ascii=False), b.disk_free_bytes, b.clock_offset_ms, item.raw)
+            json.dumps(item.reasons, ensure_ascii=False), b.disk_free_bytes, b.clock_offset_ms, item.raw, item.signed)
 
 
 def _station_values(row: StationRow, hb_ids: list[int], sp_ids: list[int]) -> tuple[Any, ...]:
@@ -168,7 +168,7 @@ class Postgres(Backend):
         ids = yield (_PG_WRITE, {
             "hb_seq": self.sequences[0], "sp_seq": self.sequences[1],
             "sx_ids": list(plan.span_updates), "st_ids": list(plan.stations),
-            "hb": json_rows(("pk", "received", "sent", "ok", "reasons", "disk", "clock", "body"),
+            "hb": json_rows(("pk", "received", "sent", "ok", "reasons", "disk", "clock", "body", "sig"),
                              [_heartbeat_row(i) for i in plan.heartbeats]),
             "wh": json_rows(("pk", "session", "idx", "head", "received"), heads),
             "sp": json_rows(("pk", "room", "start_us", "end_us", "closed"),
@@ -213,7 +213,8 @@ class Sqlite(Backend):
         hb_ids: list[int] = []
         for item in plan.heartbeats:
             got = yield ("INSERT INTO heartbeats (station_pk, received_us, sent_us, ok, reasons, disk_free_bytes, "
-                         "clock_offset_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", _heartbeat_row(item))
+                         "clock_offset_ms, body, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         _heartbeat_row(item))
             item.heartbeat_id = int(got[0][0])
             hb_ids.append(item.heartbeat_id)
             rec = item.body.recording
