@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("IRMS_DEMO_DIR", str(ROOT / ".demo"))).resolve()
 BIN = Path(sys.executable).parent
 SECONDS = os.environ.get("IRMS_DEMO_SECONDS", "20")
 PORT = int(os.environ.get("IRMS_DEMO_PORT", "8080"))
@@ -80,6 +80,7 @@ def main() -> int:
     shutil.rmtree(DEMO, ignore_errors=True)
     os.umask(0o077)  # the demo's keys, databases and homes: owner-only, like a real installation's
     (DEMO / "custodian").mkdir(parents=True)
+    (DEMO / "web").mkdir()
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", PORT)) == 0:
             sys.exit(f"demo: port {PORT} is taken; set IRMS_DEMO_PORT")
