@@ -270,17 +270,19 @@ def camera_script(url: str, timeout_s: float) -> str:
 
 def probe_network_camera(url: str, *, run: Runner = run_tool, timeout_s: float = 15.0) -> NetworkCamera:
     """Ask ffprobe what a camera URL delivers (the URL reaches ffprobe in a private file, not its argv)."""
-    try:
-        with tempfile.TemporaryDirectory(prefix="irms-probe-") as tmp:  # 0700
-            script = Path(tmp) / "camera.ffconcat"
+    shown = redact(url)
+    with tempfile.TemporaryDirectory(prefix="irms-probe-") as tmp:  # 0700
+        script = Path(tmp) / "camera.ffconcat"
+        try:
             write_private(script, camera_script(url, timeout_s).encode())
             out = run(ffprobe_argv(script, timeout_s), timeout_s + 5)
-    except ValueError as err:
-        return NetworkCamera(redact(url), False, error=str(err))
-    except subprocess.TimeoutExpired:
-        return NetworkCamera(redact(url), False, error=f"ffprobe gave no answer within {timeout_s + 5:g} s")
-    except OSError as err:
-        return NetworkCamera(redact(url), False, error=_CREDENTIALS.sub(r"\1:***@", str(err)))
+        except ValueError as err:
+            return NetworkCamera(shown, False, error=str(err))
+        except subprocess.TimeoutExpired:
+            return NetworkCamera(shown, False, error=f"ffprobe gave no answer within {timeout_s + 5:g} s")
+        except OSError as err:  # ffprobe's message names the script: name the camera instead
+            message = _CREDENTIALS.sub(r"\1:***@", str(err)).replace(str(script), shown)
+            return NetworkCamera(shown, False, error=message)
     return parse_ffprobe_streams(out, url)
 
 

@@ -14,8 +14,6 @@ wall clock on arrival, does the real probe exactly as a plain `-i URL` would.
 
 from __future__ import annotations
 
-import urllib.parse
-
 # The protocols a camera script may open: the script itself (file) and network cameras.
 PROTOCOLS = "file,rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto"
 NETWORK_SOURCES = ("rtsp", "http")
@@ -24,13 +22,6 @@ FAST_PROBE = {"probesize": "32", "fflags": "nobuffer"}
 # What the inner probe prints when cut short: expected, and not an error of the camera.
 PROBE_NOISE = ("Could not find codec parameters for stream", "not enough frames to estimate rate",
                "Consider increasing the value for the 'analyzeduration'")
-
-
-def has_password(url: str) -> bool:
-    """Whether a URL carries a literal password (user:password@), not a {password} placeholder."""
-    netloc = urllib.parse.urlsplit(url).netloc
-    userinfo, at, _ = netloc.rpartition("@")
-    return bool(at) and ":" in userinfo and "{password}" not in userinfo
 
 
 def _quote(value: str) -> str:

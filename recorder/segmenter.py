@@ -21,6 +21,7 @@ import ffmpeg
 from recorder import private_input
 from recorder.errors import CaptureError
 from recorder.profile import Camera, Microphone, Profile
+from storage.url import has_password, redact
 from verifier.media import DECODE_TIMED_OUT, probe_media_file
 
 SEGMENT_PATTERN = "seg%06d.ts"
@@ -49,7 +50,7 @@ def camera_url(cam: Camera, credentials: dict[str, str]) -> str:
 
 def warn_password_in_argv(url: str, flag: str) -> None:
     """A camera URL given on the command line with its password in it: say that every local user can read it."""
-    if private_input.has_password(url):
+    if has_password(url):
         print(f"irms-agent: warning: the camera password given in {flag} is in this command's argv, which every "
               "local user can read (ps); write the URL as rtsp://{user}:{password}@HOST/... and set "
               "camera_user / camera_password in station.toml", file=sys.stderr)
@@ -84,6 +85,12 @@ def camera_scripts(profile: Profile, run_dir: Path, credentials: dict[str, str])
             out[camera_script_path(run_dir, cam)] = private_input.ffconcat_script(
                 url, private_input.camera_options(url, CAMERA_TIMEOUT_US), fast=True)
     return out
+
+
+def camera_script_names(profile: Profile, run_dir: Path, credentials: dict[str, str]) -> dict[str, str]:
+    """Each script's path -> its camera's URL, password redacted: what ffmpeg's messages show instead."""
+    return {str(camera_script_path(run_dir, cam)): redact(camera_url(cam, credentials))
+            for cam in profile.cameras if cam.source in private_input.NETWORK_SOURCES}
 
 
 def camera_input(cam: Camera, run_dir: Path, t0: int | None = None) -> Any:

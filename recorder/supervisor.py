@@ -35,11 +35,13 @@ class ProcessSupervisor:
 
     def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
                  log_path: Path | None = None, secrets: Sequence[str] = (),
-                 files: dict[Path, str] | None = None) -> None:
+                 files: dict[Path, str] | None = None, shown_as: dict[str, str] | None = None) -> None:
         """`files` are written owner-only before the child starts and removed once it has ended
-        (the camera scripts that keep passwords out of argv, recorder.private_input)."""
+        (the camera scripts that keep passwords out of argv, recorder.private_input); in what the
+        child prints, each key of `shown_as` (a script's path) is replaced by its value (the camera)."""
         self.name = name
         self.files = dict(files or {})
+        self.shown_as = dict(shown_as or {})
         self.argv = list(argv)
         self.cwd = cwd
         self.env = env
@@ -102,7 +104,9 @@ class ProcessSupervisor:
                 path.unlink()
 
     def redact(self, text: str) -> str:
-        """Secrets (camera passwords in URLs) never reach a log."""
+        """Secrets (camera passwords in URLs) never reach a log; a camera script is named by its camera."""
+        for name, shown in self.shown_as.items():
+            text = text.replace(name, shown)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text

@@ -45,6 +45,7 @@ from typing import Any
 
 from evidence.errors import IrmsError
 from evidence.owner_only import owner_only_umask, secure_files, secure_tree, warning_lines
+from storage.url import has_password
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
@@ -61,6 +62,10 @@ def _config(args: argparse.Namespace) -> WebConfig:
     overrides: dict[str, Any] = {}
     if args.database:
         overrides["database_url"] = args.database
+        if has_password(args.database):
+            print("irms-web: warning: the database password given in --database is in this command's argv, which "
+                  "every local user can read (ps); set IRMS_WEB_DATABASE_URL or database_url in the configuration "
+                  "file instead", file=sys.stderr)
     return load_config(Path(args.config) if args.config else None, **overrides)
 
 
