@@ -20,23 +20,30 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("IRMS_DEMO_DIR", str(ROOT / ".demo"))).resolve()
 BIN = Path(sys.executable).parent
 SECONDS = os.environ.get("IRMS_DEMO_SECONDS", "20")
 PORT = int(os.environ.get("IRMS_DEMO_PORT", "8080"))
 SITE, ROOM = "HNI-DEMO", "P01"
 ADMIN_PASSWORD = "irms-demo-admin"
 PROSECUTOR_PASSWORD = "irms-demo-prosecutor"
-ENV = {**os.environ, "IRMS_HOME": str(DEMO / "station"), "IRMS_WEB_DATABASE_URL": f"sqlite:///{DEMO / 'web.db'}",
+ENV = {**os.environ, "IRMS_HOME": str(DEMO / "station"),
+       "IRMS_WEB_DATABASE_URL": f"sqlite:///{DEMO / 'web' / 'web.db'}",
        "IRMS_WEB_STORE_URL": str(DEMO / "store"), "IRMS_SERVER_URL": f"http://127.0.0.1:{PORT}",
        "IRMS_HEARTBEAT_INTERVAL_S": "10",
        # Demo only: the passphrase that encrypts the custodian key at rest on the server.
        "IRMS_CUSTODIAN_PASSPHRASE": os.environ.get("IRMS_CUSTODIAN_PASSPHRASE", "demo custodian passphrase")}
+# The web has its own instance folder (its database, cookie secret, audit key); the station's home is the station's.
+WEB_ENV = {**ENV, "IRMS_HOME": str(DEMO / "web")}
+
+
+def env_of(program: str) -> dict[str, str]:
+    return WEB_ENV if program == "irms-web" else ENV
 
 
 def run(*argv: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=900,
-                          env=ENV, input=stdin)
+                          env=env_of(argv[0]), input=stdin)
     if check and proc.returncode != 0:
         sys.exit(f"demo: {' '.join(argv[:3])} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     return proc
@@ -71,7 +78,9 @@ def wait_http(url: str, timeout: float = 60) -> None:
 def main() -> int:
     stop_previous()
     shutil.rmtree(DEMO, ignore_errors=True)
+    os.umask(0o077)  # the demo's keys, databases and homes: owner-only, like a real installation's
     (DEMO / "custodian").mkdir(parents=True)
+    (DEMO / "web").mkdir()
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", PORT)) == 0:
             sys.exit(f"demo: port {PORT} is taken; set IRMS_DEMO_PORT")
@@ -88,7 +97,7 @@ def main() -> int:
     run("irms-web", "user", "add", "kiemsat", "--role", "prosecutor", "--password-stdin",
         stdin=PROSECUTOR_PASSWORD + "\n")
     log = (DEMO / "web.log").open("wb")
-    web = subprocess.Popen([str(BIN / "irms-web"), "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=ENV,
+    web = subprocess.Popen([str(BIN / "irms-web"), "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=WEB_ENV,
                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     (DEMO / "web.pid").write_text(str(web.pid))
     url = f"http://127.0.0.1:{PORT}/"

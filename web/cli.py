@@ -38,6 +38,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -45,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from evidence.errors import IrmsError
+from evidence.owner_only import owner_only_umask, secure_files, secure_tree, warning_lines
+from storage.url import has_password
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
@@ -61,6 +64,10 @@ def _config(args: argparse.Namespace) -> WebConfig:
     overrides: dict[str, Any] = {}
     if args.database:
         overrides["database_url"] = args.database
+        if has_password(args.database):
+            print("irms-web: warning: the database password given in --database is in this command's argv, which "
+                  "every local user can read (ps); set IRMS_WEB_DATABASE_URL or database_url in the configuration "
+                  "file instead", file=sys.stderr)
     return load_config(Path(args.config) if args.config else None, **overrides)
 
 
@@ -274,9 +281,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def secure_instance(cfg: WebConfig, instance: Path) -> list[str]:
+    """The instance folder 0700; the SQLite database (its -wal, -shm) and the audit key 0600, wherever
+    they are. What was open to other users is made owner-only; the warning lines say what and from what."""
+    from sqlalchemy.engine import make_url
+
+    fixed = secure_tree(cfg.data_dir(instance))
+    files = [cfg.resolved_audit_key(instance)]
+    url = make_url(cfg.resolved_database_url(instance))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        files += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    return warning_lines(fixed + secure_files(files), "irms-web")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.app import create_app
     cfg = _config(args)
+    for line in secure_instance(cfg, Path.cwd() / "instance"):
+        print(line, file=sys.stderr)
     db = _db(cfg)
     db.dispose()
     if args.dev:
@@ -512,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    old_umask = owner_only_umask()  # the database, its -wal/-shm and keys it creates: 0600
     try:
         return int(args.func(args))
     except IrmsError as err:
@@ -525,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
         return 0
+    finally:
+        os.umask(old_umask)  # for callers in the same process (tests)
 
 
 

@@ -73,7 +73,7 @@ class WebConfig(BaseModel):
         if self.database_url:
             return self.database_url
         folder = self.data_dir(instance_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return f"sqlite:///{folder / 'web.db'}"
 
     def data_dir(self, instance_dir: Path) -> Path:
@@ -94,7 +94,7 @@ class WebConfig(BaseModel):
             return path.read_text().strip()
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = secrets.token_hex(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evidence import keys as K
+from evidence.owner_only import write_private
 from evidence.protocol import HEARTBEAT_PATH
 from evidence.request_auth import sign_request
 from web import audit
@@ -107,7 +108,8 @@ def seed(s: Session, *, now_us: int, policy: Policy, days: int = 30, rng_seed: i
     rng = random.Random(rng_seed)
     n_sites = n_rooms = n_stations = 0
     if keys_dir is not None:
-        keys_dir.mkdir(parents=True, exist_ok=True)
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys_dir.chmod(0o700)  # private keys: the demo's stations' only secret
     states: dict[str, str] = {}
     for pcode, pname in provinces:
         prov = ensure_province(s, pcode, pname)
@@ -138,7 +140,9 @@ def seed(s: Session, *, now_us: int, policy: Policy, days: int = 30, rng_seed: i
                     state = rng.choice(STATES)
                     states[sid] = state
                     if keys_dir is not None:
-                        (keys_dir / f"{sid}.key").write_bytes(key.private_bytes_raw())
+                        path = keys_dir / f"{sid}.key"
+                        path.unlink(missing_ok=True)  # a re-seed replaces it, still never readable by others
+                        write_private(path, key.private_bytes_raw())
                     last_us = now_us - (rng.randint(40, 400) * 60 * US if state == "silent"
                                         else rng.randint(0, policy.interval_s) * US)
                     hb = demo_heartbeat_row(st.id, sid, state, last_us, policy)
