@@ -306,8 +306,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _start_holder(args: argparse.Namespace, cfg: WebConfig) -> Any:
     """`irms-web custody hold` beside gunicorn (the one process that holds the custodian keys)."""
     import subprocess
-    cmd = [sys.executable, "-m", "web.cli"] + (["--config", args.config] if args.config else []) + \
-        (["--database", args.database] if args.database else []) + ["custody", "hold", "--with-parent", "--socket", cfg.custody_socket]
+    cmd = [sys.executable, "-m", "web.cli", *(["--config", args.config] if args.config else []),
+           *(["--database", args.database] if args.database else []),
+           "custody", "hold", "--with-parent", "--socket", cfg.custody_socket]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not Path(cfg.custody_socket).is_socket():

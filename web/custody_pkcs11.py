@@ -41,15 +41,21 @@ def parse_reference(text: str) -> dict[str, str] | None:
     return {"token": str(doc["token"]), "key_id": str(doc["key_id"])}
 
 
+_libs: dict[str, Any] = {}
+
+
 def _lib(module: str) -> Any:
+    """The module, loaded (C_Initialize) once per process."""
     try:
         import pkcs11
     except ImportError:  # pragma: no cover - python-pkcs11 is a dependency
         raise CustodyError("python-pkcs11 is not installed") from None
-    try:
-        return pkcs11.lib(module)
-    except (RuntimeError, OSError) as err:
-        raise CustodyError(f"PKCS#11 module {module} cannot be loaded: {err}") from None
+    if module not in _libs:
+        try:
+            _libs[module] = pkcs11.lib(module)
+        except (RuntimeError, OSError, pkcs11.PKCS11Error) as err:
+            raise CustodyError(f"PKCS#11 module {module} cannot be loaded: {err.__class__.__name__}") from None
+    return _libs[module]
 
 
 def _token(module: str, label: str) -> Any:
