@@ -269,9 +269,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     db = _db(cfg)
     db.dispose()
-    if args.dev:
-        create_app(cfg).run(host=args.host, port=args.port, debug=False, use_reloader=False)
-        return 0
+    # Resolve the cookie secret and the custody socket once so every worker shares them.
+    cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance"),
+                                 "custody_socket": str(cfg.resolved_custody_socket(Path.cwd() / "instance"))})
+    holder = _start_holder(args, cfg) if not args.no_custody_holder else None
+    try:
+        if args.dev:
+            create_app(cfg).run(host=args.host, port=args.port, debug=False, use_reloader=False)
+        else:
+            _gunicorn(args, cfg)
+    finally:
+        if holder is not None:
+            holder.terminate()
+            holder.wait(30)
+    return 0
+
+
+def _gunicorn(args: argparse.Namespace, cfg: WebConfig) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -289,18 +303,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from web.asgi import create_asgi_app
             return create_asgi_app(cfg, threads=args.threads)
 
-    # Resolve the cookie secret and the custody socket once so every worker shares them.
-    cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance"),
-                                 "custody_socket": str(cfg.resolved_custody_socket(Path.cwd() / "instance"))})
-    holder = _start_holder(args, cfg) if not args.no_custody_holder else None
     print(f"irms-web: serving on http://{args.host}:{args.port}/ with {args.workers} workers", flush=True)
-    try:
-        Server().run()
-    finally:
-        if holder is not None:
-            holder.terminate()
-            holder.wait(30)
-    return 0
+    Server().run()
 
 
 def _start_holder(args: argparse.Namespace, cfg: WebConfig) -> Any:
