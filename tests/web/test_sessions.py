@@ -14,6 +14,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -269,6 +270,51 @@ def test_cli_custodian_and_sessions_sync(sessions_world: SessionsWorld, config: 
     assert main([*args, "custodian", "list"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "irms-web custody unlock" in err
+
+
+def test_old_form_key_refused_until_rewrapped_and_sealed_key_imported(
+        sessions_world: SessionsWorld, config: WebConfig, db: Database, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from evidence import sealed_key
+    from web.cli import main
+    holder = sw_holder(sessions_world)
+    args = ["--database", config.database_url]
+    # a key kept the old way (PBKDF2-2048, AES-CBC PEM), as before this change
+    old_key = X25519PrivateKey.generate()
+    with db.session() as s:
+        row = custody.import_key(s, old_key, CUSTODIAN_PASSPHRASE.encode(), actor="test",
+                                 now_us=sessions_world.world.now(), os_user="test")
+        row.private_pem = old_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.BestAvailableEncryption(b"old passphrase 2026")).decode()
+        old_id = row.key_id
+        s.commit()
+    with pytest.raises(CustodyError, match=f"custodian key {old_id} is in the old PBKDF2-2048/AES-CBC form.*rewrap"):
+        holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"sai mật khẩu cũ\n{CUSTODIAN_PASSPHRASE}\n"))
+    assert main([*args, "custody", "rewrap", "--passphrase-stdin"]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"old passphrase 2026\n{CUSTODIAN_PASSPHRASE}\n"))
+    assert main([*args, "custody", "rewrap", "--passphrase-stdin"]) == 0
+    assert f"1 custodian keys sealed again (argon2id, AES-256-GCM): {old_id}" in capsys.readouterr().out
+    holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    assert old_id in holder.status()["held"]
+    # a sealed key file from irms-verify custodian-keygen: its own passphrase, then the custodian's
+    made = X25519PrivateKey.generate()
+    (tmp_path / "made.key").write_text(sealed_key.seal(made, b"key file passphrase") + "\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"key file passphrase\n{CUSTODIAN_PASSPHRASE}\n"))
+    assert main([*args, "custodian", "import", str(tmp_path / "made.key"), "--passphrase-stdin"]) == 0
+    with db.session() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action.in_(("custodian.rewrap", "custodian.import")))
+                            .order_by(AuditEntry.seq)).all()
+        assert [e.action for e in entries][-2:] == ["custodian.rewrap", "custodian.import"]
+        assert all(json.loads(e.detail)["os_user"] for e in entries[-2:])
+        assert custody.current_key(s).private_pem != (tmp_path / "made.key").read_text().strip()  # sealed anew
+
+
+def sw_holder(sw: SessionsWorld) -> Any:
+    return sw.holder.holder  # type: ignore[attr-defined]
 
 
 # --- session events from stations ----------------------------------------------------------------------
