@@ -92,7 +92,7 @@ class Holder:
                     raise CustodyError("the server holds no custodian key yet (irms-web custodian new)")
                 for row in rows:
                     opened[row.key_id] = custody.open_row(row, secret, self.module)
-                audit.append(s, at_us=now_us(), actor=os_user, action="custodian.unlock", target="",
+                audit.append(s, at_us=now_us(), actor=f"os:{os_user}", action="custodian.unlock", target="",
                              detail={"os_user": os_user, "via": via, "keys": sorted(opened)})
                 s.commit()
         except BaseException:
@@ -113,7 +113,7 @@ class Holder:
             self.unlocked_by, self.unlocked_at_us = "", 0
         _close(old)
         with self.db.session() as s:
-            audit.append(s, at_us=now_us(), actor=os_user, action="custodian.lock", target="",
+            audit.append(s, at_us=now_us(), actor=f"os:{os_user}", action="custodian.lock", target="",
                          detail={"os_user": os_user, "via": via, "keys": len(old)})
             s.commit()
         return {"locked": True}
