@@ -30,9 +30,9 @@ PROSECUTOR_PASSWORD = "irms-demo-prosecutor"
 ENV = {**os.environ, "IRMS_HOME": str(DEMO / "station"),
        "IRMS_WEB_DATABASE_URL": f"sqlite:///{DEMO / 'web' / 'web.db'}",
        "IRMS_WEB_STORE_URL": str(DEMO / "store"), "IRMS_SERVER_URL": f"http://127.0.0.1:{PORT}",
-       "IRMS_HEARTBEAT_INTERVAL_S": "10",
-       # Demo only: the passphrase that encrypts the custodian key at rest on the server.
-       "IRMS_CUSTODIAN_PASSPHRASE": os.environ.get("IRMS_CUSTODIAN_PASSPHRASE", "demo custodian passphrase")}
+       "IRMS_HEARTBEAT_INTERVAL_S": "10"}
+# Demo only: the custodian passphrase, handed over on stdin as an officer would type it (never in the environment).
+CUSTODIAN_PASSPHRASE = "demo custodian passphrase"
 # The web has its own instance folder (its database, cookie secret, audit key); the station's home is the station's.
 WEB_ENV = {**ENV, "IRMS_HOME": str(DEMO / "web")}
 
@@ -106,8 +106,10 @@ def main() -> int:
 
     print("== station: keys, enrollment")
     run("irms-verify", "custodian-keygen", "--private", str(DEMO / "custodian" / "custodian.key"),
-        "--public", str(DEMO / "custodian" / "custodian.pub"))
-    run("irms-web", "custodian", "import", str(DEMO / "custodian" / "custodian.key"))
+        "--public", str(DEMO / "custodian" / "custodian.pub"), "--passphrase-stdin", stdin=CUSTODIAN_PASSPHRASE + "\n")
+    run("irms-web", "custodian", "import", str(DEMO / "custodian" / "custodian.key"), "--passphrase-stdin",
+        stdin=f"{CUSTODIAN_PASSPHRASE}\n{CUSTODIAN_PASSPHRASE}\n")
+    run("irms-web", "custody", "unlock", "--passphrase-stdin", stdin=CUSTODIAN_PASSPHRASE + "\n")
     run("irms-agent", "keygen", "--station-id", "st-demo-p01", "--custodian-public",
         str(DEMO / "custodian" / "custodian.pub"))
     code_out = run("irms-web", "station", "code", SITE, "--room", ROOM).stdout
@@ -125,11 +127,13 @@ def main() -> int:
     run("irms-agent", "run", "--once", "--kit", "synthetic")
     key = str(DEMO / "custodian" / "custodian.key")
     report = json.loads(run("irms-verify", "session", sid, "--store", str(store), "--custodian-key", key,
-                            "--json").stdout)
+                            "--prosecutor", "kiemsat", "--passphrase-stdin", "--json",
+                            stdin=CUSTODIAN_PASSPHRASE + "\n").stdout)
     run("irms-verify", "export", sid, "--store", str(store), "--out", str(DEMO / "export"))
     run("irms-verify", "annex", sid, "--store", str(store), "--out", str(DEMO / "annex.pdf"))
-    run("irms-verify", "rebuild", sid, "--store", str(store), "--custodian-key", key, "--out",
-        str(DEMO / "recording.mp4"))
+    sock = DEMO / "web" / "custody" / "holder.sock"  # the server's custody holder: audited there
+    run("irms-verify", "rebuild", sid, "--store", str(store), "--custodian-socket", str(sock), "--prosecutor",
+        "kiemsat", "--out", str(DEMO / "recording.mp4"))
     run("irms-web", "sessions", "sync", "--verify")
     coverage = json.loads(run("irms-web", "coverage", "--json").stdout)
 

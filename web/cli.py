@@ -16,12 +16,19 @@
   irms-web simulate --server URL --keys DIR   send the demo stations' signed heartbeats
   irms-web serve [--host H] [--port P] [--workers N]   run the server (gunicorn)
   irms-web sessions sync [--verify]        read every session in the store (store_url) into the database
-  irms-web custodian new [--out PUB.pem]   make a new custodian key pair (old ones are kept); prints the public key
-  irms-web custodian import KEY.pem        take over an existing custodian private key
-  irms-web custodian list                  key ids, which one is current
+  irms-web custodian new [--out PUB.pem] [--pkcs11]
+                                           make a new custodian key pair (old ones are kept), sealed with
+                                           the custodian passphrase or made on a PKCS#11 token
+  irms-web custodian import KEY            take over an existing custodian private key
+  irms-web custodian list                  key ids, which one is current, where each is kept
   irms-web custodian public [KEY_ID]       print (or --out) a public key for stations
+  irms-web custody unlock|lock|status      the custody holder of the running server (custody socket)
+  irms-web custody rewrap                  seal again keys still in the old PBKDF2/AES-CBC form
+  irms-web custody hold                    the custody holder itself (`serve` starts it)
 
-The custodian private keys are kept encrypted with the passphrase in IRMS_CUSTODIAN_PASSPHRASE.
+The custodian private keys are sealed with the custodian passphrase (argon2id, AES-256-GCM) or
+kept on a PKCS#11 token; the passphrase is never in a file or the environment. A custodian officer
+unlocks the running server with `irms-web custody unlock` (terminal prompt; --passphrase-stdin).
 
 Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> variables
 (e.g. IRMS_WEB_DATABASE_URL=postgresql://user@host/db). The default database is
@@ -45,6 +52,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from evidence.custody_link import ENV_REFUSAL, PASSPHRASE_ENV, os_user
 from evidence.errors import IrmsError
 from evidence.owner_only import owner_only_umask, secure_files, secure_tree, warning_lines
 from storage.url import has_password
@@ -96,7 +104,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     db = _db(_config(args))
     with db.session() as s:
         user = add_user(s, username=args.username, display_name=args.name or args.username, role=args.role,
-                        password=password, actor="irms-web cli", now_us=now_us())
+                        password=password, actor="irms-web cli", now_us=now_us(), os_user=os_user())
     print(f"user {user.username} ({user.role}) added")
     return 0
 
@@ -302,9 +310,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     db = _db(cfg)
     db.dispose()
-    if args.dev:
-        create_app(cfg).run(host=args.host, port=args.port, debug=False, use_reloader=False)
-        return 0
+    # Resolve the cookie secret and the custody socket once so every worker shares them.
+    cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance"),
+                                 "custody_socket": str(cfg.resolved_custody_socket(Path.cwd() / "instance"))})
+    holder = _start_holder(args, cfg) if not args.no_custody_holder else None
+    try:
+        if args.dev:
+            create_app(cfg).run(host=args.host, port=args.port, debug=False, use_reloader=False)
+        else:
+            _gunicorn(args, cfg)
+    finally:
+        if holder is not None:
+            holder.terminate()
+            holder.wait(30)
+    return 0
+
+
+def _gunicorn(args: argparse.Namespace, cfg: WebConfig) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -322,11 +344,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from web.asgi import create_asgi_app
             return create_asgi_app(cfg, threads=args.threads)
 
-    # Resolve the cookie secret once so every worker shares it.
-    cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance")})
     print(f"irms-web: serving on http://{args.host}:{args.port}/ with {args.workers} workers", flush=True)
     Server().run()
-    return 0
+
+
+def _start_holder(args: argparse.Namespace, cfg: WebConfig) -> Any:
+    """`irms-web custody hold` beside gunicorn (the one process that holds the custodian keys)."""
+    import subprocess
+    cmd = [sys.executable, "-m", "web.cli", *(["--config", args.config] if args.config else []),
+           *(["--database", args.database] if args.database else []),
+           "custody", "hold", "--with-parent", "--socket", cfg.custody_socket]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not Path(cfg.custody_socket).is_socket():
+        if proc.poll() is not None:
+            raise ConfigError(f"the custody holder stopped at start (exit {proc.returncode})")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise ConfigError(f"the custody holder did not open {cfg.custody_socket} in 30 s")
+        time.sleep(0.05)
+    return proc
 
 
 def cmd_sessions_sync(args: argparse.Namespace) -> int:
@@ -364,30 +401,57 @@ def _print_public(row: Any, out: str | None) -> None:
         print(row.public_pem, end="")
 
 
+def _secret(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -> str:
+    """A passphrase or PIN: from the terminal (asked twice when made), or the next line of stdin."""
+    if getattr(args, "passphrase_stdin", False):
+        line = sys.stdin.readline()
+        if not line:
+            raise BadRequest(f"stdin ended before the {prompt.rstrip(': ')}")
+        return line.rstrip("\n")
+    value = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != value:
+        raise BadRequest("the two entries differ")
+    return value
+
+
 def cmd_custodian_new(args: argparse.Namespace) -> int:
     from web import custody
-    db = _db(_config(args))
-    with db.session() as s:
-        row = custody.new_key(s, actor="irms-web cli", now_us=now_us())
+    cfg = _config(args)
+    db = _db(cfg)
+    if args.pkcs11:
+        token = args.token or cfg.pkcs11_token
+        if not token:
+            raise BadRequest("no token: set pkcs11_token or give --token LABEL")
+        pin = _secret(args, f"user PIN of token {token}: ")
+        with db.session() as s:
+            row = custody.new_token_key(s, cfg.pkcs11_module, token, pin, actor="irms-web cli", now_us=now_us(),
+                                        os_user=os_user())
+    else:
+        secret = _secret(args, "custodian passphrase: ", confirm=True).encode("utf-8")
+        with db.session() as s:
+            row = custody.new_key(s, secret, actor="irms-web cli", now_us=now_us(), os_user=os_user())
     _print_public(row, args.out)
-    print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept)",
-          file=sys.stderr)
+    print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept); "
+          "then unlock the server again (irms-web custody unlock) so it holds the new key", file=sys.stderr)
     return 0
 
 
 def cmd_custodian_import(args: argparse.Namespace) -> int:
-    import os
-
+    from evidence import sealed_key
     from web import custody
     try:
-        pem = Path(args.pem).read_bytes()
+        data = Path(args.pem).read_bytes()
     except OSError as err:
         raise BadRequest(f"cannot read {args.pem}: {err.strerror}") from None
-    source = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
+    source = None
+    if sealed_key.is_sealed(data) or sealed_key.is_legacy(data):
+        source = _secret(args, f"passphrase of {args.pem}: ").encode("utf-8")
+    key = custody.read_key_file(data, source, args.pem)
+    secret = _secret(args, "custodian passphrase (to seal it on the server): ", confirm=True).encode("utf-8")
     db = _db(_config(args))
     with db.session() as s:
-        row = custody.import_key(s, pem, source or None, actor="irms-web cli", now_us=now_us())
-    print(f"custodian key {row.key_id} imported and current; remove the plain copy {args.pem}")
+        row = custody.import_key(s, key, secret, actor="irms-web cli", now_us=now_us(), os_user=os_user())
+    print(f"custodian key {row.key_id} imported, sealed and current; keep {args.pem} offline or destroy it")
     return 0
 
 
@@ -397,7 +461,7 @@ def cmd_custodian_list(args: argparse.Namespace) -> int:
     with db.session() as s:
         for row in custody.all_keys(s):
             print(f"{row.key_id}  {i18n.local_time(row.created_at_us, 'Asia/Ho_Chi_Minh', True)}  "
-                  f"{'current' if row.current else 'kept'}")
+                  f"{'current' if row.current else 'kept'}  {custody.where_kept(row)}")
     return 0
 
 
@@ -414,6 +478,80 @@ def cmd_custodian_public(args: argparse.Namespace) -> int:
         if row is None:
             raise NotFound("no such custodian key (irms-web custodian new)")
         _print_public(row, args.out)
+    return 0
+
+
+def _socket(args: argparse.Namespace, cfg: WebConfig) -> Path:
+    return Path(args.socket) if getattr(args, "socket", None) else cfg.resolved_custody_socket(Path.cwd() / "instance")
+
+
+def cmd_custody_unlock(args: argparse.Namespace) -> int:
+    from evidence.custody_link import request
+    cfg = _config(args)
+    path = _socket(args, cfg)
+    secret = _secret(args, "custodian passphrase (or token PIN): ")
+    answer = request(path, {"op": "unlock", "passphrase": secret}, timeout=120)
+    print(f"custody holder at {path} unlocked by {os_user()}: holds {', '.join(answer['held'])}")
+    return 0
+
+
+def cmd_custody_lock(args: argparse.Namespace) -> int:
+    from evidence.custody_link import request
+    path = _socket(args, _config(args))
+    request(path, {"op": "lock"})
+    print(f"custody holder at {path} locked: no custodian key in memory")
+    return 0
+
+
+def cmd_custody_status(args: argparse.Namespace) -> int:
+    from evidence.custody_link import request
+    path = _socket(args, _config(args))
+    answer = request(path, {"op": "status"})
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    elif answer["locked"]:
+        print(f"locked ({path}); keys: " + ", ".join(f"{k} ({w})" for k, w in answer["kept"].items()))
+    else:
+        print(f"unlocked by {answer['unlocked_by']} ({path}); holds {', '.join(answer['held'])}"
+              + (f"; not held: {', '.join(answer['not_held'])}" if answer["not_held"] else ""))
+    return 0 if not answer["locked"] else 1
+
+
+def cmd_custody_rewrap(args: argparse.Namespace) -> int:
+    from web import custody
+    old = _secret(args, "old custodian passphrase: ").encode("utf-8")
+    new = _secret(args, "new custodian passphrase: ", confirm=True).encode("utf-8")
+    db = _db(_config(args))
+    with db.session() as s:
+        done = custody.rewrap(s, old, new, actor="irms-web cli", now_us=now_us(), os_user=os_user())
+    print(f"{len(done)} custodian keys sealed again (argon2id, AES-256-GCM)" + (f": {', '.join(done)}" if done else
+                                                                                 ": none was in the old form"))
+    return 0
+
+
+def cmd_custody_hold(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from web.custody_holder import Holder, HolderServer, credential_unlock
+    cfg = _config(args)
+    db = _db(cfg)
+    path = _socket(args, cfg)
+    server = HolderServer(Holder(db, cfg.pkcs11_module, cfg.data_key_cache_s), path).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        unlocked = credential_unlock(server.holder)
+        print(f"irms-web: custody holder on {path} ({'unlocked by the systemd credential' if unlocked else 'locked'})",
+              flush=True)
+        parent = os.getppid()
+        while not stop.wait(1.0):
+            if args.with_parent and os.getppid() != parent:  # `irms-web serve` is gone: so is the holder
+                break
+    finally:
+        server.stop()
+        db.dispose()
     return 0
 
 
@@ -505,10 +643,16 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="custodian_command", required=True)
     q = csub.add_parser("new", help="make a new key pair and make it current (rotation; old keys are kept)")
     q.add_argument("--out", help="write the public key (PEM) here instead of printing it")
+    q.add_argument("--pkcs11", action="store_true", help="make it on the PKCS#11 token (pkcs11_module, "
+                                                          "pkcs11_token): the private key never leaves it")
+    q.add_argument("--token", help="token label (default: pkcs11_token)")
+    q.add_argument("--passphrase-stdin", action="store_true",
+                   help="read the passphrase (or PIN) from a line of stdin instead of the terminal")
     q.set_defaults(func=cmd_custodian_new)
-    q = csub.add_parser("import", help="take over an existing custodian private key (PEM)")
+    q = csub.add_parser("import", help="take over an existing custodian private key (irms-verify custodian-keygen)")
     q.add_argument("pem")
-    q.add_argument("--passphrase-env", help="variable holding the PEM file's own passphrase, if it has one")
+    q.add_argument("--passphrase-stdin", action="store_true",
+                   help="read from stdin: the key file's own passphrase (if sealed), then the custodian passphrase")
     q.set_defaults(func=cmd_custodian_import)
     q = csub.add_parser("list", help="list custodian key ids")
     q.set_defaults(func=cmd_custodian_list)
@@ -516,6 +660,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("key_id", nargs="?", help="default: the current key")
     q.add_argument("--out", help="write the PEM here")
     q.set_defaults(func=cmd_custodian_public)
+
+    p = sub.add_parser("custody", help="the custody holder: unlock, lock, status; re-wrap old keys")
+    csub = p.add_subparsers(dest="custody_command", required=True)
+    for name, func, text in (("unlock", cmd_custody_unlock, "hand the running server the custodian passphrase "
+                                                              "(or token PIN) over the custody socket"),
+                             ("lock", cmd_custody_lock, "drop every custodian key from the server's memory"),
+                             ("status", cmd_custody_status, "locked or unlocked, by whom, which keys (exit 1: "
+                                                            "locked)"),
+                             ("rewrap", cmd_custody_rewrap, "seal keys still in the old PBKDF2/AES-CBC form "
+                                                            "with argon2id + AES-256-GCM"),
+                             ("hold", cmd_custody_hold, "be the custody holder (irms-web serve starts it)")):
+        q = csub.add_parser(name, help=text)
+        q.add_argument("--socket", help="the custody socket (default: custody_socket, or custody/holder.sock "
+                                        "beside the database)")
+        if name in ("unlock", "rewrap"):
+            q.add_argument("--passphrase-stdin", action="store_true", help="read the passphrase(s) from stdin, "
+                                                                            "one a line")
+        if name == "status":
+            q.add_argument("--json", action="store_true")
+        if name == "hold":
+            q.add_argument("--with-parent", action="store_true", help="stop when the process that started it stops")
+        q.set_defaults(func=func)
 
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", default="127.0.0.1")
@@ -526,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "are answered on the worker's event loop")
     p.add_argument("--access-log", action="store_true")
     p.add_argument("--dev", action="store_true", help="Flask's single-process server instead of gunicorn")
+    p.add_argument("--no-custody-holder", action="store_true",
+                   help="do not start the custody holder (it runs as its own service: irms-web custody hold)")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -533,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get(PASSPHRASE_ENV):
+        print(f"irms-web: error: {ENV_REFUSAL}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     old_umask = owner_only_umask()  # the database, its -wal/-shm and keys it creates: 0600

@@ -63,7 +63,14 @@ class WebConfig(BaseModel):
     store_url: str = ""
     """The object store the stations upload to (a directory, file:///dir or s3://...); needed for sessions."""
     data_key_cache_s: int = Field(default=900, ge=0)
-    """Unwrapped session data keys stay in this process's memory this long for replay (each unwrap is audited)."""
+    """Unwrapped session data keys stay in the custody holder's memory this long for replay (one audit entry
+    per prosecutor, session and data key in that time)."""
+    custody_socket: str = ""
+    """The custody holder's Unix socket (0600 in a 0700 folder); empty: custody/holder.sock beside the database."""
+    pkcs11_module: str = ""
+    """PKCS#11 module for hardware custody, e.g. /usr/lib/softhsm/libsofthsm2.so; empty: keys sealed at rest."""
+    pkcs11_token: str = ""
+    """The label of the token that holds the custodian key (`irms-web custodian new --pkcs11`)."""
     verify_recheck_s: int = Field(default=60, ge=0)
     verify_on_list: int = Field(default=3, ge=0)
     """How many ended, not yet verified sessions a sessions list view verifies on the spot."""
@@ -82,6 +89,11 @@ class WebConfig(BaseModel):
 
     def resolved_audit_key(self, instance_dir: Path) -> Path:
         return Path(self.audit_key_path) if self.audit_key_path else self.data_dir(instance_dir) / "audit-signing.key"
+
+    def resolved_custody_socket(self, instance_dir: Path) -> Path:
+        if self.custody_socket:
+            return Path(self.custody_socket)
+        return self.data_dir(instance_dir) / "custody" / "holder.sock"
 
     def resolved_secret(self, instance_dir: Path) -> str:
         """The configured key; else one kept in web-secret-key (0600) beside the database, made once."""

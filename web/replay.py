@@ -18,8 +18,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from pathlib import Path
 
-from flask import Blueprint, Response, g, render_template, request, session
+from flask import Blueprint, Response, current_app, g, render_template, request, session
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -144,14 +145,18 @@ def _serve(session_id: str, first: int, last: int) -> ResponseReturnValue:
     return Response(b"".join(_plain(s, store, row, seg) for seg in segs), mimetype="video/mp2t", headers=NO_STORE)
 
 
+def custody_socket() -> Path:
+    return state().config.resolved_custody_socket(Path(current_app.instance_path))
+
+
 def _plain(s: Session, store: ObjectStore, row: RecordingSession, seg: SessionSegment) -> bytes:
     """One segment read from the store, checked against its record, decrypted and checked again."""
     idx, session_id = seg.idx, row.session_id
     cipher = store.get(segment_name(row.prefix, idx))
     if len(cipher) != seg.cipher_size or hashlib.sha256(cipher).hexdigest() != seg.cipher_sha256:
         raise Conflict(f"segment {idx} in the store differs from its verified record (V06): not played")
-    key = custody.data_key(s, store, row.prefix, session_id, seg.key_index,
-                           custody.KeyUse(g.user.username, "replay", now_us()), state().config.data_key_cache_s)
+    key = custody.data_key(store, row.prefix, session_id, seg.key_index, custody.KeyUse(g.user.username, "replay"),
+                           custody_socket())
     try:
         plain = open_segment(key, session_id, idx, cipher)
     except DecryptionError:

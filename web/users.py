@@ -22,7 +22,8 @@ def hash_password(password: str) -> str:
 
 
 def add_user(s: Session, *, username: str, display_name: str, role: str, password: str, actor: str,
-             now_us: int) -> User:
+             now_us: int, os_user: str | None = None) -> User:
+    """Add a user; from the command line `os_user` (who ran it) goes into the audit entry."""
     if role not in {r.value for r in Role}:
         raise BadRequest(f"role {role!r} is not one of {', '.join(r.value for r in Role)}")
     if not username or len(username) > 100 or not username.replace(".", "").replace("_", "").replace(
@@ -35,7 +36,8 @@ def add_user(s: Session, *, username: str, display_name: str, role: str, passwor
     user = User(username=username, display_name=display_name or username, role=role,
                 password_hash=hash_password(password), active=True, created_at_us=now_us)
     s.add(user)
-    audit.append(s, at_us=now_us, actor=actor, action="user.add", target=username, detail={"role": role})
+    audit.append(s, at_us=now_us, actor=actor, action="user.add", target=username,
+                 detail={"role": role, **({"os_user": os_user} if os_user else {})})
     s.flush()
     return user
 

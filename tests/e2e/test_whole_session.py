@@ -130,8 +130,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     config = server_home / "web.toml"
     database_url = f"sqlite:///{server_home / 'web.db'}"
     config.write_text(f"database_url = {json.dumps(database_url)}\nstore_url = {json.dumps(str(store))}\n")
-    server_env = clean_env(IRMS_HOME=str(server_home), IRMS_WEB_CONFIG=str(config),
-                           IRMS_CUSTODIAN_PASSPHRASE=PASSPHRASE)
+    server_env = clean_env(IRMS_HOME=str(server_home), IRMS_WEB_CONFIG=str(config))
     station_env = clean_env(IRMS_HOME=str(station_home), IRMS_TRUST=str(station_home / "trust"))
     try:
         web_cli(server_env, tmp_path, "db", "upgrade")
@@ -144,7 +143,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         for (username, name), role in ((PROSECUTOR, "prosecutor"), (IT_STAFF, "it_staff")):
             web_cli(server_env, tmp_path, "user", "add", username, "--role", role, "--name", name,
                     "--password-stdin", stdin=PASSWORD + "\n")
-        web_cli(server_env, tmp_path, "custodian", "new")
+        web_cli(server_env, tmp_path, "custodian", "new", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
+        # a custodian officer unlocks the running server over its custody socket
+        web_cli(server_env, tmp_path, "custody", "unlock", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
         custodian_pub = tmp_path / "custodian.pub"
         web_cli(server_env, tmp_path, "custodian", "public", "--out", str(custodian_pub))
         code = web_cli(server_env, tmp_path, "station", "code", SITE, "--room", ROOM).strip()

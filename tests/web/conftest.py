@@ -231,6 +231,7 @@ class SessionsWorld:
     store: Path
     session_id: str
     other_session_id: str
+    holder: object = None
     station_id: str = "st-rec-01"
 
     def login(self, client: FlaskClient, role: str) -> None:
@@ -252,17 +253,22 @@ def enroll_existing_station(db: Database, station_id: str, public_key_pem: Path,
 
 
 @pytest.fixture
-def sessions_world(world: World, recorded: object, db: Database, app: Flask, monkeypatch: pytest.MonkeyPatch,
-                   request: pytest.FixtureRequest) -> SessionsWorld:
-    """Synced; verified too in browser tests (the other tests see verification happen on view)."""
+def sessions_world(world: World, recorded: object, db: Database, app: Flask, tmp_path: Path,
+                   request: pytest.FixtureRequest) -> Iterator[SessionsWorld]:
+    """Synced; verified too in browser tests (the other tests see verification happen on view).
+
+    The custody holder serves its socket in a thread of the test process (as `irms-web custody hold`
+    does in its own process) and is unlocked, as a custodian officer would.
+    """
     from web import custody
     from web import recordings as R
+    from web.custody_holder import Holder, HolderServer
     verify = request.node.get_closest_marker("browser") is not None
-    monkeypatch.setenv("IRMS_CUSTODIAN_PASSPHRASE", CUSTODIAN_PASSPHRASE)
-    custody.forget_keys()
     rec = recorded  # tests.plugins.recording.Recorded
     store = rec.store  # type: ignore[attr-defined]
-    app.extensions["irms"].config = app.extensions["irms"].config.model_copy(update={"store_url": str(store)})
+    sock = tmp_path / "custody" / "holder.sock"
+    app.extensions["irms"].config = app.extensions["irms"].config.model_copy(
+        update={"store_url": str(store), "custody_socket": str(sock)})
     with db.session() as s:
         hn = ensure_province(s, "HNI", "Thành phố Hà Nội")
         site, _ = ensure_site(s, hn, "HN-CA-01", "Công an Hà Nội", "investigation_office")
@@ -271,8 +277,8 @@ def sessions_world(world: World, recorded: object, db: Database, app: Flask, mon
     enroll_existing_station(db, "st-rec-01", rec.station.home / "keys" / "station.pub",  # type: ignore[attr-defined]
                             ("HN-CA-01", "P101"), world.now())
     with db.session() as s:
-        custody.import_key(s, rec.station.custodian_key.read_bytes(), None,  # type: ignore[attr-defined]
-                           actor="test", now_us=world.now())
+        key = custody.read_key_file(rec.station.custodian_key.read_bytes(), None, "custodian.key")  # type: ignore
+        custody.import_key(s, key, CUSTODIAN_PASSPHRASE.encode(), actor="test", now_us=world.now(), os_user="test")
         R.sync_store(s, R.store_of(app.extensions["irms"].config), world.now())
     if verify:  # as `irms-web sessions sync --verify` does
         from sqlalchemy import select
@@ -283,4 +289,9 @@ def sessions_world(world: World, recorded: object, db: Database, app: Flask, mon
                 R.verify_now(s, R.store_of(app.extensions["irms"].config), row, world.now())
     for role in ("prosecutor", "auditor", "it_staff", "admin", "investigator"):
         world.user(role.replace("_", "-"), role)
-    return SessionsWorld(world, rec, store, rec.session_id, rec.other_session_id)  # type: ignore[attr-defined]
+    holder = HolderServer(Holder(db, "", app.extensions["irms"].config.data_key_cache_s), sock).start()
+    holder.holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    try:
+        yield SessionsWorld(world, rec, store, rec.session_id, rec.other_session_id, holder)  # type: ignore[attr-defined]
+    finally:
+        holder.stop()
