@@ -148,6 +148,14 @@ def metrics_text(cov: Coverage) -> str:
     for p in cov.provinces:
         lines.append(f'irms_province_facilities_equipped{{province="{p.province.code}"}} '
                      f"{p.figures.facilities_equipped}")
+    # One series per equipped room (a room without a station is a coverage gap, not a failing room), for
+    # the Alertmanager rules shipped in deploy/prometheus/irms-alerts.yml.
+    lines += ["# HELP irms_room_working 1 if the room's recording equipment works now, else 0 (equipped rooms).",
+              "# TYPE irms_room_working gauge"]
+    for r in cov.rooms:
+        if r.working or any(x.code != "no_station" for x in r.reasons):
+            lines.append(f'irms_room_working{{province="{r.site.province_code}",site="{r.site.code}",'
+                         f'room="{r.room.code}"}} {int(r.working)}')
     return "\n".join(lines) + "\n"
 
 

@@ -122,6 +122,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     csrf = CSRFProtect(app)
 
     from web.admin import bp as admin_bp
+    from web.alerts import bp as alerts_bp
     from web.api import bp as api_bp
     from web.auth import bp as auth_bp
     from web.auth import load_user
@@ -133,6 +134,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     app.register_blueprint(auth_bp)
     app.register_blueprint(coverage_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(alerts_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(sessions_bp)
     app.register_blueprint(replay_bp)

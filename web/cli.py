@@ -25,6 +25,7 @@
   irms-web custody unlock|lock|status      the custody holder of the running server (custody socket)
   irms-web custody rewrap                  seal again keys still in the old PBKDF2/AES-CBC form
   irms-web custody hold                    the custody holder itself (`serve` starts it)
+  irms-web alerts [--once] [--every S]     open, clear and tell alerts for rooms that stop working
 
 The custodian private keys are sealed with the custodian passphrase (argon2id, AES-256-GCM) or
 kept on a PKCS#11 token; the passphrase is never in a file or the environment. A custodian officer
@@ -135,6 +136,25 @@ def cmd_coverage_export(args: argparse.Namespace) -> int:
     print(f"coverage bundle {args.out}: {first}..{last}, {files['heartbeats.jsonl']['bytes']} bytes of heartbeats, "
           f"signed by server key {manifest['signature']['key_id']}; check it with `irms-verify coverage {args.out}`")
     return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Evaluate and deliver alerts once, or every --every seconds until stopped (a systemd timer runs --once)."""
+    import time
+
+    from web.alerts import channels, run_once
+    cfg = _config(args)
+    db = _db(cfg)
+    if not channels(cfg):
+        print("irms-web: warning: no alert channel configured (alert_smtp_host + alert_mail_to, "
+              "alert_webhook_url): alerts are opened and shown at /admin/alerts but not sent", file=sys.stderr)
+    while True:
+        with db.session() as s:
+            opened, cleared, sent = run_once(s, cfg, now_us())
+        print(f"alerts: {opened} opened, {cleared} cleared, {sent} notices delivered", flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -591,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--from", dest="first", required=True, help="first local day, YYYY-MM-DD")
     q.add_argument("--to", dest="last", required=True, help="last local day, YYYY-MM-DD (cut at now)")
     q.add_argument("--out", required=True, help="the folder to create")
+
+    p = sub.add_parser("alerts", help="open, clear and tell alerts for rooms that stop working (e-mail, webhook)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for a systemd timer or cron)")
+    p.add_argument("--every", type=float, default=60.0, help="seconds between rounds (default 60)")
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("audit", help="audit log")
     asub = p.add_subparsers(dest="audit_command", required=True)

@@ -58,6 +58,21 @@ class WebConfig(BaseModel):
     """The RFC 3161 time-stamping authority `irms-web audit timestamp` asks for tokens over the audit head."""
     audit_timestamp_interval_s: int = Field(default=3600, gt=0)
     """`irms-web audit timestamp` asks again for an unchanged head only after this long."""
+    alert_after_s: int = Field(default=300, ge=0)
+    """A room must have failed this long before its alert is told (a blip that heals sooner is never told)."""
+    alert_smtp_host: str = ""
+    """SMTP server for alert e-mail; empty: no e-mail."""
+    alert_smtp_port: int = Field(default=25, gt=0, lt=65536)
+    alert_smtp_starttls: bool = False
+    alert_smtp_user: str = ""
+    alert_smtp_password: str = ""
+    """Secret: never logged (IRMS_ALERT_SMTP_PASSWORD or the config file, mode 0600)."""
+    alert_mail_from: str = "irms@localhost"
+    alert_mail_to: tuple[str, ...] = ()
+    alert_webhook_url: str = ""
+    """POSTed a JSON notice for each alert and all clear; empty: no webhook."""
+    alert_webhook_secret: str = ""
+    """Signs each webhook body: X-IRMS-Signature: sha256=<hex HMAC-SHA256 of the body>."""
     testing: bool = False
     cookie_secure: bool = False
     store_url: str = ""

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -316,3 +327,44 @@ class CustodianKey(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     current: Mapped[bool] = mapped_column(Boolean, default=False)
     """The key stations should wrap new sessions to (exactly one, the newest)."""
+
+
+class Alert(Base):
+    """A room that stopped working (web/alerts.py): opened when first seen failing, told once by e-mail and
+    webhook when it has failed for `alert_after_s`, acknowledged by IT staff, cleared (and told "all clear")
+    when it works again. At most one open alert per room (a partial unique index), whatever the number of
+    nodes that evaluate."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("uq_alerts_open_room", "room_id", unique=True,
+                            sqlite_where=text("cleared_us IS NULL"), postgresql_where=text("cleared_us IS NULL")),
+                      Index("ix_alerts_opened", "opened_us"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    station_id: Mapped[str] = mapped_column(String(64), default="")
+    opened_us: Mapped[int] = mapped_column(BigInteger)
+    reasons: Mapped[str] = mapped_column(Text, default="[]")
+    """The room's reasons when it was opened (JSON list of {"code", "params"}); kept as first seen."""
+    notified_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the "room down" notice went out (None: not yet, or the room came back before `alert_after_s`)."""
+    acked_us: Mapped[int | None] = mapped_column(BigInteger)
+    acked_by: Mapped[str] = mapped_column(String(100), default="")
+    cleared_us: Mapped[int | None] = mapped_column(BigInteger)
+    clear_notified_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the "all clear" went out (only for alerts whose "room down" went out)."""
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    """Why the last delivery attempt failed (retried at the next evaluation)."""
+
+
+class AlertDelivery(Base):
+    """One notice of an alert taken by one channel (so each is told once, whatever fails elsewhere)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "kind", "channel", name="uq_alert_deliveries"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigId, ForeignKey("alerts.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    """room_down or all_clear."""
+    channel: Mapped[str] = mapped_column(String(16))
+    """mail or webhook."""
+    sent_us: Mapped[int] = mapped_column(BigInteger)
