@@ -3,7 +3,8 @@
 SQLite, the file store and the synthetic kit: starts the web with a demo country (34
 provincial-level units), enrolls a station for a demo room, records a short session,
 verifies it, exports the two sealed copies, and prints the URL and the coverage figure.
-The web keeps running afterwards; `make demo-stop` (or kill the pid it prints) stops it.
+The web, the simulated stations' heartbeats and the demo station's daemon keep running afterwards, so
+the figure stays what it is; `make demo-stop` stops them (pid files in .demo/).
 """
 
 from __future__ import annotations
@@ -49,12 +50,19 @@ def run(*argv: str, check: bool = True, stdin: str | None = None) -> subprocess.
     return proc
 
 
+BACKGROUND = {"web.pid": "irms-web", "simulate.pid": "irms-web", "station.pid": "irms-agent"}
+"""What the demo leaves running, by pid file: the web, the demo country's simulated stations (so the figure
+does not collapse two intervals after the demo ends) and the demo station's daemon (heartbeats, self-test)."""
+
+
 def stop_previous() -> None:
-    pidfile = DEMO / "web.pid"
-    if pidfile.exists():
+    for name, program in BACKGROUND.items():
+        pidfile = DEMO / name
+        if not pidfile.exists():
+            continue
         try:
             pid = int(pidfile.read_text())
-            if b"irms-web" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(50):
                     if not Path(f"/proc/{pid}").exists():
@@ -62,6 +70,15 @@ def stop_previous() -> None:
                     time.sleep(0.1)
         except (ValueError, OSError):
             pass
+
+
+def background(pidfile: str, *argv: str) -> subprocess.Popen[bytes]:
+    """Start a process that outlives the demo script; its pid goes to DEMO/pidfile, its output to a log."""
+    log = (DEMO / pidfile.replace(".pid", ".log")).open("wb")
+    proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=env_of(argv[0]), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (DEMO / pidfile).write_text(str(proc.pid))
+    return proc
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -96,13 +113,11 @@ def main() -> int:
     run("irms-web", "user", "add", "admin", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
     run("irms-web", "user", "add", "kiemsat", "--role", "prosecutor", "--password-stdin",
         stdin=PROSECUTOR_PASSWORD + "\n")
-    log = (DEMO / "web.log").open("wb")
-    web = subprocess.Popen([str(BIN / "irms-web"), "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=WEB_ENV,
-                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (DEMO / "web.pid").write_text(str(web.pid))
+    web = background("web.pid", "irms-web", "serve", "--host", "127.0.0.1", "--port", str(PORT))
     url = f"http://127.0.0.1:{PORT}/"
     wait_http(url + "login")
     run("irms-web", "simulate", "--server", url.rstrip("/"), "--keys", str(DEMO / "web-keys"), "--rounds", "1")
+    background("simulate.pid", "irms-web", "simulate", "--server", url.rstrip("/"), "--keys", str(DEMO / "web-keys"))
 
     print("== station: keys, enrollment")
     run("irms-verify", "custodian-keygen", "--private", str(DEMO / "custodian" / "custodian.key"),
@@ -135,6 +150,7 @@ def main() -> int:
     run("irms-verify", "rebuild", sid, "--store", str(store), "--custodian-socket", str(sock), "--prosecutor",
         "kiemsat", "--out", str(DEMO / "recording.mp4"))
     run("irms-web", "sessions", "sync", "--verify")
+    background("station.pid", "irms-agent", "run", "--kit", "synthetic")
     coverage = json.loads(run("irms-web", "coverage", "--json").stdout)
 
     print()
@@ -145,7 +161,8 @@ def main() -> int:
     print(f"exports    {DEMO / 'export' / 'case-file'}  {DEMO / 'export' / 'procuracy-file'}")
     print(f"annex      {DEMO / 'annex.pdf'}")
     print(f"playable   {DEMO / 'recording.mp4'}")
-    print(f"web        {url}  (admin / {ADMIN_PASSWORD}; pid {web.pid}, stop with `make demo-stop`)")
+    print(f"web        {url}  (admin / {ADMIN_PASSWORD}; pid {web.pid}; the simulated stations and the demo "
+          "station keep beating; `make demo-stop` stops all three)")
     print(f"replay     {url}sessions  (prosecutor kiemsat / {PROSECUTOR_PASSWORD})")
     print(f"coverage   {coverage_line(coverage)}")
     return 0 if report["ok"] else 1

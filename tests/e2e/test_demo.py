@@ -31,17 +31,20 @@ def test_the_demo_keeps_the_web_secret_out_of_the_station_home_and_its_keys_priv
     try:
         res = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py")], env=env, capture_output=True,
                              text=True, timeout=600)
+        # The demo leaves the web, the simulated stations and its station beating: the figure holds.
+        running = {f.name: int(f.read_text()) for f in demo.glob("*.pid")}
+        alive = {name for name, pid in running.items() if b"irms-" in Path(f"/proc/{pid}/cmdline").read_bytes()}
     finally:
-        pid_file = demo / "web.pid"
-        if pid_file.exists():
+        for pid_file in demo.glob("*.pid"):
             pid = int(pid_file.read_text())
-            if b"irms-web" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if Path(f"/proc/{pid}").exists() and b"irms-" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(100):
                     if not Path(f"/proc/{pid}").exists():
                         break
                     time.sleep(0.1)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert alive == {"web.pid", "simulate.pid", "station.pid"}, (running, alive)
     assert (demo / "web" / "web-secret-key").is_file()
     assert not list((demo / "station").rglob("web-secret-key"))
     assert (demo / "web" / "web.db").is_file() and (demo / "station" / "journal.db").is_file()
