@@ -283,3 +283,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"camera_peer", "camera_peer_with_password", "mic_peer"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.device)
+
+
+def camera_and_mic_kit(tmp_path: Path, camera_peer: CameraPeer, mic_peer: MicPeer, device: str | None = None) -> Path:
+    """A room kit of the camera peer's picture and the microphone peer, as a profile file; `device` is the
+    camera's URL template if not the peer's own URL (e.g. with {user}:{password}@{host})."""
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-plus-mic"
+description = "RTSP camera picture with a separate PulseAudio microphone"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{device or camera_peer.url}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+    return kit

@@ -20,7 +20,7 @@ from recorder.preflight import read_refusals
 from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
 from tests.plugins.base import date_server
-from tests.plugins.devices import CameraPeer, MicPeer
+from tests.plugins.devices import CameraPeer, MicPeer, camera_and_mic_kit
 from tests.plugins.recording import Station
 
 SITE, ROOM = "HN-CA-01", "P101"
@@ -253,26 +253,7 @@ def test_the_preflight_checks_a_camera_with_the_credentials_the_recording_uses(
     host, path = camera_peer.url.removeprefix("rtsp://").split("/", 1)
     (home / "station.toml").write_text(f'camera_host = "{host}"\ncamera_user = "investigator"\n'
                                        'camera_password = "pw-for-the-camera-9"\n')
-    kit = tmp_path / "room.toml"
-    kit.write_text(f"""
-format = "irms.profile/1"
-name = "camera-with-password"
-description = "RTSP camera that asks for a user and password"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "rtsp://{{user}}:{{password}}@{{host}}/{path}"
-width = {camera_peer.width}
-height = {camera_peer.height}
-fps = {camera_peer.fps}
-passthrough = true
-[[microphones]]
-role = "room"
-source = "pulse"
-device = "{mic_peer.source}"
-rate = 48000
-channels = 1
-""")
+    kit = camera_and_mic_kit(tmp_path, camera_peer, mic_peer, device=f"rtsp://{{user}}:{{password}}@{{host}}/{path}")
     client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit))
     page = client.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).get_data(as_text=True)
     assert "needs 'user'" not in page and "pw-for-the-camera-9" not in page
