@@ -71,6 +71,8 @@ def test_heartbeat_accepted_and_witnessed(world: World, client: FlaskClient, db:
         assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
         assert s.scalar(select(func.count()).select_from(WitnessedHead)) == 2
     world.user("kiemsat", "prosecutor")
+    world.unit("VN")
+    world.assign("kiemsat", "VN")  # national: also the sessions the server knows only by witnessed heads
     login(client, "kiemsat")
     resp = client.get("/api/v1/sessions/S1/witness")
     assert resp.status_code == 200

@@ -22,7 +22,6 @@ ALL = set(ROLES)
 ROUTES: list[tuple[str, str, set[str]]] = [
     ("GET", "/", ALL),
     ("GET", "/api/v1/coverage", ALL),
-    ("GET", "/api/v1/sessions/S1/witness", {"prosecutor", "auditor", "admin"}),
     ("GET", "/admin/sites", {"admin", "it_staff"}),
     ("GET", "/admin/stations", {"admin", "it_staff"}),
     ("GET", "/admin/audit", {"admin", "auditor"}),
