@@ -226,9 +226,7 @@ VI.update({
     "defence_counsel": "người bào chữa",
     "other": "khác",
     "open": "đang mở",
-    "revoked": "đã thu hồi",
-    "ended": "đã hết hạn",
-    "Revoke": "Thu hồi",
+    "expired": "đã hết hạn",
     "personal data (auditors)": "dữ liệu cá nhân (kiểm tra viên)",
     "withheld": "được che",
 })
