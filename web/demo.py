@@ -189,7 +189,7 @@ def _users(s: Session, provinces: tuple[tuple[str, str], ...], password: str, no
         from web.errors import BadRequest
         raise BadRequest(f"password must have at least {MIN_PASSWORD} characters")
     digest = hash_password(password)
-    unit_ids = dict(s.execute(select(Unit.code, Unit.id)).tuples().all())
+    unit_ids = dict(s.execute(select(Unit.code, Unit.id)).all())
     n = 0
     for username, name, role, unit in demo_users(provinces):
         if s.scalars(select(User).where(User.username == username)).first() is not None:
