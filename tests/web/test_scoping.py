@@ -301,3 +301,40 @@ def test_cli_units_cases_and_demo_country(world: World, config: object, db: Data
         assert sites["HCM-NTG"] == region.id and sites["HCM-TTG"] == hcm.id
     assert {u for u, *_ in demo_users(PROVINCES[:3])} >= {"ksv.toanquoc", "kiemtra.toanquoc", "ksv.hni"}
     assert login(world.client, "ksv.hcm", "mật-khẩu-demo-đủ-dài") == 302
+
+
+def test_admin_pages_change_units_members_and_cases(world: World, app: Flask, db: Database) -> None:
+    from web.models import CaseAssignment, Site, Unit, User, UserUnit
+    world.user("boss", "admin")
+    world.user("lan", "prosecutor")
+    world.user("minh", "auditor")
+    world.unit("VN")
+    c = as_user(app, "boss")
+
+    def post(path: str, **form: object) -> int:
+        return c.post(path, data={**form, "csrf_token": csrf_token(c, "/admin/units")}).status_code
+
+    assert post("/admin/units", code="VKS-HNI", name="VKS Hà Nội", kind="province", parent="VN") == 302
+    assert post("/admin/units", code="VKS-HNI", name="again", kind="province", parent="VN") == 409
+    assert post("/admin/units", code="VKS-Y", name="Y", kind="planet", parent="VN") == 400
+    assert post("/admin/units/place", site="HN-TTG", unit="VKS-HNI") == 302
+    assert post("/admin/units/place", site="HN-TTG", room="P09", unit="VKS-HNI") == 404
+    assert post("/admin/units/members", username="lan", unit="VKS-HNI", action="add") == 302
+    assert post("/admin/units/members", username="minh", unit="VKS-HNI", personal_data="y", action="add") == 302
+    assert post("/admin/cases", case_number="7/2026/HS", username="lan", action="add") == 302
+    assert post("/admin/cases", case_number="7/2026/HS", username="lan", action="add") == 409
+    page = c.get("/admin/units").get_data(as_text=True)
+    assert 'data-unit="VKS-HNI"' in page and "7/2026/HS" in page
+    with db.session() as s:
+        unit = s.scalars(select(Unit).where(Unit.code == "VKS-HNI")).one()
+        assert s.scalars(select(Site.unit_id).where(Site.code == "HN-TTG")).one() == unit.id
+        members = dict(s.execute(select(User.username, UserUnit.personal_data).join(UserUnit)).all())
+        assert members == {"lan": False, "minh": True}
+        assert s.scalars(select(CaseAssignment.case_number)).all() == ["7/2026/HS"]
+    assert post("/admin/units/members", username="lan", unit="VKS-HNI", action="remove") == 302
+    assert post("/admin/cases", case_number="7/2026/HS", username="lan", action="remove") == 302
+    with db.session() as s:
+        assert s.scalars(select(UserUnit.user_id)).all() != [] and s.scalars(select(CaseAssignment)).all() == []
+    acts = {e.action for e in audit_rows(db, "unit.add") + audit_rows(db, "unit.unassign_user")
+            + audit_rows(db, "case.unassign")}
+    assert acts == {"unit.add", "unit.unassign_user", "case.unassign"}
