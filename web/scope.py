@@ -209,19 +209,19 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(code.strip().encode("utf-8")).hexdigest()
 
 
-def _live(share: Share, now_us: int) -> None:
+def check_live(share: Share, now_us: int) -> None:
+    """403 once a share has ended: revoked, or its time ran out."""
     if share.revoked_at_us is not None:
         raise Forbidden(f"share {share.id} was revoked")
     if now_us >= share.expires_at_us:
         raise Forbidden(f"share {share.id} has ended (its time ran out)")
 
 
-def open_share(s: Session, code: str, now_us: int) -> Share:
-    """The share an access code opens, if it has not ended (404 for an unknown code)."""
+def share_by_code(s: Session, code: str) -> Share:
+    """The share an access code names (404 for an unknown code), live or not."""
     share = s.scalars(select(Share).where(Share.code_hash == code_hash(code))).first()
     if share is None:
         raise NotFound("no share has this access code")
-    _live(share, now_us)
     return share
 
 
@@ -232,7 +232,7 @@ def share_for(s: Session, share_id: int, want: str | None, now_us: int) -> tuple
     share = s.get(Share, share_id)
     if share is None or unlocked.get(str(share_id)) != share.code_hash:
         raise Forbidden(f"share {share_id} is not open in this browser: open the link with its access code first")
-    _live(share, now_us)
+    check_live(share, now_us)
     if want is not None and want not in share.allow.split("+"):
         raise Forbidden(f"share {share_id} does not allow {want}")
     row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == share.session_id)).first()

@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms import IntegerField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, NumberRange
@@ -34,7 +33,7 @@ from web import recordings as R
 from web import replay as RP
 from web.app import db_session, now_us, state
 from web.auth import require_roles
-from web.errors import BadRequest, Conflict, NotFound
+from web.errors import BadRequest, Conflict, Forbidden, NotFound
 from web.models import RecordingSession, Share, ShareAllow
 from web.scope import Need
 from web.sessions import CONTENT_ROLES, sealed_copy
@@ -103,9 +102,8 @@ def add(session_id: str) -> ResponseReturnValue:
     link = url_for("shares.unlock", _external=True) + "#" + code
     import segno
     qr = segno.make(link, error="m").svg_inline(scale=4)
-    resp = Response(render_template("shares/created.html", share=share, row=row, link=link, code=code, qr=qr),
+    return Response(render_template("shares/created.html", share=share, row=row, link=link, code=code, qr=qr),
                     status=201, headers={"Cache-Control": "no-store"})
-    return resp
 
 
 def _own_share(session_id: str, share_id: int) -> tuple[Share, RecordingSession]:
@@ -221,15 +219,13 @@ def unlock() -> ResponseReturnValue:
             raise _form_error(form)
         s = db_session()
         t = now_us()
-        known = s.scalars(select(Share).where(Share.code_hash == scope.code_hash(form.code.data or ""))).first()
+        share = scope.share_by_code(s, form.code.data or "")
         try:
-            share = scope.open_share(s, form.code.data or "", t)
-        except Exception:
-            if known is not None:
-                s.rollback()
-                audit.append(s, at_us=t, actor=f"share:{known.id}", action="share.refused", target=known.session_id,
-                             detail={"share": known.id})
-                s.commit()
+            scope.check_live(share, t)
+        except Forbidden:  # the code of an ended share: its party tried again
+            audit.append(s, at_us=t, actor=f"share:{share.id}", action="share.refused", target=share.session_id,
+                         detail={"share": share.id})
+            s.commit()
             raise
         unlocked = dict(session.get(scope.SHARES_KEY, {}))
         unlocked[str(share.id)] = share.code_hash
