@@ -105,7 +105,7 @@ def coverage() -> ResponseReturnValue:
 @require_roles(*scope.ROLES[scope.Need.INTEGRITY])
 def witness(session_id: str) -> ResponseReturnValue:
     s = db_session()
-    if not scope.sees_all(s, scope.Need.INTEGRITY) and not scope.visible_ids(s, scope.Need.INTEGRITY, [session_id]):
+    if not scope.integrity_allowed(s, session_id):
         raise NotFound(f"no session {session_id}")
     return jsonify(witnessed_heads(s, session_id))
 

@@ -31,7 +31,20 @@ from sqlalchemy import ColumnElement, false, func, select, true
 from sqlalchemy.orm import Session
 
 from web.errors import Forbidden, NotFound, Unauthenticated
-from web.models import CaseAssignment, RecordingSession, Role, Room, Share, Site, Unit, UnitKind, User, UserUnit
+from web.models import (
+    CaseAssignment,
+    RecordingSession,
+    Role,
+    Room,
+    SessionOwner,
+    Share,
+    Site,
+    Station,
+    Unit,
+    UnitKind,
+    User,
+    UserUnit,
+)
 
 
 class Need(StrEnum):
@@ -136,6 +149,10 @@ def personal_filter(sc: Scope) -> ColumnElement[bool]:
     return unit_expr().in_(sorted(sc.personal_units)) if sc.personal_units else false()
 
 
+def may_search_personal(sc: Scope) -> bool:
+    return sc.role == Role.PROSECUTOR.value or sc.personal_all or bool(sc.personal_units)
+
+
 def unit_of(s: Session, row: RecordingSession) -> int | None:
     return s.scalar(select(unit_expr()).select_from(RecordingSession).where(RecordingSession.id == row.id))
 
@@ -185,18 +202,22 @@ def session_for(s: Session, session_id: str, need: Need) -> Seen:
     return Seen(row, shows_personal(sc, unit, row.case_number))
 
 
-def sees_all(s: Session, need: Need) -> bool:
-    """The logged-in user reads every session for `need`, also those the server knows only by witnessed heads."""
+def integrity_allowed(s: Session, session_id: str) -> bool:
+    """May the logged-in user read the witnessed heads of `session_id`? A session the server knows only by
+    witnessed heads (no header yet) is in the unit of the room its owning station is enrolled for."""
     sc = current(s)
-    return sc.role in ROLES[need] and (sc.national or sc.role in EVERY_SESSION.get(need, ()))
-
-
-def visible_ids(s: Session, need: Need, session_ids: list[str]) -> set[str]:
-    """Which of `session_ids` the logged-in user may read for `need` (one query)."""
-    if not session_ids:
-        return set()
-    return set(s.scalars(select(RecordingSession.session_id).where(
-        RecordingSession.session_id.in_(session_ids), session_filter(current(s), need))))
+    if sc.role not in ROLES[Need.INTEGRITY]:
+        return False
+    if sc.national or sc.role in EVERY_SESSION.get(Need.INTEGRITY, ()):
+        return True
+    row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == session_id)).first()
+    if row is not None:
+        return allows(sc, Need.INTEGRITY, unit_of(s, row), row.case_number)
+    owner_unit = s.scalar(select(func.coalesce(Room.unit_id, Site.unit_id))
+                          .select_from(SessionOwner).join(Station, Station.id == SessionOwner.station_pk)
+                          .join(Room, Room.id == Station.room_id).join(Site, Site.id == Room.site_id)
+                          .where(SessionOwner.session_id == session_id))
+    return allows(sc, Need.INTEGRITY, owner_unit, "")
 
 
 # --- outside parties ----------------------------------------------------------------------------------

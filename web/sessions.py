@@ -79,7 +79,7 @@ def index() -> ResponseReturnValue:
     for row in pending[:cfg.verify_on_list]:
         R.ensure_verified(s, cfg, row, now_us())
     return render_template("sessions/list.html", rows=rows, q=args, failed_rules=R.failed_rules,
-                           personal=personal, may_search_personal=sc.personal_all or bool(sc.personal_units))
+                           personal=personal, may_search_personal=scope.may_search_personal(sc))
 
 
 def _audit(action: str, session_id: str, **detail: object) -> None:
