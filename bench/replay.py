@@ -129,6 +129,7 @@ def main() -> int:
     from web.db import Database, upgrade
     from web.models import RecordingSession, Station
     from web.sites import ensure_province, ensure_room, ensure_site
+    from web.units import add_unit, assign_user
     from web.users import add_user
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="irms-bench-replay-") as tmp:
@@ -159,6 +160,8 @@ def main() -> int:
                           hardware_profile="bench", room_id=room.id, enrolled_at_us=now))
             add_user(s, username="ksv", display_name="Kiểm sát viên", role="prosecutor", password="bench-password-1",
                      actor="bench", now_us=now)
+            add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="bench", now_us=now)
+            assign_user(s, username="ksv", unit="VN", personal_data=False, actor="bench", now_us=now)
             custody.import_key(s, custodian, PASSPHRASE.encode(), actor="bench", now_us=now, os_user="bench")
         t = time.perf_counter()
         with db.session() as s:

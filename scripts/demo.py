@@ -104,7 +104,8 @@ def main() -> int:
 
     print("== web: database, demo country, admin user")
     run("irms-web", "db", "upgrade")
-    run("irms-web", "demo-country", "--keys", str(DEMO / "web-keys"))
+    run("irms-web", "demo-country", "--keys", str(DEMO / "web-keys"), "--users-password-stdin",
+        stdin=PROSECUTOR_PASSWORD + "\n")
     csv = DEMO / "demo-site.csv"
     csv.write_text("province_code,province_name,site_code,site_name,facility_type,room_code,room_name\n"
                    f"HNI,Thành phố Hà Nội,{SITE},Trại tạm giam trình diễn,detention_centre,{ROOM},Phòng hỏi cung 01\n",
@@ -113,6 +114,8 @@ def main() -> int:
     run("irms-web", "user", "add", "admin", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
     run("irms-web", "user", "add", "kiemsat", "--role", "prosecutor", "--password-stdin",
         stdin=PROSECUTOR_PASSWORD + "\n")
+    run("irms-web", "unit", "place", SITE, "VKS-HNI")  # the demo site is in Hà Nội's unit (web/scope.py)
+    run("irms-web", "unit", "assign", "kiemsat", "VKS-HNI")
     web = background("web.pid", "irms-web", "serve", "--host", "127.0.0.1", "--port", str(PORT))
     url = f"http://127.0.0.1:{PORT}/"
     wait_http(url + "login")
@@ -163,7 +166,9 @@ def main() -> int:
     print(f"playable   {DEMO / 'recording.mp4'}")
     print(f"web        {url}  (admin / {ADMIN_PASSWORD}; pid {web.pid}; the simulated stations and the demo "
           "station keep beating; `make demo-stop` stops all three)")
-    print(f"replay     {url}sessions  (prosecutor kiemsat / {PROSECUTOR_PASSWORD})")
+    print(f"replay     {url}sessions  (prosecutor kiemsat / {PROSECUTOR_PASSWORD}, Hà Nội's unit)")
+    print(f"scoped     ksv.hni, kiemtra.hni (auditor), ksv.hcm (sees nothing of Hà Nội), ksv.toanquoc; "
+          f"password {PROSECUTOR_PASSWORD}")
     print(f"coverage   {coverage_line(coverage)}")
     return 0 if report["ok"] else 1
 

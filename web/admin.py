@@ -1,6 +1,7 @@
-"""Equipment administration: sites, rooms, stations, enrollment codes, revocation, the audit log.
+"""Equipment administration: sites, rooms, stations, enrollment codes, revocation, the audit log, units.
 
-Admins manage sites and rooms; admins and IT staff manage stations (R14: IT staff
+Admins manage sites and rooms, units (who sees which sessions: web/scope.py decides, web/units.py
+changes) and case assignments; admins and IT staff manage stations (R14: IT staff
 manage equipment but never see content). Every change is an audit entry.
 """
 
@@ -11,15 +12,28 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import select
-from wtforms import StringField
+from wtforms import BooleanField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from web import audit
 from web import stations as ST
+from web import units as U
 from web.app import db_session, now_us, state
 from web.auth import require_roles
 from web.errors import AuditBroken, BadRequest, Conflict, NotFound
-from web.models import AuditEntry, FacilityType, Province, Room, Site, Station
+from web.models import (
+    AuditEntry,
+    CaseAssignment,
+    FacilityType,
+    Province,
+    Room,
+    Site,
+    Station,
+    Unit,
+    UnitKind,
+    User,
+    UserUnit,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 CODE = Regexp(r"^[A-Za-z0-9._-]{1,64}$", message="letters, digits, '.', '_' or '-'")
@@ -49,6 +63,32 @@ class WitnessForm(FlaskForm):
 
 class RevokeForm(FlaskForm):
     reason = StringField(validators=[DataRequired(), Length(max=300)])
+
+
+class UnitForm(FlaskForm):
+    code = StringField(validators=[DataRequired(), CODE])
+    name = StringField(validators=[DataRequired(), Length(max=300)])
+    kind = StringField(validators=[AnyOf([k.value for k in UnitKind])])
+    parent = StringField(validators=[Optional(), CODE])
+
+
+class PlaceForm(FlaskForm):
+    site = StringField(validators=[DataRequired(), CODE])
+    room = StringField(validators=[Optional(), CODE])
+    unit = StringField(validators=[Optional(), CODE])
+
+
+class MemberForm(FlaskForm):
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    unit = StringField(validators=[DataRequired(), CODE])
+    personal_data = BooleanField()
+    action = StringField(validators=[AnyOf(["add", "remove"])])
+
+
+class CaseForm(FlaskForm):
+    case_number = StringField(validators=[DataRequired(), Length(max=200)])
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    action = StringField(validators=[AnyOf(["add", "remove"])])
 
 
 def _form_error(form: FlaskForm) -> BadRequest:
@@ -198,3 +238,84 @@ def audit_witness() -> ResponseReturnValue:
                  detail={"heads": len(heads), "ok": witness[0]})
     s.commit()
     return _audit_page(None, witness)
+
+
+# --- units: who sees which sessions (web/scope.py) ------------------------------------------------------
+
+
+@bp.route("/units", methods=["GET"])
+@require_roles("admin")
+def units() -> ResponseReturnValue:
+    s = db_session()
+    all_units = s.scalars(select(Unit).order_by(Unit.code)).all()
+    by_id = {u.id: u for u in all_units}
+    members = s.execute(select(User.username, User.role, UserUnit.unit_id, UserUnit.personal_data)
+                        .join(UserUnit, UserUnit.user_id == User.id).order_by(User.username)).all()
+    cases = s.execute(select(CaseAssignment.case_number, User.username).join(User, User.id == CaseAssignment.user_id)
+                      .order_by(CaseAssignment.case_number)).all()
+    places = s.execute(select(Site.code, Site.unit_id).order_by(Site.code).limit(2000)).all()
+    rooms = s.execute(select(Site.code, Room.code, Room.unit_id).join(Site, Site.id == Room.site_id)
+                      .where(Room.unit_id.is_not(None)).order_by(Site.code, Room.code)).all()
+    return render_template("admin/units.html", units=all_units, by_id=by_id, members=members, cases=cases,
+                           places=places, rooms=rooms, unit_form=UnitForm(), place_form=PlaceForm(),
+                           member_form=MemberForm(), case_form=CaseForm(), kinds=[k.value for k in UnitKind])
+
+
+@bp.route("/units", methods=["POST"])
+@require_roles("admin")
+def add_unit() -> ResponseReturnValue:
+    form = UnitForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    U.add_unit(s, code=form.code.data or "", name=form.name.data or "", kind=form.kind.data or "",
+               parent=form.parent.data or None, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+@bp.route("/units/place", methods=["POST"])
+@require_roles("admin")
+def place() -> ResponseReturnValue:
+    form = PlaceForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    U.place_in_unit(s, site=form.site.data or "", room=form.room.data or None, unit=form.unit.data or None,
+                    actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+@bp.route("/units/members", methods=["POST"])
+@require_roles("admin")
+def members() -> ResponseReturnValue:
+    form = MemberForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    if form.action.data == "add":
+        U.assign_user(s, username=form.username.data or "", unit=form.unit.data or "",
+                      personal_data=bool(form.personal_data.data), actor=g.user.username, now_us=now_us())
+    else:
+        U.unassign_user(s, username=form.username.data or "", unit=form.unit.data or "", actor=g.user.username,
+                        now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+@bp.route("/cases", methods=["POST"])
+@require_roles("admin")
+def cases() -> ResponseReturnValue:
+    form = CaseForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    if form.action.data == "add":
+        U.assign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
+                      actor=g.user.username, now_us=now_us())
+    else:
+        U.unassign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
+                        actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))

@@ -129,6 +129,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     from web.dashboard import bp as coverage_bp
     from web.replay import bp as replay_bp
     from web.sessions import bp as sessions_bp
+    from web.shares import bp as shares_bp
 
     csrf.exempt(api_bp)  # stations sign their requests; people only GET here
     app.register_blueprint(auth_bp)
@@ -138,6 +139,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     app.register_blueprint(api_bp)
     app.register_blueprint(sessions_bp)
     app.register_blueprint(replay_bp)
+    app.register_blueprint(shares_bp)
 
     @app.before_request
     def _load_user() -> None:

@@ -61,7 +61,7 @@ from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
 from web.errors import BadRequest, ConfigError, DatabaseError
-from web.models import Role
+from web.models import Role, UnitKind
 from web.sites import CSV_COLUMNS
 
 
@@ -107,6 +107,58 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         user = add_user(s, username=args.username, display_name=args.name or args.username, role=args.role,
                         password=password, actor="irms-web cli", now_us=now_us(), os_user=os_user())
     print(f"user {user.username} ({user.role}) added")
+    return 0
+
+
+def cmd_unit(args: argparse.Namespace) -> int:
+    """Units and who is in them: web/units.py (each change audited); web/scope.py decides what it means."""
+    from sqlalchemy import select
+
+    from web import units as U
+    from web.models import Unit
+    db = _db(_config(args))
+    actor, t = "irms-web cli", now_us()
+    with db.session() as s:
+        if args.unit_command == "add":
+            U.add_unit(s, code=args.code, name=args.name or args.code, kind=args.kind, parent=args.parent, actor=actor,
+                       now_us=t)
+            done = f"unit {args.code} added"
+        elif args.unit_command == "place":
+            U.place_in_unit(s, site=args.site, room=args.room, unit=None if args.unit == "-" else args.unit,
+                            actor=actor, now_us=t)
+            done = f"{args.site}{'/' + args.room if args.room else ''} is in unit {args.unit}"
+        elif args.unit_command == "assign":
+            if args.remove:
+                U.unassign_user(s, username=args.username, unit=args.unit, actor=actor, now_us=t)
+                done = f"user {args.username} removed from unit {args.unit}"
+            else:
+                U.assign_user(s, username=args.username, unit=args.unit, personal_data=args.personal_data,
+                              actor=actor, now_us=t)
+                done = f"user {args.username} assigned to unit {args.unit}" + (
+                    " (personal data)" if args.personal_data else "")
+        else:
+            units = s.scalars(select(Unit).order_by(Unit.code)).all()
+            codes = {u.id: u.code for u in units}
+            for u in units:
+                print(f"{u.code}\t{u.kind}\t{codes.get(u.parent_id, '-') if u.parent_id else '-'}\t{u.name}")
+            return 0
+        s.commit()
+    print(done)
+    return 0
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    from web import units as U
+    db = _db(_config(args))
+    with db.session() as s:
+        if args.remove:
+            U.unassign_case(s, case_number=args.case_number, username=args.username, actor="irms-web cli",
+                            now_us=now_us())
+        else:
+            U.assign_case(s, case_number=args.case_number, username=args.username, actor="irms-web cli",
+                          now_us=now_us())
+        s.commit()
+    print(f"case {args.case_number} {'no longer' if args.remove else 'now'} assigned to {args.username}")
     return 0
 
 
@@ -284,13 +336,15 @@ def cmd_demo_country(args: argparse.Namespace) -> int:
     db = _db(cfg, check_schema=False)
     upgrade(db)
     t = now_us()
+    password = sys.stdin.readline().rstrip("\n") if args.users_password_stdin else None
     with db.session() as s:
         summary = seed(s, now_us=t, policy=policy_of(cfg), days=cfg.trend_days,
-                       keys_dir=Path(args.keys) if args.keys else None, sites_per_kind=args.sites_per_kind)
+                       keys_dir=Path(args.keys) if args.keys else None, sites_per_kind=args.sites_per_kind,
+                       users_password=password)
     with db.session() as s:
         _, cov = current_coverage(s, cfg, now_us())
     print(f"demo country: {summary.provinces} provinces, {summary.sites} sites, {summary.rooms} rooms, "
-          f"{summary.stations} stations")
+          f"{summary.stations} stations, {summary.units} units, {summary.users} users")
     f = cov.figures
     print(f"coverage: {f.facilities_equipped}/{f.facilities_total} facilities equipped "
           f"({i18n.percent(f.facility_ratio)}), {f.rooms_working}/{f.rooms_total} rooms working")
@@ -597,6 +651,36 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     q.set_defaults(func=cmd_user_add)
 
+    p = sub.add_parser("unit", help="units (national, provincial, regional): who sees which sessions")
+    usub = p.add_subparsers(dest="unit_command", required=True)
+    q = usub.add_parser("add", help="add a unit")
+    q.add_argument("code")
+    q.add_argument("--name")
+    q.add_argument("--kind", required=True, choices=[k.value for k in UnitKind])
+    q.add_argument("--parent", help="the unit above (every unit but the national one has one)")
+    q.set_defaults(func=cmd_unit)
+    q = usub.add_parser("place", help="put a site (or one of its rooms) in a unit ('-': out of any unit)")
+    q.add_argument("site")
+    q.add_argument("unit")
+    q.add_argument("--room")
+    q.set_defaults(func=cmd_unit)
+    q = usub.add_parser("assign", help="assign a user to a unit (sees its sessions and those of the units below)")
+    q.add_argument("username")
+    q.add_argument("unit")
+    q.add_argument("--personal-data", action="store_true", help="an auditor also sees personal data there")
+    q.add_argument("--remove", action="store_true", help="take the user out of the unit")
+    q.set_defaults(func=cmd_unit)
+    q = usub.add_parser("list", help="list the units")
+    q.set_defaults(func=cmd_unit)
+
+    p = sub.add_parser("case", help="cases assigned to named prosecutors")
+    csub = p.add_subparsers(dest="case_command", required=True)
+    q = csub.add_parser("assign", help="give a prosecutor the sessions of a case, wherever they were recorded")
+    q.add_argument("case_number")
+    q.add_argument("username")
+    q.add_argument("--remove", action="store_true", help="take the case back")
+    q.set_defaults(func=cmd_case)
+
     p = sub.add_parser("import-sites", help="register sites and rooms from a CSV file")
     p.add_argument("csv", help="columns: " + ",".join(CSV_COLUMNS))
     p.set_defaults(func=cmd_import_sites)
@@ -648,6 +732,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-country", help="fill the database with the 34-province demo country")
     p.add_argument("--keys", help="keep the simulated stations' private keys here (for `simulate`)")
     p.add_argument("--sites-per-kind", type=int, default=1, help="sites of each kind per province (default 1)")
+    p.add_argument("--users-password-stdin", action="store_true",
+                   help="also make the demo users (national and per province, each in its unit) with the password "
+                        "on the first line of stdin")
     p.set_defaults(func=cmd_demo_country)
 
     p = sub.add_parser("simulate", help="send signed heartbeats for the demo stations")

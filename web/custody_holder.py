@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from evidence.crypto import Unwrapper
 from evidence.custody_link import MAX_LINE, read_line, user_name
@@ -39,7 +40,7 @@ from evidence.errors import DecryptionError, IrmsError
 from web import audit, custody
 from web.db import Database
 from web.errors import CustodyError
-from web.models import User
+from web.models import Share, User
 from web.sessions import CONTENT_ROLES
 
 log = logging.getLogger("irms.custody")
@@ -55,6 +56,25 @@ def peer(sock: socket.socket) -> tuple[int, int]:
     pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
     return pid, uid
 
+
+
+def served_by_account(s: Session, username: str) -> str:
+    """Why a data key may not be unwrapped for this account ("" if it may): an active content reader only."""
+    user = s.scalars(select(User).where(User.username == username)).first()
+    if user is None or not user.active or user.role not in CONTENT_ROLES:
+        return f"{username!r} is not an active prosecutor account: no key use for it"
+    return ""
+
+
+def served_by_share(s: Session, actor: str, session_id: str) -> str:
+    """Why a data key may not be unwrapped for an outside party's share `share:<id>` ("" if it may): the share
+    must be of this session, allow replay, and be neither expired nor revoked now (web/shares.py)."""
+    ident = actor.removeprefix("share:")
+    share = s.get(Share, int(ident)) if ident.isdigit() else None
+    if share is None or share.session_id != session_id or "replay" not in share.allow \
+            or share.revoked_at_us is not None or now_us() >= share.expires_at_us:
+        return f"{actor} is not a live share of session {session_id} that allows replay: no key use for it"
+    return ""
 
 class Holder:
     """The keys (in memory, or token sessions), their state, and the audited operations on them."""
@@ -136,9 +156,10 @@ class Holder:
         if hit is not None and hit[1] > t:
             return hit[0]
         with self.db.session() as s:
-            user = s.scalars(select(User).where(User.username == prosecutor)).first()
-            if user is None or not user.active or user.role not in CONTENT_ROLES:
-                raise CustodyError(f"{prosecutor!r} is not an active prosecutor account: no key use for it")
+            refused = served_by_share(s, prosecutor, session_id) if prosecutor.startswith("share:") else \
+                served_by_account(s, prosecutor)
+            if refused:
+                raise CustodyError(refused)
             data_key = key.unwrap(wrapped, session_id, key_index)  # DecryptionError: the caller is told
             audit.append(s, at_us=now_us(), actor=prosecutor, action="custodian.key_use", target=session_id,
                          detail={"key_id": kid, "key_index": key_index, "purpose": purpose, "os_user": os_user,

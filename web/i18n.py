@@ -190,6 +190,58 @@ VI.update({
     "Back to the session": "Quay lại phiên",
 })
 
+# Scoping, personal data, custody and sharing (web/scope.py, web/shares.py, admin units).
+VI.update({
+    "A user sees the sessions of the units they are assigned to and of every unit below them; the national unit "
+    "sees all. A prosecutor also sees the cases assigned to them by name.":
+        "Người dùng xem được các phiên của đơn vị mình được phân công và mọi đơn vị cấp dưới; đơn vị toàn quốc xem "
+        "được tất cả. Kiểm sát viên còn xem được các vụ án được phân công đích danh.",
+    "Access code": "Mã truy cập",
+    "Add unit": "Thêm đơn vị",
+    "Allowed": "Được phép",
+    "Case": "Vụ án",
+    "Case assigned to a prosecutor": "Phân công vụ án cho kiểm sát viên",
+    "Cases assigned": "Vụ án đã phân công",
+    "Custody": "Quản lý, sử dụng bản ghi",
+    "Days": "Số ngày",
+    "Give this link to the party. It is shown only now; the server keeps only its hash.":
+        "Trao đường dẫn này cho người được chia sẻ. Đường dẫn chỉ hiện một lần; máy chủ chỉ giữ giá trị băm.",
+    "Kind": "Loại",
+    "Open": "Mở",
+    "Parent": "Đơn vị cấp trên",
+    "Party": "Người được chia sẻ",
+    "Personal data withheld (case number, suspect, interrogators, legal basis, reasons)":
+        "Dữ liệu cá nhân được che (số vụ án, người bị hỏi cung, điều tra viên, căn cứ pháp lý, lý do)",
+    "Receipt (PDF)": "Biên nhận (PDF)",
+    "Role": "Vai trò",
+    "Share": "Chia sẻ",
+    "Share this session": "Chia sẻ phiên này",
+    "Shared": "Đã chia sẻ",
+    "Shared recording": "Bản ghi được chia sẻ",
+    "Shared with": "Chia sẻ cho",
+    "Shared with outside parties": "Chia sẻ cho bên ngoài",
+    "Site or room in a unit": "Cơ sở hoặc phòng thuộc đơn vị",
+    "Sites and rooms in units": "Cơ sở và phòng theo đơn vị",
+    "State": "Trạng thái",
+    "Unit": "Đơn vị",
+    "Units": "Đơn vị",
+    "Until": "Đến",
+    "User": "Người dùng",
+    "User in a unit": "Người dùng thuộc đơn vị",
+    "Users in units": "Người dùng theo đơn vị",
+    "What": "Việc",
+    "Who": "Ai",
+    "assign": "phân công",
+    "remove": "bỏ phân công",
+    "court": "toà án",
+    "defence_counsel": "người bào chữa",
+    "other": "khác",
+    "open": "đang mở",
+    "expired": "đã hết hạn",
+    "personal data (auditors)": "dữ liệu cá nhân (kiểm tra viên)",
+    "withheld": "được che",
+})
+
 
 STATUS_TEXT = {400: "The request is not valid.", 401: "Log in first.", 403: "Your role may not use this page.",
                404: "Not found.", 405: "The request is not valid.",

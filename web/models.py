@@ -66,6 +66,8 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(300))
     province_id: Mapped[int] = mapped_column(ForeignKey("provinces.id"), index=True)
     facility_type: Mapped[str] = mapped_column(String(32))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    """The unit whose sessions these are (web/scope.py); None: national users only."""
     province: Mapped[Province] = relationship(back_populates="sites")
     rooms: Mapped[list[Room]] = relationship(back_populates="site", order_by="Room.code")
 
@@ -77,7 +79,80 @@ class Room(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     code: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(300))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    """A room's own unit, over its site's (a shared building); None: the site's unit."""
     site: Mapped[Site] = relationship(back_populates="rooms")
+
+
+class UnitKind(StrEnum):
+    NATIONAL = "national"
+    PROVINCE = "province"
+    REGION = "region"
+
+
+class Unit(Base):
+    """A procuracy jurisdiction: the national level, the 34 provincial units, their regional units (a tree).
+
+    Sites and rooms belong to a unit; a user assigned to a unit sees the sessions of it and of every
+    unit below it (web/scope.py)."""
+
+    __tablename__ = "units"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserUnit(Base):
+    """A user's assignment to a unit; `personal_data` lets an auditor see personal data there."""
+
+    __tablename__ = "user_units"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), primary_key=True, index=True)
+    personal_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class CaseAssignment(Base):
+    """A case assigned to a named prosecutor: its sessions are theirs, inside or outside their units."""
+
+    __tablename__ = "case_assignments"
+    case_number: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ShareAllow(StrEnum):
+    REPLAY = "replay"
+    EXPORT = "export"
+    BOTH = "replay+export"
+
+
+class Share(Base):
+    """One session shared with a named outside party until a time (web/shares.py).
+
+    The access code is shown once; only its SHA-256 is kept. Rows are never deleted: a share
+    ends by its time or by revocation."""
+
+    __tablename__ = "shares"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    session_id: Mapped[str] = mapped_column(String(64), index=True)
+    party: Mapped[str] = mapped_column(String(200))
+    party_kind: Mapped[str] = mapped_column(String(32))
+    allow: Mapped[str] = mapped_column(String(16))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    """The session's seal when shared: what the party may check what they received against."""
+    chain_head: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int] = mapped_column(BigInteger)
+    revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_by: Mapped[str] = mapped_column(String(100), default="")
 
 
 class Station(Base):

@@ -14,6 +14,7 @@ Then, in one headless Chromium (one context per person: they sit at different ma
   "verified" and the pause with its reason on the timeline, plays it (a real picture, time advances),
   seeks to the middle, and exports the case-file copy, which `irms-verify session` verifies offline;
 - an IT staff account gets 403 at every content route of that session (listed from the app's url_map).
+The site is in Hà Nội's unit and the prosecutor is assigned to it (`irms-web unit`).
 
 Every process started here is stopped by its pid, also when the test fails.
 """
@@ -143,6 +144,11 @@ def world(tmp_path: Path) -> Iterator[World]:
         for (username, name), role in ((PROSECUTOR, "prosecutor"), (IT_STAFF, "it_staff")):
             web_cli(server_env, tmp_path, "user", "add", username, "--role", role, "--name", name,
                     "--password-stdin", stdin=PASSWORD + "\n")
+        # The site in Hà Nội's unit, the prosecutor assigned to it (web/scope.py).
+        web_cli(server_env, tmp_path, "unit", "add", "VN", "--kind", "national")
+        web_cli(server_env, tmp_path, "unit", "add", "VKS-HNI", "--kind", "province", "--parent", "VN")
+        web_cli(server_env, tmp_path, "unit", "place", SITE, "VKS-HNI")
+        web_cli(server_env, tmp_path, "unit", "assign", PROSECUTOR[0], "VKS-HNI")
         web_cli(server_env, tmp_path, "custodian", "new", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
         # a custodian officer unlocks the running server over its custody socket
         web_cli(server_env, tmp_path, "custody", "unlock", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
@@ -204,7 +210,8 @@ def session_routes(session_id: str, db_path: Path) -> list[str]:
                                  audit_key_path=str(db_path.with_name("audit-signing.key"))))
     try:
         adapter = app.url_map.bind("127.0.0.1")
-        choices: dict[str, tuple[Any, ...]] = {"label": EXPORT_LABELS, "idx": (0, 1), "first": (0,), "last": (1,)}
+        choices: dict[str, tuple[Any, ...]] = {"label": EXPORT_LABELS, "idx": (0, 1), "first": (0,), "last": (1,),
+                                            "share_id": (1,)}
         urls: list[str] = []
         for rule in app.url_map.iter_rules():
             if "GET" not in (rule.methods or ()):

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from evidence import keys as K
 from evidence.request_auth import sign_request
@@ -23,7 +23,7 @@ from web import stations as ST
 from web.app import create_app
 from web.config import WebConfig, load_config
 from web.db import Database, upgrade
-from web.models import Base, Room, Site
+from web.models import Base, Room, Site, Unit
 from web.sites import ensure_province, ensure_room, ensure_site
 from web.users import add_user
 
@@ -153,6 +153,38 @@ class World:
             add_user(s, username=username, display_name=username.title(), role=role, password=PASSWORD,
                      actor="test", now_us=self.now())
         return username
+
+    def unit(self, code: str, kind: str = "province", parent: str | None = "VN") -> str:
+        """A unit (the national unit `VN` first, when missing)."""
+        from web import units as U
+        with self.db.session() as s:
+            if parent == "VN" and code != "VN" and s.scalars(select(Unit).where(Unit.code == "VN")).first() is None:
+                U.add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="test",
+                           now_us=self.now())
+            if code == "VN":
+                kind, parent = "national", None
+            U.add_unit(s, code=code, name=f"Đơn vị {code}", kind=kind, parent=parent, actor="test", now_us=self.now())
+            s.commit()
+        return code
+
+    def place(self, site: str, unit: str | None, room: str | None = None) -> None:
+        from web import units as U
+        with self.db.session() as s:
+            U.place_in_unit(s, site=site, room=room, unit=unit, actor="test", now_us=self.now())
+            s.commit()
+
+    def assign(self, username: str, unit: str, personal_data: bool = False) -> None:
+        from web import units as U
+        with self.db.session() as s:
+            U.assign_user(s, username=username, unit=unit, personal_data=personal_data, actor="test",
+                          now_us=self.now())
+            s.commit()
+
+    def assign_case(self, case_number: str, username: str) -> None:
+        from web import units as U
+        with self.db.session() as s:
+            U.assign_case(s, case_number=case_number, username=username, actor="test", now_us=self.now())
+            s.commit()
 
     def code(self, site: str, room: str | None = None, ttl_s: int = 3600) -> str:
         with self.db.session() as s:
@@ -289,6 +321,11 @@ def sessions_world(world: World, recorded: object, db: Database, app: Flask, tmp
                 R.verify_now(s, R.store_of(app.extensions["irms"].config), row, world.now())
     for role in ("prosecutor", "auditor", "it_staff", "admin", "investigator"):
         world.user(role.replace("_", "-"), role)
+    # The recording site is in Hà Nội's unit; the prosecutor and the auditor (no personal data) are assigned there.
+    world.unit("VKS-HNI")
+    world.place("HN-CA-01", "VKS-HNI")
+    world.assign("prosecutor", "VKS-HNI")
+    world.assign("auditor", "VKS-HNI")
     holder = HolderServer(Holder(db, "", app.extensions["irms"].config.data_key_cache_s), sock).start()
     holder.holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
     try:
