@@ -64,6 +64,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "admin.add_room": ADMIN_ONLY_POST,
     "admin.issue_code": row(403, admin=200, it_staff=200),
     "admin.revoke": row(403, admin=302, it_staff=302),
+    "alerts.page": row(403, admin=200, it_staff=200),
+    "alerts.ack": row(403, admin=404, it_staff=404),  # allowed; no such alert here
     "admin.units": row(403, admin=200),
     "admin.add_unit": ADMIN_ONLY_POST,
     "admin.place": ADMIN_ONLY_POST,
@@ -163,7 +165,8 @@ def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[
     share_id = st["codes"][principal][1] if principal in PARTIES else st["codes"][S_LIVE][1]
     choices: dict[str, tuple[Any, ...]] = {
         "session_id": (st["sid"],), "label": ("case-file", "procuracy-file"), "idx": (0,), "first": (1,),
-        "last": (2,), "station_id": ("st-x",), "filename": ("style.css",), "share_id": (share_id,)}
+        "last": (2,), "station_id": ("st-x",), "filename": ("style.css",), "share_id": (share_id,),
+        "alert_id": (999_999,)}
     if endpoint == "shares.revoke":
         choices["share_id"] = (st["throwaway"],)
     adapter = app.url_map.bind("localhost")

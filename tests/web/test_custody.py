@@ -39,6 +39,7 @@ from web.config import load_config
 from web.db import Database
 from web.models import AuditEntry, Base, CustodianKey
 from web.sites import ensure_province, ensure_room, ensure_site
+from web.units import add_unit, assign_user
 from web.users import add_user
 
 pytestmark = pytest.mark.postgres
@@ -84,6 +85,9 @@ def served(pg_url: str, recorded: Recorded, tmp_path: Path) -> Iterator[Served]:
                  actor="test", now_us=now)
         add_user(s, username="it.staff", display_name="IT", role="it_staff", password=PASSWORD, actor="test",
                  now_us=now)
+        # The prosecutor's unit is the national one: every session is in scope (web/scope.py).
+        add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="test", now_us=now)
+        assign_user(s, username=PROSECUTOR, unit="VN", personal_data=False, actor="test", now_us=now)
         R.sync_store(s, R.store_of(load_config(env={}, store_url=str(recorded.store))), now)
     home = tmp_path / "home"
     home.mkdir()
