@@ -1,6 +1,7 @@
-"""Equipment administration: sites, rooms, stations, enrollment codes, revocation, the audit log.
+"""Administration: users, sites, rooms, stations, enrollment codes, revocation, the audit log.
 
-Admins manage sites and rooms; admins and IT staff manage stations (R14: IT staff
+Admins manage users (add, disable and enable, reset a password, change a role: disabling and a
+reset end the user's logins at once; an admin cannot disable or demote themselves), sites and rooms; admins and IT staff manage stations (R14: IT staff
 manage equipment but never see content). Every change is an audit entry.
 """
 
@@ -16,10 +17,11 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from web import audit
 from web import stations as ST
+from web import users as U
 from web.app import db_session, now_us, state
 from web.auth import require_roles
 from web.errors import AuditBroken, BadRequest, Conflict, NotFound
-from web.models import AuditEntry, FacilityType, Province, Room, Site, Station
+from web.models import AuditEntry, FacilityType, Province, Role, Room, Site, Station, User
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 CODE = Regexp(r"^[A-Za-z0-9._-]{1,64}$", message="letters, digits, '.', '_' or '-'")
@@ -49,6 +51,16 @@ class WitnessForm(FlaskForm):
 
 class RevokeForm(FlaskForm):
     reason = StringField(validators=[DataRequired(), Length(max=300)])
+
+
+class UserForm(FlaskForm):
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    display_name = StringField(validators=[Optional(), Length(max=200)])
+    role = StringField(validators=[AnyOf([r.value for r in Role])])
+
+
+class RoleForm(FlaskForm):
+    role = StringField(validators=[AnyOf([r.value for r in Role])])
 
 
 def _form_error(form: FlaskForm) -> BadRequest:
@@ -198,3 +210,93 @@ def audit_witness() -> ResponseReturnValue:
                  detail={"heads": len(heads), "ok": witness[0]})
     s.commit()
     return _audit_page(None, witness)
+
+
+# --- users ------------------------------------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET"])
+@require_roles("admin")
+def users() -> ResponseReturnValue:
+    s = db_session()
+    rows = s.scalars(select(User).order_by(User.username).limit(5000)).all()
+    return render_template("admin/users.html", rows=rows, logins=U.open_logins(s, now_us()), form=UserForm(),
+                           role_form=RoleForm(), roles=U.ROLES)
+
+
+def _password_page(user: User, password: str) -> ResponseReturnValue:
+    return render_template("admin/password.html", target=user, password=password)
+
+
+@bp.route("/users", methods=["POST"])
+@require_roles("admin")
+def add_user() -> ResponseReturnValue:
+    """A new user with a generated password, shown once."""
+    form = UserForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    password = U.generated_password()
+    user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
+                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return _password_page(user, password)
+
+
+def _other_user(username: str, what: str) -> User:
+    user = U.find_user(db_session(), username)
+    if user.id == g.user.id:
+        raise Conflict(f"an admin cannot {what} their own account (another admin can)")
+    return user
+
+
+def _plain_post() -> None:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+
+
+@bp.route("/users/<username>/disable", methods=["POST"])
+@require_roles("admin")
+def disable_user(username: str) -> ResponseReturnValue:
+    _plain_post()
+    s = db_session()
+    U.set_active(s, _other_user(username, "disable"), False, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/enable", methods=["POST"])
+@require_roles("admin")
+def enable_user(username: str) -> ResponseReturnValue:
+    _plain_post()
+    s = db_session()
+    U.set_active(s, U.find_user(s, username), True, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/reset-password", methods=["POST"])
+@require_roles("admin")
+def reset_password(username: str) -> ResponseReturnValue:
+    """A generated password, shown once; the user's logins end at once."""
+    _plain_post()
+    s = db_session()
+    user = _other_user(username, "reset the password of")
+    password = U.generated_password()
+    U.set_password(s, user, password, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return _password_page(user, password)
+
+
+@bp.route("/users/<username>/role", methods=["POST"])
+@require_roles("admin")
+def set_role(username: str) -> ResponseReturnValue:
+    form = RoleForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    U.set_role(s, _other_user(username, "change the role of"), form.role.data or "", actor=g.user.username,
+               now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))

@@ -2,6 +2,10 @@
 
   irms-web db upgrade                      create or upgrade the database schema (Alembic)
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
+  irms-web user disable|enable NAME        disable (every login ends at once) or enable a user
+  irms-web user reset-password NAME        a new password (asked twice, or --password-stdin); logins end
+  irms-web user set-role NAME ROLE         change a user's role
+  irms-web user list                       users, roles, disabled or not
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
   irms-web audit verify [--witness FILE] [--tsa-trust DIR]
@@ -24,6 +28,8 @@ The custodian private keys are kept encrypted with the passphrase in IRMS_CUSTOD
 Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> variables
 (e.g. IRMS_WEB_DATABASE_URL=postgresql://user@host/db). The default database is
 $IRMS_HOME/web.db (SQLite).
+
+Audit entries written by these commands name the operating-system user who ran them.
 
 Exit codes: 0 done; 1 failed (e.g. the audit chain is broken); 2 bad configuration or arguments;
 3 a peer is away (the time-stamping authority);
@@ -55,6 +61,16 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def cli_actor() -> str:
+    """Who the audit log names for a command: the operating-system user who ran it."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        import os
+        who = f"uid {os.getuid()}"
+    return f"irms-web cli ({who})"[:100]
+
+
 def _config(args: argparse.Namespace) -> WebConfig:
     overrides: dict[str, Any] = {}
     if args.database:
@@ -76,19 +92,54 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise BadRequest("the passwords differ")
+    return password
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
     from web.users import add_user
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            raise BadRequest("the passwords differ")
+    password = _read_password(args)
     db = _db(_config(args))
     with db.session() as s:
         user = add_user(s, username=args.username, display_name=args.name or args.username, role=args.role,
-                        password=password, actor="irms-web cli", now_us=now_us())
+                        password=password, actor=cli_actor(), now_us=now_us())
     print(f"user {user.username} ({user.role}) added")
+    return 0
+
+
+def cmd_user_change(args: argparse.Namespace) -> int:
+    from web import users as U
+    password = _read_password(args) if args.user_command == "reset-password" else ""
+    db = _db(_config(args))
+    with db.session() as s:
+        user = U.find_user(s, args.username)
+        t = now_us()
+        if args.user_command in ("disable", "enable"):
+            U.set_active(s, user, args.user_command == "enable", actor=cli_actor(), now_us=t)
+            done = f"{args.user_command}d"
+        elif args.user_command == "reset-password":
+            U.set_password(s, user, password, actor=cli_actor(), now_us=t)
+            done = "given a new password; their logins ended"
+        else:
+            U.set_role(s, user, args.role, actor=cli_actor(), now_us=t)
+            done = f"now {args.role}"
+    print(f"user {args.username} {done}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from web.models import User
+    db = _db(_config(args))
+    with db.session() as s:
+        for u in s.scalars(select(User).order_by(User.username)):
+            print(f"{u.username}\t{u.role}\t{'active' if u.active else 'disabled'}\t{u.display_name}")
     return 0
 
 
@@ -100,7 +151,7 @@ def cmd_import_sites(args: argparse.Namespace) -> int:
         raise BadRequest(f"cannot read {args.csv}: {err.strerror}") from None
     db = _db(_config(args))
     with db.session() as s:
-        res = import_csv(s, text, actor="irms-web cli", now_us=now_us(), source=args.csv)
+        res = import_csv(s, text, actor=cli_actor(), now_us=now_us(), source=args.csv)
     print(f"{res.rows} rows: {res.sites_added} sites and {res.rooms_added} rooms added")
     return 0
 
@@ -201,7 +252,7 @@ def cmd_station_code(args: argparse.Namespace) -> int:
             room = s.scalars(select(Room).where(Room.site_id == site.id, Room.code == args.room)).first()
             if room is None:
                 raise NotFound(f"site {args.site} has no room {args.room}")
-        code = issue_code(s, site=site, room=room, actor="irms-web cli", now_us=now_us(),
+        code = issue_code(s, site=site, room=room, actor=cli_actor(), now_us=now_us(),
                           ttl_s=args.ttl or cfg.enrollment_code_ttl_s)
     print(code)
     return 0
@@ -218,7 +269,7 @@ def cmd_station_revoke(args: argparse.Namespace) -> int:
         station = s.scalars(select(Station).where(Station.station_id == args.station_id)).first()
         if station is None:
             raise NotFound(f"no station {args.station_id}")
-        revoke(s, station, actor="irms-web cli", reason=args.reason, now_us=now_us())
+        revoke(s, station, actor=cli_actor(), reason=args.reason, now_us=now_us())
     print(f"station {args.station_id} revoked")
     return 0
 
@@ -326,7 +377,7 @@ def cmd_custodian_new(args: argparse.Namespace) -> int:
     from web import custody
     db = _db(_config(args))
     with db.session() as s:
-        row = custody.new_key(s, actor="irms-web cli", now_us=now_us())
+        row = custody.new_key(s, actor=cli_actor(), now_us=now_us())
     _print_public(row, args.out)
     print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept)",
           file=sys.stderr)
@@ -344,7 +395,7 @@ def cmd_custodian_import(args: argparse.Namespace) -> int:
     source = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
     db = _db(_config(args))
     with db.session() as s:
-        row = custody.import_key(s, pem, source or None, actor="irms-web cli", now_us=now_us())
+        row = custody.import_key(s, pem, source or None, actor=cli_actor(), now_us=now_us())
     print(f"custodian key {row.key_id} imported and current; remove the plain copy {args.pem}")
     return 0
 
@@ -396,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="display name")
     q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     q.set_defaults(func=cmd_user_add)
+    for name, what in (("disable", "disable a user: every login of theirs ends at once"),
+                       ("enable", "enable a disabled user")):
+        q = usub.add_parser(name, help=what)
+        q.add_argument("username")
+        q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("reset-password", help="give a user a new password (asked twice); their logins end")
+    q.add_argument("username")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("set-role", help="change a user's role")
+    q.add_argument("username")
+    q.add_argument("role", choices=[r.value for r in Role])
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("list", help="list users")
+    q.set_defaults(func=cmd_user_list)
 
     p = sub.add_parser("import-sites", help="register sites and rooms from a CSV file")
     p.add_argument("csv", help="columns: " + ",".join(CSV_COLUMNS))
