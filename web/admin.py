@@ -1,8 +1,9 @@
 """Administration: users, sites, rooms, stations, enrollment codes, revocation, the audit log.
 
 Admins manage users (add, disable and enable, reset a password, change a role: disabling and a
-reset end the user's logins at once; an admin cannot disable or demote themselves), sites and rooms; admins and IT staff manage stations (R14: IT staff
-manage equipment but never see content). Every change is an audit entry.
+reset end the user's logins at once; an admin cannot disable or demote themselves), sites and
+rooms; admins and IT staff manage stations (R14: IT staff manage equipment but never see
+content). Every change is an audit entry.
 """
 
 from __future__ import annotations
