@@ -171,7 +171,10 @@ def revoke(station_id: str) -> ResponseReturnValue:
 @bp.route("/audit")
 @require_roles("admin", "auditor")
 def audit_log() -> ResponseReturnValue:
-    return _audit_page(request.args.get("before", type=int), None)
+    before = request.args.get("before", type=int)
+    if before is not None and not 0 < before < 2**63:
+        raise BadRequest(f"before: {before} is not an audit log entry number")
+    return _audit_page(before, None)
 
 
 def _audit_page(before: int | None, witness: tuple[bool, str] | None) -> ResponseReturnValue:

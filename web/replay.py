@@ -32,7 +32,7 @@ from web import audit, custody
 from web import recordings as R
 from web.app import db_session, now_us, state
 from web.auth import require_roles
-from web.errors import Conflict, NotFound
+from web.errors import BadRequest, Conflict, NotFound
 from web.models import RecordingSession, SessionSegment
 from web.sessions import CONTENT_ROLES
 
@@ -122,12 +122,20 @@ def segment(session_id: str, idx: int) -> ResponseReturnValue:
 def segments(session_id: str, first: int, last: int) -> ResponseReturnValue:
     """Consecutive segments of one run as one playlist entry: each checked and decrypted on its own, the
     plain MPEG-TS bytes concatenated (timestamps run on across segments, so they play as one)."""
+    if last > MAX_INDEX:
+        raise BadRequest(f"segment index {last} is out of range (at most {MAX_INDEX})")
     if not first < last < first + R.PLAYLIST_GROUP:
         raise NotFound(f"no playlist entry {first}-{last} (at most {R.PLAYLIST_GROUP} segments)")
     return _serve(session_id, first, last)
 
 
+MAX_INDEX = 2**31 - 1
+"""Segment indexes are 32-bit in the store's records and the database."""
+
+
 def _serve(session_id: str, first: int, last: int) -> ResponseReturnValue:
+    if last > MAX_INDEX:
+        raise BadRequest(f"segment index {last} is out of range (at most {MAX_INDEX})")
     cfg = state().config
     s = db_session()
     row = _playable(session_id)
