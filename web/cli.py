@@ -321,7 +321,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
             # uvicorn workers: an event loop per process (heartbeats on it), Flask in a thread pool
-            self.cfg.set("worker_class", "uvicorn_worker.UvicornWorker")
+            self.cfg.set("worker_class", "web.asgi.Worker")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("timeout", 60)
             if "control_socket_disable" in self.cfg.settings:

@@ -51,7 +51,7 @@ class WebConfig(BaseModel):
     believed; empty: the header is ignored and the client is the connection's peer."""
     body_timeout_s: int = Field(default=10, gt=0)
     """A request body must arrive within this (else 408); the served server reads bodies before a thread runs."""
-    max_body_readers: int = Field(default=64, gt=0)
+    max_body_readers: int = Field(default=256, gt=0)
     """Request bodies read at once per worker process; more are refused with 503 at once."""
     session_lifetime_s: int = Field(default=8 * 3600, gt=0)
     timezone: str = "Asia/Ho_Chi_Minh"
