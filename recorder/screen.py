@@ -197,6 +197,17 @@ class ScreenSettings:
     device_probe: DeviceProbe = probe_kit
     clock_offset: Callable[[], float] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    """The names the screen answers to (the Host header, port aside); any other is refused 403, so a web
+    page elsewhere cannot reach the screen through a name it points at this station (DNS rebinding)."""
+
+
+def host_name(host: str) -> str:
+    """The Host header without its port ("[::1]:8765" -> "[::1]")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 @dataclass
@@ -509,6 +520,10 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     def before() -> None:
         chosen = request.cookies.get("irms_lang", "vi")
         g.lang = chosen if chosen in LANGS else "vi"
+        if host_name(request.host) not in settings.hosts:
+            log.warning("refused a request for host %r (the screen answers to %s)", request.host[:100],
+                        ", ".join(settings.hosts))
+            abort(403, description=f"this station screen does not answer to host {request.host[:100]!r}")
         if request.method == "POST":
             sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
             expected = session.get("csrf")

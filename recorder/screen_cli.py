@@ -26,7 +26,7 @@ from evidence.formats import check_code
 from recorder.clock import SystemClock
 from recorder.config import load_config
 from recorder.profile import load_profile
-from recorder.screen import ScreenSettings, create_screen_app
+from recorder.screen import ScreenSettings, create_screen_app, host_name
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import irms_home, load_station
 from storage.url import open_store, redact
@@ -64,8 +64,12 @@ def cmd_screen(args: argparse.Namespace) -> int:
     config = load_config(home)
     factory = recorder_factory(home, args.store, args.site, args.room, args.kit, args.label)
     reference = args.clock_ref or (config.server_url.rstrip("/") + "/login" if config.server_url else None)
+    hosts = ScreenSettings.hosts
+    if args.host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):  # noqa: S104 - compared, not bound
+        hosts = (*hosts, host_name(f"[{args.host}]" if ":" in args.host else args.host))
     app = create_screen_app(factory, ScreenSettings(site=args.site, room=args.room, clock_reference=reference,
-                                                    clock_tolerance_s=config.clock_tolerance_s), home=home)
+                                                    clock_tolerance_s=config.clock_tolerance_s, hosts=hosts),
+                            home=home)
     server = make_server(args.host, args.port, app, threaded=True)
     stopping = threading.Event()
 

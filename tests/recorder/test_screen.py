@@ -118,6 +118,17 @@ def test_posts_without_a_valid_csrf_token_are_refused(home: Path, tmp_path: Path
     assert read_refusals(home) == []
 
 
+def test_a_foreign_host_header_is_refused(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    """DNS rebinding: a page elsewhere points a name of its own at the station; the screen answers only its own."""
+    client = client_for(apps, home, str(tmp_path / "store"))
+    for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "10.0.0.5:8765"):
+        resp = client.get("/", headers={"Host": host})
+        assert resp.status_code == 403 and "does not answer to host" in resp.get_data(as_text=True), host
+        assert client.post("/preflight", data=FORM, headers={"Host": host}).status_code == 403
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST"):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+
+
 def assert_blocked(client: FlaskClient, home: Path, check: str, words: str) -> None:
     resp = client.post("/preflight", data={**FORM, "csrf_token": csrf(client)})
     page = resp.get_data(as_text=True)

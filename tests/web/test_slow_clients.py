@@ -305,6 +305,7 @@ def test_behind_nginx_the_slow_body_attack_never_reaches_the_server(world: tuple
         assert status == 200 and took < 3, took
         took, status = timed(lambda: heartbeat(https_port, st, tls))
         assert status == 201 and took < 3, took
+        assert get_page(https_port, tls, "/metrics") == 404  # scraped on the nodes, not through the front
         # plain HTTP is sent to HTTPS
         conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
         conn.request("GET", "/login")
