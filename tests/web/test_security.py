@@ -31,12 +31,21 @@ ROUTES: list[tuple[str, str, set[str]]] = [
     ("POST", "/admin/codes", {"admin", "it_staff"}),
     ("POST", "/admin/stations/st-x/revoke", {"admin", "it_staff"}),
     ("POST", "/admin/audit/witness", {"admin", "auditor"}),
+    ("GET", "/account", ALL),
+    ("GET", "/admin/users", {"admin"}),
+    ("POST", "/admin/users", {"admin"}),
+    ("POST", "/admin/users/other/role", {"admin"}),
+    ("POST", "/admin/users/other/reset-password", {"admin"}),
+    ("POST", "/admin/users/other/disable", {"admin"}),
+    ("POST", "/admin/users/other/enable", {"admin"}),
 ]
 FORMS = {
     "/admin/sites": {"code": "HUE-VKS", "name": "VKS Huế", "province": "HUE", "facility_type": "procuracy"},
     "/admin/rooms": {"site": "HUE-NTG", "code": "P01", "name": "Phòng 1"},
     "/admin/codes": {"site": "HN-TTG", "room": "P01"},
     "/admin/stations/st-x/revoke": {"reason": "test"},
+    "/admin/users": {"username": "new-user", "display_name": "New", "role": "auditor"},
+    "/admin/users/other/role": {"role": "investigator"},
 }
 
 
@@ -56,6 +65,7 @@ def _call(client: FlaskClient, method: str, path: str) -> int:
 @pytest.mark.parametrize("role", ROLES)
 def test_every_route_for_every_role(world: World, client: FlaskClient, role: str) -> None:
     world.enroll("HN-TTG", "P02", station_id="st-x")
+    world.user("other", "prosecutor")
     world.user("u", role)
     assert login(client, "u") == 302
     for method, path, allowed in ROUTES:
