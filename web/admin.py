@@ -1,8 +1,10 @@
-"""Equipment administration: sites, rooms, stations, enrollment codes, revocation, the audit log, units.
+"""Administration: users, sites, rooms, stations, enrollment codes, revocation, the audit log, units.
 
-Admins manage sites and rooms, units (who sees which sessions: web/scope.py decides, web/units.py
-changes) and case assignments; admins and IT staff manage stations (R14: IT staff
-manage equipment but never see content). Every change is an audit entry.
+Admins manage users (add, disable and enable, reset a password, change a role: disabling and a
+reset end the user's logins at once; an admin cannot disable or demote themselves), sites and
+rooms, units (who sees which sessions: web/scope.py decides, web/units.py changes) and case
+assignments; admins and IT staff manage stations (R14: IT staff manage equipment but never see
+content). Every change is an audit entry.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from web import audit
 from web import stations as ST
-from web import units as U
+from web import units as UN
+from web import users as U
 from web.app import db_session, now_us, state
 from web.auth import require_roles
 from web.errors import AuditBroken, BadRequest, Conflict, NotFound
@@ -26,6 +29,7 @@ from web.models import (
     CaseAssignment,
     FacilityType,
     Province,
+    Role,
     Room,
     Site,
     Station,
@@ -89,6 +93,16 @@ class CaseForm(FlaskForm):
     case_number = StringField(validators=[DataRequired(), Length(max=200)])
     username = StringField(validators=[DataRequired(), Length(max=100)])
     action = StringField(validators=[AnyOf(["add", "remove"])])
+
+
+class UserForm(FlaskForm):
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    display_name = StringField(validators=[Optional(), Length(max=200)])
+    role = StringField(validators=[AnyOf([r.value for r in Role])])
+
+
+class RoleForm(FlaskForm):
+    role = StringField(validators=[AnyOf([r.value for r in Role])])
 
 
 def _form_error(form: FlaskForm) -> BadRequest:
@@ -198,7 +212,10 @@ def revoke(station_id: str) -> ResponseReturnValue:
 @bp.route("/audit")
 @require_roles("admin", "auditor")
 def audit_log() -> ResponseReturnValue:
-    return _audit_page(request.args.get("before", type=int), None)
+    before = request.args.get("before", type=int)
+    if before is not None and not 0 < before < 2**63:
+        raise BadRequest(f"before: {before} is not an audit log entry number")
+    return _audit_page(before, None)
 
 
 def _audit_page(before: int | None, witness: tuple[bool, str] | None) -> ResponseReturnValue:
@@ -268,7 +285,7 @@ def add_unit() -> ResponseReturnValue:
     if not form.validate_on_submit():
         raise _form_error(form)
     s = db_session()
-    U.add_unit(s, code=form.code.data or "", name=form.name.data or "", kind=form.kind.data or "",
+    UN.add_unit(s, code=form.code.data or "", name=form.name.data or "", kind=form.kind.data or "",
                parent=form.parent.data or None, actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(url_for("admin.units"))
@@ -281,7 +298,7 @@ def place() -> ResponseReturnValue:
     if not form.validate_on_submit():
         raise _form_error(form)
     s = db_session()
-    U.place_in_unit(s, site=form.site.data or "", room=form.room.data or None, unit=form.unit.data or None,
+    UN.place_in_unit(s, site=form.site.data or "", room=form.room.data or None, unit=form.unit.data or None,
                     actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(url_for("admin.units"))
@@ -295,10 +312,10 @@ def members() -> ResponseReturnValue:
         raise _form_error(form)
     s = db_session()
     if form.action.data == "add":
-        U.assign_user(s, username=form.username.data or "", unit=form.unit.data or "",
+        UN.assign_user(s, username=form.username.data or "", unit=form.unit.data or "",
                       personal_data=bool(form.personal_data.data), actor=g.user.username, now_us=now_us())
     else:
-        U.unassign_user(s, username=form.username.data or "", unit=form.unit.data or "", actor=g.user.username,
+        UN.unassign_user(s, username=form.username.data or "", unit=form.unit.data or "", actor=g.user.username,
                         now_us=now_us())
     s.commit()
     return redirect(url_for("admin.units"))
@@ -312,10 +329,100 @@ def cases() -> ResponseReturnValue:
         raise _form_error(form)
     s = db_session()
     if form.action.data == "add":
-        U.assign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
+        UN.assign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
                       actor=g.user.username, now_us=now_us())
     else:
-        U.unassign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
+        UN.unassign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
                         actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(url_for("admin.units"))
+
+
+# --- users ------------------------------------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET"])
+@require_roles("admin")
+def users() -> ResponseReturnValue:
+    s = db_session()
+    rows = s.scalars(select(User).order_by(User.username).limit(5000)).all()
+    return render_template("admin/users.html", rows=rows, logins=U.open_logins(s, now_us()), form=UserForm(),
+                           role_form=RoleForm(), roles=U.ROLES)
+
+
+def _password_page(user: User, password: str) -> ResponseReturnValue:
+    return render_template("admin/password.html", target=user, password=password)
+
+
+@bp.route("/users", methods=["POST"])
+@require_roles("admin")
+def add_user() -> ResponseReturnValue:
+    """A new user with a generated password, shown once."""
+    form = UserForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    password = U.generated_password()
+    user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
+                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return _password_page(user, password)
+
+
+def _other_user(username: str, what: str) -> User:
+    user = U.find_user(db_session(), username)
+    if user.id == g.user.id:
+        raise Conflict(f"an admin cannot {what} their own account (another admin can)")
+    return user
+
+
+def _plain_post() -> None:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+
+
+@bp.route("/users/<username>/disable", methods=["POST"])
+@require_roles("admin")
+def disable_user(username: str) -> ResponseReturnValue:
+    _plain_post()
+    s = db_session()
+    U.set_active(s, _other_user(username, "disable"), False, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/enable", methods=["POST"])
+@require_roles("admin")
+def enable_user(username: str) -> ResponseReturnValue:
+    _plain_post()
+    s = db_session()
+    U.set_active(s, U.find_user(s, username), True, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/reset-password", methods=["POST"])
+@require_roles("admin")
+def reset_password(username: str) -> ResponseReturnValue:
+    """A generated password, shown once; the user's logins end at once."""
+    _plain_post()
+    s = db_session()
+    user = _other_user(username, "reset the password of")
+    password = U.generated_password()
+    U.set_password(s, user, password, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return _password_page(user, password)
+
+
+@bp.route("/users/<username>/role", methods=["POST"])
+@require_roles("admin")
+def set_role(username: str) -> ResponseReturnValue:
+    form = RoleForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    U.set_role(s, _other_user(username, "change the role of"), form.role.data or "", actor=g.user.username,
+               now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))

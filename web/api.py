@@ -24,7 +24,7 @@ from evidence.protocol import ENROLL_PATH, EVENTS_PATH
 from web import scope
 from web import stations as ST
 from web.app import db_session, now_us, state
-from web.auth import ALL_ROLES, require_roles
+from web.auth import ALL_ROLES, client_address, require_roles
 from web.coverage import Coverage
 from web.errors import Forbidden, ForeignClaim, NotFound
 from web.evidence import bulk_compute, current_coverage
@@ -115,7 +115,7 @@ def _metrics_allowed() -> bool:
     if token:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    return request.remote_addr in ("127.0.0.1", "::1")
+    return client_address() in ("127.0.0.1", "::1")  # behind a trusted proxy: the client it forwards for
 
 
 def metrics_text(cov: Coverage) -> str:

@@ -2,6 +2,10 @@
 
   irms-web db upgrade                      create or upgrade the database schema (Alembic)
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
+  irms-web user disable|enable NAME        disable (every login ends at once) or enable a user
+  irms-web user reset-password NAME        a new password (asked twice, or --password-stdin); logins end
+  irms-web user set-role NAME ROLE         change a user's role
+  irms-web user list                       users, roles, disabled or not
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
   irms-web coverage export --from DAY --to DAY --out DIR
@@ -34,6 +38,8 @@ unlocks the running server with `irms-web custody unlock` (terminal prompt; --pa
 Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> variables
 (e.g. IRMS_WEB_DATABASE_URL=postgresql://user@host/db). The default database is
 $IRMS_HOME/web.db (SQLite).
+
+Audit entries written by these commands name the operating-system user who ran them.
 
 Exit codes: 0 done; 1 failed (e.g. the audit chain is broken); 2 bad configuration or arguments;
 3 a peer is away (the time-stamping authority);
@@ -69,6 +75,11 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def cli_actor() -> str:
+    """Who the audit log names for a command: the operating-system user who ran it."""
+    return f"irms-web cli ({os_user()})"[:100]
+
+
 def _config(args: argparse.Namespace) -> WebConfig:
     overrides: dict[str, Any] = {}
     if args.database:
@@ -94,18 +105,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise BadRequest("the passwords differ")
+    return password
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
     from web.users import add_user
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            raise BadRequest("the passwords differ")
+    password = _read_password(args)
     db = _db(_config(args))
     with db.session() as s:
         user = add_user(s, username=args.username, display_name=args.name or args.username, role=args.role,
-                        password=password, actor="irms-web cli", now_us=now_us(), os_user=os_user())
+                        password=password, actor=cli_actor(), now_us=now_us(), os_user=os_user())
     print(f"user {user.username} ({user.role}) added")
     return 0
 
@@ -117,7 +132,7 @@ def cmd_unit(args: argparse.Namespace) -> int:
     from web import units as U
     from web.models import Unit
     db = _db(_config(args))
-    actor, t = "irms-web cli", now_us()
+    actor, t = cli_actor(), now_us()
     with db.session() as s:
         if args.unit_command == "add":
             U.add_unit(s, code=args.code, name=args.name or args.code, kind=args.kind, parent=args.parent, actor=actor,
@@ -152,13 +167,44 @@ def cmd_case(args: argparse.Namespace) -> int:
     db = _db(_config(args))
     with db.session() as s:
         if args.remove:
-            U.unassign_case(s, case_number=args.case_number, username=args.username, actor="irms-web cli",
+            U.unassign_case(s, case_number=args.case_number, username=args.username, actor=cli_actor(),
                             now_us=now_us())
         else:
-            U.assign_case(s, case_number=args.case_number, username=args.username, actor="irms-web cli",
+            U.assign_case(s, case_number=args.case_number, username=args.username, actor=cli_actor(),
                           now_us=now_us())
         s.commit()
     print(f"case {args.case_number} {'no longer' if args.remove else 'now'} assigned to {args.username}")
+    return 0
+
+
+def cmd_user_change(args: argparse.Namespace) -> int:
+    from web import users as U
+    password = _read_password(args) if args.user_command == "reset-password" else ""
+    db = _db(_config(args))
+    with db.session() as s:
+        user = U.find_user(s, args.username)
+        t = now_us()
+        if args.user_command in ("disable", "enable"):
+            U.set_active(s, user, args.user_command == "enable", actor=cli_actor(), now_us=t)
+            done = f"{args.user_command}d"
+        elif args.user_command == "reset-password":
+            U.set_password(s, user, password, actor=cli_actor(), now_us=t)
+            done = "given a new password; their logins ended"
+        else:
+            U.set_role(s, user, args.role, actor=cli_actor(), now_us=t)
+            done = f"now {args.role}"
+    print(f"user {args.username} {done}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from web.models import User
+    db = _db(_config(args))
+    with db.session() as s:
+        for u in s.scalars(select(User).order_by(User.username)):
+            print(f"{u.username}\t{u.role}\t{'active' if u.active else 'disabled'}\t{u.display_name}")
     return 0
 
 
@@ -170,7 +216,7 @@ def cmd_import_sites(args: argparse.Namespace) -> int:
         raise BadRequest(f"cannot read {args.csv}: {err.strerror}") from None
     db = _db(_config(args))
     with db.session() as s:
-        res = import_csv(s, text, actor="irms-web cli", now_us=now_us(), source=args.csv)
+        res = import_csv(s, text, actor=cli_actor(), now_us=now_us(), source=args.csv)
     print(f"{res.rows} rows: {res.sites_added} sites and {res.rooms_added} rooms added")
     return 0
 
@@ -307,7 +353,7 @@ def cmd_station_code(args: argparse.Namespace) -> int:
             room = s.scalars(select(Room).where(Room.site_id == site.id, Room.code == args.room)).first()
             if room is None:
                 raise NotFound(f"site {args.site} has no room {args.room}")
-        code = issue_code(s, site=site, room=room, actor="irms-web cli", now_us=now_us(),
+        code = issue_code(s, site=site, room=room, actor=cli_actor(), now_us=now_us(),
                           ttl_s=args.ttl or cfg.enrollment_code_ttl_s)
     print(code)
     return 0
@@ -324,7 +370,7 @@ def cmd_station_revoke(args: argparse.Namespace) -> int:
         station = s.scalars(select(Station).where(Station.station_id == args.station_id)).first()
         if station is None:
             raise NotFound(f"no station {args.station_id}")
-        revoke(s, station, actor="irms-web cli", reason=args.reason, now_us=now_us())
+        revoke(s, station, actor=cli_actor(), reason=args.reason, now_us=now_us())
     print(f"station {args.station_id} revoked")
     return 0
 
@@ -408,7 +454,7 @@ def _gunicorn(args: argparse.Namespace, cfg: WebConfig) -> None:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
             # uvicorn workers: an event loop per process (heartbeats on it), Flask in a thread pool
-            self.cfg.set("worker_class", "uvicorn_worker.UvicornWorker")
+            self.cfg.set("worker_class", "web.asgi.Worker")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("timeout", 60)
             if "control_socket_disable" in self.cfg.settings:
@@ -498,12 +544,12 @@ def cmd_custodian_new(args: argparse.Namespace) -> int:
             raise BadRequest("no token: set pkcs11_token or give --token LABEL")
         pin = _secret(args, f"user PIN of token {token}: ")
         with db.session() as s:
-            row = custody.new_token_key(s, cfg.pkcs11_module, token, pin, actor="irms-web cli", now_us=now_us(),
+            row = custody.new_token_key(s, cfg.pkcs11_module, token, pin, actor=cli_actor(), now_us=now_us(),
                                         os_user=os_user())
     else:
         secret = _secret(args, "custodian passphrase: ", confirm=True).encode("utf-8")
         with db.session() as s:
-            row = custody.new_key(s, secret, actor="irms-web cli", now_us=now_us(), os_user=os_user())
+            row = custody.new_key(s, secret, actor=cli_actor(), now_us=now_us(), os_user=os_user())
     _print_public(row, args.out)
     print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept); "
           "then unlock the server again (irms-web custody unlock) so it holds the new key", file=sys.stderr)
@@ -524,7 +570,7 @@ def cmd_custodian_import(args: argparse.Namespace) -> int:
     secret = _secret(args, "custodian passphrase (to seal it on the server): ", confirm=True).encode("utf-8")
     db = _db(_config(args))
     with db.session() as s:
-        row = custody.import_key(s, key, secret, actor="irms-web cli", now_us=now_us(), os_user=os_user())
+        row = custody.import_key(s, key, secret, actor=cli_actor(), now_us=now_us(), os_user=os_user())
     print(f"custodian key {row.key_id} imported, sealed and current; keep {args.pem} offline or destroy it")
     return 0
 
@@ -597,7 +643,7 @@ def cmd_custody_rewrap(args: argparse.Namespace) -> int:
     new = _secret(args, "new custodian passphrase: ", confirm=True).encode("utf-8")
     db = _db(_config(args))
     with db.session() as s:
-        done = custody.rewrap(s, old, new, actor="irms-web cli", now_us=now_us(), os_user=os_user())
+        done = custody.rewrap(s, old, new, actor=cli_actor(), now_us=now_us(), os_user=os_user())
     print(f"{len(done)} custodian keys sealed again (argon2id, AES-256-GCM)" + (f": {', '.join(done)}" if done else
                                                                                  ": none was in the old form"))
     return 0
@@ -650,6 +696,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="display name")
     q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     q.set_defaults(func=cmd_user_add)
+    for name, what in (("disable", "disable a user: every login of theirs ends at once"),
+                       ("enable", "enable a disabled user")):
+        q = usub.add_parser(name, help=what)
+        q.add_argument("username")
+        q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("reset-password", help="give a user a new password (asked twice); their logins end")
+    q.add_argument("username")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("set-role", help="change a user's role")
+    q.add_argument("username")
+    q.add_argument("role", choices=[r.value for r in Role])
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("list", help="list users")
+    q.set_defaults(func=cmd_user_list)
 
     p = sub.add_parser("unit", help="units (national, provincial, regional): who sees which sessions")
     usub = p.add_subparsers(dest="unit_command", required=True)

@@ -6,6 +6,7 @@ instance folder). Unknown keys are errors that name the key and the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from web.errors import ConfigError
 
@@ -42,7 +43,18 @@ class WebConfig(BaseModel):
     """Signed station requests older or newer than this are refused as stale."""
     enrollment_code_ttl_s: int = Field(default=7 * 86400, gt=0)
     login_max_failures: int = Field(default=5, gt=0)
+    """Failed logins per (username, client address) before each further attempt must wait."""
     login_window_s: int = Field(default=900, gt=0)
+    """Failed logins older than this are forgotten; also the longest wait."""
+    login_delay_s: int = Field(default=30, gt=0)
+    """The first wait after login_max_failures; it doubles with each further failure."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (e.g. 127.0.0.1, 10.0.0.0/24) of the reverse proxies whose X-Forwarded-For is
+    believed; empty: the header is ignored and the client is the connection's peer."""
+    body_timeout_s: int = Field(default=10, gt=0)
+    """A request body must arrive within this (else 408); the served server reads bodies before a thread runs."""
+    max_body_readers: int = Field(default=256, gt=0)
+    """Request bodies read at once per worker process; more are refused with 503 at once."""
     session_lifetime_s: int = Field(default=8 * 3600, gt=0)
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: Literal["vi", "en"] = "vi"
@@ -90,6 +102,16 @@ class WebConfig(BaseModel):
     verify_on_list: int = Field(default=3, ge=0)
     """How many ended, not yet verified sessions a sessions list view verifies on the spot."""
     """A session not yet verified (still recording, upload pending) is verified again on view after this."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
     def resolved_database_url(self, instance_dir: Path) -> str:
         if self.database_url:

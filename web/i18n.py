@@ -242,6 +242,29 @@ VI.update({
     "withheld": "được che",
 })
 
+# Accounts (web/auth.py, web/admin.py users).
+VI.update({
+    "My account": "Tài khoản của tôi",
+    "Password changed; your other logins have ended.": "Đã đổi mật khẩu; các phiên đăng nhập khác của bạn đã kết thúc.",
+    "Change password": "Đổi mật khẩu",
+    "Current password": "Mật khẩu hiện tại",
+    "New password": "Mật khẩu mới",
+    "New password again": "Nhập lại mật khẩu mới",
+    "Users": "Người dùng",
+    "Add user": "Thêm người dùng",
+    "Role": "Vai trò",
+    "Open logins": "Phiên đăng nhập đang mở",
+    "Change role": "Đổi vai trò",
+    "active": "đang hoạt động",
+    "disabled": "đã khoá",
+    "Enable": "Mở khoá",
+    "Disable": "Khoá",
+    "Reset password": "Đặt lại mật khẩu",
+    "New password (shown once)": "Mật khẩu mới (chỉ hiện một lần)",
+    "Give it to the user in person; they change it under My account.":
+        "Trao trực tiếp cho người dùng; họ tự đổi trong mục Tài khoản của tôi.",
+})
+
 
 STATUS_TEXT = {400: "The request is not valid.", 401: "Log in first.", 403: "Your role may not use this page.",
                404: "Not found.", 405: "The request is not valid.",

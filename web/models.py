@@ -299,8 +299,28 @@ class AuditTimestamp(Base):
     at_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class LoginSession(Base):
+    """A login (web/auth.py): the cookie carries a random token, this row its SHA-256 and whether it still holds.
+
+    Logout, disabling the user and a password change or reset end it at once (`ended_at_us`)."""
+
+    __tablename__ = "login_sessions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_seen_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int] = mapped_column(BigInteger)
+    ended_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+
+
 class LoginFailure(Base):
+    """A failed login, kept `login_window_s`: the throttle counts them per (username, address)."""
+
     __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_user_ip", "username", "ip", "at_us"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(100), index=True)
     ip: Mapped[str] = mapped_column(String(64), index=True)

@@ -38,7 +38,7 @@ from web import audit, custody, scope
 from web import recordings as R
 from web.app import db_session, now_us, state
 from web.auth import require_roles
-from web.errors import Conflict, NotFound
+from web.errors import BadRequest, Conflict, NotFound
 from web.models import RecordingSession, SessionSegment
 from web.scope import Need
 from web.sessions import CONTENT_ROLES
@@ -168,7 +168,13 @@ def check_group(first: int, last: int) -> None:
         raise NotFound(f"no playlist entry {first}-{last} (at most {R.PLAYLIST_GROUP} segments)")
 
 
+MAX_INDEX = 2**31 - 1
+"""Segment indexes are 32-bit in the store's records and the database."""
+
+
 def serve(row: RecordingSession, first: int, last: int, who: Reader) -> Response:
+    if last > MAX_INDEX:
+        raise BadRequest(f"segment index {last} is out of range (at most {MAX_INDEX})")
     cfg = state().config
     s = db_session()
     session_id = row.session_id

@@ -53,7 +53,9 @@ def _local_day_us(text: str, tz: str, days_after: int = 0) -> int | None:
         except ValueError:
             continue
     else:
-        raise BadRequest(f"date {text!r}: use dd/mm/yyyy")
+        raise BadRequest(f"date {text[:40]!r}: use dd/mm/yyyy")
+    if not 1970 <= day.year <= 9998:
+        raise BadRequest(f"date {text[:40]!r}: the year must be between 1970 and 9998")
     local = day.replace(tzinfo=ZoneInfo(tz)) + dt.timedelta(days=days_after)
     return int(local.timestamp() * 1_000_000)
 

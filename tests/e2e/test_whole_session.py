@@ -44,6 +44,7 @@ from tests.plugins.recording import BIN, run_cli
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SITE, ROOM = "HN-CA-01", "P101"
+SCREEN_PIN = "2027-0115"
 CASE = "45/2026/HS"
 SUSPECT = "Phạm Văn Đức"
 INTERROGATORS = "Ngô Bảo Châu\nĐặng Thuỳ Linh"
@@ -159,7 +160,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
         # The station: enrolled with the server (makes its key), then the custodian public key installed.
         run_cli("irms-agent", "enroll", "--server", server_url, "--code", code, "--kit", "synthetic",
-                env=station_env, timeout=120)
+                "--screen-pin-stdin", env=station_env, timeout=120, input=SCREEN_PIN + "\n")
         run_cli("irms-agent", "custodian", str(custodian_pub), env=station_env, timeout=60)
         screen = procs.spawn("irms-agent-screen", [str(BIN / "irms-agent"), "screen", "--kit", "synthetic",
                                                    "--store", str(store), "--site", SITE, "--room", ROOM,
@@ -244,6 +245,8 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
     try:
         page = station.new_page()
         page.goto(world.screen_url + "/")
+        page.fill("#pin", SCREEN_PIN)  # the station screen shows nothing before its PIN
+        page.click("#log-in")
         page.fill("#case_number", CASE)
         page.fill("#suspect", SUSPECT)
         page.fill("#interrogators", INTERROGATORS)

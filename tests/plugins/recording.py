@@ -47,9 +47,10 @@ class Station:
 
 
 def run_cli(name: str, *args: str, env: dict[str, str], timeout: float = 300,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+            check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an entry point; `input` is its stdin (none by default)."""
     proc = subprocess.run([str(BIN / name), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}))
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

@@ -21,6 +21,8 @@ FORMS = {
     "/admin/rooms": {"site": "HUE-NTG", "code": "P01", "name": "Phòng 1"},
     "/admin/codes": {"site": "HN-TTG", "room": "P01"},
     "/admin/stations/st-x/revoke": {"reason": "test"},
+    "/admin/users": {"username": "new-user", "display_name": "New", "role": "auditor"},
+    "/admin/users/other/role": {"role": "investigator"},
 }
 
 

@@ -3,7 +3,7 @@ sessions shared with outside parties until a time (web/scope.py, web/shares.py).
 
 shares refuses DELETE (a share ends by its time or by revocation, and its row is the record).
 
-Revision ID: 0005_scoping
+Revision ID: 0007_scoping
 Revises: 0006_alerts
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005_scoping'
+revision = '0007_scoping'
 down_revision = '0006_alerts'
 branch_labels = None
 depends_on = None
