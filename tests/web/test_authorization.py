@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.web.conftest import SessionsWorld, csrf_token, login
+from tests.web.conftest import PASSWORD, SessionsWorld, csrf_token, login
 from tests.web.test_scoping import PERSONAL
 from tests.web.test_security import FORMS
 
@@ -65,6 +65,13 @@ EXPECTED: dict[str, dict[str, int]] = {
     "admin.issue_code": row(403, admin=200, it_staff=200),
     "admin.revoke": row(403, admin=302, it_staff=302),
     "alerts.page": row(403, admin=200, it_staff=200),
+    "admin.users": row(403, admin=200),
+    "admin.add_user": row(403, admin=200),  # the generated password, shown once
+    "admin.disable_user": row(403, admin=302),
+    "admin.enable_user": row(403, admin=302),
+    "admin.reset_password": row(403, admin=200),
+    "admin.set_role": row(403, admin=302),
+    "auth.account": row(200),
     "alerts.ack": row(403, admin=404, it_staff=404),  # allowed; no such alert here
     "admin.units": row(403, admin=200),
     "admin.add_unit": ADMIN_ONLY_POST,
@@ -112,6 +119,9 @@ MORE_FORMS: dict[str, dict[str, Any]] = {
     "shares.add": {"party": "Toà án", "party_kind": "court", "allow": "replay", "days": 2},
     "auth.login": {"username": "", "password": ""},
     "auth.language": {"language": "vi"},
+    "admin.add_user": {"username": "new-user", "display_name": "New", "role": "auditor"},
+    "admin.set_role": {"role": "auditor"},
+    "auth.account": {"current": PASSWORD, "new": "a-new-password-2027", "again": "a-new-password-2027"},
 }
 
 
@@ -121,6 +131,7 @@ def setting(sessions_world: SessionsWorld, app: Flask) -> dict[str, Any]:
     share the revoke route is tried on, and the live share the other share routes name."""
     w = sessions_world.world
     w.enroll("HN-TTG", "P02", station_id="st-x")
+    w.user("spare", "investigator")  # the user the admin's user routes act on
     w.unit("VKS-HUE")
     for name, role in ((P_OUT, "prosecutor"), (P_CASE, "prosecutor"), (A_OUT, "auditor")):
         w.user(name, role)
@@ -155,6 +166,7 @@ def setting(sessions_world: SessionsWorld, app: Flask) -> dict[str, Any]:
     assert pro.post(f"/sessions/{sid}/shares/{codes[S_REV][1]}/revoke",
                     data={"csrf_token": csrf_token(pro, f"/sessions/{sid}")}).status_code == 302
     w.now.advance(2 * 86400)
+    assert login(pro, P_IN) == 302  # two days on, the first login has ended (session_lifetime_s)
     unlock(S_LIVE, 30)
     throwaway = share(30)[1]
     return {"sid": sid, "parties": parties, "codes": codes, "throwaway": throwaway}
@@ -166,7 +178,8 @@ def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[
     choices: dict[str, tuple[Any, ...]] = {
         "session_id": (st["sid"],), "label": ("case-file", "procuracy-file"), "idx": (0,), "first": (1,),
         "last": (2,), "station_id": ("st-x",), "filename": ("style.css",), "share_id": (share_id,),
-        "alert_id": (999_999,)}
+        "alert_id": (999_999,),
+        "username": ("spare",)}
     if endpoint == "shares.revoke":
         choices["share_id"] = (st["throwaway"],)
     adapter = app.url_map.bind("localhost")
