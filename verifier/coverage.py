@@ -27,6 +27,9 @@ def report_lines(res: Result, key_given: bool) -> list[str]:
            f"rests on {res.verified} heartbeats from {res.stations} stations verified against their enrolled keys; "
            f"{res.refused_total} refused" + (": " + ", ".join(f"{n} {code}" for code, n in sorted(res.refused.items()))
                                              if res.refused else ""),
+           f"{res.runs_credited} run claims credited, {sum(res.runs_refused.values())} refused"
+           + (": " + ", ".join(f"{n} {code}" for code, n in sorted(res.runs_refused.items()))
+              if res.runs_refused else ""),
            f"bundle signed by server key {res.server_key_id}" + (" (the key given)" if key_given else
                                                                   " (carried in the bundle: compare it with the "
                                                                   "server's published key, or pass --server-key)")]
