@@ -90,6 +90,21 @@ class Policy:
                 "required_probe_kinds": list(self.required_probe_kinds),
                 "selftest_max_age_s": self.selftest_max_age_s, "selftest_grace_s": self.selftest_grace_s}
 
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Policy:
+        """The policy from `as_json` (a bundle's policy.json, a heartbeat answer's `policy`); raises
+        ValueError naming what is wrong."""
+        if not isinstance(doc, Mapping) or doc.get("format") != "irms.coverage-policy/1":
+            raise ValueError("not an irms.coverage-policy/1 document")
+        try:
+            return cls(interval_s=int(doc["interval_s"]), clock_tolerance_s=int(doc["clock_tolerance_s"]),
+                       min_disk_free_bytes=int(doc["min_disk_free_bytes"]),
+                       required_probe_kinds=tuple(str(k) for k in doc["required_probe_kinds"]),
+                       selftest_max_age_s=int(doc["selftest_max_age_s"]),
+                       selftest_grace_s=int(doc["selftest_grace_s"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"missing or bad member {err}") from None
+
     @property
     def fresh_us(self) -> int:
         """A heartbeat older than this means the station went silent (two intervals)."""
@@ -525,13 +540,16 @@ class SpanUpdate:
     end_us: int = 0
 
 
-def advance_span(open_span: tuple[int, int] | None, credit: tuple[int, int] | None, ok: bool) -> SpanUpdate:
+def advance_span(open_span: tuple[int, int] | None, credit: tuple[int, int] | None, ok: bool,
+                 at_us: int) -> SpanUpdate:
     """The server's spans from credits, one heartbeat at a time: a credit of the open span's run extends it; a
     credit of a later run opens a new span (closing the open one); one of an earlier run (a heartbeat queued
-    and delivered late) is a closed span of its own; a heartbeat that is not ok closes the open span. The union
+    and delivered late) is a closed span of its own; a heartbeat that is not ok closes the open span (unless it
+    is older than the span: delivered late). The union
     of the spans is the union of the credits (what `spans_from_credits` gives the checker)."""
     if credit is None:
-        return SpanUpdate("close") if not ok and open_span is not None else SpanUpdate("none")
+        closes = not ok and open_span is not None and at_us >= open_span[0]
+        return SpanUpdate("close") if closes else SpanUpdate("none")
     start, end = credit
     if open_span is not None and start == open_span[0]:
         return SpanUpdate("extend", start, max(open_span[1], end))

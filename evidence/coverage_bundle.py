@@ -252,16 +252,10 @@ def check_manifest(folder: Path, server_key: Ed25519PublicKey | None) -> tuple[d
 
 
 def load_policy(data: bytes) -> Policy:
-    doc = parse_canonical(data, "policy.json")
-    if doc.get("format") != "irms.coverage-policy/1":
-        raise BundleError("policy.json: not an irms.coverage-policy/1 document")
     try:
-        return Policy(interval_s=int(doc["interval_s"]), clock_tolerance_s=int(doc["clock_tolerance_s"]),
-                      min_disk_free_bytes=int(doc["min_disk_free_bytes"]),
-                      required_probe_kinds=tuple(str(k) for k in doc["required_probe_kinds"]),
-                      selftest_max_age_s=int(doc["selftest_max_age_s"]), selftest_grace_s=int(doc["selftest_grace_s"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise BundleError(f"policy.json: missing or bad member {err}") from None
+        return Policy.from_json(parse_canonical(data, "policy.json"))
+    except ValueError as err:
+        raise BundleError(f"policy.json: {err}") from None
 
 
 def load_registry(data: bytes) -> Registry:

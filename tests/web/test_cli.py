@@ -27,7 +27,7 @@ def test_schema_must_be_upgraded_first(fresh_db: str, capsys: pytest.CaptureFixt
     assert "irms-web db upgrade" in capsys.readouterr().err
     assert main(["--database", fresh_db, "db", "upgrade"]) == 0
     assert main(["--database", fresh_db, "db", "upgrade"]) == 0  # idempotent
-    assert "revision 0005_coverage_evidence" in capsys.readouterr().out
+    assert "revision 0006_coverage_runs" in capsys.readouterr().out
 
 
 def test_user_import_coverage_audit(fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
