@@ -176,10 +176,12 @@ def test_concurrent_heartbeats_share_commits_and_each_gets_its_answer(
         world: World, app: Flask, db: Database) -> None:
     stations = [world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02"), world.enroll("HN-CQDT", "P01")]
     ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
+    world.now.advance(10)  # the runs start after the enrolment
     now = world.now()
+    # Built oldest first (each station's run grows), sent newest first.
     requests = [_request(st, now - k * 1_000_000, recording={"session_id": f"S-{st.station_id}", "index": k,
                                                              "chain_head": f"{k:064x}"})
-                for k in range(8) for st in stations]
+                for k in range(7, -1, -1) for st in stations][::-1]
     replayed = requests[5]
     requests.append(replayed)  # the same signed request twice: one is stored, the other refused
     primer, results = _in_one_batch(ingest, requests[0], requests[1:], now)
@@ -249,6 +251,7 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
     a, b = world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02")
     ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
     _refuse_bodies_with(db, "BROKEN-AGENT")
+    world.now.advance(10)
     try:
         now = world.now()
         primer, results = _in_one_batch(ingest, _request(a, now - 1_000_000),
@@ -260,7 +263,7 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
         with db.session() as s:  # only the primer, in its own batch
             assert s.scalar(select(func.count()).select_from(Heartbeat)) == 1
             assert s.scalar(select(func.count()).select_from(Nonce)) == 1
-            assert s.scalar(select(func.count()).select_from(UptimeSpan)) == 1
+            assert s.scalar(select(func.count()).select_from(UptimeSpan)) == 0  # the first of its run
         # the station retries with a new request; the next batch is stored
         headers, raw = _request(a, now + 1_000_000)
         got = ingest.ingest(headers, PATH, raw, now + 1_000_000)
@@ -269,6 +272,9 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
         _drop_refusal(db)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
+        # The retry continues the primer's run (the station built the lost one too: its run counts it).
+        assert s.execute(select(UptimeSpan.start_us, UptimeSpan.end_us)).all() == [(now - 1_000_000,
+                                                                                    now + 1_000_000)]
 
 
 def test_in_one_batch_the_first_station_to_name_a_session_owns_it_and_the_other_is_refused(
