@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
@@ -58,7 +57,6 @@ __all__ = [
     "judge_run",
     "judge_selftest",
     "next_run",
-    "policy_key",
     "run_credit",
     "run_from_doc",
     "reason",
@@ -528,7 +526,7 @@ def run_credit(hb: HeartbeatFacts, ok: bool, policy: Policy, enrolled_at_us: int
     if judge_run(run, enrolled_at_us, policy):
         return Credit(None, "run_policy", "its run summary fails the policy: "
                       + ", ".join(r.code for r in judge_run(run, enrolled_at_us, policy)))
-    return Credit((since, at)) if at > since else NO_CREDIT
+    return Credit((since, at)) if at >= since else NO_CREDIT
 
 
 @dataclass(frozen=True)
@@ -562,11 +560,6 @@ def spans_from_credits(room_id: int, credits: Iterable[tuple[int, int]]) -> list
     return [Span(room_id, start, end) for start, end in credits]
 
 
-def policy_key(policy: Policy) -> str:
-    """A short digest of the policy a station judged its run with (a new policy starts a new run)."""
-    return hashlib.sha256(json.dumps(policy.as_json(), sort_keys=True).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class RunState:
     """What a station keeps between heartbeats to build `run` (recorder/heartbeat.py keeps it durable)."""
@@ -574,37 +567,46 @@ class RunState:
     last_sent_us: int | None = None
     last_hash: str | None = None
     run: RunClaim | None = None
-    policy_key: str = ""
 
     def as_json(self) -> dict[str, object]:
-        return {"last_sent_us": self.last_sent_us, "last_hash": self.last_hash, "policy_key": self.policy_key,
+        return {"last_sent_us": self.last_sent_us, "last_hash": self.last_hash,
                 "run": None if self.run is None else self.run.as_json()}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> RunState:
-        return cls(doc.get("last_sent_us"), doc.get("last_hash"), run_from_doc(doc.get("run")),
-                   str(doc.get("policy_key", "")))
+        return cls(doc.get("last_sent_us"), doc.get("last_hash"), run_from_doc(doc.get("run")))
 
-    def after(self, run: RunClaim, sent_us: int, body: bytes, policy: Policy) -> RunState:
+    def after(self, run: RunClaim, sent_us: int, body: bytes) -> RunState:
         """The state once the heartbeat with `run` and these exact body bytes was built."""
-        return RunState(sent_us, hashlib.sha256(body).hexdigest(), run if run.count else None, policy_key(policy))
+        return RunState(sent_us, hashlib.sha256(body).hexdigest(), run if run.count else None)
 
 
 def next_run(state: RunState | None, doc: Mapping[str, Any], policy: Policy,
              enrolled_at_us: int | None) -> RunClaim:
     """The station's rule: the `run` of the heartbeat `doc` (without its `run`) after `state`. The heartbeat is ok
     when `judge_heartbeat` with the policy finds nothing; an ok one continues the run unless there is none, the
-    previous heartbeat is older than two intervals or the policy changed; one not ok is in no run."""
+    previous heartbeat is older than two intervals, or the run so far would fail the policy (`judge_run`: the
+    policy became stricter); one not ok is in no run."""
     state = state or RunState()
     facts = facts_from_doc({k: v for k, v in doc.items() if k != "run"}, doc["sent_at_us"], enrolled_at_us)
     if judge_heartbeat(facts, policy):
         return RunClaim(state.last_hash, 0)
     sent = facts.sent_us
     cur = state.run
-    if (cur is None or state.last_sent_us is None or sent - state.last_sent_us > policy.fresh_us
-            or sent < state.last_sent_us or state.policy_key != policy_key(policy)):
-        cur = RunClaim(state.last_hash, 0, sent, tuple(sorted({p.kind for p in facts.probes if p.ok})),
-                       facts.disk_free_bytes, 0, (), None, 0)
+    fresh = RunClaim(state.last_hash, 0, sent, tuple(sorted({p.kind for p in facts.probes if p.ok})),
+                     facts.disk_free_bytes, 0, (), None, 0)
+    if cur is None or state.last_sent_us is None or not 0 <= sent - state.last_sent_us <= policy.fresh_us:
+        cur = fresh
+    run = _grow(cur, facts, state.last_hash, policy, enrolled_at_us)
+    if cur is not fresh and judge_run(run, enrolled_at_us, policy):  # e.g. a stricter policy than before
+        run = _grow(fresh, facts, state.last_hash, policy, enrolled_at_us)
+    return run
+
+
+def _grow(cur: RunClaim, facts: HeartbeatFacts, prev: str | None, policy: Policy,
+          enrolled_at_us: int | None) -> RunClaim:
+    """The run `cur` with the ok heartbeat `facts` added."""
+    sent = facts.sent_us
     kinds = tuple(k for k in cur.kinds if any(p.ok and p.kind == k for p in facts.probes))
     clock = facts.clock_offset_ms or 0
     selftests = cur.selftests
@@ -619,7 +621,7 @@ def next_run(state: RunState | None, doc: Mapping[str, Any], policy: Policy,
             age = max(age, sent - facts.selftest_at_us)
     disk = facts.disk_free_bytes if cur.min_disk_free_bytes is None or facts.disk_free_bytes is None else min(
         cur.min_disk_free_bytes, facts.disk_free_bytes)
-    return RunClaim(state.last_hash, cur.count + 1, cur.since_us, kinds, disk,
+    return RunClaim(prev, cur.count + 1, cur.since_us, kinds, disk,
                     max(abs(cur.max_clock_offset_ms or 0), abs(clock)), selftests, missing, age)
 
 

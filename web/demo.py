@@ -100,7 +100,7 @@ class SimRun:
         policy = self.policy or Policy()
         run = next_run(self.state, doc, policy, self.enrolled_at_us)
         raw = json.dumps({**doc, "run": run.as_json()}, separators=(",", ":")).encode()
-        self.state = (self.state or RunState()).after(run, sent_us, raw, policy)
+        self.state = (self.state or RunState()).after(run, sent_us, raw)
         return raw
 
     def learn(self, answer: object) -> None:

@@ -194,7 +194,7 @@ class SimStation:
         if "run" not in over:
             run = next_run(self.runs, doc, self.policy, self.enrolled_at_us)
             doc["run"] = run.as_json()
-            self.runs = (self.runs or RunState()).after(run, sent_us, json.dumps(doc).encode(), self.policy)
+            self.runs = (self.runs or RunState()).after(run, sent_us, json.dumps(doc).encode())
         return doc
 
     def headers(self, body: bytes, now_us: int, nonce: str | None = None, path: str = "/api/v1/heartbeat",

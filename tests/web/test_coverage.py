@@ -14,10 +14,10 @@ from web.coverage import (
     Probe,
     ProvinceIn,
     RoomIn,
-    SiteIn,
-    Span,
     RunClaim,
     RunState,
+    SiteIn,
+    Span,
     StationIn,
     advance_span,
     compute_coverage,
@@ -25,7 +25,6 @@ from web.coverage import (
     facts_from_doc,
     judge_heartbeat,
     next_run,
-    policy_key,
     run_credit,
 )
 
@@ -176,7 +175,7 @@ def station(beats: list[dict[str, object]], policy: Policy = P, enrolled: int | 
     out = []
     for d in beats:
         run = next_run(state, d, policy, enrolled)
-        state = (state or RunState()).after(run, int(d["sent_at_us"]), repr(d).encode(), policy)  # type: ignore
+        state = (state or RunState()).after(run, int(d["sent_at_us"]), repr(d).encode())  # type: ignore
         out.append(run)
     return out
 
@@ -192,11 +191,16 @@ def test_the_station_builds_its_runs() -> None:
     assert runs[1].kinds == ("camera", "mic")
     assert runs[4].selftests == ((NOW + 3 * m - 3600 * US, True), (NOW + 3 * m, True))
     assert runs[4].selftest_age_max_us == 3600 * US
-    # A policy the station had not judged with starts a new run; so does a heartbeat the policy finds failing.
-    other = Policy(interval_s=60, min_disk_free_bytes=7 * 2**30)
-    assert policy_key(other) != policy_key(P)
-    runs = station([doc(NOW), doc(NOW + m, disk=6 * 2**30)], other)
+    # A heartbeat the policy finds failing is in no run.
+    stricter = Policy(interval_s=60, min_disk_free_bytes=7 * 2**30)
+    runs = station([doc(NOW), doc(NOW + m, disk=6 * 2**30)], stricter)
     assert [(r.since_us, r.count) for r in runs] == [(NOW, 1), (None, 0)]
+    # A run the policy, become stricter, would fail (its least free disk) ends: the next ok heartbeat starts one.
+    first = next_run(None, doc(NOW, disk=6 * 2**30), P, 0)
+    state = RunState(NOW, "0" * 64, first)
+    assert next_run(state, doc(NOW + m, disk=8 * 2**30), P, 0).since_us == NOW
+    assert (next_run(state, doc(NOW + m, disk=8 * 2**30), stricter, 0).since_us,
+            next_run(state, doc(NOW + m, disk=8 * 2**30), stricter, 0).count) == (NOW + m, 1)
 
 
 def credit_of(d: dict[str, object], run: RunClaim, received: int | None = None, **kw: object) -> object:
@@ -209,7 +213,7 @@ def test_a_heartbeat_credits_the_run_behind_it_or_its_refusal() -> None:
     beats = [doc(NOW + i * m) for i in range(4)]
     runs = station(beats)
     assert credit_of(beats[3], runs[3]).span == (NOW, NOW + 3 * m)  # type: ignore[attr-defined]
-    assert credit_of(beats[0], runs[0]).span is None  # a run of one heartbeat: nothing behind it
+    assert credit_of(beats[0], runs[0]).span == (NOW, NOW)  # a run of one heartbeat: no time behind it yet
     long = dataclasses.replace(runs[3], since_us=NOW - 10 * m)
     assert credit_of(beats[3], long).refused == "run_too_long"  # type: ignore[attr-defined]
     early = dataclasses.replace(runs[3], since_us=-1)

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from evidence import keys as K
 from evidence.canonical import canonical_json
@@ -29,6 +30,7 @@ from web.config import WebConfig
 from web.db import Database
 from web.demo import PROVINCES, heartbeat_body, seed, simulate, stations_with_keys
 from web.evidence import policy_of, snapshot, trend
+from web.models import Heartbeat
 
 BIN = Path(sys.executable).parent
 
@@ -42,7 +44,7 @@ def verify(bundle: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
 @pytest.fixture
 def demo_bundle(config: WebConfig, db: Database, tmp_path: Path, live_server: Callable[[Flask], str],
                 monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """The demo country (three provinces, no invented history) after two rounds of signed heartbeats through
+    """The demo country (three provinces, no invented history) after three rounds of signed heartbeats through
     the real server, exported for yesterday and today with `irms-web coverage export`."""
     keys = tmp_path / "keys"
     with db.session() as s:
@@ -53,7 +55,7 @@ def demo_bundle(config: WebConfig, db: Database, tmp_path: Path, live_server: Ca
     url = live_server(create_app(config.model_copy(update={"audit_key_path": str(audit_key)})))
     with db.session() as s:
         stations = stations_with_keys(s, keys)
-    simulate(url, stations, interval_s=0, rounds=2, log=False)
+    simulate(url, stations, interval_s=0, rounds=3, log=False)
     today = dt.datetime.now(ZoneInfo(config.timezone)).date()
     out = tmp_path / "bundle"
     assert web_main(["--database", config.database_url, "coverage", "export", "--from",
@@ -71,6 +73,11 @@ def test_demo_bundle_recomputes_to_the_dashboards_figure(demo_bundle: tuple[Path
     # Every heartbeat the stations sent verifies; the seeded rows (no signature kept) are refused, and say so.
     assert res["heartbeats_verified"] + res["heartbeats_refused"] == len(lines)
     assert set(res["refused"]) <= {"unsigned"} and res["heartbeats_verified"] > 20
+    # The stations signed their runs: the bundle keeps the last heartbeat of each run (and the failing ones),
+    # fewer than the server stored, and the runs are what the figure rests on.
+    with db.session() as s:
+        stored = s.scalar(select(func.count()).select_from(Heartbeat))
+    assert len(lines) < stored and res["runs_credited"] >= 10 and res["runs_refused"] == {}
     # The dashboard's own trend, computed at the bundle's cut, gives the same days.
     cut = json.loads((bundle / "manifest.json").read_bytes())["cut_us"]
     with db.session() as s:

@@ -97,7 +97,7 @@ def plan_batch(items: list[Pending], rows: Mapping[int, StationRow], policy: Pol
         elif upd.action == "close" and open_span is not None:
             _set_span(plan, row, open_span[1], True)
             row.span_start_us = row.span_end_us = None
-        elif upd.action == "past":
+        elif upd.action == "past" and upd.end_us > upd.start_us:
             plan.spans.append(NewSpan(row.pk, row.room_id, upd.start_us, upd.end_us, closed=True))
         elif upd.action == "open":
             if open_span is not None:
