@@ -28,7 +28,7 @@ from web.app import create_app
 from web.cli import main as web_main
 from web.config import WebConfig
 from web.db import Database
-from web.demo import PROVINCES, heartbeat_body, seed, simulate, stations_with_keys
+from web.demo import PROVINCES, heartbeat_body, heartbeat_doc, seed, simulate, stations_with_keys
 from web.evidence import policy_of, snapshot, trend
 from web.models import Heartbeat
 
@@ -195,3 +195,34 @@ def test_dashboard_names_a_missing_failed_or_stale_selftest(world: World, client
     page = client.get("/").get_data(as_text=True)
     assert "chưa có kết quả tự kiểm tra hằng ngày" in page
     assert "lần tự kiểm tra đạt gần nhất đã cách đây 27 giờ" in page
+
+
+def test_run_claims_the_bundle_contradicts_are_refused(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    """A station (its own key) claiming a run across its own failing heartbeat, or from before its enrolment:
+    `irms-verify coverage` refuses both run claims with their codes, and the heartbeats credit nothing."""
+    bundle, audit_key = demo_bundle
+    lines = _lines(bundle)
+    signed = [x for x in lines if x["signed"] is not None]
+    failing = next(x for x in signed if json.loads(x["body"])["run"]["count"] == 0)
+    ok = next(x for x in signed if json.loads(x["body"])["run"]["count"] >= 1)
+    enrolled = {s["station_id"]: s["enrolled_at_us"]
+                for s in json.loads((bundle / "stations.json").read_bytes())["stations"]}
+    before = len(lines)
+    for n, (line, since, count) in enumerate([
+            (failing, json.loads(failing["body"])["sent_at_us"] - 1_000_000, 3),  # across its failing heartbeat
+            (ok, enrolled[ok["station_id"]] - 1_000_000, 10**9)]):  # before its enrolment
+        sid = line["station_id"]
+        at = json.loads(line["body"])["sent_at_us"] + 1_000_000
+        run = {**json.loads(ok["body"])["run"], "since_us": since, "count": count}
+        raw = json.dumps({**heartbeat_doc(sid, "working", at), "run": run}, separators=(",", ":")).encode()
+        key = Ed25519PrivateKey.from_private_bytes((tmp_path / "keys" / f"{sid}.key").read_bytes())
+        lines.append({"body": raw.decode(), "received_us": at, "room_id": line["room_id"], "station_id": sid,
+                      "signed": sign_heartbeat(key, sid, raw, at // 1_000_000, f"{n:032x}")})
+    _write_lines(bundle, lines)
+    _resign(bundle, audit_key)
+    rc, res, _ = verify(bundle, "--strict")
+    assert rc == 1 and res["heartbeats_verified"] + res["heartbeats_refused"] == before + 2
+    assert res["runs_refused"] == {"run_contradicted": 1, "run_before_enrolment": 1}
+    assert any("run refused (run_contradicted)" in r for r in res["refusals"])
+    rc, res, _ = verify(bundle)  # not strict: the figure stands, as the server computed it (it credited neither)
+    assert rc == 0 and res["equal_to_server"]
