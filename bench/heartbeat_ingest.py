@@ -180,6 +180,8 @@ class Http11:
 RUNS: dict[str, RunState] = {}
 """Each station's run as this client process builds it (as `irms-agent run` does, evidence.coverage.next_run)."""
 RUN_POLICY = Policy()
+SELFTEST_AT_US = time.time_ns() // 1000 - 3600 * 1_000_000
+"""The stations' daily self-test: passed an hour before the bench (one entry in each run's summary)."""
 
 
 def signed_heartbeat(sid: str, key: Ed25519PrivateKey, index: int) -> tuple[dict[str, str], bytes]:
@@ -190,7 +192,7 @@ def signed_heartbeat(sid: str, key: Ed25519PrivateKey, index: int) -> tuple[dict
         "probes": [{"check": "camera.black", "device": "wide", "ok": True, "reason": "luma 120"},
                    {"check": "mic.level", "device": "room", "ok": True, "reason": "-20 dBFS"}],
         "disk_free_bytes": 100 * 2**30, "clock_offset_ms": 3, "store_ok": True,
-        "versions": {"agent": "bench"}, "selftest": {"at_us": now_us - 3600 * 1_000_000, "ok": True},
+        "versions": {"agent": "bench"}, "selftest": {"at_us": SELFTEST_AT_US, "ok": True},
         "recording": {"session_id": f"S-{sid}", "index": index, "chain_head": "ab" * 32},
     }
     run = next_run(RUNS.get(sid), doc, RUN_POLICY, None)
