@@ -19,8 +19,9 @@ demo: setup
 	$(PY) scripts/demo.py
 
 demo-stop:
-	@if [ -f .demo/web.pid ] && grep -q irms-web /proc/$$(cat .demo/web.pid)/cmdline 2>/dev/null; then \
-	  kill $$(cat .demo/web.pid) && echo "demo web stopped"; else echo "demo web not running"; fi
+	@for f in web simulate station; do p=.demo/$$f.pid; \
+	  if [ -f $$p ] && grep -q irms- /proc/$$(cat $$p)/cmdline 2>/dev/null; then \
+	    kill $$(cat $$p) && echo "demo $$f stopped"; else echo "demo $$f not running"; fi; done
 
 test: setup
 	scripts/run-tests

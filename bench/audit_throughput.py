@@ -86,7 +86,8 @@ def main() -> int:
         sid = seal_session(FileStore(root / "store").put, plains, station, custodian.public_key())
         env = {**os.environ, "IRMS_TRUST": str(root / "trust")}
         audit_argv = [str(BIN / "irms-verify"), "audit", sid, "--store", str(root / "store"),
-                      "--custodian-key", str(root / "custodian.key")]
+                      "--custodian-key", str(root / "custodian.key"), "--prosecutor", "bench",
+                      "--key-use-log", str(root / "key-use.jsonl")]
         timed(audit_argv, env)  # warm the page cache and check that the session verifies at all
         bare_decode(segments)
         ratios = []

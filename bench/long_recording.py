@@ -73,11 +73,13 @@ def main() -> int:
         recorded = sum(r["duration_us"] for r in records)
         wall = manifest["ended_at_us"] - records[0]["start_us"]
         audit = subprocess.run([str(BIN / "irms-verify"), "audit", summary["session_id"], "--store",
-                                str(base / "store"), "--custodian-key", str(base / "c.key")], env=env,
+                                str(base / "store"), "--custodian-key", str(base / "c.key"),
+                                "--prosecutor", "bench"], env=env,
                                capture_output=True, text=True, timeout=1200)
         print(audit.stdout.strip())
         subprocess.run([str(BIN / "irms-verify"), "rebuild", summary["session_id"], "--store", str(base / "store"),
-                        "--custodian-key", str(base / "c.key"), "--out", str(base / "rec.mp4"), "--force"],
+                        "--custodian-key", str(base / "c.key"), "--prosecutor", "bench", "--out", str(base / "rec.mp4"),
+                        "--force"],
                        env=env, check=True, capture_output=True, timeout=1200)
         numbers = frame_numbers(base / "rec.mp4")
     diffs = np.diff(np.array(numbers))

@@ -33,7 +33,6 @@ from pathlib import Path
 from bench_session import seal_session
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from evidence.keys import b64, public_raw
 
@@ -130,9 +129,9 @@ def main() -> int:
     from web.db import Database, upgrade
     from web.models import RecordingSession, Station
     from web.sites import ensure_province, ensure_room, ensure_site
+    from web.units import add_unit, assign_user
     from web.users import add_user
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    os.environ["IRMS_CUSTODIAN_PASSPHRASE"] = PASSPHRASE
     with tempfile.TemporaryDirectory(prefix="irms-bench-replay-") as tmp:
         work = Path(tmp)
         store = work / "store"
@@ -161,8 +160,9 @@ def main() -> int:
                           hardware_profile="bench", room_id=room.id, enrolled_at_us=now))
             add_user(s, username="ksv", display_name="Kiểm sát viên", role="prosecutor", password="bench-password-1",
                      actor="bench", now_us=now)
-            custody.import_key(s, custodian.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()), None,
-                               actor="bench", now_us=now)
+            add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="bench", now_us=now)
+            assign_user(s, username="ksv", unit="VN", personal_data=False, actor="bench", now_us=now)
+            custody.import_key(s, custodian, PASSPHRASE.encode(), actor="bench", now_us=now, os_user="bench")
         t = time.perf_counter()
         with db.session() as s:
             R.sync_store(s, R.store_of(cfg), now)
@@ -171,6 +171,11 @@ def main() -> int:
                 assert row.verification == "verified", row.verification_findings
         print(f"synced and verified both once in {time.perf_counter() - t:.1f} s (cached for replay)", flush=True)
 
+        from web.custody_holder import Holder, HolderServer
+        sock = work / "custody" / "holder.sock"
+        cfg = cfg.model_copy(update={"custody_socket": str(sock)})
+        holder = HolderServer(Holder(db, "", cfg.data_key_cache_s), sock).start()
+        holder.holder.unlock(PASSPHRASE, "bench", "bench")
         app = create_app(cfg)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)

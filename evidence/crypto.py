@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -80,15 +81,25 @@ def wrap_key(
 
 
 def unwrap_key(wrapped: dict[str, Any], custodian: X25519PrivateKey, session_id: str, key_index: int) -> bytes:
+    return unwrap_with(wrapped, public_raw(custodian.public_key()), custodian_exchange(custodian), session_id,
+                       key_index)
+
+
+def custodian_exchange(custodian: X25519PrivateKey) -> Callable[[bytes], bytes]:
+    """X25519 with a key in memory; a PKCS#11 token gives the same function as a token operation."""
+    return lambda epk: custodian.exchange(X25519PublicKey.from_public_bytes(epk))
+
+
+def unwrap_with(wrapped: dict[str, Any], recipient: bytes, exchange: Callable[[bytes], bytes], session_id: str,
+                key_index: int) -> bytes:
+    """Unwrap with the custodian key whose raw public key is `recipient`, through `exchange(epk) -> shared`."""
     if wrapped.get("alg") != WRAP_ALG:
         raise FormatError(f"unknown key wrap algorithm {wrapped.get('alg')!r}")
-    recipient = public_raw(custodian.public_key())
     if wrapped.get("key_id") != key_id(recipient):
         raise DecryptionError(f"data key is wrapped to custodian key {wrapped.get('key_id')}, not this one")
     epk = unb64(wrapped.get("epk"), "wrapped_key.epk")
     try:
-        shared = custodian.exchange(X25519PublicKey.from_public_bytes(epk))
-        kek = _kek(shared, epk, recipient)
+        kek = _kek(exchange(epk), epk, recipient)
         return AESGCM(kek).decrypt(
             unb64(wrapped.get("nonce"), "wrapped_key.nonce"),
             unb64(wrapped.get("ct"), "wrapped_key.ct"),
@@ -96,3 +107,19 @@ def unwrap_key(wrapped: dict[str, Any], custodian: X25519PrivateKey, session_id:
         )
     except (InvalidTag, ValueError):
         raise DecryptionError("data key cannot be unwrapped") from None
+
+
+class Unwrapper(Protocol):
+    """Whatever can unwrap a session data key: a key in memory, the server's custody holder, a token."""
+
+    def unwrap(self, wrapped: dict[str, Any], session_id: str, key_index: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class KeyUnwrapper:
+    """A custodian private key in this process's memory."""
+
+    key: X25519PrivateKey
+
+    def unwrap(self, wrapped: dict[str, Any], session_id: str, key_index: int) -> bytes:
+        return unwrap_key(wrapped, self.key, session_id, key_index)

@@ -21,7 +21,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durable(path: Path, data: bytes, *, mode: int = 0o640, replace: bool = True) -> None:
+def write_durable(path: Path, data: bytes, *, mode: int = 0o600, replace: bool = True) -> None:
     """Write `data` to `path` atomically and durably.
 
     With `replace=False` an existing `path` is left alone and FileExistsError is raised.

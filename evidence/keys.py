@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +111,21 @@ def load_custodian_public(path: Path) -> X25519PublicKey:
     return key
 
 
-def load_custodian_private(path: Path, passphrase: bytes | None = None) -> X25519PrivateKey:
-    env = os.environ.get("IRMS_CUSTODIAN_PASSPHRASE")
-    if passphrase is None and env and b"ENCRYPTED" in _read(path, "private key"):
-        passphrase = env.encode("utf-8")
-    key = load_private_key(path, passphrase)
+def load_custodian_private(path: Path, passphrase: Callable[[], bytes] | None = None) -> X25519PrivateKey:
+    """A custodian private key file: sealed (irms.sealed-key/1, `passphrase()` asked only then) or plain PEM.
+
+    The old PBKDF2/AES-CBC PEM is refused with the command that re-wraps it.
+    """
+    from evidence import sealed_key
+    data = _read(path, "private key")
+    if sealed_key.is_sealed(data):
+        if passphrase is None:
+            raise KeyError_(f"custodian key {path} is sealed and no passphrase can be asked here")
+        return sealed_key.open_sealed(data, passphrase(), f"custodian key {path}")
+    if sealed_key.is_legacy(data):
+        raise sealed_key.legacy_refusal(f"custodian key {path}",
+                                        "irms-verify custodian-rewrap OLD NEW (asks both passphrases)")
+    key = load_private_key(path)
     if not isinstance(key, X25519PrivateKey):
         raise KeyError_(f"{path} is not an X25519 custodian private key")
     return key

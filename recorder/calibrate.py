@@ -22,7 +22,7 @@ import numpy as np
 from recorder.clock import Clock, SystemClock
 from recorder.errors import CaptureError, ConfigError
 from recorder.profile import Profile
-from recorder.segmenter import build_argv, is_live
+from recorder.segmenter import build_argv, camera_script_names, camera_scripts, is_live
 from recorder.supervisor import ProcessSupervisor
 
 PTS_RE = re.compile(r"pts_time:\s*(-?[0-9.]+)")
@@ -141,7 +141,9 @@ def record_and_measure(profile: Profile, credentials: dict[str, str], seconds: f
     with tempfile.TemporaryDirectory(prefix="irms-calibrate-") as tmp:
         run_dir = Path(tmp)
         argv = build_argv(profile, run_dir, "calibration", credentials, t0=clk.now_us() // 1_000_000)
-        sup = ProcessSupervisor("calibrate", argv, cwd=run_dir, secrets=[credentials.get("password", "")])
+        sup = ProcessSupervisor("calibrate", argv, cwd=run_dir, secrets=[credentials.get("password", "")],
+                                files=camera_scripts(profile, run_dir, credentials),
+                                shown_as=camera_script_names(profile, run_dir, credentials))
         sup.start()
         deadline = clk.monotonic() + seconds
         while clk.monotonic() < deadline and sup.alive():

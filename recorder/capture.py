@@ -19,6 +19,7 @@ from typing import Protocol
 from recorder.clock import Clock
 from recorder.errors import disk_full
 from recorder.journal import RunRow
+from recorder.private_input import PROBE_NOISE
 from recorder.supervisor import ProcessSupervisor
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 # A session without any segment is a dead device after this many failed runs (and watchdog_s).
 DEAD_AFTER_RUNS = 3
 # ffmpeg's rate-control chatter, never the reason a run ended.
-NOISE = ("Too many bits",)
+NOISE = ("Too many bits", *PROBE_NOISE)
 
 
 def backoff_delay(schedule: Sequence[float], restarts: int) -> float:

@@ -13,6 +13,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -21,11 +22,13 @@ from types import FrameType
 
 from evidence.errors import IrmsError
 from evidence.formats import CaseInfo, check_code
+from evidence.owner_only import owner_only_umask, secure_tree, warning_lines
 from recorder.clock import SystemClock
 from recorder.config import load_config, save_latency
 from recorder.errors import CaptureError, ConfigError
 from recorder.events import EventSender, attach_event_sender
 from recorder.profile import load_profile, with_latencies
+from recorder.segmenter import warn_password_in_argv
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import HomeLock, install_custodian, irms_home, keygen, load_station, lock_home
 from storage.url import open_store, redact
@@ -90,6 +93,8 @@ def _device_overrides(args: argparse.Namespace, creds: dict[str, str]) -> dict[s
             role, sep, value = item.partition("=")
             if not sep or not role or not value:
                 raise ConfigError(f"expected ROLE=VALUE, got {item!r}")
+            if prefix == "url_":
+                warn_password_in_argv(value, "--camera")
             out[prefix + role] = value
     return out
 
@@ -341,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lock: HomeLock | None = None
+    old_umask = owner_only_umask()  # what this command creates in the home is its owner's alone
     try:
+        for line in warning_lines(secure_tree(irms_home()), "irms-agent"):
+            print(line, file=sys.stderr)
         if args.command in OWNING_COMMANDS:
             lock = lock_home(irms_home(), args.command)  # held until this process ends
         return int(args.func(args))
@@ -357,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         _close_event_senders()
         if lock is not None:
             lock.release()
+        os.umask(old_umask)  # for callers in the same process (tests)
 
 
 if __name__ == "__main__":

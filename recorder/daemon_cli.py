@@ -1,6 +1,6 @@
 """`irms-agent enroll` and `irms-agent run`: the station daemon's side of the coverage server.
 
-  irms-agent enroll --server URL --code CODE [--room ROOM] [--kit NAME]
+  irms-agent enroll --server URL --code CODE [--room ROOM] [--kit NAME] [--screen-pin-stdin]
       register this station's public key (made now if there is none) with a one-time code
   irms-agent run [--server URL] [--interval S] [--once]
       send a signed heartbeat every interval; queue them while the server is away; run the daily
@@ -141,8 +141,20 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if not (home / "keys" / "station.key").exists():
         sid, _ = keygen(home, None, None)
         print(f"made station key for {sid}")
+    pin = None
+    if args.screen_pin_stdin:  # checked before enrolling: the code is used once
+        from recorder.screen_cli import read_pin
+        from recorder.screen_login import check_new_pin
+        pin = read_pin(True)
+        check_new_pin(pin)
     result = enroll(home, args.server, args.code, args.room, SystemClock(), hardware_profile=args.kit)
     print(f"enrolled as station {result.station_id} with {args.server}")
+    if pin is not None:
+        from recorder.screen_login import set_pin
+        set_pin(home, pin)
+        print("screen PIN set")
+    elif not (home / "screen-pin").exists():
+        print("set the investigators' screen PIN next: irms-agent screen-pin")
     return 0
 
 
@@ -223,6 +235,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--code", required=True, help="the one-time enrollment code an admin issued")
     p.add_argument("--room", help="room code (needed when the code was issued for a whole site)")
     p.add_argument("--kit", default="synthetic", help="hardware profile of this room (default: synthetic)")
+    p.add_argument("--screen-pin-stdin", action="store_true",
+                   help="also set the station screen PIN, read from the first line of stdin")
     p.set_defaults(func=cmd_enroll)
 
     p = subparsers.add_parser("run", help="the station daemon: send signed heartbeats every interval")

@@ -14,12 +14,15 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from evidence.owner_only import write_private
+from recorder import private_input
 from recorder.probe import open_portaudio
 from storage.url import redact
 
@@ -253,24 +256,33 @@ def parse_ffprobe_streams(text: str, url: str) -> NetworkCamera:
     )
 
 
-def ffprobe_argv(url: str, timeout_s: float) -> list[str]:
-    """ffprobe's argv for a camera URL: RTSP over TCP, socket I/O bounded by the timeout."""
-    argv = ["ffprobe", "-v", "error", "-hide_banner"]
-    if url.startswith("rtsp"):
-        argv += ["-rtsp_transport", "tcp"]
-    if url.startswith(("rtsp", "http")):
-        argv += ["-timeout", str(int(timeout_s * 1_000_000))]
-    return [*argv, "-show_streams", "-of", "json", url]
+def ffprobe_argv(script: Path, timeout_s: float) -> list[str]:
+    """ffprobe's argv for a camera whose URL is in `script` (see `camera_script`): never the URL itself."""
+    opts = [x for k, v in private_input.input_options().items() for x in (f"-{k}", str(v))]
+    return ["ffprobe", "-v", "error", "-hide_banner", *opts, "-show_streams", "-of", "json", "-i", str(script)]
+
+
+def camera_script(url: str, timeout_s: float) -> str:
+    """The ffconcat script that opens a camera URL for ffprobe: RTSP over TCP, socket I/O bounded."""
+    return private_input.ffconcat_script(url, private_input.camera_options(url, int(timeout_s * 1_000_000)),
+                                         fast=False)
 
 
 def probe_network_camera(url: str, *, run: Runner = run_tool, timeout_s: float = 15.0) -> NetworkCamera:
-    """Ask ffprobe what a camera URL delivers."""
-    try:
-        out = run(ffprobe_argv(url, timeout_s), timeout_s + 5)
-    except subprocess.TimeoutExpired:
-        return NetworkCamera(redact(url), False, error=f"ffprobe gave no answer within {timeout_s + 5:g} s")
-    except OSError as err:
-        return NetworkCamera(redact(url), False, error=_CREDENTIALS.sub(r"\1:***@", str(err)))
+    """Ask ffprobe what a camera URL delivers (the URL reaches ffprobe in a private file, not its argv)."""
+    shown = redact(url)
+    with tempfile.TemporaryDirectory(prefix="irms-probe-") as tmp:  # 0700
+        script = Path(tmp) / "camera.ffconcat"
+        try:
+            write_private(script, camera_script(url, timeout_s).encode())
+            out = run(ffprobe_argv(script, timeout_s), timeout_s + 5)
+        except ValueError as err:
+            return NetworkCamera(shown, False, error=str(err))
+        except subprocess.TimeoutExpired:
+            return NetworkCamera(shown, False, error=f"ffprobe gave no answer within {timeout_s + 5:g} s")
+        except OSError as err:  # ffprobe's message names the script: name the camera instead
+            message = _CREDENTIALS.sub(r"\1:***@", str(err)).replace(str(script), shown)
+            return NetworkCamera(shown, False, error=message)
     return parse_ffprobe_streams(out, url)
 
 

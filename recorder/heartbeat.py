@@ -38,6 +38,7 @@ from evidence import keys as K
 from evidence.coverage import Policy, RunState, next_run
 from evidence.durable import write_durable
 from evidence.errors import KeyError_
+from evidence.owner_only import private_database
 from evidence.protocol import ENROLL_PATH, HEARTBEAT_FORMAT, HEARTBEAT_PATH
 from evidence.request_auth import sign_request
 from recorder.clock import Clock
@@ -113,9 +114,9 @@ class HeartbeatQueue:
     """Heartbeats waiting for the server, oldest first, durable across restarts."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(private_database(path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -344,7 +345,7 @@ def read_station_file(home: Path) -> dict[str, Any]:
 
 
 def write_station_file(home: Path, data: dict[str, Any]) -> None:
-    write_durable(home / "station.json", json.dumps(data, indent=1, sort_keys=True).encode(), mode=0o644)
+    write_durable(home / "station.json", json.dumps(data, indent=1, sort_keys=True).encode(), mode=0o600)
 
 
 def load_station_key(home: Path) -> Ed25519PrivateKey:

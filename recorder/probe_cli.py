@@ -100,7 +100,7 @@ def register(subparsers: Any) -> None:
 def run_checks(args: argparse.Namespace) -> list[ProbeResult]:
     """Every check the arguments ask for, in a stable order."""
     results: list[ProbeResult] = []
-    for url in args.camera:
+    for url in command_line_cameras(args.camera):
         results += probe_camera(url, args.size, frames=args.frames, timeout_s=args.timeout,
                                 thresholds=FrameThresholds())
     if args.mic:
@@ -166,6 +166,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def command_line_cameras(urls: list[str]) -> list[str]:
+    """--camera URLs, {user}/{password}/{host} filled from this station's configuration (a literal
+    password on the command line is warned about: argv is readable by every local user)."""
+    from recorder.config import load_config
+    from recorder.segmenter import fill_template, warn_password_in_argv
+    from recorder.station import irms_home
+
+    for url in urls:
+        warn_password_in_argv(url, "--camera")
+    if not any("{" in u for u in urls):
+        return list(urls)
+    creds = load_config(irms_home()).credentials()
+    return [fill_template(u, creds) for u in urls]
+
+
 def configured_cameras(kit: str) -> list[str]:
     """The network camera URLs a kit configures, filled from this station's configuration."""
     from recorder.config import load_config
@@ -178,7 +193,7 @@ def configured_cameras(kit: str) -> list[str]:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    cameras = list(args.camera) + (configured_cameras(args.kit) if args.kit else [])
+    cameras = command_line_cameras(args.camera) + (configured_cameras(args.kit) if args.kit else [])
     inventory, errors = discover(cameras)
     if args.json:
         print(json.dumps({**asdict(inventory), "errors": errors}, ensure_ascii=False, indent=2))

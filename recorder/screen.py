@@ -37,6 +37,7 @@ from recorder.errors import PreflightRefused, RecorderError
 from recorder.events import EventSender, attach_event_sender
 from recorder.journal import Journal
 from recorder.preflight import DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
+from recorder.screen_login import PinRefused, ScreenLogins
 from recorder.session import Recorder
 from verifier.annex import build_annex, local_time, manifest_sha256, utc_offset_label
 
@@ -97,6 +98,14 @@ TEXT: dict[str, dict[str, str]] = {
         "reason_required": "Phải nêu lý do (được công bố và ghi vào biên bản).",
         "expired": "Kết quả kiểm tra đã cũ hoặc không hợp lệ: hãy kiểm tra lại.",
         "busy": "Đang có một phiên ghi trên trạm này.",
+        "login_title": "Đăng nhập màn hình trạm",
+        "pin": "Mã PIN của trạm",
+        "log_in": "Đăng nhập",
+        "log_out": "Đăng xuất",
+        "wrong_pin": "Sai mã PIN.",
+        "too_many_pins": "Nhập sai mã PIN quá nhiều lần; thử lại sau {wait} giây.",
+        "login_needed": "Hãy đăng nhập bằng mã PIN của trạm.",
+        "foreign_host": "Màn hình trạm không phục vụ tên máy này.",
         "csrf": "Biểu mẫu đã hết hạn hoặc không hợp lệ (CSRF): tải lại trang.",
         "ok": "Đạt",
         "warning": "Cảnh báo",
@@ -163,6 +172,14 @@ TEXT: dict[str, dict[str, str]] = {
         "reason_required": "A reason is required (it is announced and written in the minutes).",
         "expired": "The pre-flight result is stale or unknown: check again.",
         "busy": "A session is already recording on this station.",
+        "login_title": "Log in to the station screen",
+        "pin": "Station PIN",
+        "log_in": "Log in",
+        "log_out": "Log out",
+        "wrong_pin": "Wrong PIN.",
+        "too_many_pins": "Too many wrong PINs; try again in {wait} s.",
+        "login_needed": "Log in with the station PIN.",
+        "foreign_host": "The station screen does not answer to this host name.",
         "csrf": "The form expired or is not valid (CSRF): reload the page.",
         "ok": "OK",
         "warning": "Warning",
@@ -201,6 +218,20 @@ class ScreenSettings:
     device_probe: DeviceProbe = probe_kit
     clock_offset: Callable[[], float] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    pin_hash: str = ""
+    """The argon2 hash of the station's screen PIN (recorder/screen_login.py); the screen refuses to start
+    without one."""
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    """The names the screen answers to (the Host header, port aside); any other is refused 403, so a web
+    page elsewhere cannot reach the screen through a name it points at this station (DNS rebinding)."""
+
+
+def host_name(host: str) -> str:
+    """The Host header without its port ("[::1]:8765" -> "[::1]")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 @dataclass
@@ -497,7 +528,9 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
     app.jinja_env.autoescape = True
     screen = Screen(recorder_factory, settings, home)
+    logins = ScreenLogins(settings.pin_hash, settings.clock.monotonic)
     app.extensions["irms_screen"] = screen
+    app.extensions["irms_screen_logins"] = logins
 
     def lang() -> str:
         return str(g.get("lang", "vi"))
@@ -511,25 +544,37 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
         return str(session["csrf"])
 
     @app.before_request
-    def before() -> None:
+    def before() -> BaseResponse | None:
         chosen = request.cookies.get("irms_lang", "vi")
         g.lang = chosen if chosen in LANGS else "vi"
+        if host_name(request.host) not in settings.hosts:
+            log.warning("refused a request for host %r (the screen answers to %s)", request.host[:100],
+                        ", ".join(settings.hosts))
+            abort(403, description=f"{t('foreign_host')} ({request.host[:100]})")
+        g.logged_in = logins.valid(session.get("login"))
+        if not g.logged_in and request.endpoint not in ("login_page", "log_in", "set_lang", "static"):
+            if request.method == "GET" and not request.path.endswith((".json", ".jpg", ".pdf")):
+                return redirect(url_for("login_page"))
+            abort(401, description=t("login_needed"))
         if request.method == "POST":
             sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
             expected = session.get("csrf")
             if not expected or not hmac.compare_digest(str(sent), str(expected)):
                 log.warning("refused a POST to %s without a valid CSRF token", request.path)
                 abort(400, description=t("csrf"))
+        return None
 
     @app.context_processor
     def inject() -> dict[str, Any]:
         return {"t": t, "lang": lang(), "csrf_token": csrf_token, "site": settings.site, "room": settings.room,
-                "local_time": local_time, "utc_label": utc_offset_label}
+                "local_time": local_time, "utc_label": utc_offset_label, "logged_in": g.get("logged_in", False)}
 
     def render(template: str, code: int = 200, **ctx: Any) -> tuple[str, int]:
         return render_template(template, **ctx), code
 
     @app.errorhandler(400)
+    @app.errorhandler(401)
+    @app.errorhandler(403)
     @app.errorhandler(404)
     @app.errorhandler(409)
     def http_error(err: Any) -> tuple[str, int]:
@@ -548,6 +593,29 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
         if code in LANGS:
             resp.set_cookie("irms_lang", code, max_age=365 * 86400, samesite="Strict")
         return resp
+
+    @app.get("/login")
+    def login_page() -> tuple[str, int]:
+        return render("screen/login.html", error=None)
+
+    @app.post("/login")
+    def log_in() -> BaseResponse | tuple[str, int]:
+        try:
+            token = logins.log_in(request.form.get("pin", ""))
+        except PinRefused as err:
+            log.warning("screen login refused from %s: %s", request.remote_addr, err)
+            message = t("too_many_pins").format(wait=err.wait_s) if err.wait_s else t("wrong_pin")
+            return render("screen/login.html", err.http_status, error=message)
+        session.clear()  # a new session: the CSRF token too
+        session["login"] = token
+        log.info("screen login from %s", request.remote_addr)
+        return redirect(url_for("index"), code=303)
+
+    @app.post("/logout")
+    def log_out() -> BaseResponse:
+        logins.log_out(session.get("login"))
+        session.clear()
+        return redirect(url_for("login_page"), code=303)
 
     @app.get("/")
     def index() -> BaseResponse | tuple[str, int]:

@@ -1,6 +1,11 @@
 """`irms-agent screen`: serve the investigator's screen from the station itself.
 
   irms-agent screen --store URL --site S --room R [--kit K] [--host 127.0.0.1] [--port 8765]
+  irms-agent screen-pin [--pin-stdin]      set the investigators' screen PIN (asked twice)
+
+The screen shows nothing before the station's screen PIN is given (recorder/screen_login.py); it
+refuses to start until one is set, and answers only to its own host names (127.0.0.1, localhost,
+[::1], the --host it listens on).
 
 The screen needs nothing but the station (keys, journal, kit): it keeps working when the
 central server and the store are unreachable, and segments queue until the store is back.
@@ -26,7 +31,8 @@ from evidence.formats import check_code
 from recorder.clock import SystemClock
 from recorder.config import load_config
 from recorder.profile import load_profile
-from recorder.screen import ScreenSettings, create_screen_app
+from recorder.screen import ScreenSettings, create_screen_app, host_name
+from recorder.screen_login import load_pin_hash, set_pin
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import irms_home, load_station
 from storage.url import open_store, redact
@@ -65,8 +71,13 @@ def cmd_screen(args: argparse.Namespace) -> int:
     config = load_config(home)
     factory = recorder_factory(home, args.store, args.site, args.room, args.kit, args.label)
     reference = args.clock_ref or (config.server_url.rstrip("/") + "/login" if config.server_url else None)
+    hosts = ScreenSettings.hosts
+    if args.host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):  # noqa: S104 - compared, not bound
+        hosts = (*hosts, host_name(f"[{args.host}]" if ":" in args.host else args.host))
     app = create_screen_app(factory, ScreenSettings(site=args.site, room=args.room, clock_reference=reference,
-                                                    clock_tolerance_s=config.clock_tolerance_s), home=home)
+                                                    clock_tolerance_s=config.clock_tolerance_s, hosts=hosts,
+                                                    pin_hash=load_pin_hash(home)),
+                            home=home)
     server = make_server(args.host, args.port, app, threaded=True)
     stopping = threading.Event()
 
@@ -87,6 +98,26 @@ def cmd_screen(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_pin(from_stdin: bool) -> str:
+    """A new PIN: the first line of stdin, or asked twice on the terminal (never from argv)."""
+    import getpass
+    import sys
+
+    from recorder.errors import ConfigError
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    pin = getpass.getpass("screen PIN: ")
+    if getpass.getpass("again: ") != pin:
+        raise ConfigError("the PINs differ")
+    return pin
+
+
+def cmd_screen_pin(args: argparse.Namespace) -> int:
+    path = set_pin(irms_home(), read_pin(args.pin_stdin))
+    print(f"screen PIN set ({path}); screens started from now on ask for it")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add `screen` to the agent's argparse sub-parsers."""
     p = subparsers.add_parser(
@@ -102,4 +133,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--clock-ref", metavar="URL",
                    help="HTTP server whose Date header is the reference time (default: the enrolled server)")
     p.set_defaults(func=cmd_screen)
+
+    p = subparsers.add_parser("screen-pin", help="set the investigators' station screen PIN (asked twice)")
+    p.add_argument("--pin-stdin", action="store_true", help="read the PIN from the first line of stdin")
+    p.set_defaults(func=cmd_screen_pin)
 

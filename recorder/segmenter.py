@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ffmpeg
 
+from recorder import private_input
 from recorder.errors import CaptureError
 from recorder.profile import Camera, Microphone, Profile
+from storage.url import has_password, redact
 from verifier.media import DECODE_TIMED_OUT, probe_media_file
 
 SEGMENT_PATTERN = "seg%06d.ts"
 SEGMENT_LIST = "segments.csv"
+CAMERA_TIMEOUT_US = 5_000_000  # a network camera's socket I/O bound
 
 
 def is_live(profile: Profile) -> bool:
@@ -39,8 +43,17 @@ def fill_template(template: str, credentials: dict[str, str]) -> str:
 
 
 def camera_url(cam: Camera, credentials: dict[str, str]) -> str:
-    """Where a network camera is: this station's override (`url_<role>`), else the profile's template filled in."""
-    return credentials.get(f"url_{cam.role}") or fill_template(cam.device, credentials)
+    """Where a network camera is: this station's override (`url_<role>`), else the profile's template,
+    filled in ({user}, {password}, {host} from the station's configuration)."""
+    return fill_template(credentials.get(f"url_{cam.role}") or cam.device, credentials)
+
+
+def warn_password_in_argv(url: str, flag: str) -> None:
+    """A camera URL given on the command line with its password in it: say that every local user can read it."""
+    if has_password(url):
+        print(f"irms-agent: warning: the camera password given in {flag} is in this command's argv, which every "
+              "local user can read (ps); write the URL as rtsp://{user}:{password}@HOST/... and set "
+              "camera_user / camera_password in station.toml", file=sys.stderr)
 
 
 def microphone_source(mic: Microphone, credentials: dict[str, str]) -> str:
@@ -55,16 +68,39 @@ def _offset(t0: int | None, latency_ms: int) -> dict[str, Any]:
     return {"itsoffset": f"{-t0 - latency_ms / 1000:.3f}"}
 
 
-def camera_input(cam: Camera, credentials: dict[str, str], t0: int | None = None) -> Any:
-    """One camera as an ffmpeg-python input node."""
+def camera_script_path(run_dir: Path, cam: Camera) -> Path:
+    """Where a network camera's ffconcat script is (see recorder.private_input)."""
+    return run_dir / f"camera-{cam.role}.ffconcat"
+
+
+def camera_scripts(profile: Profile, run_dir: Path, credentials: dict[str, str]) -> dict[Path, str]:
+    """The ffconcat scripts that give ffmpeg the network cameras' URLs (passwords stay out of its argv).
+
+    Written 0600 before ffmpeg starts and removed when it ends (ProcessSupervisor's `files`).
+    """
+    out: dict[Path, str] = {}
+    for cam in profile.cameras:
+        if cam.source in private_input.NETWORK_SOURCES:
+            url = camera_url(cam, credentials)
+            out[camera_script_path(run_dir, cam)] = private_input.ffconcat_script(
+                url, private_input.camera_options(url, CAMERA_TIMEOUT_US), fast=True)
+    return out
+
+
+def camera_script_names(profile: Profile, run_dir: Path, credentials: dict[str, str]) -> dict[str, str]:
+    """Each script's path -> its camera's URL, password redacted: what ffmpeg's messages show instead."""
+    return {str(camera_script_path(run_dir, cam)): redact(camera_url(cam, credentials))
+            for cam in profile.cameras if cam.source in private_input.NETWORK_SOURCES}
+
+
+def camera_input(cam: Camera, run_dir: Path, t0: int | None = None) -> Any:
+    """One camera as an ffmpeg-python input node (a network camera: through its script in `run_dir`)."""
     if cam.source == "lavfi":
         spec = cam.device.format(width=cam.width, height=cam.height, fps=cam.fps)
         return ffmpeg.input(spec, f="lavfi", re=None)
-    if cam.source == "rtsp":
-        return ffmpeg.input(camera_url(cam, credentials), rtsp_transport="tcp", timeout=5_000_000,
+    if cam.source in private_input.NETWORK_SOURCES:
+        return ffmpeg.input(str(camera_script_path(run_dir, cam)), **private_input.input_options(),
                             use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
-    if cam.source == "http":
-        return ffmpeg.input(camera_url(cam, credentials), use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
     return ffmpeg.input(
         cam.device, f="v4l2", framerate=cam.fps, video_size=(cam.width, cam.height),
         use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms),
@@ -94,6 +130,9 @@ def build_argv(
 ) -> list[str]:
     """The full ffmpeg argv for one run. Pure: same inputs, same argv.
 
+    A network camera is read through its ffconcat script in `run_dir` (`camera_scripts`), so its
+    URL and password are not in the argv.
+
     For a live kit, `t0` (a whole wall-clock second at launch) is subtracted from every
     input's wall-clock timestamps, so the segment list's times are wall clock − t0 (R18).
     """
@@ -102,7 +141,10 @@ def build_argv(
     if live and t0 is None:
         raise CaptureError("a live kit needs the run's wall-clock origin t0")
     streams: list[Any] = []
-    cam_inputs = [camera_input(c, creds, t0 if live else None) for c in profile.cameras]
+    for cam in profile.cameras:
+        if cam.source in private_input.NETWORK_SOURCES:
+            camera_url(cam, creds)  # a template this station cannot fill is an error now, not in ffmpeg
+    cam_inputs = [camera_input(c, run_dir, t0 if live else None) for c in profile.cameras]
     for cam, node in zip(profile.cameras, cam_inputs, strict=True):
         v = node.video
         if not cam.passthrough and (profile.overlay.clock or profile.overlay.room_label):

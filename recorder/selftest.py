@@ -63,8 +63,8 @@ def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
     folder = rec.station.home / "selftest"
     day = dt.datetime.fromtimestamp(now / 1e6, dt.UTC).strftime("%Y-%m-%d")
     data = json.dumps(result, ensure_ascii=False, indent=1).encode()
-    write_durable(folder / f"{day}.json", data, mode=0o644)
-    write_durable(folder / "latest.json", data, mode=0o644)
+    write_durable(folder / f"{day}.json", data, mode=0o600)
+    write_durable(folder / "latest.json", data, mode=0o600)
     return result
 
 

@@ -58,6 +58,8 @@ from recorder.sealer import seal
 from recorder.segmenter import (
     SEGMENT_LIST,
     build_argv,
+    camera_script_names,
+    camera_scripts,
     decode_error,
     first_media_us,
     is_live,
@@ -310,7 +312,9 @@ class Recorder:
         env = {**os.environ, "TZ": self.profile.overlay.timezone}
         sup = ProcessSupervisor(f"ffmpeg-{sid[:8]}-run{n}", argv, cwd=run_dir, env=env,
                                 log_path=self.station.home / "logs" / "ffmpeg.log",
-                                secrets=[self.settings.credentials.get("password", "")])
+                                secrets=[self.settings.credentials.get("password", "")],
+                                files=camera_scripts(self.profile, run_dir, self.settings.credentials),
+                                shown_as=camera_script_names(self.profile, run_dir, self.settings.credentials))
         (self.station.home / "logs").mkdir(exist_ok=True)
         return row, sup
 

@@ -116,10 +116,11 @@ def keygen(home: Path, station_id: str | None, custodian_public: Path | None) ->
     key = Ed25519PrivateKey.generate()
     sid = station_id or "st-" + K.key_id(K.public_raw(key.public_key()))[:12]
     check_code(sid, "station id")
-    (home / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (home / "keys").mkdir(exist_ok=True, mode=0o700)
     K.save_private_key(key_path, key)
     K.save_public_key(home / "keys" / "station.pub", key.public_key())
-    write_durable(home / "station.json", json.dumps({"station_id": sid}).encode(), mode=0o644)
+    write_durable(home / "station.json", json.dumps({"station_id": sid}).encode(), mode=0o600)
     trust_station_key(trust_dir(), sid, key.public_key())
     if custodian_public is not None:
         install_custodian(home, custodian_public)

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
+from evidence.owner_only import write_private
 from recorder.errors import CaptureError
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,14 @@ class ProcessSupervisor:
     """Owns one child process; captures its stderr into a bounded tail and a log file."""
 
     def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
-                 log_path: Path | None = None, secrets: Sequence[str] = ()) -> None:
+                 log_path: Path | None = None, secrets: Sequence[str] = (),
+                 files: dict[Path, str] | None = None, shown_as: dict[str, str] | None = None) -> None:
+        """`files` are written owner-only before the child starts and removed once it has ended
+        (the camera scripts that keep passwords out of argv, recorder.private_input); in what the
+        child prints, each key of `shown_as` (a script's path) is replaced by its value (the camera)."""
         self.name = name
+        self.files = dict(files or {})
+        self.shown_as = dict(shown_as or {})
         self.argv = list(argv)
         self.cwd = cwd
         self.env = env
@@ -46,11 +53,18 @@ class ProcessSupervisor:
 
     def start(self) -> None:
         try:
+            for path, text in self.files.items():
+                path.unlink(missing_ok=True)  # a restart's own leftover
+                write_private(path, text.encode())
+        except OSError as err:
+            raise CaptureError(f"cannot write {err.filename} for {self.name}: {err.strerror}") from None
+        try:
             self.proc = subprocess.Popen(
                 self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
             )
         except OSError as err:
+            self._remove_files()
             raise CaptureError(f"cannot start {self.name} ({self.argv[0]}): {err.strerror}") from None
         self._reader = threading.Thread(target=self._read_stderr, name=f"{self.name}-stderr", daemon=True)
         self._reader.start()
@@ -79,12 +93,20 @@ class ProcessSupervisor:
                             sink.close()
                         sink = None
         finally:
+            self._remove_files()  # stderr closed: the child is ending (it read its files when it started)
             if sink:
                 with contextlib.suppress(OSError):
                     sink.close()
 
+    def _remove_files(self) -> None:
+        for path in self.files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
     def redact(self, text: str) -> str:
-        """Secrets (camera passwords in URLs) never reach a log."""
+        """Secrets (camera passwords in URLs) never reach a log; a camera script is named by its camera."""
+        for name, shown in self.shown_as.items():
+            text = text.replace(name, shown)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text

@@ -3,7 +3,8 @@
 SQLite, the file store and the synthetic kit: starts the web with a demo country (34
 provincial-level units), enrolls a station for a demo room, records a short session,
 verifies it, exports the two sealed copies, and prints the URL and the coverage figure.
-The web keeps running afterwards; `make demo-stop` (or kill the pid it prints) stops it.
+The web, the simulated stations' heartbeats and the demo station's daemon keep running afterwards, so
+the figure stays what it is; `make demo-stop` stops them (pid files in .demo/).
 """
 
 from __future__ import annotations
@@ -20,34 +21,48 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("IRMS_DEMO_DIR", str(ROOT / ".demo"))).resolve()
 BIN = Path(sys.executable).parent
 SECONDS = os.environ.get("IRMS_DEMO_SECONDS", "20")
 PORT = int(os.environ.get("IRMS_DEMO_PORT", "8080"))
 SITE, ROOM = "HNI-DEMO", "P01"
 ADMIN_PASSWORD = "irms-demo-admin"
 PROSECUTOR_PASSWORD = "irms-demo-prosecutor"
-ENV = {**os.environ, "IRMS_HOME": str(DEMO / "station"), "IRMS_WEB_DATABASE_URL": f"sqlite:///{DEMO / 'web.db'}",
+ENV = {**os.environ, "IRMS_HOME": str(DEMO / "station"),
+       "IRMS_WEB_DATABASE_URL": f"sqlite:///{DEMO / 'web' / 'web.db'}",
        "IRMS_WEB_STORE_URL": str(DEMO / "store"), "IRMS_SERVER_URL": f"http://127.0.0.1:{PORT}",
-       "IRMS_HEARTBEAT_INTERVAL_S": "10",
-       # Demo only: the passphrase that encrypts the custodian key at rest on the server.
-       "IRMS_CUSTODIAN_PASSPHRASE": os.environ.get("IRMS_CUSTODIAN_PASSPHRASE", "demo custodian passphrase")}
+       "IRMS_HEARTBEAT_INTERVAL_S": "10"}
+# Demo only: the custodian passphrase, handed over on stdin as an officer would type it (never in the environment).
+CUSTODIAN_PASSPHRASE = "demo custodian passphrase"
+# The web has its own instance folder (its database, cookie secret, audit key); the station's home is the station's.
+WEB_ENV = {**ENV, "IRMS_HOME": str(DEMO / "web")}
+
+
+def env_of(program: str) -> dict[str, str]:
+    return WEB_ENV if program == "irms-web" else ENV
 
 
 def run(*argv: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=900,
-                          env=ENV, input=stdin)
+                          env=env_of(argv[0]), input=stdin)
     if check and proc.returncode != 0:
         sys.exit(f"demo: {' '.join(argv[:3])} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     return proc
 
 
+BACKGROUND = {"web.pid": "irms-web", "simulate.pid": "irms-web", "station.pid": "irms-agent"}
+"""What the demo leaves running, by pid file: the web, the demo country's simulated stations (so the figure
+does not collapse two intervals after the demo ends) and the demo station's daemon (heartbeats, self-test)."""
+
+
 def stop_previous() -> None:
-    pidfile = DEMO / "web.pid"
-    if pidfile.exists():
+    for name, program in BACKGROUND.items():
+        pidfile = DEMO / name
+        if not pidfile.exists():
+            continue
         try:
             pid = int(pidfile.read_text())
-            if b"irms-web" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(50):
                     if not Path(f"/proc/{pid}").exists():
@@ -55,6 +70,15 @@ def stop_previous() -> None:
                     time.sleep(0.1)
         except (ValueError, OSError):
             pass
+
+
+def background(pidfile: str, *argv: str) -> subprocess.Popen[bytes]:
+    """Start a process that outlives the demo script; its pid goes to DEMO/pidfile, its output to a log."""
+    log = (DEMO / pidfile.replace(".pid", ".log")).open("wb")
+    proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=env_of(argv[0]), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (DEMO / pidfile).write_text(str(proc.pid))
+    return proc
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -71,14 +95,17 @@ def wait_http(url: str, timeout: float = 60) -> None:
 def main() -> int:
     stop_previous()
     shutil.rmtree(DEMO, ignore_errors=True)
+    os.umask(0o077)  # the demo's keys, databases and homes: owner-only, like a real installation's
     (DEMO / "custodian").mkdir(parents=True)
+    (DEMO / "web").mkdir()
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", PORT)) == 0:
             sys.exit(f"demo: port {PORT} is taken; set IRMS_DEMO_PORT")
 
     print("== web: database, demo country, admin user")
     run("irms-web", "db", "upgrade")
-    run("irms-web", "demo-country", "--keys", str(DEMO / "web-keys"))
+    run("irms-web", "demo-country", "--keys", str(DEMO / "web-keys"), "--users-password-stdin",
+        stdin=PROSECUTOR_PASSWORD + "\n")
     csv = DEMO / "demo-site.csv"
     csv.write_text("province_code,province_name,site_code,site_name,facility_type,room_code,room_name\n"
                    f"HNI,Thành phố Hà Nội,{SITE},Trại tạm giam trình diễn,detention_centre,{ROOM},Phòng hỏi cung 01\n",
@@ -87,18 +114,20 @@ def main() -> int:
     run("irms-web", "user", "add", "admin", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
     run("irms-web", "user", "add", "kiemsat", "--role", "prosecutor", "--password-stdin",
         stdin=PROSECUTOR_PASSWORD + "\n")
-    log = (DEMO / "web.log").open("wb")
-    web = subprocess.Popen([str(BIN / "irms-web"), "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=ENV,
-                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (DEMO / "web.pid").write_text(str(web.pid))
+    run("irms-web", "unit", "place", SITE, "VKS-HNI")  # the demo site is in Hà Nội's unit (web/scope.py)
+    run("irms-web", "unit", "assign", "kiemsat", "VKS-HNI")
+    web = background("web.pid", "irms-web", "serve", "--host", "127.0.0.1", "--port", str(PORT))
     url = f"http://127.0.0.1:{PORT}/"
     wait_http(url + "login")
     run("irms-web", "simulate", "--server", url.rstrip("/"), "--keys", str(DEMO / "web-keys"), "--rounds", "1")
+    background("simulate.pid", "irms-web", "simulate", "--server", url.rstrip("/"), "--keys", str(DEMO / "web-keys"))
 
     print("== station: keys, enrollment")
     run("irms-verify", "custodian-keygen", "--private", str(DEMO / "custodian" / "custodian.key"),
-        "--public", str(DEMO / "custodian" / "custodian.pub"))
-    run("irms-web", "custodian", "import", str(DEMO / "custodian" / "custodian.key"))
+        "--public", str(DEMO / "custodian" / "custodian.pub"), "--passphrase-stdin", stdin=CUSTODIAN_PASSPHRASE + "\n")
+    run("irms-web", "custodian", "import", str(DEMO / "custodian" / "custodian.key"), "--passphrase-stdin",
+        stdin=f"{CUSTODIAN_PASSPHRASE}\n{CUSTODIAN_PASSPHRASE}\n")
+    run("irms-web", "custody", "unlock", "--passphrase-stdin", stdin=CUSTODIAN_PASSPHRASE + "\n")
     run("irms-agent", "keygen", "--station-id", "st-demo-p01", "--custodian-public",
         str(DEMO / "custodian" / "custodian.pub"))
     code_out = run("irms-web", "station", "code", SITE, "--room", ROOM).stdout
@@ -116,12 +145,15 @@ def main() -> int:
     run("irms-agent", "run", "--once", "--kit", "synthetic")
     key = str(DEMO / "custodian" / "custodian.key")
     report = json.loads(run("irms-verify", "session", sid, "--store", str(store), "--custodian-key", key,
-                            "--json").stdout)
+                            "--prosecutor", "kiemsat", "--passphrase-stdin", "--json",
+                            stdin=CUSTODIAN_PASSPHRASE + "\n").stdout)
     run("irms-verify", "export", sid, "--store", str(store), "--out", str(DEMO / "export"))
     run("irms-verify", "annex", sid, "--store", str(store), "--out", str(DEMO / "annex.pdf"))
-    run("irms-verify", "rebuild", sid, "--store", str(store), "--custodian-key", key, "--out",
-        str(DEMO / "recording.mp4"))
+    sock = DEMO / "web" / "custody" / "holder.sock"  # the server's custody holder: audited there
+    run("irms-verify", "rebuild", sid, "--store", str(store), "--custodian-socket", str(sock), "--prosecutor",
+        "kiemsat", "--out", str(DEMO / "recording.mp4"))
     run("irms-web", "sessions", "sync", "--verify")
+    background("station.pid", "irms-agent", "run", "--kit", "synthetic")
     coverage = json.loads(run("irms-web", "coverage", "--json").stdout)
 
     print()
@@ -132,8 +164,11 @@ def main() -> int:
     print(f"exports    {DEMO / 'export' / 'case-file'}  {DEMO / 'export' / 'procuracy-file'}")
     print(f"annex      {DEMO / 'annex.pdf'}")
     print(f"playable   {DEMO / 'recording.mp4'}")
-    print(f"web        {url}  (admin / {ADMIN_PASSWORD}; pid {web.pid}, stop with `make demo-stop`)")
-    print(f"replay     {url}sessions  (prosecutor kiemsat / {PROSECUTOR_PASSWORD})")
+    print(f"web        {url}  (admin / {ADMIN_PASSWORD}; pid {web.pid}; the simulated stations and the demo "
+          "station keep beating; `make demo-stop` stops all three)")
+    print(f"replay     {url}sessions  (prosecutor kiemsat / {PROSECUTOR_PASSWORD}, Hà Nội's unit)")
+    print(f"scoped     ksv.hni, kiemtra.hni (auditor), ksv.hcm (sees nothing of Hà Nội), ksv.toanquoc; "
+          f"password {PROSECUTOR_PASSWORD}")
     print(f"coverage   {coverage_line(coverage)}")
     return 0 if report["ok"] else 1
 

@@ -54,6 +54,13 @@ def open_store(url: str, *, retention_days: int | None = None, create: bool = Tr
     raise StoreConfigError(f"unknown store URL scheme {parsed.scheme!r} in {redact(url)}")
 
 
+def has_password(url: str) -> bool:
+    """Whether a URL carries a literal password (user:password@), not a {password} placeholder."""
+    netloc = urllib.parse.urlsplit(url).netloc
+    userinfo, at, _ = netloc.rpartition("@")
+    return bool(at) and ":" in userinfo and "{password}" not in userinfo
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced, safe to log."""
     parsed = urllib.parse.urlsplit(url)

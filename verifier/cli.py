@@ -15,18 +15,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from evidence.errors import IrmsError
+from evidence import sealed_key
+from evidence.crypto import KeyUnwrapper, Unwrapper
+from evidence.custody_link import ENV_REFUSAL, PASSPHRASE_ENV, SocketUnwrapper
+from evidence.durable import write_durable
+from evidence.errors import IrmsError, KeyError_
 from evidence.keys import load_custodian_private, save_private_key, save_public_key
 from storage.base import ObjectStore
 from storage.errors import StoreConfigError
 from storage.url import open_store
 from verifier.annex import build_annex, check_seal, load_session_documents, parse_seal
+from verifier.custody import RecordedUnwrapper, default_log
 from verifier.errors import VerificationError
 from verifier.export import export_session, is_export, rebuild_session
 from verifier.session import Options, Report, audit, locate, verify
@@ -45,9 +51,7 @@ def _open(args: argparse.Namespace) -> tuple[ObjectStore, Options]:
         carried = TrustStore.from_dir(store_path / "trust")
     else:
         store = open_store(args.store, create=False)
-    custodian: X25519PrivateKey | None = None
-    if getattr(args, "custodian_key", None):
-        custodian = load_custodian_private(Path(args.custodian_key))
+    custodian = _custodian(args)
     witnessed: list[tuple[int, str]] = []
     if getattr(args, "witness", None):
         try:
@@ -58,6 +62,39 @@ def _open(args: argparse.Namespace) -> tuple[ObjectStore, Options]:
     opts = Options(trust=local, carried=carried, custodian=custodian, witnessed=witnessed,
                    media=not getattr(args, "no_media", False))
     return store, opts
+
+
+def _passphrase(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -> bytes:
+    """From the terminal (twice when a key is made), or the next line of stdin with --passphrase-stdin."""
+    if getattr(args, "passphrase_stdin", False):
+        line = sys.stdin.readline()
+        if not line:
+            raise KeyError_(f"stdin ended before the {prompt.rstrip(': ')}")
+        return line.rstrip("\n").encode("utf-8")
+    import getpass
+    value = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != value:
+        raise KeyError_("the two passphrases differ")
+    return value.encode("utf-8")
+
+
+def _custodian(args: argparse.Namespace) -> Unwrapper | None:
+    """The custodian key use this command may make: through the server's holder, or a key file, recorded."""
+    key_file, sock = getattr(args, "custodian_key", None), getattr(args, "custodian_socket", None)
+    if not key_file and not sock:
+        return None
+    if key_file and sock:
+        raise StoreConfigError("give --custodian-key or --custodian-socket, not both")
+    if not getattr(args, "prosecutor", None):
+        raise StoreConfigError("a custodian key is used only for a prosecutor: add --prosecutor USERNAME "
+                               "(recorded with every unwrap)")
+    purpose = f"irms-verify {args.command}"
+    if sock:
+        return SocketUnwrapper(Path(sock), args.prosecutor, purpose)
+    path = Path(str(key_file))
+    key = load_custodian_private(path, lambda: _passphrase(args, f"passphrase of {path}: "))
+    log = Path(args.key_use_log) if args.key_use_log else default_log()
+    return RecordedUnwrapper(KeyUnwrapper(key), log, args.prosecutor, purpose, str(path.resolve()))
 
 
 def _emit(report: Report, args: argparse.Namespace) -> int:
@@ -101,7 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     store, opts = _open(args)
     if opts.custodian is None:
-        raise StoreConfigError("rebuild needs --custodian-key (the custodian's private key)")
+        raise StoreConfigError("rebuild needs --custodian-socket (the server's custody holder) or --custodian-key")
     opts.media = False
     report = verify(store, args.session_id, opts) if not args.force else audit(store, args.session_id, opts)
     rebuild_session(store, report, opts.custodian, Path(args.out))
@@ -139,18 +176,43 @@ def cmd_seal(args: argparse.Namespace) -> int:
 
 def cmd_custodian_keygen(args: argparse.Namespace) -> int:
     key = X25519PrivateKey.generate()
-    passphrase = None
-    if args.passphrase_env:
-        import os
-
-        value = os.environ.get(args.passphrase_env)
-        if not value:
-            raise StoreConfigError(f"environment variable {args.passphrase_env} is empty")
-        passphrase = value.encode()
-    save_private_key(Path(args.private), key, passphrase)
+    if args.unencrypted:
+        save_private_key(Path(args.private), key, None)
+        how = "UNENCRYPTED (--unencrypted): keep it offline"
+    else:
+        text = sealed_key.seal(key, _passphrase(args, "custodian passphrase: ", confirm=True))
+        write_durable(Path(args.private), (text + "\n").encode("utf-8"), mode=0o600, replace=False)
+        how = f"sealed ({sealed_key.FORMAT}: argon2id, AES-256-GCM)"
     save_public_key(Path(args.public), key.public_key())
-    print(f"custodian key pair: private {args.private}, public {args.public}")
+    print(f"custodian key pair: private {args.private} ({how}), public {args.public}")
     return 0
+
+
+def cmd_custodian_rewrap(args: argparse.Namespace) -> int:
+    """Seal a key file still in the old PBKDF2/AES-CBC PEM form; the only place that form is read."""
+    try:
+        data = Path(args.old).read_bytes()
+    except OSError as err:
+        raise KeyError_(f"cannot read {args.old}: {err.strerror}") from None
+    if not sealed_key.is_legacy(data):
+        raise KeyError_(f"{args.old} is not an old-form encrypted PEM (nothing to re-wrap)")
+    key = sealed_key.open_legacy_pem(data, _passphrase(args, f"old passphrase of {args.old}: "), args.old)
+    text = sealed_key.seal(key, _passphrase(args, "new custodian passphrase: ", confirm=True))
+    write_durable(Path(args.new), (text + "\n").encode("utf-8"), mode=0o600, replace=False)
+    print(f"custodian key {sealed_key.sealed_key_id(text)} sealed again into {args.new}; destroy {args.old}")
+    return 0
+
+
+def _custody_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--custodian-socket", metavar="PATH",
+                   help="unwrap data keys through the server's custody holder (audited in its audit log)")
+    p.add_argument("--custodian-key", metavar="FILE",
+                   help="custodian private key file (offline copy): each unwrap recorded in the key-use log")
+    p.add_argument("--prosecutor", metavar="USERNAME", help="the prosecutor this key use serves (needed with "
+                                                              "either of the two above)")
+    p.add_argument("--key-use-log", metavar="FILE", help="with --custodian-key: where each unwrap is recorded "
+                                                         "(default $IRMS_HOME/custody-key-use.jsonl)")
+    p.add_argument("--passphrase-stdin", action="store_true", help="read a sealed key file's passphrase from stdin")
 
 
 def _common(p: argparse.ArgumentParser, media: bool = True) -> None:
@@ -159,7 +221,7 @@ def _common(p: argparse.ArgumentParser, media: bool = True) -> None:
     p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust. "
                                    "An export folder's own trust/ is read too; where both know a station they "
                                    "must agree")
-    p.add_argument("--custodian-key", help="custodian private key: also decrypt and decode every segment")
+    _custody_args(p)
     p.add_argument("--witness", help="JSON list of {index, chain} heads witnessed by the server")
     if media:
         p.add_argument("--no-media", action="store_true", help="skip decoding even with a custodian key")
@@ -197,24 +259,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("seal", help="the seal text, as the annex's QR code holds it")
     p.add_argument("--store", required=True, help="a directory, an export folder, or s3://host:port/bucket")
     p.add_argument("--trust", help="trust store directory (stations/<id>.pub); default $IRMS_HOME/trust")
-    p.add_argument("--custodian-key", help="custodian private key: also decrypt and decode every segment")
+    _custody_args(p)
     p.add_argument("--witness", help="JSON list of {index, chain} heads witnessed by the server")
     p.add_argument("--no-media", action="store_true", help="skip decoding even with a custodian key")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_seal)
     from verifier import coverage
     coverage.register(sub)
-    p = sub.add_parser("custodian-keygen", help="make a custodian X25519 key pair")
+    p = sub.add_parser("custodian-keygen", help="make a custodian X25519 key pair (private key sealed with a "
+                                                "passphrase: argon2id, AES-256-GCM)")
     p.add_argument("--private", required=True)
     p.add_argument("--public", required=True)
-    p.add_argument("--passphrase-env", help="encrypt the private key with the passphrase in this variable")
+    p.add_argument("--passphrase-stdin", action="store_true", help="read the passphrase from stdin (one line)")
+    p.add_argument("--unencrypted", action="store_true", help="write the private key as plain PEM (tests, or a "
+                                                             "key that goes straight onto a token)")
     p.set_defaults(func=cmd_custodian_keygen)
+    p = sub.add_parser("custodian-rewrap", help="seal a key file still in the old PBKDF2/AES-CBC PEM form")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--passphrase-stdin", action="store_true", help="read the old, then the new passphrase from stdin")
+    p.set_defaults(func=cmd_custodian_rewrap)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get(PASSPHRASE_ENV):
+        print(f"irms-verify: error: {ENV_REFUSAL}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except VerificationError as err:

@@ -8,9 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from evidence.canonical import canonical_json
+from evidence.crypto import Unwrapper
 from evidence.durable import write_durable
 from evidence.formats import locator_name, manifest_name
 from storage.base import ObjectStore
@@ -72,7 +71,7 @@ def export_session(store: ObjectStore, session_id: str, opts: Options, out: Path
     return info
 
 
-def rebuild_session(store: ObjectStore, report: Report, custodian: X25519PrivateKey, out: Path) -> None:
+def rebuild_session(store: ObjectStore, report: Report, custodian: Unwrapper, out: Path) -> None:
     """Decrypt a verified session into one playable MP4."""
     with tempfile.TemporaryDirectory(prefix="irms-rebuild-") as tmp:
         paths = []

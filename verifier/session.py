@@ -14,10 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from evidence.canonical import parse_json_object
-from evidence.crypto import open_segment, unwrap_key
+from evidence.crypto import Unwrapper, open_segment
 from evidence.formats import key_name, segment_name
 from storage.base import ObjectStore
 from verifier.errors import VerificationError
@@ -49,7 +47,7 @@ DOCUMENT_RULES: tuple[DocumentRule, ...] = (
 class Options:
     trust: TrustStore
     carried: TrustStore | None = None  # the trust anchors an export folder carries for itself
-    custodian: X25519PrivateKey | None = None
+    custodian: Unwrapper | None = None
     witnessed: list[tuple[int, str]] = field(default_factory=list)
     tolerances: Tolerances = field(default_factory=Tolerances)
     media: bool = True
@@ -240,13 +238,13 @@ def verify(store: ObjectStore, session_id: str, opts: Options) -> Report:
     return report
 
 
-def decrypt_segments(store: ObjectStore, report: Report, custodian: X25519PrivateKey) -> Iterable[bytes]:
+def decrypt_segments(store: ObjectStore, report: Report, custodian: Unwrapper) -> Iterable[bytes]:
     """Yield the plain segments of a verified session, in order."""
-    keys: dict[int, bytes] = {0: unwrap_key(report.header["wrapped_key"], custodian, report.session_id, 0)}
+    keys: dict[int, bytes] = {0: custodian.unwrap(report.header["wrapped_key"], report.session_id, 0)}
     for rec in report.records:
         k = rec["key_index"]
         if k not in keys:
             kdoc = parse_json_object(store.get(key_name(report.prefix, k)), f"key object {k}")
-            keys[k] = unwrap_key(kdoc["wrapped_key"], custodian, report.session_id, k)
+            keys[k] = custodian.unwrap(kdoc["wrapped_key"], report.session_id, k)
         cipher = store.get(segment_name(report.prefix, rec["index"]))
         yield open_segment(keys[k], report.session_id, rec["index"], cipher)

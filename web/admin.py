@@ -1,7 +1,10 @@
-"""Equipment administration: sites, rooms, stations, enrollment codes, revocation, the audit log.
+"""Administration: users, sites, rooms, stations, enrollment codes, revocation, the audit log, units.
 
-Admins manage sites and rooms; admins and IT staff manage stations (R14: IT staff
-manage equipment but never see content). Every change is an audit entry.
+Admins manage users (add, disable and enable, reset a password, change a role: disabling and a
+reset end the user's logins at once; an admin cannot disable or demote themselves), sites and
+rooms, units (who sees which sessions: web/scope.py decides, web/units.py changes) and case
+assignments; admins and IT staff manage stations (R14: IT staff manage equipment but never see
+content). Every change is an audit entry.
 """
 
 from __future__ import annotations
@@ -11,15 +14,30 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import select
-from wtforms import StringField
+from wtforms import BooleanField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from web import audit
 from web import stations as ST
+from web import units as UN
+from web import users as U
 from web.app import db_session, now_us, state
 from web.auth import require_roles
 from web.errors import AuditBroken, BadRequest, Conflict, NotFound
-from web.models import AuditEntry, FacilityType, Province, Room, Site, Station
+from web.models import (
+    AuditEntry,
+    CaseAssignment,
+    FacilityType,
+    Province,
+    Role,
+    Room,
+    Site,
+    Station,
+    Unit,
+    UnitKind,
+    User,
+    UserUnit,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 CODE = Regexp(r"^[A-Za-z0-9._-]{1,64}$", message="letters, digits, '.', '_' or '-'")
@@ -49,6 +67,42 @@ class WitnessForm(FlaskForm):
 
 class RevokeForm(FlaskForm):
     reason = StringField(validators=[DataRequired(), Length(max=300)])
+
+
+class UnitForm(FlaskForm):
+    code = StringField(validators=[DataRequired(), CODE])
+    name = StringField(validators=[DataRequired(), Length(max=300)])
+    kind = StringField(validators=[AnyOf([k.value for k in UnitKind])])
+    parent = StringField(validators=[Optional(), CODE])
+
+
+class PlaceForm(FlaskForm):
+    site = StringField(validators=[DataRequired(), CODE])
+    room = StringField(validators=[Optional(), CODE])
+    unit = StringField(validators=[Optional(), CODE])
+
+
+class MemberForm(FlaskForm):
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    unit = StringField(validators=[DataRequired(), CODE])
+    personal_data = BooleanField()
+    action = StringField(validators=[AnyOf(["add", "remove"])])
+
+
+class CaseForm(FlaskForm):
+    case_number = StringField(validators=[DataRequired(), Length(max=200)])
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    action = StringField(validators=[AnyOf(["add", "remove"])])
+
+
+class UserForm(FlaskForm):
+    username = StringField(validators=[DataRequired(), Length(max=100)])
+    display_name = StringField(validators=[Optional(), Length(max=200)])
+    role = StringField(validators=[AnyOf([r.value for r in Role])])
+
+
+class RoleForm(FlaskForm):
+    role = StringField(validators=[AnyOf([r.value for r in Role])])
 
 
 def _form_error(form: FlaskForm) -> BadRequest:
@@ -158,7 +212,10 @@ def revoke(station_id: str) -> ResponseReturnValue:
 @bp.route("/audit")
 @require_roles("admin", "auditor")
 def audit_log() -> ResponseReturnValue:
-    return _audit_page(request.args.get("before", type=int), None)
+    before = request.args.get("before", type=int)
+    if before is not None and not 0 < before < 2**63:
+        raise BadRequest(f"before: {before} is not an audit log entry number")
+    return _audit_page(before, None)
 
 
 def _audit_page(before: int | None, witness: tuple[bool, str] | None) -> ResponseReturnValue:
@@ -198,3 +255,174 @@ def audit_witness() -> ResponseReturnValue:
                  detail={"heads": len(heads), "ok": witness[0]})
     s.commit()
     return _audit_page(None, witness)
+
+
+# --- units: who sees which sessions (web/scope.py) ------------------------------------------------------
+
+
+@bp.route("/units", methods=["GET"])
+@require_roles("admin")
+def units() -> ResponseReturnValue:
+    s = db_session()
+    all_units = s.scalars(select(Unit).order_by(Unit.code)).all()
+    by_id = {u.id: u for u in all_units}
+    members = s.execute(select(User.username, User.role, UserUnit.unit_id, UserUnit.personal_data)
+                        .join(UserUnit, UserUnit.user_id == User.id).order_by(User.username)).all()
+    cases = s.execute(select(CaseAssignment.case_number, User.username).join(User, User.id == CaseAssignment.user_id)
+                      .order_by(CaseAssignment.case_number)).all()
+    places = s.execute(select(Site.code, Site.unit_id).order_by(Site.code).limit(2000)).all()
+    rooms = s.execute(select(Site.code, Room.code, Room.unit_id).join(Site, Site.id == Room.site_id)
+                      .where(Room.unit_id.is_not(None)).order_by(Site.code, Room.code)).all()
+    return render_template("admin/units.html", units=all_units, by_id=by_id, members=members, cases=cases,
+                           places=places, rooms=rooms, unit_form=UnitForm(), place_form=PlaceForm(),
+                           member_form=MemberForm(), case_form=CaseForm(), kinds=[k.value for k in UnitKind])
+
+
+@bp.route("/units", methods=["POST"])
+@require_roles("admin")
+def add_unit() -> ResponseReturnValue:
+    form = UnitForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    UN.add_unit(s, code=form.code.data or "", name=form.name.data or "", kind=form.kind.data or "",
+               parent=form.parent.data or None, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+@bp.route("/units/place", methods=["POST"])
+@require_roles("admin")
+def place() -> ResponseReturnValue:
+    form = PlaceForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    UN.place_in_unit(s, site=form.site.data or "", room=form.room.data or None, unit=form.unit.data or None,
+                    actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+@bp.route("/units/members", methods=["POST"])
+@require_roles("admin")
+def members() -> ResponseReturnValue:
+    form = MemberForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    if form.action.data == "add":
+        UN.assign_user(s, username=form.username.data or "", unit=form.unit.data or "",
+                      personal_data=bool(form.personal_data.data), actor=g.user.username, now_us=now_us())
+    else:
+        UN.unassign_user(s, username=form.username.data or "", unit=form.unit.data or "", actor=g.user.username,
+                        now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+@bp.route("/cases", methods=["POST"])
+@require_roles("admin")
+def cases() -> ResponseReturnValue:
+    form = CaseForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    if form.action.data == "add":
+        UN.assign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
+                      actor=g.user.username, now_us=now_us())
+    else:
+        UN.unassign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
+                        actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.units"))
+
+
+# --- users ------------------------------------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET"])
+@require_roles("admin")
+def users() -> ResponseReturnValue:
+    s = db_session()
+    rows = s.scalars(select(User).order_by(User.username).limit(5000)).all()
+    return render_template("admin/users.html", rows=rows, logins=U.open_logins(s, now_us()), form=UserForm(),
+                           role_form=RoleForm(), roles=U.ROLES)
+
+
+def _password_page(user: User, password: str) -> ResponseReturnValue:
+    return render_template("admin/password.html", target=user, password=password)
+
+
+@bp.route("/users", methods=["POST"])
+@require_roles("admin")
+def add_user() -> ResponseReturnValue:
+    """A new user with a generated password, shown once."""
+    form = UserForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    password = U.generated_password()
+    user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
+                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return _password_page(user, password)
+
+
+def _other_user(username: str, what: str) -> User:
+    user = U.find_user(db_session(), username)
+    if user.id == g.user.id:
+        raise Conflict(f"an admin cannot {what} their own account (another admin can)")
+    return user
+
+
+def _plain_post() -> None:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+
+
+@bp.route("/users/<username>/disable", methods=["POST"])
+@require_roles("admin")
+def disable_user(username: str) -> ResponseReturnValue:
+    _plain_post()
+    s = db_session()
+    U.set_active(s, _other_user(username, "disable"), False, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/enable", methods=["POST"])
+@require_roles("admin")
+def enable_user(username: str) -> ResponseReturnValue:
+    _plain_post()
+    s = db_session()
+    U.set_active(s, U.find_user(s, username), True, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/reset-password", methods=["POST"])
+@require_roles("admin")
+def reset_password(username: str) -> ResponseReturnValue:
+    """A generated password, shown once; the user's logins end at once."""
+    _plain_post()
+    s = db_session()
+    user = _other_user(username, "reset the password of")
+    password = U.generated_password()
+    U.set_password(s, user, password, actor=g.user.username, now_us=now_us())
+    s.commit()
+    return _password_page(user, password)
+
+
+@bp.route("/users/<username>/role", methods=["POST"])
+@require_roles("admin")
+def set_role(username: str) -> ResponseReturnValue:
+    form = RoleForm()
+    if not form.validate_on_submit():
+        raise _form_error(form)
+    s = db_session()
+    U.set_role(s, _other_user(username, "change the role of"), form.role.data or "", actor=g.user.username,
+               now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))

@@ -5,7 +5,8 @@ POST /api/v1/heartbeat          signed per evidence.request_auth; answered by we
 POST /api/v1/sessions/events    session events, signed the same way (web/events.py) (station signature)
 GET  /api/v1/custodian.pub      the current custodian public key (PEM) for stations (anyone)
 GET  /api/v1/coverage           coverage now, per province, failing rooms          (any role)
-GET  /api/v1/sessions/<id>/witness  [{index, chain}] for `irms-verify --witness` (prosecutor, auditor, admin)
+GET  /api/v1/sessions/<id>/witness  [{index, chain}] for `irms-verify --witness` (prosecutor, auditor in their
+                                scope; admin: every session; web/scope.py)
 GET  /metrics                   Prometheus text                                    (bearer token, or loopback)
 
 Refusals are JSON {"error", "status", "message"}: 400 malformed, 401 unknown station,
@@ -20,11 +21,12 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from evidence.protocol import ENROLL_PATH, EVENTS_PATH
+from web import scope
 from web import stations as ST
 from web.app import db_session, now_us, state
-from web.auth import ALL_ROLES, require_roles
+from web.auth import ALL_ROLES, client_address, require_roles
 from web.coverage import Coverage
-from web.errors import Forbidden, ForeignClaim
+from web.errors import Forbidden, ForeignClaim, NotFound
 from web.evidence import bulk_compute, current_coverage
 from web.heartbeat.witness import witnessed_heads
 from web.ownership import record_refusal
@@ -73,7 +75,6 @@ def session_events() -> ResponseReturnValue:
 @bp.route("/api/v1/custodian.pub")
 def custodian_public() -> ResponseReturnValue:
     from web.custody import current_key
-    from web.errors import NotFound
     row = current_key(db_session())
     if row is None:
         raise NotFound("no custodian key yet (irms-web custodian new)")
@@ -104,9 +105,12 @@ def coverage() -> ResponseReturnValue:
 
 
 @bp.route("/api/v1/sessions/<session_id>/witness")
-@require_roles("prosecutor", "auditor", "admin")
+@require_roles(*scope.ROLES[scope.Need.INTEGRITY])
 def witness(session_id: str) -> ResponseReturnValue:
-    return jsonify(witnessed_heads(db_session(), session_id))
+    s = db_session()
+    if not scope.integrity_allowed(s, session_id):
+        raise NotFound(f"no session {session_id}")
+    return jsonify(witnessed_heads(s, session_id))
 
 
 def _metrics_allowed() -> bool:
@@ -114,7 +118,7 @@ def _metrics_allowed() -> bool:
     if token:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    return request.remote_addr in ("127.0.0.1", "::1")
+    return client_address() in ("127.0.0.1", "::1")  # behind a trusted proxy: the client it forwards for
 
 
 def metrics_text(cov: Coverage) -> str:
@@ -151,6 +155,14 @@ def metrics_text(cov: Coverage) -> str:
     for p in cov.provinces:
         lines.append(f'irms_province_facilities_equipped{{province="{p.province.code}"}} '
                      f"{p.figures.facilities_equipped}")
+    # One series per equipped room (a room without a station is a coverage gap, not a failing room), for
+    # the Alertmanager rules shipped in deploy/prometheus/irms-alerts.yml.
+    lines += ["# HELP irms_room_working 1 if the room's recording equipment works now, else 0 (equipped rooms).",
+              "# TYPE irms_room_working gauge"]
+    for r in cov.rooms:
+        if r.working or any(x.code != "no_station" for x in r.reasons):
+            lines.append(f'irms_room_working{{province="{r.site.province_code}",site="{r.site.code}",'
+                         f'room="{r.room.code}"}} {int(r.working)}')
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -123,20 +123,24 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     csrf = CSRFProtect(app)
 
     from web.admin import bp as admin_bp
+    from web.alerts import bp as alerts_bp
     from web.api import bp as api_bp
     from web.auth import bp as auth_bp
     from web.auth import load_user
     from web.dashboard import bp as coverage_bp
     from web.replay import bp as replay_bp
     from web.sessions import bp as sessions_bp
+    from web.shares import bp as shares_bp
 
     csrf.exempt(api_bp)  # stations sign their requests; people only GET here
     app.register_blueprint(auth_bp)
     app.register_blueprint(coverage_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(alerts_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(sessions_bp)
     app.register_blueprint(replay_bp)
+    app.register_blueprint(shares_bp)
 
     @app.before_request
     def _load_user() -> None:
@@ -155,6 +159,14 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     @app.errorhandler(CSRFError)
     def _csrf_error(err: CSRFError) -> ResponseReturnValue:
         return render_error(BadRequest(f"form refused: {err.description}"))
+
+    @app.errorhandler(DataError)
+    @app.errorhandler(OverflowError)
+    def _unstorable(err: Exception) -> ResponseReturnValue:
+        # A value from the request the database cannot hold (past 64 bits, NUL in text); checks where the
+        # values are parsed come first (test_hostile_input fuzzes every page and body for what slips through).
+        app.logger.warning("request value not storable: %s", str(err).splitlines()[0] if str(err) else type(err))
+        return render_error(BadRequest("a value in the request is out of range or cannot be stored"))
 
     @app.errorhandler(SQLAlchemyError)
     def _db_error(err: SQLAlchemyError) -> ResponseReturnValue:

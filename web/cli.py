@@ -2,6 +2,10 @@
 
   irms-web db upgrade                      create or upgrade the database schema (Alembic)
   irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
+  irms-web user disable|enable NAME        disable (every login ends at once) or enable a user
+  irms-web user reset-password NAME        a new password (asked twice, or --password-stdin); logins end
+  irms-web user set-role NAME ROLE         change a user's role
+  irms-web user list                       users, roles, disabled or not
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
   irms-web coverage export --from DAY --to DAY --out DIR
@@ -16,16 +20,26 @@
   irms-web simulate --server URL --keys DIR   send the demo stations' signed heartbeats
   irms-web serve [--host H] [--port P] [--workers N]   run the server (gunicorn)
   irms-web sessions sync [--verify]        read every session in the store (store_url) into the database
-  irms-web custodian new [--out PUB.pem]   make a new custodian key pair (old ones are kept); prints the public key
-  irms-web custodian import KEY.pem        take over an existing custodian private key
-  irms-web custodian list                  key ids, which one is current
+  irms-web custodian new [--out PUB.pem] [--pkcs11]
+                                           make a new custodian key pair (old ones are kept), sealed with
+                                           the custodian passphrase or made on a PKCS#11 token
+  irms-web custodian import KEY            take over an existing custodian private key
+  irms-web custodian list                  key ids, which one is current, where each is kept
   irms-web custodian public [KEY_ID]       print (or --out) a public key for stations
+  irms-web custody unlock|lock|status      the custody holder of the running server (custody socket)
+  irms-web custody rewrap                  seal again keys still in the old PBKDF2/AES-CBC form
+  irms-web custody hold                    the custody holder itself (`serve` starts it)
+  irms-web alerts [--once] [--every S]     open, clear and tell alerts for rooms that stop working
 
-The custodian private keys are kept encrypted with the passphrase in IRMS_CUSTODIAN_PASSPHRASE.
+The custodian private keys are sealed with the custodian passphrase (argon2id, AES-256-GCM) or
+kept on a PKCS#11 token; the passphrase is never in a file or the environment. A custodian officer
+unlocks the running server with `irms-web custody unlock` (terminal prompt; --passphrase-stdin).
 
 Configuration: --config FILE (TOML) or IRMS_WEB_CONFIG, and IRMS_WEB_<KEY> variables
 (e.g. IRMS_WEB_DATABASE_URL=postgresql://user@host/db). The default database is
 $IRMS_HOME/web.db (SQLite).
+
+Audit entries written by these commands name the operating-system user who ran them.
 
 Exit codes: 0 done; 1 failed (e.g. the audit chain is broken); 2 bad configuration or arguments;
 3 a peer is away (the time-stamping authority);
@@ -38,18 +52,22 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from evidence.custody_link import ENV_REFUSAL, PASSPHRASE_ENV, os_user
 from evidence.errors import IrmsError
+from evidence.owner_only import owner_only_umask, secure_files, secure_tree, warning_lines
+from storage.url import has_password
 from web import audit, i18n
 from web.config import WebConfig, load_config
 from web.db import Database, current_revision, head_revision, upgrade
 from web.errors import BadRequest, ConfigError, DatabaseError
-from web.models import Role
+from web.models import Role, UnitKind
 from web.sites import CSV_COLUMNS
 
 
@@ -57,10 +75,19 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def cli_actor() -> str:
+    """Who the audit log names for a command: the operating-system user who ran it."""
+    return f"irms-web cli ({os_user()})"[:100]
+
+
 def _config(args: argparse.Namespace) -> WebConfig:
     overrides: dict[str, Any] = {}
     if args.database:
         overrides["database_url"] = args.database
+        if has_password(args.database):
+            print("irms-web: warning: the database password given in --database is in this command's argv, which "
+                  "every local user can read (ps); set IRMS_WEB_DATABASE_URL or database_url in the configuration "
+                  "file instead", file=sys.stderr)
     return load_config(Path(args.config) if args.config else None, **overrides)
 
 
@@ -78,19 +105,106 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise BadRequest("the passwords differ")
+    return password
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
     from web.users import add_user
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            raise BadRequest("the passwords differ")
+    password = _read_password(args)
     db = _db(_config(args))
     with db.session() as s:
         user = add_user(s, username=args.username, display_name=args.name or args.username, role=args.role,
-                        password=password, actor="irms-web cli", now_us=now_us())
+                        password=password, actor=cli_actor(), now_us=now_us(), os_user=os_user())
     print(f"user {user.username} ({user.role}) added")
+    return 0
+
+
+def cmd_unit(args: argparse.Namespace) -> int:
+    """Units and who is in them: web/units.py (each change audited); web/scope.py decides what it means."""
+    from sqlalchemy import select
+
+    from web import units as U
+    from web.models import Unit
+    db = _db(_config(args))
+    actor, t = cli_actor(), now_us()
+    with db.session() as s:
+        if args.unit_command == "add":
+            U.add_unit(s, code=args.code, name=args.name or args.code, kind=args.kind, parent=args.parent, actor=actor,
+                       now_us=t)
+            done = f"unit {args.code} added"
+        elif args.unit_command == "place":
+            U.place_in_unit(s, site=args.site, room=args.room, unit=None if args.unit == "-" else args.unit,
+                            actor=actor, now_us=t)
+            done = f"{args.site}{'/' + args.room if args.room else ''} is in unit {args.unit}"
+        elif args.unit_command == "assign":
+            if args.remove:
+                U.unassign_user(s, username=args.username, unit=args.unit, actor=actor, now_us=t)
+                done = f"user {args.username} removed from unit {args.unit}"
+            else:
+                U.assign_user(s, username=args.username, unit=args.unit, personal_data=args.personal_data,
+                              actor=actor, now_us=t)
+                done = f"user {args.username} assigned to unit {args.unit}" + (
+                    " (personal data)" if args.personal_data else "")
+        else:
+            units = s.scalars(select(Unit).order_by(Unit.code)).all()
+            codes = {u.id: u.code for u in units}
+            for u in units:
+                print(f"{u.code}\t{u.kind}\t{codes.get(u.parent_id, '-') if u.parent_id else '-'}\t{u.name}")
+            return 0
+        s.commit()
+    print(done)
+    return 0
+
+
+def cmd_case(args: argparse.Namespace) -> int:
+    from web import units as U
+    db = _db(_config(args))
+    with db.session() as s:
+        if args.remove:
+            U.unassign_case(s, case_number=args.case_number, username=args.username, actor=cli_actor(),
+                            now_us=now_us())
+        else:
+            U.assign_case(s, case_number=args.case_number, username=args.username, actor=cli_actor(),
+                          now_us=now_us())
+        s.commit()
+    print(f"case {args.case_number} {'no longer' if args.remove else 'now'} assigned to {args.username}")
+    return 0
+
+
+def cmd_user_change(args: argparse.Namespace) -> int:
+    from web import users as U
+    password = _read_password(args) if args.user_command == "reset-password" else ""
+    db = _db(_config(args))
+    with db.session() as s:
+        user = U.find_user(s, args.username)
+        t = now_us()
+        if args.user_command in ("disable", "enable"):
+            U.set_active(s, user, args.user_command == "enable", actor=cli_actor(), now_us=t)
+            done = f"{args.user_command}d"
+        elif args.user_command == "reset-password":
+            U.set_password(s, user, password, actor=cli_actor(), now_us=t)
+            done = "given a new password; their logins ended"
+        else:
+            U.set_role(s, user, args.role, actor=cli_actor(), now_us=t)
+            done = f"now {args.role}"
+    print(f"user {args.username} {done}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from web.models import User
+    db = _db(_config(args))
+    with db.session() as s:
+        for u in s.scalars(select(User).order_by(User.username)):
+            print(f"{u.username}\t{u.role}\t{'active' if u.active else 'disabled'}\t{u.display_name}")
     return 0
 
 
@@ -102,7 +216,7 @@ def cmd_import_sites(args: argparse.Namespace) -> int:
         raise BadRequest(f"cannot read {args.csv}: {err.strerror}") from None
     db = _db(_config(args))
     with db.session() as s:
-        res = import_csv(s, text, actor="irms-web cli", now_us=now_us(), source=args.csv)
+        res = import_csv(s, text, actor=cli_actor(), now_us=now_us(), source=args.csv)
     print(f"{res.rows} rows: {res.sites_added} sites and {res.rooms_added} rooms added")
     return 0
 
@@ -120,6 +234,25 @@ def cmd_coverage_export(args: argparse.Namespace) -> int:
     print(f"coverage bundle {args.out}: {first}..{last}, {files['heartbeats.jsonl']['bytes']} bytes of heartbeats, "
           f"signed by server key {manifest['signature']['key_id']}; check it with `irms-verify coverage {args.out}`")
     return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Evaluate and deliver alerts once, or every --every seconds until stopped (a systemd timer runs --once)."""
+    import time
+
+    from web.alerts import channels, run_once
+    cfg = _config(args)
+    db = _db(cfg)
+    if not channels(cfg):
+        print("irms-web: warning: no alert channel configured (alert_smtp_host + alert_mail_to, "
+              "alert_webhook_url): alerts are opened and shown at /admin/alerts but not sent", file=sys.stderr)
+    while True:
+        with db.session() as s:
+            opened, cleared, sent = run_once(s, cfg, now_us())
+        print(f"alerts: {opened} opened, {cleared} cleared, {sent} notices delivered", flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -220,7 +353,7 @@ def cmd_station_code(args: argparse.Namespace) -> int:
             room = s.scalars(select(Room).where(Room.site_id == site.id, Room.code == args.room)).first()
             if room is None:
                 raise NotFound(f"site {args.site} has no room {args.room}")
-        code = issue_code(s, site=site, room=room, actor="irms-web cli", now_us=now_us(),
+        code = issue_code(s, site=site, room=room, actor=cli_actor(), now_us=now_us(),
                           ttl_s=args.ttl or cfg.enrollment_code_ttl_s)
     print(code)
     return 0
@@ -237,7 +370,7 @@ def cmd_station_revoke(args: argparse.Namespace) -> int:
         station = s.scalars(select(Station).where(Station.station_id == args.station_id)).first()
         if station is None:
             raise NotFound(f"no station {args.station_id}")
-        revoke(s, station, actor="irms-web cli", reason=args.reason, now_us=now_us())
+        revoke(s, station, actor=cli_actor(), reason=args.reason, now_us=now_us())
     print(f"station {args.station_id} revoked")
     return 0
 
@@ -249,13 +382,15 @@ def cmd_demo_country(args: argparse.Namespace) -> int:
     db = _db(cfg, check_schema=False)
     upgrade(db)
     t = now_us()
+    password = sys.stdin.readline().rstrip("\n") if args.users_password_stdin else None
     with db.session() as s:
         summary = seed(s, now_us=t, policy=policy_of(cfg), days=cfg.trend_days,
-                       keys_dir=Path(args.keys) if args.keys else None, sites_per_kind=args.sites_per_kind)
+                       keys_dir=Path(args.keys) if args.keys else None, sites_per_kind=args.sites_per_kind,
+                       users_password=password)
     with db.session() as s:
         _, cov = current_coverage(s, cfg, now_us())
     print(f"demo country: {summary.provinces} provinces, {summary.sites} sites, {summary.rooms} rooms, "
-          f"{summary.stations} stations")
+          f"{summary.stations} stations, {summary.units} units, {summary.users} users")
     f = cov.figures
     print(f"coverage: {f.facilities_equipped}/{f.facilities_total} facilities equipped "
           f"({i18n.percent(f.facility_ratio)}), {f.rooms_working}/{f.rooms_total} rooms working")
@@ -274,14 +409,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def secure_instance(cfg: WebConfig, instance: Path) -> list[str]:
+    """The instance folder 0700; the SQLite database (its -wal, -shm) and the audit key 0600, wherever
+    they are. What was open to other users is made owner-only; the warning lines say what and from what."""
+    from sqlalchemy.engine import make_url
+
+    fixed = secure_tree(cfg.data_dir(instance))
+    files = [cfg.resolved_audit_key(instance)]
+    url = make_url(cfg.resolved_database_url(instance))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        files += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    return warning_lines(fixed + secure_files(files), "irms-web")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.app import create_app
     cfg = _config(args)
+    for line in secure_instance(cfg, Path.cwd() / "instance"):
+        print(line, file=sys.stderr)
     db = _db(cfg)
     db.dispose()
-    if args.dev:
-        create_app(cfg).run(host=args.host, port=args.port, debug=False, use_reloader=False)
-        return 0
+    # Resolve the cookie secret and the custody socket once so every worker shares them.
+    cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance"),
+                                 "custody_socket": str(cfg.resolved_custody_socket(Path.cwd() / "instance"))})
+    holder = _start_holder(args, cfg) if not args.no_custody_holder else None
+    try:
+        if args.dev:
+            create_app(cfg).run(host=args.host, port=args.port, debug=False, use_reloader=False)
+        else:
+            _gunicorn(args, cfg)
+    finally:
+        if holder is not None:
+            holder.terminate()
+            holder.wait(30)
+    return 0
+
+
+def _gunicorn(args: argparse.Namespace, cfg: WebConfig) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -289,7 +454,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
             # uvicorn workers: an event loop per process (heartbeats on it), Flask in a thread pool
-            self.cfg.set("worker_class", "uvicorn_worker.UvicornWorker")
+            self.cfg.set("worker_class", "web.asgi.Worker")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("timeout", 60)
             if "control_socket_disable" in self.cfg.settings:
@@ -299,11 +464,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from web.asgi import create_asgi_app
             return create_asgi_app(cfg, threads=args.threads)
 
-    # Resolve the cookie secret once so every worker shares it.
-    cfg = cfg.model_copy(update={"secret_key": cfg.resolved_secret(Path.cwd() / "instance")})
     print(f"irms-web: serving on http://{args.host}:{args.port}/ with {args.workers} workers", flush=True)
     Server().run()
-    return 0
+
+
+def _start_holder(args: argparse.Namespace, cfg: WebConfig) -> Any:
+    """`irms-web custody hold` beside gunicorn (the one process that holds the custodian keys)."""
+    import subprocess
+    cmd = [sys.executable, "-m", "web.cli", *(["--config", args.config] if args.config else []),
+           *(["--database", args.database] if args.database else []),
+           "custody", "hold", "--with-parent", "--socket", cfg.custody_socket]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not Path(cfg.custody_socket).is_socket():
+        if proc.poll() is not None:
+            raise ConfigError(f"the custody holder stopped at start (exit {proc.returncode})")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise ConfigError(f"the custody holder did not open {cfg.custody_socket} in 30 s")
+        time.sleep(0.05)
+    return proc
 
 
 def cmd_sessions_sync(args: argparse.Namespace) -> int:
@@ -341,30 +521,57 @@ def _print_public(row: Any, out: str | None) -> None:
         print(row.public_pem, end="")
 
 
+def _secret(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -> str:
+    """A passphrase or PIN: from the terminal (asked twice when made), or the next line of stdin."""
+    if getattr(args, "passphrase_stdin", False):
+        line = sys.stdin.readline()
+        if not line:
+            raise BadRequest(f"stdin ended before the {prompt.rstrip(': ')}")
+        return line.rstrip("\n")
+    value = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != value:
+        raise BadRequest("the two entries differ")
+    return value
+
+
 def cmd_custodian_new(args: argparse.Namespace) -> int:
     from web import custody
-    db = _db(_config(args))
-    with db.session() as s:
-        row = custody.new_key(s, actor="irms-web cli", now_us=now_us())
+    cfg = _config(args)
+    db = _db(cfg)
+    if args.pkcs11:
+        token = args.token or cfg.pkcs11_token
+        if not token:
+            raise BadRequest("no token: set pkcs11_token or give --token LABEL")
+        pin = _secret(args, f"user PIN of token {token}: ")
+        with db.session() as s:
+            row = custody.new_token_key(s, cfg.pkcs11_module, token, pin, actor=cli_actor(), now_us=now_us(),
+                                        os_user=os_user())
+    else:
+        secret = _secret(args, "custodian passphrase: ", confirm=True).encode("utf-8")
+        with db.session() as s:
+            row = custody.new_key(s, secret, actor=cli_actor(), now_us=now_us(), os_user=os_user())
     _print_public(row, args.out)
-    print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept)",
-          file=sys.stderr)
+    print("install it on each station: irms-agent custodian PUB.pem (new sessions use it; old keys are kept); "
+          "then unlock the server again (irms-web custody unlock) so it holds the new key", file=sys.stderr)
     return 0
 
 
 def cmd_custodian_import(args: argparse.Namespace) -> int:
-    import os
-
+    from evidence import sealed_key
     from web import custody
     try:
-        pem = Path(args.pem).read_bytes()
+        data = Path(args.pem).read_bytes()
     except OSError as err:
         raise BadRequest(f"cannot read {args.pem}: {err.strerror}") from None
-    source = os.environ.get(args.passphrase_env, "").encode() if args.passphrase_env else None
+    source = None
+    if sealed_key.is_sealed(data) or sealed_key.is_legacy(data):
+        source = _secret(args, f"passphrase of {args.pem}: ").encode("utf-8")
+    key = custody.read_key_file(data, source, args.pem)
+    secret = _secret(args, "custodian passphrase (to seal it on the server): ", confirm=True).encode("utf-8")
     db = _db(_config(args))
     with db.session() as s:
-        row = custody.import_key(s, pem, source or None, actor="irms-web cli", now_us=now_us())
-    print(f"custodian key {row.key_id} imported and current; remove the plain copy {args.pem}")
+        row = custody.import_key(s, key, secret, actor=cli_actor(), now_us=now_us(), os_user=os_user())
+    print(f"custodian key {row.key_id} imported, sealed and current; keep {args.pem} offline or destroy it")
     return 0
 
 
@@ -374,7 +581,7 @@ def cmd_custodian_list(args: argparse.Namespace) -> int:
     with db.session() as s:
         for row in custody.all_keys(s):
             print(f"{row.key_id}  {i18n.local_time(row.created_at_us, 'Asia/Ho_Chi_Minh', True)}  "
-                  f"{'current' if row.current else 'kept'}")
+                  f"{'current' if row.current else 'kept'}  {custody.where_kept(row)}")
     return 0
 
 
@@ -391,6 +598,80 @@ def cmd_custodian_public(args: argparse.Namespace) -> int:
         if row is None:
             raise NotFound("no such custodian key (irms-web custodian new)")
         _print_public(row, args.out)
+    return 0
+
+
+def _socket(args: argparse.Namespace, cfg: WebConfig) -> Path:
+    return Path(args.socket) if getattr(args, "socket", None) else cfg.resolved_custody_socket(Path.cwd() / "instance")
+
+
+def cmd_custody_unlock(args: argparse.Namespace) -> int:
+    from evidence.custody_link import request
+    cfg = _config(args)
+    path = _socket(args, cfg)
+    secret = _secret(args, "custodian passphrase (or token PIN): ")
+    answer = request(path, {"op": "unlock", "passphrase": secret}, timeout=120)
+    print(f"custody holder at {path} unlocked by {os_user()}: holds {', '.join(answer['held'])}")
+    return 0
+
+
+def cmd_custody_lock(args: argparse.Namespace) -> int:
+    from evidence.custody_link import request
+    path = _socket(args, _config(args))
+    request(path, {"op": "lock"})
+    print(f"custody holder at {path} locked: no custodian key in memory")
+    return 0
+
+
+def cmd_custody_status(args: argparse.Namespace) -> int:
+    from evidence.custody_link import request
+    path = _socket(args, _config(args))
+    answer = request(path, {"op": "status"})
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    elif answer["locked"]:
+        print(f"locked ({path}); keys: " + ", ".join(f"{k} ({w})" for k, w in answer["kept"].items()))
+    else:
+        print(f"unlocked by {answer['unlocked_by']} ({path}); holds {', '.join(answer['held'])}"
+              + (f"; not held: {', '.join(answer['not_held'])}" if answer["not_held"] else ""))
+    return 0 if not answer["locked"] else 1
+
+
+def cmd_custody_rewrap(args: argparse.Namespace) -> int:
+    from web import custody
+    old = _secret(args, "old custodian passphrase: ").encode("utf-8")
+    new = _secret(args, "new custodian passphrase: ", confirm=True).encode("utf-8")
+    db = _db(_config(args))
+    with db.session() as s:
+        done = custody.rewrap(s, old, new, actor=cli_actor(), now_us=now_us(), os_user=os_user())
+    print(f"{len(done)} custodian keys sealed again (argon2id, AES-256-GCM)" + (f": {', '.join(done)}" if done else
+                                                                                 ": none was in the old form"))
+    return 0
+
+
+def cmd_custody_hold(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from web.custody_holder import Holder, HolderServer, credential_unlock
+    cfg = _config(args)
+    db = _db(cfg)
+    path = _socket(args, cfg)
+    server = HolderServer(Holder(db, cfg.pkcs11_module, cfg.data_key_cache_s), path).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        unlocked = credential_unlock(server.holder)
+        print(f"irms-web: custody holder on {path} ({'unlocked by the systemd credential' if unlocked else 'locked'})",
+              flush=True)
+        parent = os.getppid()
+        while not stop.wait(1.0):
+            if args.with_parent and os.getppid() != parent:  # `irms-web serve` is gone: so is the holder
+                break
+    finally:
+        server.stop()
+        db.dispose()
     return 0
 
 
@@ -415,6 +696,51 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="display name")
     q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     q.set_defaults(func=cmd_user_add)
+    for name, what in (("disable", "disable a user: every login of theirs ends at once"),
+                       ("enable", "enable a disabled user")):
+        q = usub.add_parser(name, help=what)
+        q.add_argument("username")
+        q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("reset-password", help="give a user a new password (asked twice); their logins end")
+    q.add_argument("username")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("set-role", help="change a user's role")
+    q.add_argument("username")
+    q.add_argument("role", choices=[r.value for r in Role])
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("list", help="list users")
+    q.set_defaults(func=cmd_user_list)
+
+    p = sub.add_parser("unit", help="units (national, provincial, regional): who sees which sessions")
+    usub = p.add_subparsers(dest="unit_command", required=True)
+    q = usub.add_parser("add", help="add a unit")
+    q.add_argument("code")
+    q.add_argument("--name")
+    q.add_argument("--kind", required=True, choices=[k.value for k in UnitKind])
+    q.add_argument("--parent", help="the unit above (every unit but the national one has one)")
+    q.set_defaults(func=cmd_unit)
+    q = usub.add_parser("place", help="put a site (or one of its rooms) in a unit ('-': out of any unit)")
+    q.add_argument("site")
+    q.add_argument("unit")
+    q.add_argument("--room")
+    q.set_defaults(func=cmd_unit)
+    q = usub.add_parser("assign", help="assign a user to a unit (sees its sessions and those of the units below)")
+    q.add_argument("username")
+    q.add_argument("unit")
+    q.add_argument("--personal-data", action="store_true", help="an auditor also sees personal data there")
+    q.add_argument("--remove", action="store_true", help="take the user out of the unit")
+    q.set_defaults(func=cmd_unit)
+    q = usub.add_parser("list", help="list the units")
+    q.set_defaults(func=cmd_unit)
+
+    p = sub.add_parser("case", help="cases assigned to named prosecutors")
+    csub = p.add_subparsers(dest="case_command", required=True)
+    q = csub.add_parser("assign", help="give a prosecutor the sessions of a case, wherever they were recorded")
+    q.add_argument("case_number")
+    q.add_argument("username")
+    q.add_argument("--remove", action="store_true", help="take the case back")
+    q.set_defaults(func=cmd_case)
 
     p = sub.add_parser("import-sites", help="register sites and rooms from a CSV file")
     p.add_argument("csv", help="columns: " + ",".join(CSV_COLUMNS))
@@ -430,6 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--from", dest="first", required=True, help="first local day, YYYY-MM-DD")
     q.add_argument("--to", dest="last", required=True, help="last local day, YYYY-MM-DD (cut at now)")
     q.add_argument("--out", required=True, help="the folder to create")
+
+    p = sub.add_parser("alerts", help="open, clear and tell alerts for rooms that stop working (e-mail, webhook)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for a systemd timer or cron)")
+    p.add_argument("--every", type=float, default=60.0, help="seconds between rounds (default 60)")
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("audit", help="audit log")
     asub = p.add_subparsers(dest="audit_command", required=True)
@@ -462,6 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-country", help="fill the database with the 34-province demo country")
     p.add_argument("--keys", help="keep the simulated stations' private keys here (for `simulate`)")
     p.add_argument("--sites-per-kind", type=int, default=1, help="sites of each kind per province (default 1)")
+    p.add_argument("--users-password-stdin", action="store_true",
+                   help="also make the demo users (national and per province, each in its unit) with the password "
+                        "on the first line of stdin")
     p.set_defaults(func=cmd_demo_country)
 
     p = sub.add_parser("simulate", help="send signed heartbeats for the demo stations")
@@ -482,10 +816,16 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="custodian_command", required=True)
     q = csub.add_parser("new", help="make a new key pair and make it current (rotation; old keys are kept)")
     q.add_argument("--out", help="write the public key (PEM) here instead of printing it")
+    q.add_argument("--pkcs11", action="store_true", help="make it on the PKCS#11 token (pkcs11_module, "
+                                                          "pkcs11_token): the private key never leaves it")
+    q.add_argument("--token", help="token label (default: pkcs11_token)")
+    q.add_argument("--passphrase-stdin", action="store_true",
+                   help="read the passphrase (or PIN) from a line of stdin instead of the terminal")
     q.set_defaults(func=cmd_custodian_new)
-    q = csub.add_parser("import", help="take over an existing custodian private key (PEM)")
+    q = csub.add_parser("import", help="take over an existing custodian private key (irms-verify custodian-keygen)")
     q.add_argument("pem")
-    q.add_argument("--passphrase-env", help="variable holding the PEM file's own passphrase, if it has one")
+    q.add_argument("--passphrase-stdin", action="store_true",
+                   help="read from stdin: the key file's own passphrase (if sealed), then the custodian passphrase")
     q.set_defaults(func=cmd_custodian_import)
     q = csub.add_parser("list", help="list custodian key ids")
     q.set_defaults(func=cmd_custodian_list)
@@ -493,6 +833,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("key_id", nargs="?", help="default: the current key")
     q.add_argument("--out", help="write the PEM here")
     q.set_defaults(func=cmd_custodian_public)
+
+    p = sub.add_parser("custody", help="the custody holder: unlock, lock, status; re-wrap old keys")
+    csub = p.add_subparsers(dest="custody_command", required=True)
+    for name, func, text in (("unlock", cmd_custody_unlock, "hand the running server the custodian passphrase "
+                                                              "(or token PIN) over the custody socket"),
+                             ("lock", cmd_custody_lock, "drop every custodian key from the server's memory"),
+                             ("status", cmd_custody_status, "locked or unlocked, by whom, which keys (exit 1: "
+                                                            "locked)"),
+                             ("rewrap", cmd_custody_rewrap, "seal keys still in the old PBKDF2/AES-CBC form "
+                                                            "with argon2id + AES-256-GCM"),
+                             ("hold", cmd_custody_hold, "be the custody holder (irms-web serve starts it)")):
+        q = csub.add_parser(name, help=text)
+        q.add_argument("--socket", help="the custody socket (default: custody_socket, or custody/holder.sock "
+                                        "beside the database)")
+        if name in ("unlock", "rewrap"):
+            q.add_argument("--passphrase-stdin", action="store_true", help="read the passphrase(s) from stdin, "
+                                                                            "one a line")
+        if name == "status":
+            q.add_argument("--json", action="store_true")
+        if name == "hold":
+            q.add_argument("--with-parent", action="store_true", help="stop when the process that started it stops")
+        q.set_defaults(func=func)
 
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--host", default="127.0.0.1")
@@ -503,6 +865,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "are answered on the worker's event loop")
     p.add_argument("--access-log", action="store_true")
     p.add_argument("--dev", action="store_true", help="Flask's single-process server instead of gunicorn")
+    p.add_argument("--no-custody-holder", action="store_true",
+                   help="do not start the custody holder (it runs as its own service: irms-web custody hold)")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -510,8 +874,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get(PASSPHRASE_ENV):
+        print(f"irms-web: error: {ENV_REFUSAL}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    old_umask = owner_only_umask()  # the database, its -wal/-shm and keys it creates: 0600
     try:
         return int(args.func(args))
     except IrmsError as err:
@@ -525,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
         return 0
+    finally:
+        os.umask(old_umask)  # for callers in the same process (tests)
 
 
 

@@ -6,6 +6,7 @@ instance folder). Unknown keys are errors that name the key and the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from web.errors import ConfigError
 
@@ -42,7 +43,18 @@ class WebConfig(BaseModel):
     """Signed station requests older or newer than this are refused as stale."""
     enrollment_code_ttl_s: int = Field(default=7 * 86400, gt=0)
     login_max_failures: int = Field(default=5, gt=0)
+    """Failed logins per (username, client address) before each further attempt must wait."""
     login_window_s: int = Field(default=900, gt=0)
+    """Failed logins older than this are forgotten; also the longest wait."""
+    login_delay_s: int = Field(default=30, gt=0)
+    """The first wait after login_max_failures; it doubles with each further failure."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (e.g. 127.0.0.1, 10.0.0.0/24) of the reverse proxies whose X-Forwarded-For is
+    believed; empty: the header is ignored and the client is the connection's peer."""
+    body_timeout_s: int = Field(default=10, gt=0)
+    """A request body must arrive within this (else 408); the served server reads bodies before a thread runs."""
+    max_body_readers: int = Field(default=256, gt=0)
+    """Request bodies read at once per worker process; more are refused with 503 at once."""
     session_lifetime_s: int = Field(default=8 * 3600, gt=0)
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: Literal["vi", "en"] = "vi"
@@ -58,22 +70,54 @@ class WebConfig(BaseModel):
     """The RFC 3161 time-stamping authority `irms-web audit timestamp` asks for tokens over the audit head."""
     audit_timestamp_interval_s: int = Field(default=3600, gt=0)
     """`irms-web audit timestamp` asks again for an unchanged head only after this long."""
+    alert_after_s: int = Field(default=300, ge=0)
+    """A room must have failed this long before its alert is told (a blip that heals sooner is never told)."""
+    alert_smtp_host: str = ""
+    """SMTP server for alert e-mail; empty: no e-mail."""
+    alert_smtp_port: int = Field(default=25, gt=0, lt=65536)
+    alert_smtp_starttls: bool = False
+    alert_smtp_user: str = ""
+    alert_smtp_password: str = ""
+    """Secret: never logged (IRMS_ALERT_SMTP_PASSWORD or the config file, mode 0600)."""
+    alert_mail_from: str = "irms@localhost"
+    alert_mail_to: tuple[str, ...] = ()
+    alert_webhook_url: str = ""
+    """POSTed a JSON notice for each alert and all clear; empty: no webhook."""
+    alert_webhook_secret: str = ""
+    """Signs each webhook body: X-IRMS-Signature: sha256=<hex HMAC-SHA256 of the body>."""
     testing: bool = False
     cookie_secure: bool = False
     store_url: str = ""
     """The object store the stations upload to (a directory, file:///dir or s3://...); needed for sessions."""
     data_key_cache_s: int = Field(default=900, ge=0)
-    """Unwrapped session data keys stay in this process's memory this long for replay (each unwrap is audited)."""
+    """Unwrapped session data keys stay in the custody holder's memory this long for replay (one audit entry
+    per prosecutor, session and data key in that time)."""
+    custody_socket: str = ""
+    """The custody holder's Unix socket (0600 in a 0700 folder); empty: custody/holder.sock beside the database."""
+    pkcs11_module: str = ""
+    """PKCS#11 module for hardware custody, e.g. /usr/lib/softhsm/libsofthsm2.so; empty: keys sealed at rest."""
+    pkcs11_token: str = ""
+    """The label of the token that holds the custodian key (`irms-web custodian new --pkcs11`)."""
     verify_recheck_s: int = Field(default=60, ge=0)
     verify_on_list: int = Field(default=3, ge=0)
     """How many ended, not yet verified sessions a sessions list view verifies on the spot."""
     """A session not yet verified (still recording, upload pending) is verified again on view after this."""
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
     def resolved_database_url(self, instance_dir: Path) -> str:
         if self.database_url:
             return self.database_url
         folder = self.data_dir(instance_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return f"sqlite:///{folder / 'web.db'}"
 
     def data_dir(self, instance_dir: Path) -> Path:
@@ -82,6 +126,11 @@ class WebConfig(BaseModel):
 
     def resolved_audit_key(self, instance_dir: Path) -> Path:
         return Path(self.audit_key_path) if self.audit_key_path else self.data_dir(instance_dir) / "audit-signing.key"
+
+    def resolved_custody_socket(self, instance_dir: Path) -> Path:
+        if self.custody_socket:
+            return Path(self.custody_socket)
+        return self.data_dir(instance_dir) / "custody" / "holder.sock"
 
     def resolved_secret(self, instance_dir: Path) -> str:
         """The configured key; else one kept in web-secret-key (0600) beside the database, made once."""
@@ -94,7 +143,7 @@ class WebConfig(BaseModel):
             return path.read_text().strip()
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = secrets.token_hex(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from evidence.owner_only import private_database
 from web.errors import ConfigError, DatabaseError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -73,6 +74,8 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                private_database(Path(parsed.database))  # 0600 from creation, as its -wal and -shm
             engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:

@@ -1,5 +1,11 @@
 """The demo country: the 34 provincial-level units (since the 1 July 2025 merger), a few sites
-each, rooms with simulated stations, 30 days of uptime history, and a heartbeat simulator."""
+each, rooms with simulated stations, 30 days of uptime history, and a heartbeat simulator.
+
+Units (web/scope.py): the national unit `VN`, a provincial unit `VKS-<province>` for each province
+and under it one regional unit `VKS-<province>-KV1`; each province's sites are in its provincial
+unit, its regional temporary-detention house in the regional unit. With a password, demo users
+scoped to them: `ksv.toanquoc` and `kiemtra.toanquoc` (national prosecutor and auditor), and per
+province `ksv.<province>` (prosecutor) and `kiemtra.<province>` (auditor, no personal data)."""
 
 from __future__ import annotations
 
@@ -17,12 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evidence import keys as K
+from evidence.owner_only import write_private
 from evidence.protocol import HEARTBEAT_PATH
 from evidence.request_auth import sign_request
 from web import audit
 from web.coverage import DAY_US, US, Policy, RunState, facts_from_doc, judge_heartbeat, next_run
-from web.models import FacilityType, Heartbeat, Station, StationStatus, UptimeSpan
+from web.models import FacilityType, Heartbeat, Role, Station, StationStatus, UnitKind, UptimeSpan, User, UserUnit
 from web.sites import ensure_province, ensure_room, ensure_site
+from web.units import ensure_unit
 
 # Code, name: 6 centrally-run cities then 28 provinces (Resolution 202/2025/QH15).
 PROVINCES: tuple[tuple[str, str], ...] = (
@@ -128,23 +136,37 @@ class DemoSummary:
     sites: int
     rooms: int
     stations: int
+    units: int = 0
+    users: int = 0
 
 
 def seed(s: Session, *, now_us: int, policy: Policy, days: int = 30, rng_seed: int = 2025,
          keys_dir: Path | None = None, sites_per_kind: int = 1, with_history: bool = True,
-         provinces: tuple[tuple[str, str], ...] = PROVINCES) -> DemoSummary:
-    """Fill the database with the demo country; station keys go to `keys_dir` when given."""
+         provinces: tuple[tuple[str, str], ...] = PROVINCES, users_password: str | None = None) -> DemoSummary:
+    """Fill the database with the demo country; station keys go to `keys_dir` when given; demo users
+    (one password for all) when `users_password` is given."""
     rng = random.Random(rng_seed)
     n_sites = n_rooms = n_stations = 0
     if keys_dir is not None:
-        keys_dir.mkdir(parents=True, exist_ok=True)
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys_dir.chmod(0o700)  # private keys: the demo's stations' only secret
     states: dict[str, str] = {}
+    nation = ensure_unit(s, code=NATIONAL_UNIT, name="Viện kiểm sát nhân dân tối cao (toàn quốc)",
+                         kind=UnitKind.NATIONAL.value, parent=None, now_us=now_us)
+    units = [nation]
     for pcode, pname in provinces:
         prov = ensure_province(s, pcode, pname)
+        punit = ensure_unit(s, code=f"VKS-{pcode}", name=f"Viện kiểm sát nhân dân {pname}",
+                            kind=UnitKind.PROVINCE.value, parent=nation, now_us=now_us)
+        runit = ensure_unit(s, code=f"VKS-{pcode}-KV1", name=f"Viện kiểm sát nhân dân khu vực 1 - {pname}",
+                            kind=UnitKind.REGION.value, parent=punit, now_us=now_us)
+        units += [punit, runit]
         for kind, name_t, ftype, n_room in SITE_KINDS:
             for k in range(1, sites_per_kind + 1):
                 code = f"{pcode}-{kind}{k:02d}" if sites_per_kind > 1 else f"{pcode}-{kind}"
                 site, _ = ensure_site(s, prov, code, name_t.format(p=pname), ftype)
+                if site.unit_id is None:
+                    site.unit_id = runit.id if kind == "NTG" else punit.id
                 n_sites += 1
                 if kind == "NTG" and rng.random() < 0.1:
                     continue  # a registered site whose rooms are not registered yet
@@ -168,7 +190,9 @@ def seed(s: Session, *, now_us: int, policy: Policy, days: int = 30, rng_seed: i
                     state = rng.choice(STATES)
                     states[sid] = state
                     if keys_dir is not None:
-                        (keys_dir / f"{sid}.key").write_bytes(key.private_bytes_raw())
+                        path = keys_dir / f"{sid}.key"
+                        path.unlink(missing_ok=True)  # a re-seed replaces it, still never readable by others
+                        write_private(path, key.private_bytes_raw())
                     last_us = now_us - (rng.randint(40, 400) * 60 * US if state == "silent"
                                         else rng.randint(0, policy.interval_s) * US)
                     hb = demo_heartbeat_row(st.id, sid, state, last_us, policy)
@@ -181,9 +205,48 @@ def seed(s: Session, *, now_us: int, policy: Policy, days: int = 30, rng_seed: i
                         _history(s, rng, st, room.id, now_us, last_us, ok, days, policy)
     if keys_dir is not None:
         (keys_dir / "states.json").write_text(json.dumps(states, indent=1))
+    n_users = _users(s, provinces, users_password, now_us) if users_password else 0
     audit.append(s, at_us=now_us, actor="irms-web demo-country", action="demo.seed", target="",
-                 detail={"sites": n_sites, "rooms": n_rooms, "stations": n_stations})
-    return DemoSummary(len(provinces), n_sites, n_rooms, n_stations)
+                 detail={"sites": n_sites, "rooms": n_rooms, "stations": n_stations, "units": len(units),
+                         "users": n_users})
+    return DemoSummary(len(provinces), n_sites, n_rooms, n_stations, len(units), n_users)
+
+
+NATIONAL_UNIT = "VN"
+
+
+def demo_users(provinces: tuple[tuple[str, str], ...] = PROVINCES) -> list[tuple[str, str, str, str]]:
+    """(username, display name, role, unit code) of the demo users."""
+    out = [("ksv.toanquoc", "Kiểm sát viên VKSND tối cao", Role.PROSECUTOR.value, NATIONAL_UNIT),
+           ("kiemtra.toanquoc", "Kiểm tra viên toàn quốc", Role.AUDITOR.value, NATIONAL_UNIT)]
+    for pcode, pname in provinces:
+        out.append((f"ksv.{pcode.lower()}", f"Kiểm sát viên {pname}", Role.PROSECUTOR.value, f"VKS-{pcode}"))
+        out.append((f"kiemtra.{pcode.lower()}", f"Kiểm tra viên {pname}", Role.AUDITOR.value, f"VKS-{pcode}"))
+    return out
+
+
+def _users(s: Session, provinces: tuple[tuple[str, str], ...], password: str, now_us: int) -> int:
+    """The demo users, each in its unit; one password hash for all (argon2 is slow on purpose)."""
+    from web.models import Unit
+    from web.users import MIN_PASSWORD, hash_password
+    if len(password) < MIN_PASSWORD:
+        from web.errors import BadRequest
+        raise BadRequest(f"password must have at least {MIN_PASSWORD} characters")
+    digest = hash_password(password)
+    unit_ids = dict(s.execute(select(Unit.code, Unit.id)).all())
+    n = 0
+    for username, name, role, unit in demo_users(provinces):
+        if s.scalars(select(User).where(User.username == username)).first() is not None:
+            continue
+        user = User(username=username, display_name=name, role=role, password_hash=digest, active=True,
+                    created_at_us=now_us)
+        s.add(user)
+        s.flush()
+        s.add(UserUnit(user_id=user.id, unit_id=unit_ids[unit], personal_data=False, granted_by="irms-web demo-country",
+                       granted_at_us=now_us))
+        n += 1
+    s.flush()
+    return n
 
 
 def _history(s: Session, rng: random.Random, st: Station, room_id: int, now_us: int, last_us: int, ok_now: bool,

@@ -28,7 +28,7 @@ from web.errors import BadRequest, Forbidden
 from web.models import SessionEvent
 from web.recordings import apply_event, apply_header, get_or_create
 from web.station_auth import StationRef, public_key
-from web.stations import parse_body
+from web.stations import Int64, parse_body
 
 SESSION_ID = r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$"
 CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -36,11 +36,11 @@ CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 class EventItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    seq: int = Field(ge=1)
+    seq: Int64 = Field(ge=1)
     session_id: str = Field(pattern=SESSION_ID)
     site: str = Field(pattern=CODE)
     room: str = Field(pattern=CODE)
-    at_us: int = Field(ge=0)
+    at_us: Int64 = Field(ge=0)
     kind: str = Field(min_length=1, max_length=32)
     detail: str = Field(default="", max_length=4000)
     header: dict[str, Any] | None = None
@@ -49,8 +49,8 @@ class EventItem(BaseModel):
 class EventsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     format: Literal["irms.session-events/1"]
-    station_id: str
-    sent_at_us: int
+    station_id: str = Field(max_length=64)
+    sent_at_us: Int64
     events: list[EventItem] = Field(max_length=1000)
 
 

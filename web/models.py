@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -55,6 +66,8 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(300))
     province_id: Mapped[int] = mapped_column(ForeignKey("provinces.id"), index=True)
     facility_type: Mapped[str] = mapped_column(String(32))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    """The unit whose sessions these are (web/scope.py); None: national users only."""
     province: Mapped[Province] = relationship(back_populates="sites")
     rooms: Mapped[list[Room]] = relationship(back_populates="site", order_by="Room.code")
 
@@ -66,7 +79,80 @@ class Room(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     code: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(300))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    """A room's own unit, over its site's (a shared building); None: the site's unit."""
     site: Mapped[Site] = relationship(back_populates="rooms")
+
+
+class UnitKind(StrEnum):
+    NATIONAL = "national"
+    PROVINCE = "province"
+    REGION = "region"
+
+
+class Unit(Base):
+    """A procuracy jurisdiction: the national level, the 34 provincial units, their regional units (a tree).
+
+    Sites and rooms belong to a unit; a user assigned to a unit sees the sessions of it and of every
+    unit below it (web/scope.py)."""
+
+    __tablename__ = "units"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserUnit(Base):
+    """A user's assignment to a unit; `personal_data` lets an auditor see personal data there."""
+
+    __tablename__ = "user_units"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), primary_key=True, index=True)
+    personal_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class CaseAssignment(Base):
+    """A case assigned to a named prosecutor: its sessions are theirs, inside or outside their units."""
+
+    __tablename__ = "case_assignments"
+    case_number: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    granted_by: Mapped[str] = mapped_column(String(100))
+    granted_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ShareAllow(StrEnum):
+    REPLAY = "replay"
+    EXPORT = "export"
+    BOTH = "replay+export"
+
+
+class Share(Base):
+    """One session shared with a named outside party until a time (web/shares.py).
+
+    The access code is shown once; only its SHA-256 is kept. Rows are never deleted: a share
+    ends by its time or by revocation."""
+
+    __tablename__ = "shares"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    session_id: Mapped[str] = mapped_column(String(64), index=True)
+    party: Mapped[str] = mapped_column(String(200))
+    party_kind: Mapped[str] = mapped_column(String(32))
+    allow: Mapped[str] = mapped_column(String(16))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    """The session's seal when shared: what the party may check what they received against."""
+    chain_head: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int] = mapped_column(BigInteger)
+    revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_by: Mapped[str] = mapped_column(String(100), default="")
 
 
 class Station(Base):
@@ -218,8 +304,28 @@ class AuditTimestamp(Base):
     at_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class LoginSession(Base):
+    """A login (web/auth.py): the cookie carries a random token, this row its SHA-256 and whether it still holds.
+
+    Logout, disabling the user and a password change or reset end it at once (`ended_at_us`)."""
+
+    __tablename__ = "login_sessions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_seen_us: Mapped[int] = mapped_column(BigInteger)
+    expires_at_us: Mapped[int] = mapped_column(BigInteger)
+    ended_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+
+
 class LoginFailure(Base):
+    """A failed login, kept `login_window_s`: the throttle counts them per (username, address)."""
+
     __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_user_ip", "username", "ip", "at_us"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(100), index=True)
     ip: Mapped[str] = mapped_column(String(64), index=True)
@@ -321,3 +427,44 @@ class CustodianKey(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     current: Mapped[bool] = mapped_column(Boolean, default=False)
     """The key stations should wrap new sessions to (exactly one, the newest)."""
+
+
+class Alert(Base):
+    """A room that stopped working (web/alerts.py): opened when first seen failing, told once by e-mail and
+    webhook when it has failed for `alert_after_s`, acknowledged by IT staff, cleared (and told "all clear")
+    when it works again. At most one open alert per room (a partial unique index), whatever the number of
+    nodes that evaluate."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("uq_alerts_open_room", "room_id", unique=True,
+                            sqlite_where=text("cleared_us IS NULL"), postgresql_where=text("cleared_us IS NULL")),
+                      Index("ix_alerts_opened", "opened_us"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    station_id: Mapped[str] = mapped_column(String(64), default="")
+    opened_us: Mapped[int] = mapped_column(BigInteger)
+    reasons: Mapped[str] = mapped_column(Text, default="[]")
+    """The room's reasons when it was opened (JSON list of {"code", "params"}); kept as first seen."""
+    notified_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the "room down" notice went out (None: not yet, or the room came back before `alert_after_s`)."""
+    acked_us: Mapped[int | None] = mapped_column(BigInteger)
+    acked_by: Mapped[str] = mapped_column(String(100), default="")
+    cleared_us: Mapped[int | None] = mapped_column(BigInteger)
+    clear_notified_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the "all clear" went out (only for alerts whose "room down" went out)."""
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    """Why the last delivery attempt failed (retried at the next evaluation)."""
+
+
+class AlertDelivery(Base):
+    """One notice of an alert taken by one channel (so each is told once, whatever fails elsewhere)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "kind", "channel", name="uq_alert_deliveries"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigId, ForeignKey("alerts.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    """room_down or all_clear."""
+    channel: Mapped[str] = mapped_column(String(16))
+    """mail or webhook."""
+    sent_us: Mapped[int] = mapped_column(BigInteger)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import ColumnElement, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from evidence.canonical import canonical_json, parse_json_object
@@ -265,9 +265,11 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def search(s: Session, q: Query, limit: int = 200) -> list[RecordingSession]:
-    """Sessions by case number, suspect (substring, case-insensitive), room or site code, and start date."""
-    stmt = select(RecordingSession)
+def search(s: Session, q: Query, limit: int = 200,
+           where: Sequence[ColumnElement[bool]] = ()) -> list[RecordingSession]:
+    """Sessions by case number, suspect (substring, case-insensitive), room or site code, and start date,
+    among those `where` admits (the reader's scope, web/scope.py)."""
+    stmt = select(RecordingSession).where(*where)
     if q.case_number:
         stmt = stmt.where(RecordingSession.case_number.ilike(_like(q.case_number), escape="\\"))
     if q.suspect:

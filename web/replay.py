@@ -8,9 +8,12 @@ written to disk, and the browser is told not to cache it. hls.js (vendored in st
 plays it; the page checks Hls.isSupported() first. A watermark with the viewer's name and the
 current time lies over the picture (R15).
 
-Only prosecutors (R14). Opening the replay page is one audit entry (`session.replay`) and starts a
-replay grant (in the signed session cookie) that the playlist and segments are served under; a
-segment fetched without a grant opens one, audited the same way, so no batch goes unrecorded.
+Only prosecutors (R14), for the sessions in their scope (web/scope.py); an outside party through a
+share (web/shares.py serves the same playlist and segments). Opening the replay page is one audit
+entry (`session.replay`, `share.replay`) and starts a replay grant (in the signed session cookie) that
+the playlist and segments are served under; a segment fetched without a grant opens one, audited the
+same way, so no batch goes unrecorded. The grant only spares audit entries: the right to read is
+checked at every request.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Response, g, render_template, request, session
+from flask import Blueprint, Response, current_app, g, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,12 +34,13 @@ from evidence.crypto import open_segment
 from evidence.errors import DecryptionError
 from evidence.formats import segment_name
 from storage.base import ObjectStore
-from web import audit, custody
+from web import audit, custody, scope
 from web import recordings as R
 from web.app import db_session, now_us, state
 from web.auth import require_roles
-from web.errors import Conflict, NotFound
+from web.errors import BadRequest, Conflict, NotFound
 from web.models import RecordingSession, SessionSegment
+from web.scope import Need
 from web.sessions import CONTENT_ROLES
 
 bp = Blueprint("replay", __name__, url_prefix="/replay")
@@ -43,47 +50,77 @@ REPLAY_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; media
 NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
 
 
-def _grant(row: RecordingSession, via: str) -> None:
-    """Audit one replay of `row` by this user unless a grant for it is still open."""
+@dataclass(frozen=True)
+class Reader:
+    """Who replays: a user, or an outside party through a share (audit actor, action, grant key)."""
+
+    actor: str
+    action: str
+    grant_key: str
+    detail: dict[str, object]
+
+    @staticmethod
+    def user() -> Reader:
+        return Reader(g.user.username, "session.replay", "", {})
+
+
+def grant(row: RecordingSession, via: str, who: Reader) -> None:
+    """Audit one replay of `row` by `who` unless a grant for it is still open."""
     t = now_us()
+    key = who.grant_key + row.session_id
     grants = dict(session.get("replay", {}))
-    if grants.get(row.session_id, 0) > t:
+    if grants.get(key, 0) > t:
         return
     s = db_session()
-    audit.append(s, at_us=t, actor=g.user.username, action="session.replay", target=row.session_id,
-                 detail={"via": via, "verification": row.verification})
+    audit.append(s, at_us=t, actor=who.actor, action=who.action, target=row.session_id,
+                 detail={"via": via, "verification": row.verification, **who.detail})
     s.commit()
     grants = {k: v for k, v in grants.items() if v > t}
-    grants[row.session_id] = t + GRANT_S * 1_000_000
+    grants[key] = t + GRANT_S * 1_000_000
     session["replay"] = grants
 
 
-def _playable(session_id: str) -> RecordingSession:
-    s = db_session()
-    row = R.find_row(s, session_id)
-    R.ensure_verified(s, state().config, row, now_us())
+def end_grant(row: RecordingSession, who: Reader) -> None:
+    session.get("replay", {}).pop(who.grant_key + row.session_id, None)
+
+
+def playable(row: RecordingSession) -> RecordingSession:
+    R.ensure_verified(db_session(), state().config, row, now_us())
     if not row.segment_count:
-        raise NotFound(f"session {session_id} has no verified segments to play yet")
+        raise NotFound(f"session {row.session_id} has no verified segments to play yet")
     return row
+
+
+def _playable(session_id: str) -> RecordingSession:
+    return playable(scope.session_for(db_session(), session_id, Need.CONTENT).row)
+
+
+def page_html(row: RecordingSession, who: Reader, viewer: str, playlist_url: str, back_url: str | None,
+              extra: dict[str, Any] | None = None) -> Response:
+    end_grant(row, who)
+    grant(row, "page", who)
+    html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row), player=True,
+                           media_map=json.dumps(R.media_map(_segs(row))), viewer=viewer,
+                           playlist_url=playlist_url, back_url=back_url, **(extra or {}))
+    return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
 
 
 @bp.route("/<session_id>")
 @require_roles(*CONTENT_ROLES)
 def page(session_id: str) -> ResponseReturnValue:
     row = _playable(session_id)
-    session.get("replay", {}).pop(session_id, None)
-    _grant(row, "page")
-    segs = _segs(row)
-    html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row),
-                           media_map=json.dumps(R.media_map(segs)), viewer=g.user.display_name)
-    return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
+    return page_html(row, Reader.user(), g.user.display_name, url_for("replay.playlist", session_id=session_id),
+                     url_for("sessions.detail", session_id=session_id))
 
 
 @bp.route("/<session_id>/index.m3u8")
 @require_roles(*CONTENT_ROLES)
 def playlist(session_id: str) -> ResponseReturnValue:
-    row = _playable(session_id)
-    _grant(row, "playlist")
+    return playlist_response(_playable(session_id), Reader.user())
+
+
+def playlist_response(row: RecordingSession, who: Reader) -> Response:
+    grant(row, "playlist", who)
     key = (row.session_id, row.verified_at_us)
     cached = _playlists.get(key)
     if cached is None:
@@ -114,7 +151,7 @@ def _segs(row: RecordingSession) -> list[R.Seg]:
 @bp.route("/<session_id>/seg/<int:idx>.ts")
 @require_roles(*CONTENT_ROLES)
 def segment(session_id: str, idx: int) -> ResponseReturnValue:
-    return _serve(session_id, idx, idx)
+    return serve(_playable(session_id), idx, idx, Reader.user())
 
 
 @bp.route("/<session_id>/seg/<int:first>-<int:last>.ts")
@@ -122,15 +159,25 @@ def segment(session_id: str, idx: int) -> ResponseReturnValue:
 def segments(session_id: str, first: int, last: int) -> ResponseReturnValue:
     """Consecutive segments of one run as one playlist entry: each checked and decrypted on its own, the
     plain MPEG-TS bytes concatenated (timestamps run on across segments, so they play as one)."""
+    check_group(first, last)
+    return serve(_playable(session_id), first, last, Reader.user())
+
+
+def check_group(first: int, last: int) -> None:
     if not first < last < first + R.PLAYLIST_GROUP:
         raise NotFound(f"no playlist entry {first}-{last} (at most {R.PLAYLIST_GROUP} segments)")
-    return _serve(session_id, first, last)
 
 
-def _serve(session_id: str, first: int, last: int) -> ResponseReturnValue:
+MAX_INDEX = 2**31 - 1
+"""Segment indexes are 32-bit in the store's records and the database."""
+
+
+def serve(row: RecordingSession, first: int, last: int, who: Reader) -> Response:
+    if last > MAX_INDEX:
+        raise BadRequest(f"segment index {last} is out of range (at most {MAX_INDEX})")
     cfg = state().config
     s = db_session()
-    row = _playable(session_id)
+    session_id = row.session_id
     segs = s.scalars(select(SessionSegment).where(
         SessionSegment.session_pk == row.id, SessionSegment.idx >= first, SessionSegment.idx <= last)
         .order_by(SessionSegment.idx)).all()
@@ -139,19 +186,24 @@ def _serve(session_id: str, first: int, last: int) -> ResponseReturnValue:
         raise NotFound(f"session {session_id} has no verified segment {missing}")
     if len({x.run for x in segs}) != 1:
         raise NotFound(f"segments {first}-{last} of session {session_id} are not one run")
-    _grant(row, "segment")
+    grant(row, "segment", who)
     store = R.store_of(cfg)
-    return Response(b"".join(_plain(s, store, row, seg) for seg in segs), mimetype="video/mp2t", headers=NO_STORE)
+    return Response(b"".join(_plain(s, store, row, seg, who.actor) for seg in segs), mimetype="video/mp2t",
+                    headers=NO_STORE)
 
 
-def _plain(s: Session, store: ObjectStore, row: RecordingSession, seg: SessionSegment) -> bytes:
+def custody_socket() -> Path:
+    return state().config.resolved_custody_socket(Path(current_app.instance_path))
+
+
+def _plain(s: Session, store: ObjectStore, row: RecordingSession, seg: SessionSegment, actor: str) -> bytes:
     """One segment read from the store, checked against its record, decrypted and checked again."""
     idx, session_id = seg.idx, row.session_id
     cipher = store.get(segment_name(row.prefix, idx))
     if len(cipher) != seg.cipher_size or hashlib.sha256(cipher).hexdigest() != seg.cipher_sha256:
         raise Conflict(f"segment {idx} in the store differs from its verified record (V06): not played")
-    key = custody.data_key(s, store, row.prefix, session_id, seg.key_index,
-                           custody.KeyUse(g.user.username, "replay", now_us()), state().config.data_key_cache_s)
+    key = custody.data_key(store, row.prefix, session_id, seg.key_index, custody.KeyUse(actor, "replay"),
+                           custody_socket())
     try:
         plain = open_segment(key, session_id, idx, cipher)
     except DecryptionError:

@@ -1,10 +1,13 @@
 """The prosecutor's pages: find sessions, see each one's verification and timeline, the annex, exports.
 
-Who may do what (R14, and docs/web.md "Sessions and replay"):
-- prosecutors: everything here and in replay (view, play, annex, export);
-- auditors: the list and the session page (verification result, timeline, events: metadata they
-  need to supervise that recordings are complete), never the picture, sound, annex or exports;
+Who may do what (R14, and docs/web.md "Roles and scopes"), decided by web/scope.py:
+- prosecutors: everything here and in replay (view, play, annex, export, share) for the sessions in
+  their scope (their units and the units below, and the cases assigned to them);
+- auditors: the list and the session page (verification result, timeline, custody: what they
+  need to supervise that recordings are complete) in their scope, without personal data unless
+  their unit assignment grants it; never the picture, sound, annex or exports;
 - investigators, IT staff and admins: refused (403) at every route here and in replay.
+A session outside the reader's scope is answered 404, as a missing one.
 Every session view, annex and export is an audit entry.
 """
 
@@ -20,19 +23,23 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, render_template, request, send_file
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
 
 from verifier.annex import build_annex, load_session_documents
 from verifier.export import export_session
-from web import audit
+from web import audit, scope
 from web import recordings as R
 from web.app import db_session, now_us, state
 from web.auth import require_roles
 from web.errors import BadRequest, NotFound
-from web.models import SessionStatus
+from web.models import AuditEntry, RecordingSession, SessionStatus, Share
+from web.scope import Need
 
 bp = Blueprint("sessions", __name__, url_prefix="/sessions")
-VIEW_ROLES = ("prosecutor", "auditor")
-CONTENT_ROLES = ("prosecutor",)
+VIEW_ROLES = scope.ROLES[Need.VIEW]
+CONTENT_ROLES = scope.ROLES[Need.CONTENT]
+CUSTODY_ACTIONS = ("session.view", "session.replay", "session.annex", "session.export", "custodian.key_use",
+                   "share.create", "share.revoke", "share.open", "share.replay", "share.export")
 EXPORT_LABELS = ("case-file", "procuracy-file")
 
 
@@ -46,7 +53,9 @@ def _local_day_us(text: str, tz: str, days_after: int = 0) -> int | None:
         except ValueError:
             continue
     else:
-        raise BadRequest(f"date {text!r}: use dd/mm/yyyy")
+        raise BadRequest(f"date {text[:40]!r}: use dd/mm/yyyy")
+    if not 1970 <= day.year <= 9998:
+        raise BadRequest(f"date {text[:40]!r}: the year must be between 1970 and 9998")
     local = day.replace(tzinfo=ZoneInfo(tz)) + dt.timedelta(days=days_after)
     return int(local.timestamp() * 1_000_000)
 
@@ -60,13 +69,19 @@ def index() -> ResponseReturnValue:
                 room=args.get("room", "").strip()[:130], from_us=_local_day_us(args.get("from", ""), cfg.timezone),
                 to_us=_local_day_us(args.get("to", ""), cfg.timezone, days_after=1))
     s = db_session()
-    rows = R.search(s, q)
+    sc = scope.current(s)
+    # Searching by personal data only among the sessions whose personal data the reader may see.
+    where = [scope.session_filter(sc)] + ([scope.personal_filter(sc)] if q.case_number or q.suspect else [])
+    rows = R.search(s, q, where=where)
+    units = scope.units_of(s, rows)
+    personal = {r.session_id for r in rows if scope.shows_personal(sc, units.get(r.session_id), r.case_number)}
     # Sessions the stations reported ended are verified here (a few per view, newest first), so the
     # list says "verified" without waiting for `irms-web sessions sync --verify` to run.
     pending = [r for r in rows if r.status == SessionStatus.ENDED.value and r.verification != "verified"]
     for row in pending[:cfg.verify_on_list]:
         R.ensure_verified(s, cfg, row, now_us())
-    return render_template("sessions/list.html", rows=rows, q=args, failed_rules=R.failed_rules)
+    return render_template("sessions/list.html", rows=rows, q=args, failed_rules=R.failed_rules,
+                           personal=personal, may_search_personal=scope.may_search_personal(sc))
 
 
 def _audit(action: str, session_id: str, **detail: object) -> None:
@@ -75,12 +90,16 @@ def _audit(action: str, session_id: str, **detail: object) -> None:
     s.commit()
 
 
+WITHHELD = "…"
+
+
 @bp.route("/<session_id>")
 @require_roles(*VIEW_ROLES)
 def detail(session_id: str) -> ResponseReturnValue:
     cfg = state().config
     s = db_session()
-    row = R.find_row(s, session_id)
+    seen = scope.session_for(s, session_id, Need.VIEW)
+    row, personal = seen.row, seen.personal
     t = now_us()
     R.ensure_verified(s, cfg, row, t)
     _audit("session.view", session_id, verification=row.verification)
@@ -93,14 +112,33 @@ def detail(session_id: str) -> ResponseReturnValue:
     else:
         events = [(e.at_us, e.kind, e.detail) for e in R.events_of(s, session_id)]
         events_source = "station"
+    if not personal:  # free text (reasons, event details) may name people: withheld with the rest
+        interruptions = [{**it, "reason": WITHHELD if it.get("reason") else "",
+                          "resume_reason": WITHHELD if it.get("resume_reason") else ""} for it in interruptions]
+        events = [(at, kind, WITHHELD if d else "") for at, kind, d in events]
     start = row.started_at_us or (segs[0].start_us if segs else t)
     end = row.ended_at_us or (segs[-1].start_us + segs[-1].duration_us if segs else start + 1)
     shapes = R.timeline(start, max(end, start + 1), segs, interruptions, events)
+    custody = s.scalars(select(AuditEntry).where(AuditEntry.target == session_id,
+                                                 AuditEntry.action.in_(CUSTODY_ACTIONS))
+                        .order_by(AuditEntry.seq.desc()).limit(200)).all()
+    can_content = g.user.role in CONTENT_ROLES  # in VIEW scope, a prosecutor is in CONTENT scope (web/scope.py)
+    shares = s.scalars(select(Share).where(Share.session_id == session_id).order_by(Share.id)).all()
+    from web.shares import RevokeShareForm, ShareForm
     return render_template(
-        "sessions/detail.html", row=row, findings=[R.finding_text(f) for f in R.findings_of(row)],
+        "sessions/detail.html", row=row, personal=personal, findings=[R.finding_text(f) for f in R.findings_of(row)],
         failed=R.failed_rules(row), shapes=shapes, events=events, events_source=events_source,
-        interruptions=interruptions, interrogators=json.loads(row.interrogators or "[]"),
-        can_content=g.user.role in CONTENT_ROLES, labels=EXPORT_LABELS, start_us=start, end_us=end)
+        interruptions=interruptions, interrogators=json.loads(row.interrogators or "[]") if personal else [],
+        can_content=can_content, labels=EXPORT_LABELS, start_us=start, end_us=end, custody=custody,
+        custody_detail=_custody_detail, shares=shares, now_us=t, share_form=ShareForm(),
+        revoke_form=RevokeShareForm())
+
+
+def _custody_detail(entry: AuditEntry) -> str:
+    """What of an audit entry's detail the custody table shows (no free text)."""
+    d = json.loads(entry.detail or "{}")
+    keep = ("purpose", "key_index", "via", "label", "verification", "share", "until_us", "allow")
+    return ", ".join(f"{k}={d[k]}" for k in keep if k in d)
 
 
 @bp.route("/<session_id>/annex.pdf")
@@ -108,7 +146,7 @@ def detail(session_id: str) -> ResponseReturnValue:
 def annex(session_id: str) -> ResponseReturnValue:
     cfg = state().config
     s = db_session()
-    row = R.find_row(s, session_id)
+    row = scope.session_for(s, session_id, Need.CONTENT).row
     t = now_us()
     R.ensure_verified(s, cfg, row, t)
     header, manifest, records = load_session_documents(R.store_of(cfg), row.prefix)
@@ -124,9 +162,19 @@ def export(session_id: str, label: str) -> ResponseReturnValue:
     """A sealed copy (irms.export/1 folder, verifies offline with `irms-verify session`) as a zip archive."""
     if label not in EXPORT_LABELS:
         raise NotFound(f"no export copy {label!r} (case-file or procuracy-file)")
+    s = db_session()
+    row = scope.session_for(s, session_id, Need.CONTENT).row
+    info, resp = sealed_copy(row, label)
+    _audit("session.export", session_id, label=label, manifest_sha256=info["manifest_sha256"],
+           segments=info["segments"])
+    return resp
+
+
+def sealed_copy(row: RecordingSession, label: str) -> tuple[dict[str, object], Response]:
+    """The session as a sealed copy (irms.export/1) zipped, streamed from a temporary file; (export info, response)."""
     cfg = state().config
     s = db_session()
-    row = R.find_row(s, session_id)
+    session_id = row.session_id
     t = now_us()
     opts = R.options_for(s, row)
     top = f"irms-{session_id}-{label}"
@@ -144,10 +192,8 @@ def export(session_id: str, label: str) -> ResponseReturnValue:
     except BaseException:
         os.unlink(zip_name)
         raise
-    _audit("session.export", session_id, label=label, manifest_sha256=info["manifest_sha256"],
-           segments=info["segments"])
     resp = send_file(zip_name, mimetype="application/zip", as_attachment=True, download_name=f"{top}.zip",
                      max_age=0)
     resp.headers["Cache-Control"] = "no-store"
     resp.call_on_close(lambda: os.path.exists(zip_name) and os.unlink(zip_name))
-    return resp
+    return info, resp

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -65,7 +66,22 @@ class EnrollBody(BaseModel):
     hardware_profile: str = Field(default="", max_length=100)
 
 
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""An integer a BIGINT column holds: every integer of a station's body is one (a larger one is a 400 at parsing,
+never a failed insert that would take its whole heartbeat batch down with it)."""
+
+_UNSTORABLE = re.compile(
+    rb"\\u0000|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+"""A JSON escape no database text holds: NUL (PostgreSQL refuses it) or half a surrogate pair (not UTF-8)."""
+
+
 def parse_body(model: type[BaseModel], data: bytes, what: str) -> Any:
+    """Validate a station's JSON body against `model`; the first problem is a 400 naming where it is."""
+    if b"\\u" in data:  # fast path: most bodies carry no escapes at all
+        bad = _UNSTORABLE.search(data)
+        if bad is not None:
+            raise BadRequest(f"{what}: text at byte {bad.start()} holds {bad.group().decode()}, which cannot be stored")
     try:
         return model.model_validate_json(data)
     except ValidationError as err:

@@ -14,6 +14,7 @@ Then, in one headless Chromium (one context per person: they sit at different ma
   "verified" and the pause with its reason on the timeline, plays it (a real picture, time advances),
   seeks to the middle, and exports the case-file copy, which `irms-verify session` verifies offline;
 - an IT staff account gets 403 at every content route of that session (listed from the app's url_map).
+The site is in Hà Nội's unit and the prosecutor is assigned to it (`irms-web unit`).
 
 Every process started here is stopped by its pid, also when the test fails.
 """
@@ -43,6 +44,7 @@ from tests.plugins.recording import BIN, run_cli
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SITE, ROOM = "HN-CA-01", "P101"
+SCREEN_PIN = "2027-0115"
 CASE = "45/2026/HS"
 SUSPECT = "Phạm Văn Đức"
 INTERROGATORS = "Ngô Bảo Châu\nĐặng Thuỳ Linh"
@@ -130,8 +132,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     config = server_home / "web.toml"
     database_url = f"sqlite:///{server_home / 'web.db'}"
     config.write_text(f"database_url = {json.dumps(database_url)}\nstore_url = {json.dumps(str(store))}\n")
-    server_env = clean_env(IRMS_HOME=str(server_home), IRMS_WEB_CONFIG=str(config),
-                           IRMS_CUSTODIAN_PASSPHRASE=PASSPHRASE)
+    server_env = clean_env(IRMS_HOME=str(server_home), IRMS_WEB_CONFIG=str(config))
     station_env = clean_env(IRMS_HOME=str(station_home), IRMS_TRUST=str(station_home / "trust"))
     try:
         web_cli(server_env, tmp_path, "db", "upgrade")
@@ -144,7 +145,14 @@ def world(tmp_path: Path) -> Iterator[World]:
         for (username, name), role in ((PROSECUTOR, "prosecutor"), (IT_STAFF, "it_staff")):
             web_cli(server_env, tmp_path, "user", "add", username, "--role", role, "--name", name,
                     "--password-stdin", stdin=PASSWORD + "\n")
-        web_cli(server_env, tmp_path, "custodian", "new")
+        # The site in Hà Nội's unit, the prosecutor assigned to it (web/scope.py).
+        web_cli(server_env, tmp_path, "unit", "add", "VN", "--kind", "national")
+        web_cli(server_env, tmp_path, "unit", "add", "VKS-HNI", "--kind", "province", "--parent", "VN")
+        web_cli(server_env, tmp_path, "unit", "place", SITE, "VKS-HNI")
+        web_cli(server_env, tmp_path, "unit", "assign", PROSECUTOR[0], "VKS-HNI")
+        web_cli(server_env, tmp_path, "custodian", "new", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
+        # a custodian officer unlocks the running server over its custody socket
+        web_cli(server_env, tmp_path, "custody", "unlock", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
         custodian_pub = tmp_path / "custodian.pub"
         web_cli(server_env, tmp_path, "custodian", "public", "--out", str(custodian_pub))
         code = web_cli(server_env, tmp_path, "station", "code", SITE, "--room", ROOM).strip()
@@ -152,7 +160,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
         # The station: enrolled with the server (makes its key), then the custodian public key installed.
         run_cli("irms-agent", "enroll", "--server", server_url, "--code", code, "--kit", "synthetic",
-                env=station_env, timeout=120)
+                "--screen-pin-stdin", env=station_env, timeout=120, input=SCREEN_PIN + "\n")
         run_cli("irms-agent", "custodian", str(custodian_pub), env=station_env, timeout=60)
         screen = procs.spawn("irms-agent-screen", [str(BIN / "irms-agent"), "screen", "--kit", "synthetic",
                                                    "--store", str(store), "--site", SITE, "--room", ROOM,
@@ -203,7 +211,8 @@ def session_routes(session_id: str, db_path: Path) -> list[str]:
                                  audit_key_path=str(db_path.with_name("audit-signing.key"))))
     try:
         adapter = app.url_map.bind("127.0.0.1")
-        choices: dict[str, tuple[Any, ...]] = {"label": EXPORT_LABELS, "idx": (0, 1), "first": (0,), "last": (1,)}
+        choices: dict[str, tuple[Any, ...]] = {"label": EXPORT_LABELS, "idx": (0, 1), "first": (0,), "last": (1,),
+                                            "share_id": (1,)}
         urls: list[str] = []
         for rule in app.url_map.iter_rules():
             if "GET" not in (rule.methods or ()):
@@ -236,6 +245,8 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
     try:
         page = station.new_page()
         page.goto(world.screen_url + "/")
+        page.fill("#pin", SCREEN_PIN)  # the station screen shows nothing before its PIN
+        page.click("#log-in")
         page.fill("#case_number", CASE)
         page.fill("#suspect", SUSPECT)
         page.fill("#interrogators", INTERROGATORS)

@@ -130,10 +130,14 @@ class CameraPeer(Peer):
 
     name = "camera-peer"
 
-    def __init__(self, log_path: Path, width: int, height: int, fps: int) -> None:
+    def __init__(self, log_path: Path, width: int, height: int, fps: int,
+                 user: str = "", password: str = "") -> None:
+        # The login goes to the peer in its environment: its argv, like any process's, is public.
+        env = {**os.environ, "CAMERA_PEER_CREDENTIALS": f"{user}:{password}"} if password else None
         super().__init__([str(CAMERA_SCRIPT), "--width", str(width), "--height", str(height),
-                          "--fps", str(fps)], log_path)
+                          "--fps", str(fps)], log_path, env)
         self.width, self.height, self.fps = width, height, fps
+        self.user, self.password = user, password
         self.rtsp_port = 0
 
     @property
@@ -236,6 +240,19 @@ def camera_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CameraPeer
 
 
 @pytest.fixture(scope="session")
+def camera_peer_with_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CameraPeer]:
+    """A second RTSP camera that asks for a user and password (RTSP basic authentication), like a real one."""
+    logs = tmp_path_factory.mktemp("device-peers")
+    peer = CameraPeer(logs / "camera-peer-login.log", *CAMERA_SIZE, CAMERA_FPS,
+                      user="operator", password="Pw-" + os.urandom(6).hex())
+    peer.launch()
+    try:
+        yield peer
+    finally:
+        peer.terminate()
+
+
+@pytest.fixture(scope="session")
 def mic_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicPeer]:
     """The PulseAudio room microphone for the whole session (see scripts/mic-peer)."""
     logs = tmp_path_factory.mktemp("device-peers")
@@ -264,5 +281,31 @@ def _reset_device_peers(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"camera_peer", "mic_peer"} & set(getattr(item, "fixturenames", ())):
+        if {"camera_peer", "camera_peer_with_password", "mic_peer"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.device)
+
+
+def camera_and_mic_kit(tmp_path: Path, camera_peer: CameraPeer, mic_peer: MicPeer, device: str | None = None) -> Path:
+    """A room kit of the camera peer's picture and the microphone peer, as a profile file; `device` is the
+    camera's URL template if not the peer's own URL (e.g. with {user}:{password}@{host})."""
+    kit = tmp_path / "room.toml"
+    kit.write_text(f"""
+format = "irms.profile/1"
+name = "camera-plus-mic"
+description = "RTSP camera picture with a separate PulseAudio microphone"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "{device or camera_peer.url}"
+width = {camera_peer.width}
+height = {camera_peer.height}
+fps = {camera_peer.fps}
+passthrough = true
+[[microphones]]
+role = "room"
+source = "pulse"
+device = "{mic_peer.source}"
+rate = 48000
+channels = 1
+""")
+    return kit

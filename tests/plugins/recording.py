@@ -30,6 +30,8 @@ class Station:
         return run_cli("irms-agent", *args, env=self.env(), timeout=timeout, check=check)
 
     def verify(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        if "--custodian-key" in args and "--prosecutor" not in args:  # the key use is recorded for someone
+            args = (*args, "--prosecutor", "kiemsat.test")
         return run_cli("irms-verify", *args, env=self.env(), timeout=timeout, check=False)
 
     def popen_agent(self, *args: str) -> subprocess.Popen[str]:
@@ -45,9 +47,10 @@ class Station:
 
 
 def run_cli(name: str, *args: str, env: dict[str, str], timeout: float = 300,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+            check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an entry point; `input` is its stdin (none by default)."""
     proc = subprocess.run([str(BIN / name), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}))
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -57,7 +60,8 @@ def make_station(base: Path, station_id: str, trust: Path | None = None) -> Stat
     base.mkdir(parents=True, exist_ok=True)
     cust_key, cust_pub = base / "custodian.key", base / "custodian.pub"
     st = Station(home=base / "home", trust=trust or base / "trust", custodian_key=cust_key, custodian_pub=cust_pub)
-    run_cli("irms-verify", "custodian-keygen", "--private", str(cust_key), "--public", str(cust_pub), env=st.env())
+    run_cli("irms-verify", "custodian-keygen", "--unencrypted", "--private", str(cust_key), "--public", str(cust_pub),
+            env=st.env())
     st.agent("keygen", "--station-id", station_id, "--custodian-public", str(cust_pub))
     return st
 

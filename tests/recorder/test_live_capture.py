@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.devices import CameraPeer, MicPeer
+from tests.plugins.devices import CameraPeer, MicPeer, camera_and_mic_kit
 from tests.plugins.recording import Station
 
 pytestmark = pytest.mark.slow
@@ -18,31 +18,6 @@ pytestmark = pytest.mark.slow
 def record_args(store: Path, seconds: int, *extra: str) -> tuple[str, ...]:
     return ("record", "--seconds", str(seconds), "--store", str(store), "--site", "HN-CA-01", "--room", "P101",
             "--case", "11/2026/HS", "--suspect", "A", "--interrogator", "B", "--legal-basis", "C", "--json", *extra)
-
-
-def camera_and_mic_kit(tmp_path: Path, camera_peer: CameraPeer, mic_peer: MicPeer) -> Path:
-    """A room kit of the camera peer's picture and the microphone peer, as a profile file."""
-    kit = tmp_path / "room.toml"
-    kit.write_text(f"""
-format = "irms.profile/1"
-name = "camera-plus-mic"
-description = "RTSP camera picture with a separate PulseAudio microphone"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "{camera_peer.url}"
-width = {camera_peer.width}
-height = {camera_peer.height}
-fps = {camera_peer.fps}
-passthrough = true
-[[microphones]]
-role = "room"
-source = "pulse"
-device = "{mic_peer.source}"
-rate = 48000
-channels = 1
-""")
-    return kit
 
 
 def test_camera_lost_for_10_s_is_one_interruption_and_recording_resumes(

@@ -479,6 +479,8 @@ def test_parse_ffprobe_streams_and_argv() -> None:
                                         "aac", 16000)
     assert not devices.parse_ffprobe_streams('{"streams": []}', "rtsp://x/").ok
     assert not devices.parse_ffprobe_streams("garbage", "rtsp://x/").ok
-    argv = devices.ffprobe_argv("rtsp://10.0.0.5/stream1", 7)
-    assert argv[argv.index("-rtsp_transport") + 1] == "tcp"
-    assert argv[argv.index("-timeout") + 1] == "7000000"
+    argv = devices.ffprobe_argv(Path("/private/camera.ffconcat"), 7)
+    assert argv[argv.index("-f") + 1] == "concat" and argv[-2:] == ["-i", "/private/camera.ffconcat"]
+    script = devices.camera_script("rtsp://admin:it's@10.0.0.5/stream1", 7)
+    assert "file 'rtsp://admin:it'\\''s@10.0.0.5/stream1'" in script
+    assert "option rtsp_transport 'tcp'" in script and "option timeout '7000000'" in script

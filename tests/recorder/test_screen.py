@@ -1,5 +1,6 @@
-"""The station screen (R01-R04, R22): required case fields, CSRF, the pre-flight gate with every
-blocking cause and the store-unreachable warning, driven through Flask's test client."""
+"""The station screen (R01-R04, R22): the station PIN before anything, required case fields, CSRF,
+foreign host names, the pre-flight gate with every blocking cause and the store-unreachable warning,
+driven through Flask's test client."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from recorder.journal import Journal
 from recorder.preflight import read_refusals
 from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
+from recorder.screen_login import ScreenLogins, _hasher
 from tests.plugins.base import date_server
-from tests.plugins.devices import CameraPeer, MicPeer
+from tests.plugins.devices import CameraPeer, MicPeer, camera_and_mic_kit
 from tests.plugins.recording import Station
 
 SITE, ROOM = "HN-CA-01", "P101"
+PIN = "2468-1357"
+PIN_HASH = _hasher.hash(PIN)
 FORM = {
     "case_number": "15/2026/HS",
     "suspect": "Hoàng Văn Đức",
@@ -43,7 +47,7 @@ def home(station: Station, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def make_app(home: Path, store: str, kit: str = "synthetic", **settings: Any) -> Flask:
     app = create_screen_app(recorder_factory(home, store, SITE, ROOM, kit),
-                            ScreenSettings(site=SITE, room=ROOM, **settings), home=home)
+                            ScreenSettings(site=SITE, room=ROOM, pin_hash=PIN_HASH, **settings), home=home)
     app.testing = True
     return app
 
@@ -57,10 +61,19 @@ def apps() -> Iterator[list[Flask]]:
         app.extensions["irms_screen"].stop_all()
 
 
+def log_in(client: FlaskClient, pin: str = PIN) -> int:
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    return client.post("/login", data={"pin": pin, "csrf_token": token}).status_code
+
+
 def client_for(apps: list[Flask], home: Path, store: str, **kw: Any) -> FlaskClient:
+    """A client of a new screen app, logged in with the station PIN."""
     app = make_app(home, store, **kw)
     apps.append(app)
-    return app.test_client()
+    client = app.test_client()
+    assert log_in(client) == 303
+    return client
 
 
 def csrf(client: FlaskClient) -> str:
@@ -118,6 +131,53 @@ def test_posts_without_a_valid_csrf_token_are_refused(home: Path, tmp_path: Path
     assert other.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).status_code == 400
     assert sessions_in_journal(home) == 0
     assert read_refusals(home) == []
+
+
+def test_nothing_without_the_station_pin(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    app = make_app(home, str(tmp_path / "store"))
+    apps.append(app)
+    client = app.test_client()
+    resp = client.get("/")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+    for path in ("/session/00000000-0000-4000-8000-000000000000/status.json",
+                 "/session/00000000-0000-4000-8000-000000000000/preview.jpg"):
+        assert client.get(path).status_code == 401, path
+    assert client.post("/preflight", data=FORM).status_code == 401
+    # wrong PINs: refused, then throttled (even the right one must wait), the wait doubling
+    logins: ScreenLogins = app.extensions["irms_screen_logins"]
+    t = [1000.0]
+    logins.monotonic = lambda: t[0]
+    for _ in range(5):
+        assert log_in(client, "000000") == 401
+    resp_page = client.get("/login").get_data(as_text=True)
+    token = resp_page.split('name="csrf_token" value="')[1].split('"')[0]
+    resp = client.post("/login", data={"pin": PIN, "csrf_token": token})
+    assert resp.status_code == 429 and "thử lại sau 30 giây" in resp.get_data(as_text=True)
+    t[0] += 31
+    assert log_in(client, "000000") == 401
+    t[0] += 31
+    assert log_in(client) == 429
+    t[0] += 30
+    assert log_in(client) == 303
+    assert client.get("/").status_code == 200
+    # logging out ends it
+    page = client.get("/").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert client.get("/").status_code == 302
+
+
+def test_a_foreign_host_header_is_refused(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    """DNS rebinding: a page elsewhere points a name of its own at the station; the screen answers only its own."""
+    client = client_for(apps, home, str(tmp_path / "store"))
+    for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "10.0.0.5:8765"):
+        resp = client.get("/", headers={"Host": host})
+        assert resp.status_code == 403 and "không phục vụ tên máy này" in resp.get_data(as_text=True), host
+        assert client.post("/preflight", data=FORM, headers={"Host": host}).status_code == 403
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST"):
+        # its own names are served (the cookie is the test client's "localhost" one: elsewhere, the login page)
+        assert client.get("/", headers={"Host": host}).status_code in (200, 302), host
+        assert client.get("/login", headers={"Host": host}).status_code == 200, host
 
 
 def assert_blocked(client: FlaskClient, home: Path, check: str, words: str) -> None:
@@ -210,6 +270,14 @@ def test_unreachable_store_warns_and_still_records(home: Path, tmp_path: Path, a
     sid = resp.headers["Location"].rstrip("/").split("/")[-1]
     page = client.get(f"/session/{sid}").get_data(as_text=True)
     assert "ĐANG GHI / RECORDING" in page and "store unreachable" in page
+    # A second local client without the PIN sees nothing of it and cannot pause or end it.
+    intruder = apps[-1].test_client()
+    assert intruder.get(f"/session/{sid}").status_code == 302
+    for path in ("status.json", "preview.jpg", "level.json", "annex.pdf"):
+        resp = intruder.get(f"/session/{sid}/{path}")
+        assert resp.status_code == 401 and FORM["suspect"] not in resp.get_data(as_text=True), path
+    for action in ("pause", "end"):
+        assert intruder.post(f"/session/{sid}/{action}", data={"reason": "x"}).status_code == 401
     # The same pre-flight cannot start a second session.
     assert client.post("/start", data={"csrf_token": token, "token": start_token}).status_code == 400
     deadline = time.monotonic() + 30
@@ -253,26 +321,7 @@ def test_the_preflight_checks_a_camera_with_the_credentials_the_recording_uses(
     host, path = camera_peer.url.removeprefix("rtsp://").split("/", 1)
     (home / "station.toml").write_text(f'camera_host = "{host}"\ncamera_user = "investigator"\n'
                                        'camera_password = "pw-for-the-camera-9"\n')
-    kit = tmp_path / "room.toml"
-    kit.write_text(f"""
-format = "irms.profile/1"
-name = "camera-with-password"
-description = "RTSP camera that asks for a user and password"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "rtsp://{{user}}:{{password}}@{{host}}/{path}"
-width = {camera_peer.width}
-height = {camera_peer.height}
-fps = {camera_peer.fps}
-passthrough = true
-[[microphones]]
-role = "room"
-source = "pulse"
-device = "{mic_peer.source}"
-rate = 48000
-channels = 1
-""")
+    kit = camera_and_mic_kit(tmp_path, camera_peer, mic_peer, device=f"rtsp://{{user}}:{{password}}@{{host}}/{path}")
     client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit))
     page = client.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).get_data(as_text=True)
     assert "needs 'user'" not in page and "pw-for-the-camera-9" not in page

@@ -17,7 +17,9 @@ import pytest
 
 from tests.plugins.base import date_server
 from tests.plugins.processes import stop_process
-from tests.plugins.recording import BIN, Station
+from tests.plugins.recording import BIN, Station, run_cli
+
+SCREEN_PIN = "2027-0115"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,6 +46,7 @@ def screen_server(station: Station, tmp_path: Path, time_reference: str) -> Iter
     """`irms-agent screen` on a free loopback port, stopped (SIGTERM, by pid) afterwards."""
     store = tmp_path / "store"
     log = tmp_path / "screen.log"
+    run_cli("irms-agent", "screen-pin", "--pin-stdin", env=station.env(), input=SCREEN_PIN + "\n")
     with log.open("wb") as err:
         proc = subprocess.Popen([str(BIN / "irms-agent"), "screen", "--store", str(store), "--site", "HN-CA-01",
                                  "--room", "P101", "--port", "0",
@@ -65,6 +68,8 @@ def test_investigator_runs_a_whole_session(chromium_page: Any, screen_server: Sc
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))  # a script that fails to parse fails the test
     page.goto(screen_server.url + "/")
+    page.fill("#pin", SCREEN_PIN)  # nothing before the station PIN
+    page.click("#log-in")
     page.fill("#case_number", "33/2026/HS")
     page.fill("#suspect", "Trịnh Văn Khải")
     page.fill("#interrogators", "Ngô Bảo Châu\nĐặng Thuỳ Linh")

@@ -8,7 +8,7 @@ import pytest
 
 from recorder.errors import CaptureError, ProfileError
 from recorder.profile import load_profile
-from recorder.segmenter import build_argv, overlay_text, parse_segment_list
+from recorder.segmenter import build_argv, camera_scripts, overlay_text, parse_segment_list
 
 
 def opt(argv: list[str], name: str) -> str:
@@ -65,9 +65,17 @@ def test_live_rtsp_argv_keeps_one_wall_clock_and_stamps_the_first_packet(tmp_pat
     """A live pass-through camera: wall-clock stamps shifted by -(t0 + latency), copied timestamps never
     re-zeroed, and the unstamped first packet given the next packet's time instead of 0."""
     creds = {"host": "10.0.0.5", "user": "cam", "password": "s3cret"}
-    argv = build_argv(load_profile("ip-camera-rtsp"), tmp_path, "HN-CA-01/P101", creds, t0=1_796_000_000)
-    assert opt(argv, "-i") == "rtsp://cam:s3cret@10.0.0.5:554/Streaming/Channels/101"
-    assert opt(argv, "-rtsp_transport") == "tcp" and opt(argv, "-use_wallclock_as_timestamps") == "1"
+    profile = load_profile("ip-camera-rtsp")
+    argv = build_argv(profile, tmp_path, "HN-CA-01/P101", creds, t0=1_796_000_000)
+    # The URL (and its password) is in a script ffmpeg reads, never in its argv (ps shows argv to everyone).
+    assert not any("s3cret" in a for a in argv)
+    script = tmp_path / "camera-wide.ffconcat"
+    assert opt(argv, "-i") == str(script) and opt(argv, "-f") == "concat" and opt(argv, "-safe") == "0"
+    (text,) = camera_scripts(profile, tmp_path, creds).values()
+    assert camera_scripts(profile, tmp_path, creds) == {script: text}
+    assert "file 'rtsp://cam:s3cret@10.0.0.5:554/Streaming/Channels/101'" in text
+    assert "option rtsp_transport 'tcp'" in text and "option fflags 'nobuffer'" in text
+    assert opt(argv, "-use_wallclock_as_timestamps") == "1"
     assert opt(argv, "-itsoffset") == "-1796000000.060"  # t0 + the profile's 60 ms camera latency
     assert argv.index("-itsoffset") < argv.index("-i")  # an input option, before its input
     assert "-copyts" in argv and opt(argv, "-avoid_negative_ts") == "disabled"

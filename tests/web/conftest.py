@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from evidence import keys as K
 from evidence.coverage import Policy, RunState, next_run
@@ -25,7 +25,7 @@ from web import stations as ST
 from web.app import create_app
 from web.config import WebConfig, load_config
 from web.db import Database, upgrade
-from web.models import Base, Room, Site
+from web.models import Base, Room, Site, Unit
 from web.sites import ensure_province, ensure_room, ensure_site
 from web.users import add_user
 
@@ -156,6 +156,38 @@ class World:
                      actor="test", now_us=self.now())
         return username
 
+    def unit(self, code: str, kind: str = "province", parent: str | None = "VN") -> str:
+        """A unit (the national unit `VN` first, when missing)."""
+        from web import units as U
+        with self.db.session() as s:
+            if parent == "VN" and code != "VN" and s.scalars(select(Unit).where(Unit.code == "VN")).first() is None:
+                U.add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="test",
+                           now_us=self.now())
+            if code == "VN":
+                kind, parent = "national", None
+            U.add_unit(s, code=code, name=f"Đơn vị {code}", kind=kind, parent=parent, actor="test", now_us=self.now())
+            s.commit()
+        return code
+
+    def place(self, site: str, unit: str | None, room: str | None = None) -> None:
+        from web import units as U
+        with self.db.session() as s:
+            U.place_in_unit(s, site=site, room=room, unit=unit, actor="test", now_us=self.now())
+            s.commit()
+
+    def assign(self, username: str, unit: str, personal_data: bool = False) -> None:
+        from web import units as U
+        with self.db.session() as s:
+            U.assign_user(s, username=username, unit=unit, personal_data=personal_data, actor="test",
+                          now_us=self.now())
+            s.commit()
+
+    def assign_case(self, case_number: str, username: str) -> None:
+        from web import units as U
+        with self.db.session() as s:
+            U.assign_case(s, case_number=case_number, username=username, actor="test", now_us=self.now())
+            s.commit()
+
     def code(self, site: str, room: str | None = None, ttl_s: int = 3600) -> str:
         with self.db.session() as s:
             site_row = s.get(Site, self.sites[site])
@@ -242,6 +274,7 @@ class SessionsWorld:
     store: Path
     session_id: str
     other_session_id: str
+    holder: object = None
     station_id: str = "st-rec-01"
 
     def login(self, client: FlaskClient, role: str) -> None:
@@ -263,17 +296,22 @@ def enroll_existing_station(db: Database, station_id: str, public_key_pem: Path,
 
 
 @pytest.fixture
-def sessions_world(world: World, recorded: object, db: Database, app: Flask, monkeypatch: pytest.MonkeyPatch,
-                   request: pytest.FixtureRequest) -> SessionsWorld:
-    """Synced; verified too in browser tests (the other tests see verification happen on view)."""
+def sessions_world(world: World, recorded: object, db: Database, app: Flask, tmp_path: Path,
+                   request: pytest.FixtureRequest) -> Iterator[SessionsWorld]:
+    """Synced; verified too in browser tests (the other tests see verification happen on view).
+
+    The custody holder serves its socket in a thread of the test process (as `irms-web custody hold`
+    does in its own process) and is unlocked, as a custodian officer would.
+    """
     from web import custody
     from web import recordings as R
+    from web.custody_holder import Holder, HolderServer
     verify = request.node.get_closest_marker("browser") is not None
-    monkeypatch.setenv("IRMS_CUSTODIAN_PASSPHRASE", CUSTODIAN_PASSPHRASE)
-    custody.forget_keys()
     rec = recorded  # tests.plugins.recording.Recorded
     store = rec.store  # type: ignore[attr-defined]
-    app.extensions["irms"].config = app.extensions["irms"].config.model_copy(update={"store_url": str(store)})
+    sock = tmp_path / "custody" / "holder.sock"
+    app.extensions["irms"].config = app.extensions["irms"].config.model_copy(
+        update={"store_url": str(store), "custody_socket": str(sock)})
     with db.session() as s:
         hn = ensure_province(s, "HNI", "Thành phố Hà Nội")
         site, _ = ensure_site(s, hn, "HN-CA-01", "Công an Hà Nội", "investigation_office")
@@ -282,8 +320,8 @@ def sessions_world(world: World, recorded: object, db: Database, app: Flask, mon
     enroll_existing_station(db, "st-rec-01", rec.station.home / "keys" / "station.pub",  # type: ignore[attr-defined]
                             ("HN-CA-01", "P101"), world.now())
     with db.session() as s:
-        custody.import_key(s, rec.station.custodian_key.read_bytes(), None,  # type: ignore[attr-defined]
-                           actor="test", now_us=world.now())
+        key = custody.read_key_file(rec.station.custodian_key.read_bytes(), None, "custodian.key")  # type: ignore
+        custody.import_key(s, key, CUSTODIAN_PASSPHRASE.encode(), actor="test", now_us=world.now(), os_user="test")
         R.sync_store(s, R.store_of(app.extensions["irms"].config), world.now())
     if verify:  # as `irms-web sessions sync --verify` does
         from sqlalchemy import select
@@ -294,4 +332,14 @@ def sessions_world(world: World, recorded: object, db: Database, app: Flask, mon
                 R.verify_now(s, R.store_of(app.extensions["irms"].config), row, world.now())
     for role in ("prosecutor", "auditor", "it_staff", "admin", "investigator"):
         world.user(role.replace("_", "-"), role)
-    return SessionsWorld(world, rec, store, rec.session_id, rec.other_session_id)  # type: ignore[attr-defined]
+    # The recording site is in Hà Nội's unit; the prosecutor and the auditor (no personal data) are assigned there.
+    world.unit("VKS-HNI")
+    world.place("HN-CA-01", "VKS-HNI")
+    world.assign("prosecutor", "VKS-HNI")
+    world.assign("auditor", "VKS-HNI")
+    holder = HolderServer(Holder(db, "", app.extensions["irms"].config.data_key_cache_s), sock).start()
+    holder.holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    try:
+        yield SessionsWorld(world, rec, store, rec.session_id, rec.other_session_id, holder)  # type: ignore[attr-defined]
+    finally:
+        holder.stop()

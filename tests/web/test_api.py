@@ -70,12 +70,25 @@ def test_heartbeat_accepted_and_witnessed(world: World, client: FlaskClient, db:
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
         assert s.scalar(select(func.count()).select_from(WitnessedHead)) == 2
+    # A session known only by witnessed heads is in the unit of its station's room (HN-TTG: Hà Nội).
+    world.unit("VKS-HNI")
+    world.unit("VKS-HUE")
+    world.place("HN-TTG", "VKS-HNI")
     world.user("kiemsat", "prosecutor")
+    world.assign("kiemsat", "VKS-HNI")
     login(client, "kiemsat")
     resp = client.get("/api/v1/sessions/S1/witness")
     assert resp.status_code == 200
     assert resp.get_json() == [{"index": 4, "chain": head}, {"index": 9, "chain": "cd" * 32}]
-    assert client.get("/api/v1/sessions/unknown/witness").get_json() == []
+    assert client.get("/api/v1/sessions/unknown/witness").status_code == 404
+    world.user("kiemsat-hue", "prosecutor")
+    world.assign("kiemsat-hue", "VKS-HUE")
+    other = client.application.test_client()
+    login(other, "kiemsat-hue")
+    assert other.get("/api/v1/sessions/S1/witness").status_code == 404
+    world.assign("kiemsat-hue", "VN")  # national: every session, known or not
+    assert other.get("/api/v1/sessions/S1/witness").status_code == 200
+    assert other.get("/api/v1/sessions/unknown/witness").get_json() == []
 
 
 def test_heartbeat_reports_failing_probe(world: World, client: FlaskClient) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from web.cli import main
-from web.db import Database
+from web.db import Database, head_revision
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_schema_must_be_upgraded_first(fresh_db: str, capsys: pytest.CaptureFixt
     assert "irms-web db upgrade" in capsys.readouterr().err
     assert main(["--database", fresh_db, "db", "upgrade"]) == 0
     assert main(["--database", fresh_db, "db", "upgrade"]) == 0  # idempotent
-    assert "revision 0006_coverage_runs" in capsys.readouterr().out
+    assert f"revision {head_revision()}" in capsys.readouterr().out
 
 
 def test_user_import_coverage_audit(fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -81,7 +81,11 @@ def test_demo_country(fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert 0.5 < cov["facility_ratio"] < 1.0 and cov["failing_rooms"]
     assert {"silent", "probe_failed", "disk_low", "clock_off", "selftest_failed", "selftest_stale"} <= {
         r["code"] for f in cov["failing_rooms"] for r in f["reasons"]}
-    assert len(list((tmp_path / "keys").glob("*.key"))) > 150
+    keys = list((tmp_path / "keys").glob("*.key"))
+    assert len(keys) > 150
+    # The demo stations' private keys: readable by their owner only, in a folder nobody else enters.
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert {k.stat().st_mode & 0o777 for k in keys} == {0o600}
 
 
 def test_station_code_and_revoke(fresh_db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

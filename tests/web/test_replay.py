@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.plugins.browser import play_and_check_picture, seek_and_check_picture
 from tests.web.conftest import PASSWORD, SessionsWorld
@@ -85,3 +85,40 @@ def test_it_staff_refused_in_the_browser(sessions_world: SessionsWorld, app: Fla
     for path in view_routes(sessions_world.session_id) + content_routes(sessions_world.session_id):
         resp = page.request.get(base + path)
         assert resp.status == 403, path
+
+
+def test_defence_counsel_opens_the_shared_link_and_plays(sessions_world: SessionsWorld, app: Flask,
+                                                         chromium_page: Page, chromium: Browser,
+                                                         live_server: Callable[[Flask], str],
+                                                         artifacts_dir: Path) -> None:
+    """The prosecutor shares the session from its page; the link (code in its fragment) opens it in another
+    browser, which plays it with the party's name on the watermark; the address bar keeps no code."""
+    sw = sessions_world
+    page = chromium_page
+    base = live_server(app)
+    login_as(page, base, "prosecutor")
+    page.goto(f"{base}/sessions/{sw.session_id}")
+    page.locator("#share-form").evaluate("f => f.closest('details').open = true")
+    page.fill("#share-form input[name=party]", "Luật sư Lê Văn C")
+    page.select_option("#share-form select[name=allow]", "replay+export")
+    page.click("#share-form button[type=submit]")
+    link = page.locator("#share-link").input_value()
+    assert "/shared/#" in link
+    page.screenshot(path=str(artifacts_dir / "share-created.png"), full_page=True)
+
+    counsel = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+    try:
+        other = counsel.new_page()
+        other.goto(link)
+        expect(other).to_have_url(re.compile(r"/shared/\d+/$"))
+        assert "#" not in other.url
+        expect(other.locator("#share-party")).to_contain_text("Luật sư Lê Văn C")
+        expect(other.locator("#watermark")).to_contain_text("Luật sư Lê Văn C")
+        expect(other.locator("#player-kind")).to_have_text("hls.js")
+        other.click("#player")
+        frame = play_and_check_picture(other, timeout_ms=20_000)
+        assert frame["d"] > 7, frame
+        expect(other.locator("#share-copy")).to_be_visible()
+        other.screenshot(path=str(artifacts_dir / "share-replay.png"))
+    finally:
+        counsel.close()

@@ -14,6 +14,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -22,12 +23,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from evidence.keys import save_public_key
-from tests.web.conftest import PASSWORD, SessionsWorld, World, login
+from tests.web.conftest import CUSTODIAN_PASSPHRASE, PASSWORD, SessionsWorld, World, login
 from web import custody
 from web import recordings as R
 from web.app import create_app
 from web.config import WebConfig
 from web.db import Database
+from web.errors import CustodyError
 from web.models import AuditEntry, CustodianKey, RecordingSession, SessionEvent
 
 BIN = Path(sys.executable).parent
@@ -213,45 +215,106 @@ def test_tampered_store_shows_failed_rule_and_refuses_the_segment(world: World, 
     assert c.get(f"/sessions/{sw.session_id}/export/case-file.zip").status_code == 422
 
 
-def test_custodian_rotation_keeps_old_sessions_readable(sessions_world: SessionsWorld, app: Flask, db: Database,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_custodian_rotation_keeps_old_sessions_readable(sessions_world: SessionsWorld, app: Flask,
+                                                        db: Database) -> None:
     sw = sessions_world
+    holder = sw.holder.holder  # type: ignore[attr-defined]
     with db.session() as s:
         old = custody.current_key(s)
         assert old is not None
-        new = custody.new_key(s, actor="test", now_us=sw.world.now())
+        new = custody.new_key(s, CUSTODIAN_PASSPHRASE.encode(), actor="test", now_us=sw.world.now(), os_user="test")
     assert new.key_id != old.key_id
     with db.session() as s:
         keys = custody.all_keys(s)
         assert [k.current for k in keys] == [False, True]
-        assert all("ENCRYPTED PRIVATE KEY" in k.private_pem for k in keys)
+        assert all(json.loads(k.private_pem)["format"] == "irms.sealed-key/1" for k in keys)
+        assert [custody.where_kept(k) for k in keys] == ["sealed", "sealed"]
     c = as_role(app, "prosecutor")
     pub = app.test_client().get("/api/v1/custodian.pub")
     assert pub.headers["X-IRMS-Key-Id"] == new.key_id and b"PUBLIC KEY" in pub.data
-    custody.forget_keys()
+    assert holder.status()["not_held"] == [new.key_id]  # held only once unlocked again
+    holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    assert holder.status()["held"] == sorted([old.key_id, new.key_id])
     assert c.get(f"/replay/{sw.session_id}/seg/00000000.ts").status_code == 200  # old key, found by key id
-    # a wrong passphrase opens nothing
-    custody.forget_keys()
-    monkeypatch.setenv("IRMS_CUSTODIAN_PASSPHRASE", "sai mật khẩu hoàn toàn")
-    assert c.get(f"/replay/{sw.session_id}/seg/00000000.ts").status_code == 503
+    # locked: nothing plays, at once (no data key is kept by the worker); a wrong passphrase opens nothing
+    holder.lock_all("custodian-officer", "test")
+    resp = c.get(f"/replay/{sw.session_id}/seg/00000000.ts")
+    assert resp.status_code == 503 and "irms-web custody unlock" in resp.get_data(as_text=True)
+    with pytest.raises(CustodyError, match="does not open: wrong passphrase"):
+        holder.unlock("sai mật khẩu hoàn toàn", "custodian-officer", "test")
+    assert holder.status()["locked"] is True
+    assert c.get(f"/replay/{sw.session_id}/seg/00000001.ts").status_code == 503
     with pytest.raises(Exception), db.session() as s:  # noqa: B017 - the error type differs per database
         s.delete(s.scalars(select(CustodianKey)).first())
         s.flush()
-    custody.forget_keys()
 
 
 def test_cli_custodian_and_sessions_sync(sessions_world: SessionsWorld, config: WebConfig, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from web.cli import main
     args = ["--database", config.database_url]
-    assert main([*args, "custodian", "new", "--out", str(tmp_path / "c.pub")]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("ngắn\n"))
+    assert main([*args, "custodian", "new", "--passphrase-stdin", "--out", str(tmp_path / "c.pub")]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(CUSTODIAN_PASSPHRASE + "\n"))
+    assert main([*args, "custodian", "new", "--passphrase-stdin", "--out", str(tmp_path / "c.pub")]) == 0
     assert "PUBLIC KEY" in (tmp_path / "c.pub").read_text()
     assert main([*args, "custodian", "list"]) == 0
     out = capsys.readouterr().out
-    assert out.count("current") == 1 and out.count("kept") == 1
+    assert out.count("current") == 1 and out.count("kept") == 1 and out.count("sealed") == 2
     assert main([*args, "sessions", "sync", "--store", str(sessions_world.store), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "2 sessions in the store: 0 new, 2 updated" in out and out.count(": verified") == 2
+    # the passphrase in the environment is refused, with what to do instead
+    monkeypatch.setenv("IRMS_CUSTODIAN_PASSPHRASE", CUSTODIAN_PASSPHRASE)
+    assert main([*args, "custodian", "list"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "irms-web custody unlock" in err
+
+
+def test_old_form_key_refused_until_rewrapped_and_sealed_key_imported(
+        sessions_world: SessionsWorld, config: WebConfig, db: Database, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from evidence import sealed_key
+    from web.cli import main
+    holder = sw_holder(sessions_world)
+    args = ["--database", config.database_url]
+    # a key kept the old way (PBKDF2-2048, AES-CBC PEM), as before this change
+    old_key = X25519PrivateKey.generate()
+    with db.session() as s:
+        row = custody.import_key(s, old_key, CUSTODIAN_PASSPHRASE.encode(), actor="test",
+                                 now_us=sessions_world.world.now(), os_user="test")
+        row.private_pem = old_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.BestAvailableEncryption(b"old passphrase 2026")).decode()
+        old_id = row.key_id
+        s.commit()
+    with pytest.raises(CustodyError, match=f"custodian key {old_id} is in the old PBKDF2-2048/AES-CBC form.*rewrap"):
+        holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"sai mật khẩu cũ\n{CUSTODIAN_PASSPHRASE}\n"))
+    assert main([*args, "custody", "rewrap", "--passphrase-stdin"]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"old passphrase 2026\n{CUSTODIAN_PASSPHRASE}\n"))
+    assert main([*args, "custody", "rewrap", "--passphrase-stdin"]) == 0
+    assert f"1 custodian keys sealed again (argon2id, AES-256-GCM): {old_id}" in capsys.readouterr().out
+    holder.unlock(CUSTODIAN_PASSPHRASE, "custodian-officer", "test")
+    assert old_id in holder.status()["held"]
+    # a sealed key file from irms-verify custodian-keygen: its own passphrase, then the custodian's
+    made = X25519PrivateKey.generate()
+    (tmp_path / "made.key").write_text(sealed_key.seal(made, b"key file passphrase") + "\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"key file passphrase\n{CUSTODIAN_PASSPHRASE}\n"))
+    assert main([*args, "custodian", "import", str(tmp_path / "made.key"), "--passphrase-stdin"]) == 0
+    with db.session() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action.in_(("custodian.rewrap", "custodian.import")))
+                            .order_by(AuditEntry.seq)).all()
+        assert [e.action for e in entries][-2:] == ["custodian.rewrap", "custodian.import"]
+        assert all(json.loads(e.detail)["os_user"] for e in entries[-2:])
+        assert custody.current_key(s).private_pem != (tmp_path / "made.key").read_text().strip()  # sealed anew
+
+
+def sw_holder(sw: SessionsWorld) -> Any:
+    return sw.holder.holder  # type: ignore[attr-defined]
 
 
 # --- session events from stations ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 def test_daemon_witnesses_a_real_recording(world: World, server: str, irms_home: Path,  # noqa: F811
                                            db: Database, tmp_path: Path) -> None:
     assert agent(["enroll", "--server", server, "--code", world.code("HN-TTG", "P01")]) == 0
-    subprocess.run([str(BIN / "irms-verify"), "custodian-keygen", "--private", str(tmp_path / "c.key"),
+    subprocess.run([str(BIN / "irms-verify"), "custodian-keygen", "--unencrypted", "--private", str(tmp_path / "c.key"),
                     "--public", str(tmp_path / "c.pub")], check=True, capture_output=True, timeout=60)
     assert agent(["custodian", str(tmp_path / "c.pub")]) == 0
     daemon = subprocess.Popen([str(BIN / "irms-agent"), "run", "--interval", "1"], stdout=subprocess.DEVNULL,

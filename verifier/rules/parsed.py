@@ -9,10 +9,9 @@ from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from evidence.chain import chain_genesis, chain_next
-from evidence.crypto import unwrap_key
+from evidence.crypto import Unwrapper
 from evidence.errors import DecryptionError, FormatError, SignatureError
 from evidence.keys import ed25519_public_from_raw, key_id, public_raw, unb64, verify_document
 from verifier.evidence import SessionEvidence
@@ -38,7 +37,7 @@ class ParsedSession:
     trust: TrustStore
     carried: TrustStore | None = None      # anchors carried by an export folder, if verifying one
     witnessed: list[tuple[int, str]] = field(default_factory=list)
-    custodian: X25519PrivateKey | None = None
+    custodian: Unwrapper | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     plain: dict[int, bytes] = field(default_factory=dict)  # decrypted by V14 for V15, dropped after
     time_proof: TimeProof | None = None   # set by V18 when the manifest's time-stamp token verifies
@@ -240,7 +239,7 @@ class ParsedSession:
         wrapped = {0: self.header["wrapped_key"], **{k: d["wrapped_key"] for k, d in self.key_objects.items()}}
         for k, w in wrapped.items():
             try:
-                out[k] = unwrap_key(w, self.custodian, self.session_id, k)
+                out[k] = self.custodian.unwrap(w, self.session_id, k)
             except (DecryptionError, FormatError) as err:
                 out[k] = str(err)
         return out

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from web.coverage import HeartbeatFacts, Probe, Reason
+from web.stations import Int64
 
 
 class ProbeBody(BaseModel):
@@ -16,20 +17,20 @@ class ProbeBody(BaseModel):
     device: str = Field(default="", max_length=300)
     ok: bool
     reason: str = Field(default="", max_length=500)
-    value: str | int | None = None
+    value: str | Int64 | None = None
     unit: str = ""
 
 
 class RecordingBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     session_id: str = Field(min_length=1, max_length=64)
-    index: int = Field(ge=-1)
+    index: Int64 = Field(ge=-1)
     chain_head: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class SelftestBody(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
-    at_us: int
+    at_us: Int64
     ok: bool
     session_id: str | None = None
 
@@ -37,11 +38,11 @@ class SelftestBody(BaseModel):
 class HeartbeatBody(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     format: Literal["irms.heartbeat/1"]
-    station_id: str
-    sent_at_us: int = Field(gt=0)
+    station_id: str = Field(max_length=64)
+    sent_at_us: Int64 = Field(gt=0)
     probes: list[ProbeBody] = Field(default_factory=list, max_length=100)
-    disk_free_bytes: int | None = None
-    clock_offset_ms: int | None = None
+    disk_free_bytes: Int64 | None = None
+    clock_offset_ms: Int64 | None = None
     store_ok: bool | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     recording: RecordingBody | None = None

@@ -2,7 +2,7 @@
 station's latest failing heartbeat (a run claimed across it is refused).
 
 Revision ID: 0006_coverage_runs
-Revises: 0005_coverage_evidence
+Revises: 0008_accounts
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006_coverage_runs'
-down_revision = '0005_coverage_evidence'
+down_revision = '0008_accounts'
 branch_labels = None
 depends_on = None
 
