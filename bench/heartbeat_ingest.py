@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select, text
 
 from evidence import keys as K
+from evidence.coverage import Policy, RunState, next_run
 from evidence.protocol import HEARTBEAT_PATH
 from evidence.request_auth import sign_request
 from web.db import Database, upgrade
@@ -176,17 +177,27 @@ class Http11:
         self.sock = None
 
 
+RUNS: dict[str, RunState] = {}
+"""Each station's run as this client process builds it (as `irms-agent run` does, evidence.coverage.next_run)."""
+RUN_POLICY = Policy()
+SELFTEST_AT_US = time.time_ns() // 1000 - 3600 * 1_000_000
+"""The stations' daily self-test: passed an hour before the bench (one entry in each run's summary)."""
+
+
 def signed_heartbeat(sid: str, key: Ed25519PrivateKey, index: int) -> tuple[dict[str, str], bytes]:
-    """One heartbeat as a station's daemon sends it: body and signature headers (fresh nonce, now)."""
+    """One heartbeat as a station's daemon sends it: body with its run, and signature headers (fresh nonce, now)."""
     now_us = time.time_ns() // 1000
-    body = json.dumps({
+    doc: dict[str, object] = {
         "format": "irms.heartbeat/1", "station_id": sid, "sent_at_us": now_us,
         "probes": [{"check": "camera.black", "device": "wide", "ok": True, "reason": "luma 120"},
                    {"check": "mic.level", "device": "room", "ok": True, "reason": "-20 dBFS"}],
         "disk_free_bytes": 100 * 2**30, "clock_offset_ms": 3, "store_ok": True,
-        "versions": {"agent": "bench"},
+        "versions": {"agent": "bench"}, "selftest": {"at_us": SELFTEST_AT_US, "ok": True},
         "recording": {"session_id": f"S-{sid}", "index": index, "chain_head": "ab" * 32},
-    }).encode()
+    }
+    run = next_run(RUNS.get(sid), doc, RUN_POLICY, None)
+    body = json.dumps({**doc, "run": run.as_json()}).encode()
+    RUNS[sid] = RUNS.get(sid, RunState()).after(run, now_us, body)
     headers = {**sign_request(key, sid, "POST", PATH, body, now_us // 1_000_000),
                "Content-Type": "application/json"}
     return headers, body

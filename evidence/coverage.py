@@ -14,14 +14,17 @@ database: callers pass `now_us` and the evidence.
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
+import hashlib
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = [
     "Coverage",
+    "Credit",
+    "NO_CREDIT",
     "DAY_US",
     "DayPoint",
     "Figures",
@@ -43,16 +46,22 @@ __all__ = [
     "US",
     "UptimeSums",
     "accumulate_uptime",
+    "RunClaim",
+    "RunState",
     "advance_span",
     "compute_coverage",
     "compute_trend",
     "day_bounds",
     "facts_from_doc",
     "judge_heartbeat",
+    "judge_run",
     "judge_selftest",
+    "next_run",
+    "run_credit",
+    "run_from_doc",
     "reason",
     "room_status",
-    "spans_from_heartbeats",
+    "spans_from_credits",
     "trend_from",
 ]
 
@@ -78,6 +87,21 @@ class Policy:
                 "clock_tolerance_s": self.clock_tolerance_s, "min_disk_free_bytes": self.min_disk_free_bytes,
                 "required_probe_kinds": list(self.required_probe_kinds),
                 "selftest_max_age_s": self.selftest_max_age_s, "selftest_grace_s": self.selftest_grace_s}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Policy:
+        """The policy from `as_json` (a bundle's policy.json, a heartbeat answer's `policy`); raises
+        ValueError naming what is wrong."""
+        if not isinstance(doc, Mapping) or doc.get("format") != "irms.coverage-policy/1":
+            raise ValueError("not an irms.coverage-policy/1 document")
+        try:
+            return cls(interval_s=int(doc["interval_s"]), clock_tolerance_s=int(doc["clock_tolerance_s"]),
+                       min_disk_free_bytes=int(doc["min_disk_free_bytes"]),
+                       required_probe_kinds=tuple(str(k) for k in doc["required_probe_kinds"]),
+                       selftest_max_age_s=int(doc["selftest_max_age_s"]),
+                       selftest_grace_s=int(doc["selftest_grace_s"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"missing or bad member {err}") from None
 
     @property
     def fresh_us(self) -> int:
@@ -129,11 +153,38 @@ class HeartbeatFacts(NamedTuple):
     """What `judge_heartbeat` said when the heartbeat arrived (stored), so history is not re-judged."""
     enrolled_at_us: int | None = None
     """When the sending station was enrolled (the self-test's grace period runs from it)."""
+    run: RunClaim | None = None
+    """The run the station signed into the heartbeat (None: a body without `run`)."""
 
     @property
     def at_us(self) -> int:
         """When the evidence holds: the station's time, never later than the server received it."""
         return min(self.sent_us, self.received_us)
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    """The `run` member of a heartbeat (docs/evidence-format.md, "Heartbeat runs"): the run of ok heartbeats
+    the station says this one belongs to, with what the policy needs to judge the whole run."""
+
+    prev: str | None
+    count: int
+    since_us: int | None = None
+    kinds: tuple[str, ...] = ()
+    min_disk_free_bytes: int | None = None
+    max_clock_offset_ms: int | None = None
+    selftests: tuple[tuple[int, bool], ...] = ()
+    selftest_missing_until_us: int | None = None
+    selftest_age_max_us: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        if self.count == 0:
+            return {"prev": self.prev, "count": 0}
+        return {"prev": self.prev, "count": self.count, "since_us": self.since_us, "kinds": list(self.kinds),
+                "min_disk_free_bytes": self.min_disk_free_bytes, "max_clock_offset_ms": self.max_clock_offset_ms,
+                "selftests": [[at, ok] for at, ok in self.selftests],
+                "selftest_missing_until_us": self.selftest_missing_until_us,
+                "selftest_age_max_us": self.selftest_age_max_us}
 
 
 class ProvinceIn(NamedTuple):
@@ -231,6 +282,36 @@ def _typed(value: object, kind: type, where: str, optional: bool = True) -> Any:
     return value
 
 
+def run_from_doc(value: object) -> RunClaim | None:
+    """The `run` member of a heartbeat body (parsed JSON), strictly: a member of the wrong type is a ValueError
+    naming it; None when the body has none."""
+    if value is None:
+        return None
+    run = _typed(value, dict, "run")
+    prev = _typed(run.get("prev"), str, "run.prev")
+    if prev is not None and (len(prev) != 64 or any(c not in "0123456789abcdef" for c in prev)):
+        raise ValueError("heartbeat member run.prev is not a SHA-256 in lowercase hex")
+    count = _typed(run.get("count"), int, "run.count", optional=False)
+    if count < 0:
+        raise ValueError("heartbeat member run.count is negative")
+    if count == 0:
+        return RunClaim(prev, 0)
+    kinds = _typed(run.get("kinds"), list, "run.kinds", optional=False)
+    selftests = []
+    for i, s in enumerate(_typed(run.get("selftests"), list, "run.selftests", optional=False)):
+        if not (isinstance(s, list) and len(s) == 2):
+            raise ValueError(f"heartbeat member run.selftests[{i}] is not [at_us, ok]")
+        selftests.append((_typed(s[0], int, f"run.selftests[{i}][0]", False),
+                          _typed(s[1], bool, f"run.selftests[{i}][1]", False)))
+    return RunClaim(
+        prev, count, _typed(run.get("since_us"), int, "run.since_us", optional=False),
+        tuple(_typed(k, str, f"run.kinds[{i}]", False) for i, k in enumerate(kinds)),
+        _typed(run.get("min_disk_free_bytes"), int, "run.min_disk_free_bytes"),
+        _typed(run.get("max_clock_offset_ms"), int, "run.max_clock_offset_ms"), tuple(selftests),
+        _typed(run.get("selftest_missing_until_us"), int, "run.selftest_missing_until_us"),
+        _typed(run.get("selftest_age_max_us", 0), int, "run.selftest_age_max_us", optional=False))
+
+
 def facts_from_doc(doc: Mapping[str, Any], received_us: int, enrolled_at_us: int | None = None) -> HeartbeatFacts:
     """What a heartbeat document (`irms.heartbeat/1`, parsed JSON) says, as coverage needs it.
 
@@ -254,7 +335,7 @@ def facts_from_doc(doc: Mapping[str, Any], received_us: int, enrolled_at_us: int
         store_ok=_typed(doc.get("store_ok"), bool, "store_ok"),
         selftest_at_us=None if selftest is None else _typed(selftest.get("at_us"), int, "selftest.at_us", False),
         selftest_ok=None if selftest is None else _typed(selftest.get("ok"), bool, "selftest.ok", False),
-        enrolled_at_us=enrolled_at_us)
+        enrolled_at_us=enrolled_at_us, run=run_from_doc(doc.get("run")))
 
 
 def judge_heartbeat(hb: HeartbeatFacts, policy: Policy) -> list[Reason]:
@@ -384,51 +465,164 @@ class Span(NamedTuple):
     end_us: int
 
 
+def judge_run(run: RunClaim, enrolled_at_us: int | None, policy: Policy) -> list[Reason]:
+    """What the policy finds wrong with a run as its summary tells it (judge_heartbeat's rules over the worst of
+    the run); empty: the whole run was ok under `policy`."""
+    found: list[Reason] = []
+    for kind in policy.required_probe_kinds:
+        if kind not in run.kinds:
+            found.append(reason("run_probe_missing", kind=kind))
+    if run.min_disk_free_bytes is None or run.min_disk_free_bytes < policy.min_disk_free_bytes:
+        found.append(reason("run_disk_low"))
+    if run.max_clock_offset_ms is None or abs(run.max_clock_offset_ms) > policy.clock_tolerance_s * 1000:
+        found.append(reason("run_clock_off"))
+    if policy.selftest_max_age_s:
+        if any(not ok for _, ok in run.selftests):
+            found.append(reason("run_selftest_failed"))
+        if run.selftest_age_max_us > policy.selftest_max_age_s * US:
+            found.append(reason("run_selftest_stale"))
+        missing = run.selftest_missing_until_us
+        if missing is not None and (enrolled_at_us is None
+                                    or missing - enrolled_at_us >= policy.selftest_grace_s * US):
+            found.append(reason("run_selftest_missing"))
+    return found
+
+
+class Credit(NamedTuple):
+    """What one heartbeat credits its room with: [start_us, end_us) of working time, or a refusal of its run."""
+
+    span: tuple[int, int] | None
+    refused: str | None = None
+    """The run claim's refusal code (docs/evidence-format.md, "Refused run claims"), None if not refused."""
+    why: str = ""
+
+
+NO_CREDIT = Credit(None)
+
+
+def run_credit(hb: HeartbeatFacts, ok: bool, policy: Policy, enrolled_at_us: int | None,
+               failures: Sequence[int] = (), failing_bodies: Container[str] = ()) -> Credit:
+    """The one credit rule (server ingest and offline checker): an ok heartbeat credits `[since_us, at_us)` of
+    the run it signed, if that run's claim holds and its summary passes the policy; nothing else credits time.
+
+    `failures` are the at_us (sorted) of the station's heartbeats known not to be ok, `failing_bodies` their
+    bodies' SHA-256: one inside the claimed run contradicts it. The credit depends on no other heartbeat
+    otherwise, so leaving any heartbeat out can only lower the figure."""
+    run = hb.run
+    if not ok or run is None or run.count < 1 or run.since_us is None:
+        return NO_CREDIT
+    at, since = hb.at_us, run.since_us
+    if enrolled_at_us is not None and since < enrolled_at_us:
+        return Credit(None, "run_before_enrolment", f"its run starts at {since}, before the station's enrolment")
+    if at - since > (run.count - 1) * policy.fresh_us:
+        return Credit(None, "run_too_long", f"its run of {run.count} heartbeats claims {(at - since) // US} s, more "
+                                            f"than two intervals between each")
+    i = bisect_left(failures, since)
+    if i < len(failures) and failures[i] < at:
+        return Credit(None, "run_contradicted", f"a heartbeat of this station that was not ok, at {failures[i]}, "
+                                                f"lies inside its run")
+    if run.count > 1 and run.prev is not None and run.prev in failing_bodies:
+        return Credit(None, "run_contradicted", "its run continues from a heartbeat that was not ok")
+    if judge_run(run, enrolled_at_us, policy):
+        return Credit(None, "run_policy", "its run summary fails the policy: "
+                      + ", ".join(r.code for r in judge_run(run, enrolled_at_us, policy)))
+    return Credit((since, at)) if at >= since else NO_CREDIT
+
+
 @dataclass(frozen=True)
 class SpanUpdate:
-    """What ingesting one heartbeat does to the station's open span."""
+    """What one heartbeat's credit does to the station's open span (the run being credited)."""
 
-    action: str  # "extend", "open", "close", "past", "none"
+    action: str  # "extend", "open", "past", "close", "none"
     start_us: int = 0
     end_us: int = 0
 
 
-def advance_span(open_span: tuple[int, int] | None, at_us: int, ok: bool, policy: Policy) -> SpanUpdate:
-    """The span rule: an ok heartbeat vouches for two intervals after it; a failing one ends the span.
+def advance_span(open_span: tuple[int, int] | None, credit: tuple[int, int] | None, ok: bool,
+                 at_us: int) -> SpanUpdate:
+    """The server's spans from credits, one heartbeat at a time: a credit of the open span's run extends it; a
+    credit of a later run opens a new span (closing the open one); one of an earlier run (a heartbeat queued
+    and delivered late) is a closed span of its own; a heartbeat that is not ok closes the open span (unless it
+    is older than the span: delivered late). The union
+    of the spans is the union of the credits (what `spans_from_credits` gives the checker)."""
+    if credit is None:
+        closes = not ok and open_span is not None and at_us >= open_span[0]
+        return SpanUpdate("close") if closes else SpanUpdate("none")
+    start, end = credit
+    if open_span is not None and start == open_span[0]:
+        return SpanUpdate("extend", start, max(open_span[1], end))
+    if open_span is not None and start < open_span[0]:
+        return SpanUpdate("past", start, end)
+    return SpanUpdate("open", start, end)
 
-    `open_span` is (start_us, end_us) of the station's latest span if it is still open. A heartbeat older
-    than the open span's start (it arrived late: queued by the station, or overtaken by a newer one) is
-    "past": it vouches for its own stretch, a closed span, and leaves the open one alone.
-    """
-    if open_span is not None and at_us < open_span[0]:
-        return SpanUpdate("past", at_us, at_us + policy.fresh_us) if ok else SpanUpdate("none")
-    if ok:
-        if open_span is not None and open_span[0] <= at_us <= open_span[1]:
-            return SpanUpdate("extend", open_span[0], max(open_span[1], at_us + policy.fresh_us))
-        return SpanUpdate("open", at_us, at_us + policy.fresh_us)
-    if open_span is not None and open_span[0] <= at_us < open_span[1]:
-        return SpanUpdate("close", open_span[0], at_us)
-    return SpanUpdate("none")
+
+def spans_from_credits(room_id: int, credits: Iterable[tuple[int, int]]) -> list[Span]:
+    return [Span(room_id, start, end) for start, end in credits]
 
 
-def spans_from_heartbeats(room_id: int, samples: Iterable[tuple[int, bool]], policy: Policy) -> list[Span]:
-    """Replay a station's (at_us, ok) heartbeats, in time order, into spans."""
-    spans: list[Span] = []
-    open_span: tuple[int, int] | None = None
-    for at_us, ok in sorted(samples):
-        upd = advance_span(open_span, at_us, ok, policy)
-        if upd.action == "open":
-            spans.append(Span(room_id, upd.start_us, upd.end_us))
-            open_span = (upd.start_us, upd.end_us)
-        elif upd.action == "extend":
-            spans[-1] = Span(room_id, upd.start_us, upd.end_us)
-            open_span = (upd.start_us, upd.end_us)
-        elif upd.action == "close":
-            spans[-1] = Span(room_id, upd.start_us, upd.end_us)
-            open_span = None
-        elif upd.action == "past":  # pragma: no cover - samples are replayed in time order
-            spans.append(Span(room_id, upd.start_us, upd.end_us))
-    return spans
+@dataclass(frozen=True)
+class RunState:
+    """What a station keeps between heartbeats to build `run` (recorder/heartbeat.py keeps it durable)."""
+
+    last_sent_us: int | None = None
+    last_hash: str | None = None
+    run: RunClaim | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"last_sent_us": self.last_sent_us, "last_hash": self.last_hash,
+                "run": None if self.run is None else self.run.as_json()}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RunState:
+        return cls(doc.get("last_sent_us"), doc.get("last_hash"), run_from_doc(doc.get("run")))
+
+    def after(self, run: RunClaim, sent_us: int, body: bytes) -> RunState:
+        """The state once the heartbeat with `run` and these exact body bytes was built."""
+        return RunState(sent_us, hashlib.sha256(body).hexdigest(), run if run.count else None)
+
+
+def next_run(state: RunState | None, doc: Mapping[str, Any], policy: Policy,
+             enrolled_at_us: int | None) -> RunClaim:
+    """The station's rule: the `run` of the heartbeat `doc` (without its `run`) after `state`. The heartbeat is ok
+    when `judge_heartbeat` with the policy finds nothing; an ok one continues the run unless there is none, the
+    previous heartbeat is older than two intervals, or the run so far would fail the policy (`judge_run`: the
+    policy became stricter); one not ok is in no run."""
+    state = state or RunState()
+    facts = facts_from_doc({k: v for k, v in doc.items() if k != "run"}, doc["sent_at_us"], enrolled_at_us)
+    if judge_heartbeat(facts, policy):
+        return RunClaim(state.last_hash, 0)
+    sent = facts.sent_us
+    cur = state.run
+    fresh = RunClaim(state.last_hash, 0, sent, tuple(sorted({p.kind for p in facts.probes if p.ok})),
+                     facts.disk_free_bytes, 0, (), None, 0)
+    if cur is None or state.last_sent_us is None or not 0 <= sent - state.last_sent_us <= policy.fresh_us:
+        cur = fresh
+    run = _grow(cur, facts, state.last_hash, policy, enrolled_at_us)
+    if cur is not fresh and judge_run(run, enrolled_at_us, policy):  # e.g. a stricter policy than before
+        run = _grow(fresh, facts, state.last_hash, policy, enrolled_at_us)
+    return run
+
+
+def _grow(cur: RunClaim, facts: HeartbeatFacts, prev: str | None, policy: Policy,
+          enrolled_at_us: int | None) -> RunClaim:
+    """The run `cur` with the ok heartbeat `facts` added."""
+    sent = facts.sent_us
+    kinds = tuple(k for k in cur.kinds if any(p.ok and p.kind == k for p in facts.probes))
+    clock = facts.clock_offset_ms or 0
+    selftests = cur.selftests
+    missing, age = cur.selftest_missing_until_us, cur.selftest_age_max_us
+    if facts.selftest_at_us is None:
+        missing = sent
+    else:
+        if not selftests or selftests[-1] != (facts.selftest_at_us, bool(facts.selftest_ok)):
+            selftests = (*selftests, (facts.selftest_at_us, bool(facts.selftest_ok)))
+        in_grace = enrolled_at_us is not None and sent - enrolled_at_us < policy.selftest_grace_s * US
+        if not in_grace:
+            age = max(age, sent - facts.selftest_at_us)
+    disk = facts.disk_free_bytes if cur.min_disk_free_bytes is None or facts.disk_free_bytes is None else min(
+        cur.min_disk_free_bytes, facts.disk_free_bytes)
+    return RunClaim(prev, cur.count + 1, cur.since_us, kinds, disk,
+                    max(abs(cur.max_clock_offset_ms or 0), abs(clock)), selftests, missing, age)
 
 
 def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,4 +1,4 @@
-"""The coverage evidence bundle (`irms.coverage-bundle/1`, docs/evidence-format.md): the format and its
+"""The coverage evidence bundle (`irms.coverage-bundle/2`, docs/evidence-format.md): the format and its
 offline recomputation.
 
 A bundle is a folder the server writes (`irms-web coverage export`) and anyone checks (`irms-verify
@@ -6,8 +6,9 @@ coverage`): the heartbeats of a period exactly as the stations signed them, the 
 with their enrolment and revocation, the site/room registry and the coverage policy, each a file whose
 SHA-256 the manifest lists, the manifest signed by the server's Ed25519 audit key. The figure is
 recomputed with the server's own pure function (evidence/coverage.py). A heartbeat is trusted only if
-its station signed it; the server can leave one out (which only lowers the figure: an ok heartbeat
-vouches for two intervals after it) but cannot make one up.
+its station signed it. Stations sign their runs (`run` in each heartbeat), so the bundle carries only the
+last heartbeat of each run and every failing one; an ok heartbeat credits only the run behind it, so the
+server can leave any heartbeat out (which only lowers the figure) but cannot make one up.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ from evidence.coverage import (
     accumulate_uptime,
     facts_from_doc,
     judge_heartbeat,
-    spans_from_heartbeats,
+    run_credit,
 )
 from evidence.errors import FormatError, SignatureError
 from evidence.keys import b64, ed25519_public_from_raw, key_id, public_raw, sign_document, unb64, verify_document
 from evidence.request_auth import H_NONCE, H_SIGNATURE, H_STATION, H_TIMESTAMP, request_bytes
 
-BUNDLE_FORMAT = "irms.coverage-bundle/1"
+BUNDLE_FORMAT = "irms.coverage-bundle/2"
 MANIFEST = "manifest.json"
 FILES = ("policy.json", "registry.json", "stations.json", "heartbeats.jsonl", "server-figure.json")
 """Every file the manifest lists, in this order."""
@@ -193,11 +194,19 @@ class Result:
     """The first refusals, one line each (line number, station, why)."""
     differences: list[str] = field(default_factory=list)
     """Where the recomputed figure differs from the server's (empty: equal)."""
+    runs_credited: int = 0
+    runs_refused: dict[str, int] = field(default_factory=dict)
+    """Run claim refusal code -> count (the heartbeat still counts as verified; its run credits nothing)."""
 
     def refuse(self, line: int, station: str, why: str, code: str) -> None:
         self.refused[code] = self.refused.get(code, 0) + 1
         if len(self.examples) < 50:
             self.examples.append(f"heartbeats.jsonl line {line} (station {station}): {why}")
+
+    def refuse_run(self, line: int, station: str, why: str, code: str) -> None:
+        self.runs_refused[code] = self.runs_refused.get(code, 0) + 1
+        if len(self.examples) < 50:
+            self.examples.append(f"heartbeats.jsonl line {line} (station {station}): run refused ({code}): {why}")
 
     @property
     def refused_total(self) -> int:
@@ -207,6 +216,7 @@ class Result:
         return {"format": "irms.coverage-check/1", "from": self.manifest["from"], "to": self.manifest["to"],
                 "server_key_id": self.server_key_id, "heartbeats_verified": self.verified,
                 "stations": self.stations, "heartbeats_refused": self.refused_total, "refused": self.refused,
+                "runs_credited": self.runs_credited, "runs_refused": self.runs_refused,
                 "refusals": self.examples, "figure": self.figure, "equal_to_server": not self.differences,
                 "differences": self.differences}
 
@@ -242,16 +252,10 @@ def check_manifest(folder: Path, server_key: Ed25519PublicKey | None) -> tuple[d
 
 
 def load_policy(data: bytes) -> Policy:
-    doc = parse_canonical(data, "policy.json")
-    if doc.get("format") != "irms.coverage-policy/1":
-        raise BundleError("policy.json: not an irms.coverage-policy/1 document")
     try:
-        return Policy(interval_s=int(doc["interval_s"]), clock_tolerance_s=int(doc["clock_tolerance_s"]),
-                      min_disk_free_bytes=int(doc["min_disk_free_bytes"]),
-                      required_probe_kinds=tuple(str(k) for k in doc["required_probe_kinds"]),
-                      selftest_max_age_s=int(doc["selftest_max_age_s"]), selftest_grace_s=int(doc["selftest_grace_s"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise BundleError(f"policy.json: missing or bad member {err}") from None
+        return Policy.from_json(parse_canonical(data, "policy.json"))
+    except ValueError as err:
+        raise BundleError(f"policy.json: {err}") from None
 
 
 def load_registry(data: bytes) -> Registry:
@@ -311,7 +315,7 @@ def recompute(folder: Path, server_key: Ed25519PublicKey | None = None, window_s
         raise BundleError(f"{MANIFEST}: missing or bad member {err}") from None
     bounds = period_bounds(first, last, tz, cut_us)
     result = Result(manifest, key_id(public_raw(key)), {})
-    samples: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    samples: dict[str, list[Kept]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
     data = _read(folder, "heartbeats.jsonl")
     chunks = _chunks(data, workers * 4) if workers > 1 else [(1, data)]
@@ -326,16 +330,33 @@ def recompute(folder: Path, server_key: Ed25519PublicKey | None = None, window_s
         for chunk in chunks:
             _take(_check_chunk(chunk), result, samples, seen)
     result.stations = len(samples)
-    spans = [sp for sid, ss in samples.items() if stations[sid].room_id is not None
-             for sp in spans_from_heartbeats(stations[sid].room_id or 0, ss, policy)]
+    spans = [sp for sid, kept in samples.items() for sp in _credits(result, stations[sid], kept, policy)]
     result.figure = figure_of(registry, spans, bounds, cut_us)
     server = parse_canonical(_read(folder, "server-figure.json"), "server-figure.json")
     result.differences = compare_figures(result.figure, server)
     return result
 
 
-Checked = tuple[int, str, str, int, bool] | tuple[int, str, str, str]
-"""(line, station, nonce, at_us, ok) for a heartbeat that holds, else (line, station, code, why)."""
+def _credits(result: Result, st: StationEntry, kept: list[Kept], policy: Policy) -> list[Span]:
+    """A station's credited runs (`run_credit`), each run claim checked against the station's failing
+    heartbeats in the bundle; refused claims are counted with their code."""
+    failures = sorted(f.at_us for _, f, ok, _ in kept if not ok)
+    failing_bodies = {h for _, _, ok, h in kept if not ok}
+    out = []
+    for n, facts, ok, _ in kept:
+        credit = run_credit(facts, ok, policy, st.enrolled_at_us, failures, failing_bodies)
+        if credit.refused is not None:
+            result.refuse_run(n, st.station_id, credit.why, credit.refused)
+        elif credit.span is not None and st.room_id is not None:
+            result.runs_credited += 1
+            out.append(Span(st.room_id, *credit.span))
+    return out
+
+
+Kept = tuple[int, HeartbeatFacts, bool, str]
+"""(line, facts, ok, SHA-256 of the body) of a heartbeat that holds."""
+Checked = tuple[int, str, str, HeartbeatFacts, bool, str] | tuple[int, str, str, str]
+"""(line, station, nonce, facts, ok, body SHA-256) for a heartbeat that holds, else (line, station, code, why)."""
 _WORKER: dict[str, Any] = {}
 
 
@@ -374,11 +395,12 @@ def _check_chunk(chunk: tuple[int, bytes]) -> list[Checked]:
             out.append((n, sid, got[0], got[1]))
             continue
         facts = got._replace(enrolled_at_us=stations[sid].enrolled_at_us)
-        out.append((n, sid, rec["signed"]["headers"][H_NONCE], facts.at_us, not judge_heartbeat(facts, policy)))
+        out.append((n, sid, rec["signed"]["headers"][H_NONCE], facts, not judge_heartbeat(facts, policy),
+                    hashlib.sha256(rec["body"].encode("utf-8")).hexdigest()))
     return out
 
 
-def _take(checked: list[Checked], result: Result, samples: dict[str, list[tuple[int, bool]]],
+def _take(checked: list[Checked], result: Result, samples: dict[str, list[Kept]],
           seen: set[tuple[str, str]]) -> None:
     """Count a chunk's results in line order; a nonce a station used before is refused as a replay."""
     for item in checked:
@@ -386,12 +408,12 @@ def _take(checked: list[Checked], result: Result, samples: dict[str, list[tuple[
             n, sid, code, why = item
             result.refuse(n, sid, why, code)
             continue
-        n, sid, nonce, at_us, ok = item
+        n, sid, nonce, facts, ok, digest = item
         if (sid, nonce) in seen:
             result.refuse(n, sid, f"nonce {nonce} was used before by this station", "replayed")
             continue
         seen.add((sid, nonce))
-        samples[sid].append((at_us, ok))
+        samples[sid].append((n, facts, ok, digest))
         result.verified += 1
 
 

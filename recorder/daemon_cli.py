@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from evidence.coverage import Policy
 from recorder.clock import Clock, SystemClock
 from recorder.config import StationConfig
 from recorder.config import load_config as load_station_config
@@ -34,7 +35,6 @@ from recorder.heartbeat import (
     ServerUnavailable,
     build_heartbeat,
     disk_free,
-    encode,
     enroll,
     flush,
     load_station_key,
@@ -120,7 +120,8 @@ def selftest_summary(home: Path) -> dict[str, Any] | None:
 
 
 def make_heartbeat(home: Path, station_id: str, link: ServerLink, kit: str, clock: Clock,
-                   credentials: dict[str, str] | None = None) -> bytes:
+                   credentials: dict[str, str] | None = None) -> dict[str, Any]:
+    """The heartbeat document now, without its run (`HeartbeatQueue.push_heartbeat` adds it)."""
     if link.offset_us is None:
         try:
             from recorder.probe import clock_offset_from_http
@@ -132,7 +133,7 @@ def make_heartbeat(home: Path, station_id: str, link: ServerLink, kit: str, cloc
         clock_offset_ms=None if link.offset_us is None else link.offset_us // 1000, store_ok=None,
         versions={**versions(), "kit": kit}, recording=current_recording(home))
     doc["selftest"] = selftest_summary(home)
-    return encode(doc)
+    return doc
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -174,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     link = ServerLink(str(server), station_id, load_station_key(home), clock)
     queue = HeartbeatQueue(home / "heartbeats.db")
+    # Until the server's answer gives the coverage policy, the runs are judged by the default one at its interval.
+    default_policy = Policy(interval_s=int(data.get("heartbeat_interval_s", 60)))
     events = EventSender(home / "events.db", link, clock, site="", room="") if (home / "events.db").exists() else None
     stop = threading.Event()
 
@@ -186,8 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     selftest = None if args.once else selftest_scheduler(home, config, args.kit)
     try:
         while True:
-            queue.push(make_heartbeat(home, station_id, link, args.kit, clock, config.credentials()),
-                       clock.now_us())
+            queue.push_heartbeat(make_heartbeat(home, station_id, link, args.kit, clock, config.credentials()),
+                                 clock.now_us(), default_policy)
             try:
                 res = flush(queue, link)
                 log.info("heartbeats sent %d, queued %d", res.sent, res.pending)

@@ -7,6 +7,11 @@ the server keeps append-only (witnessing, R08). Each POST is signed with the sta
 first and leave it oldest first only when the server has accepted them, so an outage delays
 them but loses none (up to `QUEUE_CAP`, beyond which the oldest are dropped and counted).
 
+Each heartbeat carries the station's run (`run`, docs/evidence-format.md "Heartbeat runs"), built with
+`evidence.coverage.next_run` under the coverage policy the server's answers carry; the run state is kept
+in the same database, written in the transaction that queues the heartbeat, so a restart continues the
+run (or, after more than two intervals, starts a new one) and queued heartbeats keep their claims.
+
 Each accepted heartbeat's answer carries the server's signed audit chain head (`audit_head`,
 irms.audit-head/1); the station keeps every distinct one in the same database (`audit_heads`),
 so the server's audit log can later be checked against them (`irms-web audit verify --witness`).
@@ -30,6 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evidence import keys as K
+from evidence.coverage import Policy, RunState, next_run
 from evidence.durable import write_durable
 from evidence.errors import KeyError_
 from evidence.owner_only import private_database
@@ -118,6 +124,7 @@ class HeartbeatQueue:
             self.db.execute("CREATE TABLE IF NOT EXISTS dropped (n INTEGER NOT NULL)")
             self.db.execute("CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER NOT NULL, head TEXT NOT NULL,"
                             " UNIQUE (seq, head))")
+            self.db.execute("CREATE TABLE IF NOT EXISTS run_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
         except sqlite3.Error as err:
             raise RecorderError(f"heartbeat queue {path} cannot be opened: {err}") from None
 
@@ -143,6 +150,62 @@ class HeartbeatQueue:
 
     def dropped(self) -> int:
         return int(self.db.execute("SELECT COALESCE(SUM(n), 0) FROM dropped").fetchone()[0])
+
+    def _get(self, name: str) -> Any:
+        row = self.db.execute("SELECT value FROM run_state WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _set(self, name: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO run_state (name, value) VALUES (?, ?)",
+                        (name, json.dumps(value, sort_keys=True, separators=(",", ":"))))
+
+    def run_state(self) -> RunState | None:
+        """The run the station's last heartbeat left (None: none yet, or the state was lost)."""
+        doc = self._get("run")
+        try:
+            return None if doc is None else RunState.from_json(doc)
+        except (ValueError, AttributeError):
+            log.warning("run state in the heartbeat queue is unreadable: a new run starts")
+            return None
+
+    def coverage_policy(self) -> tuple[Policy | None, int | None]:
+        """The coverage policy and this station's enrolment time the server last gave (None: not yet)."""
+        doc = self._get("policy")
+        if not isinstance(doc, dict):
+            return None, None
+        try:
+            policy = Policy.from_json(doc.get("policy") or {})
+        except ValueError:
+            return None, None
+        enrolled = doc.get("enrolled_at_us")
+        return policy, enrolled if isinstance(enrolled, int) else None
+
+    def keep_policy(self, answer: object) -> None:
+        """Keep the coverage policy and enrolment an answer (enrolment, heartbeat) carries, if it carries one."""
+        if isinstance(answer, dict) and isinstance(answer.get("policy"), dict):
+            try:
+                Policy.from_json(answer["policy"])
+            except ValueError as err:
+                log.warning("the server's coverage policy is not understood: %s", err)
+                return
+            self._set("policy", {"policy": answer["policy"], "enrolled_at_us": answer.get("enrolled_at_us")})
+
+    def push_heartbeat(self, doc: dict[str, Any], queued_us: int, default: Policy) -> bytes:
+        """Add the station's run to the heartbeat `doc`, queue it and keep the new run state, in one transaction;
+        the body queued. Until the server gave its policy, `default` judges."""
+        policy, enrolled = self.coverage_policy()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            state = self.run_state()
+            run = next_run(state, doc, policy or default, enrolled)
+            body = encode({**doc, "run": run.as_json()})
+            self.push(body, queued_us)
+            self._set("run", (state or RunState()).after(run, int(doc["sent_at_us"]), body).as_json())
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return body
 
     def keep_audit_head(self, head: object) -> None:
         """Keep a signed audit head the server gave (each distinct one once); anything else is ignored."""
@@ -254,6 +317,7 @@ def flush(queue: HeartbeatQueue, link: ServerLink, limit: int = 1000) -> FlushRe
             raise
         queue.remove(seq)
         queue.keep_audit_head(last.get("audit_head"))
+        queue.keep_policy(last)
         sent += 1
     return FlushResult(sent, len(queue), dropped, last)
 
@@ -313,6 +377,11 @@ def enroll(home: Path, server: str, code: str, room: str | None, clock: Clock,
     if isinstance(answer.get("heartbeat_interval_s"), int):
         data["heartbeat_interval_s"] = answer["heartbeat_interval_s"]
     write_station_file(home, data)
+    queue = HeartbeatQueue(home / "heartbeats.db")
+    try:
+        queue.keep_policy(answer)  # so the first heartbeat's run is judged as the server judges it
+    finally:
+        queue.close()
     return Enrollment(sid, server, room)
 
 

@@ -27,6 +27,9 @@ def report_lines(res: Result, key_given: bool) -> list[str]:
            f"rests on {res.verified} heartbeats from {res.stations} stations verified against their enrolled keys; "
            f"{res.refused_total} refused" + (": " + ", ".join(f"{n} {code}" for code, n in sorted(res.refused.items()))
                                              if res.refused else ""),
+           f"{res.runs_credited} run claims credited, {sum(res.runs_refused.values())} refused"
+           + (": " + ", ".join(f"{n} {code}" for code, n in sorted(res.runs_refused.items()))
+              if res.runs_refused else ""),
            f"bundle signed by server key {res.server_key_id}" + (" (the key given)" if key_given else
                                                                   " (carried in the bundle: compare it with the "
                                                                   "server's published key, or pass --server-key)")]
@@ -58,7 +61,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         print(json.dumps(res.as_json(), ensure_ascii=False))
     else:
         print("\n".join(report_lines(res, key is not None)))
-    failed = bool(res.differences) or (args.strict and res.refused_total > 0)
+    failed = bool(res.differences) or (args.strict and (res.refused_total > 0 or bool(res.runs_refused)))
     return 1 if failed else 0
 
 
@@ -68,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("bundle", help="the folder `irms-web coverage export` wrote")
     p.add_argument("--server-key", help="the server's published audit public key (PEM) the manifest must be signed "
                                         "with (default: the key the bundle carries, named in the output)")
-    p.add_argument("--strict", action="store_true", help="exit 1 also when any heartbeat was refused")
+    p.add_argument("--strict", action="store_true", help="exit 1 also when any heartbeat or run claim was "
+                                                                      "refused")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes checking signatures (default: one per CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

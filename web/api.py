@@ -47,8 +47,11 @@ def enroll() -> ResponseReturnValue:
     station = ST.enroll(s, body, t)
     s.commit()
     cfg = state().config
+    # The coverage policy and the enrolment time: the station judges its runs with them from its first
+    # heartbeat on (docs/evidence-format.md, "Heartbeat runs"); each heartbeat answer carries them again.
     return jsonify({"station_id": station.station_id, "heartbeat_interval_s": cfg.heartbeat_interval_s,
-                    "server_time_us": t}), 201
+                    "server_time_us": t, "policy": state().heartbeats.policy.as_json(),
+                    "enrolled_at_us": station.enrolled_at_us}), 201
 
 
 @bp.route(EVENTS_PATH, methods=["POST"])

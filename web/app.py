@@ -106,7 +106,8 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     else:
         signer = AuditSigner.from_file(config.resolved_audit_key(Path(app.instance_path)))
     app.extensions["irms"] = st = IrmsState(config, db, clock or system_now_us, ingest, signer)
-    door = HeartbeatDoor(lambda: st.clock(), config.heartbeat_interval_s, MAX_BODY, signer)
+    door = HeartbeatDoor(lambda: st.clock(), config.heartbeat_interval_s, MAX_BODY, signer,
+                         ingest.policy.as_json())
     app.extensions["irms.heartbeat_door"] = door
     app.wsgi_app = door.wsgi(app.wsgi_app, ingest)  # type: ignore[method-assign]
     app.config.update(

@@ -1,7 +1,8 @@
 """`irms-web coverage export`: the coverage evidence bundle of a period (evidence/coverage_bundle.py).
 
-The heartbeats the server received from the first day's start (less two intervals: one received just
-before vouches into it) until now, as the stations signed them; every station with its key, enrolment
+Of the heartbeats the server received from the first day's start until now, as the stations signed them,
+every failing one and the last of each run (an ok heartbeat credits the run behind it, never the time
+after); every station with its key, enrolment
 (room, time, who issued the code) and revocation; the registry; the policy; and the figure the
 dashboard computes for those days from its uptime spans, so the checker can say whether the two agree.
 """
@@ -32,6 +33,17 @@ from web.config import WebConfig
 from web.coverage import Span
 from web.errors import BadRequest
 from web.evidence import _fetch, policy_of, snapshot
+
+_SELECTED = """SELECT st.station_id, st.room_id, x.received_us, x.body, x.signature FROM (
+  SELECT hb.*, lead(hb.run_since_us) OVER (PARTITION BY hb.station_pk ORDER BY hb.sent_us, hb.id) AS next_since,
+         lead(hb.id) OVER (PARTITION BY hb.station_pk ORDER BY hb.sent_us, hb.id) AS next_id
+  FROM heartbeats hb WHERE hb.received_us >= ? AND hb.received_us <= ?) x
+JOIN stations st ON st.id = x.station_pk
+WHERE NOT x.ok OR x.run_since_us IS NULL OR x.next_id IS NULL OR x.next_since IS NULL
+   OR x.next_since <> x.run_since_us
+ORDER BY x.id"""
+"""Of the period's heartbeats, per station in the order it sent them: every one not ok or not credited for a run,
+and the last of each run (the next starts another run, or there is none): docs/evidence-format.md, format 2."""
 
 
 def parse_day(text: str, what: str) -> dt.date:
@@ -64,10 +76,7 @@ def export_bundle(s: Session, config: WebConfig, signer: AuditSigner, first: dt.
                        "LEFT OUTER JOIN enrollment_codes ec ON ec.used_by_station = st.station_id "
                        "ORDER BY st.station_id")]
     lines = [heartbeat_line(sid, room, received, body, None if sig is None else json.loads(sig))
-             for sid, room, received, body, sig in _fetch(
-                 s, "SELECT st.station_id, st.room_id, hb.received_us, hb.body, hb.signature FROM heartbeats hb "
-                    "JOIN stations st ON st.id = hb.station_pk WHERE hb.received_us >= ? AND hb.received_us <= ? "
-                    "ORDER BY hb.id", (lo - policy.fresh_us, now_us))]
+             for sid, room, received, body, sig in _fetch(s, _SELECTED, (lo, now_us))]
     spans = [Span._make(r) for r in _fetch(s, "SELECT room_id, start_us, end_us FROM uptime_spans "
                                               "WHERE end_us >= ? AND start_us < ?", (lo, now_us))]
     files = {"policy.json": policy_json(policy), "registry.json": registry_json(registry),

@@ -27,7 +27,7 @@ from evidence.owner_only import write_private
 from evidence.protocol import HEARTBEAT_PATH
 from evidence.request_auth import sign_request
 from web import audit
-from web.coverage import DAY_US, US, Policy, facts_from_doc, judge_heartbeat
+from web.coverage import DAY_US, US, Policy, RunState, facts_from_doc, judge_heartbeat, next_run
 from web.models import FacilityType, Heartbeat, Role, Station, StationStatus, UnitKind, UptimeSpan, User, UserUnit
 from web.sites import ensure_province, ensure_room, ensure_site
 from web.units import ensure_unit
@@ -67,8 +67,8 @@ def last_selftest_us(state: str, sent_us: int) -> int:
     return at - 2 * DAY_US if state == "selftest_stale" else at
 
 
-def heartbeat_body(station_id: str, state: str, sent_us: int) -> bytes:
-    """A heartbeat as a station on the synthetic kit would send it in `state`."""
+def heartbeat_doc(station_id: str, state: str, sent_us: int) -> dict[str, object]:
+    """A heartbeat (without its run) as a station on the synthetic kit would send it in `state`."""
     cam_ok = state != "camera_black"
     mic_ok = state != "mic_silent"
     body = {
@@ -86,7 +86,37 @@ def heartbeat_body(station_id: str, state: str, sent_us: int) -> bytes:
         "versions": {"agent": "0.1.0", "kit": "synthetic"},
         "selftest": {"at_us": last_selftest_us(state, sent_us), "ok": state != "selftest_failed"},
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return body
+
+
+def heartbeat_body(station_id: str, state: str, sent_us: int) -> bytes:
+    """A heartbeat as a station on the synthetic kit would send it in `state` (no run)."""
+    return json.dumps(heartbeat_doc(station_id, state, sent_us), separators=(",", ":")).encode()
+
+
+@dataclass
+class SimRun:
+    """A simulated station's run (docs/evidence-format.md, "Heartbeat runs"), built as `irms-agent run` builds
+    it: judged with the policy and enrolment the server's answers carry."""
+
+    state: RunState | None = None
+    policy: Policy | None = None
+    enrolled_at_us: int | None = None
+
+    def body(self, station_id: str, state: str, sent_us: int) -> bytes:
+        doc = heartbeat_doc(station_id, state, sent_us)
+        policy = self.policy or Policy()
+        run = next_run(self.state, doc, policy, self.enrolled_at_us)
+        raw = json.dumps({**doc, "run": run.as_json()}, separators=(",", ":")).encode()
+        self.state = (self.state or RunState()).after(run, sent_us, raw)
+        return raw
+
+    def learn(self, answer: object) -> None:
+        """Keep the policy and enrolment a heartbeat answer carries."""
+        if isinstance(answer, dict) and isinstance(answer.get("policy"), dict):
+            self.policy = Policy.from_json(answer["policy"])
+            enrolled = answer.get("enrolled_at_us")
+            self.enrolled_at_us = enrolled if isinstance(enrolled, int) else None
 
 
 def demo_heartbeat_row(station_pk: int, station_id: str, state: str, at_us: int, policy: Policy) -> Heartbeat:
@@ -254,6 +284,7 @@ def simulate(server: str, stations: list[tuple[str, Ed25519PrivateKey, str]], in
              rounds: int | None = None, log: bool = True) -> None:
     """Send a signed heartbeat for every non-silent demo station each interval (Ctrl-C stops)."""
     path = HEARTBEAT_PATH
+    runs = {sid: SimRun() for sid, _, _ in stations}
     done = 0
     while rounds is None or done < rounds:
         t0 = time.monotonic()
@@ -262,13 +293,13 @@ def simulate(server: str, stations: list[tuple[str, Ed25519PrivateKey, str]], in
             if state == "silent":
                 continue
             now_us = time.time_ns() // 1000
-            body = heartbeat_body(sid, state, now_us)
+            body = runs[sid].body(sid, state, now_us)
             headers = sign_request(key, sid, "POST", path, body, now_us // US)
             req = urllib.request.Request(server.rstrip("/") + path, data=body, method="POST",
                                          headers={**headers, "Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(req, timeout=10) as resp:
-                    resp.read()
+                    runs[sid].learn(json.loads(resp.read()))
                 sent += 1
             except (urllib.error.URLError, OSError):
                 failed += 1

@@ -175,6 +175,8 @@ class Station(Base):
     span_start_us: Mapped[int | None] = mapped_column(BigInteger)
     span_end_us: Mapped[int | None] = mapped_column(BigInteger)
     """The open uptime span (`last_span_id`) as the heartbeat path needs it; both None when it is closed."""
+    last_fail_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the station's latest heartbeat that was not ok holds: a run claimed across it is refused."""
     room: Mapped[Room | None] = relationship()
 
 
@@ -223,6 +225,9 @@ class Heartbeat(Base):
     """The signed request as received: canonical JSON {"path", "headers": {X-IRMS-Station, -Timestamp, -Nonce,
     -Signature}}, so the heartbeat can be verified again against its station's key (evidence/coverage_bundle.py).
     None for rows stored before migration 0005."""
+    run_since_us: Mapped[int | None] = mapped_column(BigInteger)
+    """The start of the station's run this heartbeat was credited for (`coverage.run_credit`); None: no credit.
+    An export keeps only the last heartbeat of each run (docs/evidence-format.md, format 2)."""
 
 
 class WitnessedHead(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -17,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from evidence import keys as K
+from evidence.coverage import Policy, RunState, next_run
 from evidence.request_auth import sign_request
 from tests.plugins.base import missing_service
 from web import stations as ST
@@ -199,13 +201,18 @@ class World:
                 "station_id": station_id, "hardware_profile": "synthetic"}
         resp = self.client.post("/api/v1/enroll", json=body)
         assert resp.status_code == 201, resp.get_json()
-        return SimStation(resp.get_json()["station_id"], key)
+        policy = self.client.application.extensions["irms"].heartbeats.policy
+        return SimStation(resp.get_json()["station_id"], key, policy, self.now())
 
 
 @dataclass
 class SimStation:
     station_id: str
     key: Ed25519PrivateKey
+    policy: Policy = field(default_factory=Policy)
+    enrolled_at_us: int | None = None
+    runs: RunState | None = None
+    """The station's run, built by the station's rule (`next_run`) heartbeat after heartbeat, in call order."""
 
     def body(self, sent_us: int, **over: object) -> dict[str, object]:
         doc: dict[str, object] = {
@@ -216,6 +223,10 @@ class SimStation:
             "versions": {"agent": "0.1.0"}, "recording": None,
         }
         doc.update(over)
+        if "run" not in over:
+            run = next_run(self.runs, doc, self.policy, self.enrolled_at_us)
+            doc["run"] = run.as_json()
+            self.runs = (self.runs or RunState()).after(run, sent_us, json.dumps(doc).encode())
         return doc
 
     def headers(self, body: bytes, now_us: int, nonce: str | None = None, path: str = "/api/v1/heartbeat",

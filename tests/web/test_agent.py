@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -22,7 +24,7 @@ from tests.web.conftest import World
 from web.app import create_app
 from web.config import WebConfig
 from web.db import Database
-from web.models import Heartbeat, Station, WitnessedHead
+from web.models import Heartbeat, Station, UptimeSpan, WitnessedHead
 
 
 @pytest.fixture
@@ -203,3 +205,50 @@ def test_daemon_runs_the_selftest_at_its_time_and_not_during_a_recording(world: 
 def _recording_open(home: Path) -> bool:
     from recorder.daemon_cli import current_recording
     return current_recording(home) is not None
+
+
+def test_daemon_restart_continues_its_run_within_two_intervals_and_starts_one_after(
+        world: World, config: WebConfig, live_server: Callable[[Flask], str], station: AgentStation,
+        db: Database) -> None:
+    """`irms-agent run` keeps its run in the heartbeat queue database: stopped and started again within two of
+    the server's intervals it continues the run (same start, count on, `prev` the last body's SHA-256); started
+    after a longer pause it starts a new run. The server credits the continued run as one stretch."""
+    interval_s = 5  # the server's: a run survives a gap of up to 10 s
+    server = live_server(create_app(config.model_copy(update={"min_disk_free_bytes": 0, "trend_cache_s": 0,
+                                                              "heartbeat_interval_s": interval_s})))
+    station.agent("enroll", "--server", server, "--code", world.code("HN-TTG", "P01"))
+
+    def bodies() -> list[tuple[str, dict[str, Any], bool]]:
+        with db.session() as s:
+            rows = s.execute(select(Heartbeat.body, Heartbeat.ok).order_by(Heartbeat.sent_us)).all()
+        return [(b, json.loads(b), ok) for b, ok in rows]
+
+    def live(until: int) -> None:
+        """Run the daemon until the server holds `until` heartbeats, then stop it as systemd would."""
+        daemon = station.popen_agent("run", "--interval", "1")
+        try:
+            _daemon_until(daemon, lambda: len(bodies()) >= until, 120)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=60)
+
+    live(3)
+    before = bodies()
+    live(len(before) + 2)  # restarted at once: well within 10 s
+    after = bodies()
+    assert all(ok for _, _, ok in after), [d.get("probes") for _, d, ok in after if not ok]
+    runs = [d["run"] for _, d, _ in after]
+    assert {r["since_us"] for r in runs} == {after[0][1]["sent_at_us"]}  # one run over both lives of the daemon
+    assert [r["count"] for r in runs] == list(range(1, len(after) + 1))
+    k = len(before)
+    assert runs[k]["prev"] == hashlib.sha256(after[k - 1][0].encode()).hexdigest()
+    with db.session() as s:
+        spans = s.execute(select(UptimeSpan.start_us, UptimeSpan.end_us)).all()
+        last = s.scalars(select(Heartbeat).order_by(Heartbeat.sent_us.desc()).limit(1)).one()
+    assert spans == [(runs[0]["since_us"], min(last.sent_us, last.received_us))]  # one stretch, to the last
+
+    time.sleep(2 * interval_s + 1)  # longer than two intervals: the run is over
+    live(len(after) + 1)
+    latest = bodies()[len(after)]
+    assert latest[1]["run"]["since_us"] == latest[1]["sent_at_us"] and latest[1]["run"]["count"] == 1
+    assert latest[1]["run"]["prev"] == hashlib.sha256(after[-1][0].encode()).hexdigest()

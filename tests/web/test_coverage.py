@@ -14,14 +14,18 @@ from web.coverage import (
     Probe,
     ProvinceIn,
     RoomIn,
+    RunClaim,
+    RunState,
     SiteIn,
     Span,
     StationIn,
     advance_span,
     compute_coverage,
     compute_trend,
+    facts_from_doc,
     judge_heartbeat,
-    spans_from_heartbeats,
+    next_run,
+    run_credit,
 )
 
 NOW = 1_800_000_000 * US
@@ -145,19 +149,84 @@ def test_probe_failures_disk_store_and_missing_kinds() -> None:
 
 
 def test_span_rule() -> None:
-    f = P.fresh_us
-    assert advance_span(None, 100, True, P).action == "open"
-    assert advance_span((100, 100 + f), 100 + f, True, P).end_us == 100 + 2 * f
-    assert advance_span((100, 100 + f), 100 + f + 1, True, P).action == "open"
-    upd = advance_span((100, 100 + f), 150, False, P)
-    assert (upd.action, upd.end_us) == ("close", 150)
-    assert advance_span(None, 150, False, P).action == "none"
+    """The server's open span follows the credits: the same run extends it, a later run opens another (closing
+    the open one), an earlier run's late heartbeat is a span of its own, a failing heartbeat closes it."""
+    assert advance_span(None, (100, 200), True, 200).action == "open"
+    assert advance_span((100, 300), (100, 250), True, 250).end_us == 300  # a late one of the same run
+    assert advance_span((100, 200), (100, 300), True, 300).end_us == 300
+    assert advance_span((100, 200), (400, 500), True, 500).action == "open"
+    assert advance_span((100, 200), (10, 50), True, 50).action == "past"
+    assert advance_span((100, 200), None, False, 250).action == "close"
+    assert advance_span((100, 200), None, False, 50).action == "none"  # a failure delivered late
+    assert advance_span(None, None, False, 50).action == "none"
+    assert advance_span((100, 200), None, True, 250).action == "none"
 
 
-def test_spans_from_heartbeats() -> None:
-    f = P.fresh_us
-    samples = [(0, True), (60 * US, True), (120 * US, False), (600 * US, True)]
-    assert spans_from_heartbeats(7, samples, P) == [Span(7, 0, 120 * US), Span(7, 600 * US, 600 * US + f)]
+def doc(t: int, cam_ok: bool = True, disk: int = 100 * 2**30, selftest_at: int | None = None) -> dict[str, object]:
+    return {"format": "irms.heartbeat/1", "station_id": "st", "sent_at_us": t,
+            "probes": [{"check": "camera.black", "device": "wide", "ok": cam_ok},
+                       {"check": "mic.level", "device": "room", "ok": True}],
+            "disk_free_bytes": disk, "clock_offset_ms": -700, "store_ok": True,
+            "selftest": {"at_us": t - 3600 * US if selftest_at is None else selftest_at, "ok": True}}
+
+
+def station(beats: list[dict[str, object]], policy: Policy = P, enrolled: int | None = 0) -> list[RunClaim]:
+    state: RunState | None = None
+    out = []
+    for d in beats:
+        run = next_run(state, d, policy, enrolled)
+        state = (state or RunState()).after(run, int(d["sent_at_us"]), repr(d).encode())  # type: ignore
+        out.append(run)
+    return out
+
+
+def test_the_station_builds_its_runs() -> None:
+    m = 60 * US
+    runs = station([doc(NOW), doc(NOW + m, disk=6 * 2**30), doc(NOW + 2 * m, cam_ok=False), doc(NOW + 3 * m),
+                    doc(NOW + 4 * m, selftest_at=NOW + 3 * m), doc(NOW + 7 * m)])
+    assert [(r.since_us, r.count) for r in runs] == [
+        (NOW, 1), (NOW, 2), (None, 0), (NOW + 3 * m, 1), (NOW + 3 * m, 2), (NOW + 7 * m, 1)]  # 180 s gap: new
+    assert runs[0].prev is None and all(r.prev is not None for r in runs[1:])
+    assert runs[1].min_disk_free_bytes == 6 * 2**30 and runs[1].max_clock_offset_ms == 700
+    assert runs[1].kinds == ("camera", "mic")
+    assert runs[4].selftests == ((NOW + 3 * m - 3600 * US, True), (NOW + 3 * m, True))
+    assert runs[4].selftest_age_max_us == 3600 * US
+    # A heartbeat the policy finds failing is in no run.
+    stricter = Policy(interval_s=60, min_disk_free_bytes=7 * 2**30)
+    runs = station([doc(NOW), doc(NOW + m, disk=6 * 2**30)], stricter)
+    assert [(r.since_us, r.count) for r in runs] == [(NOW, 1), (None, 0)]
+    # A run the policy, become stricter, would fail (its least free disk) ends: the next ok heartbeat starts one.
+    first = next_run(None, doc(NOW, disk=6 * 2**30), P, 0)
+    state = RunState(NOW, "0" * 64, first)
+    assert next_run(state, doc(NOW + m, disk=8 * 2**30), P, 0).since_us == NOW
+    assert (next_run(state, doc(NOW + m, disk=8 * 2**30), stricter, 0).since_us,
+            next_run(state, doc(NOW + m, disk=8 * 2**30), stricter, 0).count) == (NOW + m, 1)
+
+
+def credit_of(d: dict[str, object], run: RunClaim, received: int | None = None, **kw: object) -> object:
+    facts = facts_from_doc({**d, "run": run.as_json()}, received or int(d["sent_at_us"]))  # type: ignore
+    return run_credit(facts, not judge_heartbeat(facts._replace(enrolled_at_us=0), P), P, 0, **kw)  # type: ignore
+
+
+def test_a_heartbeat_credits_the_run_behind_it_or_its_refusal() -> None:
+    m = 60 * US
+    beats = [doc(NOW + i * m) for i in range(4)]
+    runs = station(beats)
+    assert credit_of(beats[3], runs[3]).span == (NOW, NOW + 3 * m)  # type: ignore[attr-defined]
+    assert credit_of(beats[0], runs[0]).span == (NOW, NOW)  # a run of one heartbeat: no time behind it yet
+    long = dataclasses.replace(runs[3], since_us=NOW - 10 * m)
+    assert credit_of(beats[3], long).refused == "run_too_long"  # type: ignore[attr-defined]
+    early = dataclasses.replace(runs[3], since_us=-1)
+    assert credit_of(beats[3], early).refused == "run_before_enrolment"  # type: ignore[attr-defined]
+    got = credit_of(beats[3], runs[3], failures=[NOW + m])
+    assert got.refused == "run_contradicted"  # type: ignore[attr-defined]
+    assert credit_of(beats[3], runs[3], failures=[NOW + 3 * m]).span == (NOW, NOW + 3 * m)  # type: ignore
+    got = credit_of(beats[3], runs[3], failing_bodies={runs[3].prev})
+    assert got.refused == "run_contradicted"  # type: ignore[attr-defined]
+    lax = dataclasses.replace(runs[3], min_disk_free_bytes=2**30)
+    got = credit_of(beats[3], lax)
+    assert got.refused == "run_policy" and "run_disk_low" in got.why  # type: ignore[attr-defined]
+    assert credit_of(doc(NOW + 3 * m, cam_ok=False), runs[3]).span is None  # not ok: no credit
 
 
 def test_trend_daily_buckets() -> None:

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from evidence import keys as K
 from evidence.canonical import canonical_json
@@ -27,8 +28,9 @@ from web.app import create_app
 from web.cli import main as web_main
 from web.config import WebConfig
 from web.db import Database
-from web.demo import PROVINCES, heartbeat_body, seed, simulate, stations_with_keys
+from web.demo import PROVINCES, heartbeat_body, heartbeat_doc, seed, simulate, stations_with_keys
 from web.evidence import policy_of, snapshot, trend
+from web.models import Heartbeat
 
 BIN = Path(sys.executable).parent
 
@@ -42,7 +44,7 @@ def verify(bundle: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
 @pytest.fixture
 def demo_bundle(config: WebConfig, db: Database, tmp_path: Path, live_server: Callable[[Flask], str],
                 monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """The demo country (three provinces, no invented history) after two rounds of signed heartbeats through
+    """The demo country (three provinces, no invented history) after three rounds of signed heartbeats through
     the real server, exported for yesterday and today with `irms-web coverage export`."""
     keys = tmp_path / "keys"
     with db.session() as s:
@@ -53,7 +55,7 @@ def demo_bundle(config: WebConfig, db: Database, tmp_path: Path, live_server: Ca
     url = live_server(create_app(config.model_copy(update={"audit_key_path": str(audit_key)})))
     with db.session() as s:
         stations = stations_with_keys(s, keys)
-    simulate(url, stations, interval_s=0, rounds=2, log=False)
+    simulate(url, stations, interval_s=0, rounds=3, log=False)
     today = dt.datetime.now(ZoneInfo(config.timezone)).date()
     out = tmp_path / "bundle"
     assert web_main(["--database", config.database_url, "coverage", "export", "--from",
@@ -71,6 +73,11 @@ def test_demo_bundle_recomputes_to_the_dashboards_figure(demo_bundle: tuple[Path
     # Every heartbeat the stations sent verifies; the seeded rows (no signature kept) are refused, and say so.
     assert res["heartbeats_verified"] + res["heartbeats_refused"] == len(lines)
     assert set(res["refused"]) <= {"unsigned"} and res["heartbeats_verified"] > 20
+    # The stations signed their runs: the bundle keeps the last heartbeat of each run (and the failing ones),
+    # fewer than the server stored, and the runs are what the figure rests on.
+    with db.session() as s:
+        stored = s.scalar(select(func.count()).select_from(Heartbeat))
+    assert len(lines) < stored and res["runs_credited"] >= 10 and res["runs_refused"] == {}
     # The dashboard's own trend, computed at the bundle's cut, gives the same days.
     cut = json.loads((bundle / "manifest.json").read_bytes())["cut_us"]
     with db.session() as s:
@@ -188,3 +195,34 @@ def test_dashboard_names_a_missing_failed_or_stale_selftest(world: World, client
     page = client.get("/").get_data(as_text=True)
     assert "chưa có kết quả tự kiểm tra hằng ngày" in page
     assert "lần tự kiểm tra đạt gần nhất đã cách đây 27 giờ" in page
+
+
+def test_run_claims_the_bundle_contradicts_are_refused(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    """A station (its own key) claiming a run across its own failing heartbeat, or from before its enrolment:
+    `irms-verify coverage` refuses both run claims with their codes, and the heartbeats credit nothing."""
+    bundle, audit_key = demo_bundle
+    lines = _lines(bundle)
+    signed = [x for x in lines if x["signed"] is not None]
+    failing = next(x for x in signed if json.loads(x["body"])["run"]["count"] == 0)
+    ok = next(x for x in signed if json.loads(x["body"])["run"]["count"] >= 1)
+    enrolled = {s["station_id"]: s["enrolled_at_us"]
+                for s in json.loads((bundle / "stations.json").read_bytes())["stations"]}
+    before = len(lines)
+    for n, (line, since, count) in enumerate([
+            (failing, json.loads(failing["body"])["sent_at_us"] - 1_000_000, 3),  # across its failing heartbeat
+            (ok, enrolled[ok["station_id"]] - 1_000_000, 10**9)]):  # before its enrolment
+        sid = line["station_id"]
+        at = json.loads(line["body"])["sent_at_us"] + 1_000_000
+        run = {**json.loads(ok["body"])["run"], "since_us": since, "count": count}
+        raw = json.dumps({**heartbeat_doc(sid, "working", at), "run": run}, separators=(",", ":")).encode()
+        key = Ed25519PrivateKey.from_private_bytes((tmp_path / "keys" / f"{sid}.key").read_bytes())
+        lines.append({"body": raw.decode(), "received_us": at, "room_id": line["room_id"], "station_id": sid,
+                      "signed": sign_heartbeat(key, sid, raw, at // 1_000_000, f"{n:032x}")})
+    _write_lines(bundle, lines)
+    _resign(bundle, audit_key)
+    rc, res, _ = verify(bundle, "--strict")
+    assert rc == 1 and res["heartbeats_verified"] + res["heartbeats_refused"] == before + 2
+    assert res["runs_refused"] == {"run_contradicted": 1, "run_before_enrolment": 1}
+    assert any("run refused (run_contradicted)" in r for r in res["refusals"])
+    rc, res, _ = verify(bundle)  # not strict: the figure stands, as the server computed it (it credited neither)
+    assert rc == 0 and res["equal_to_server"]

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 
 from evidence.errors import IrmsError
 from tests.web.conftest import SimStation, World
-from web.coverage import Policy, spans_from_heartbeats
+from web.coverage import Policy, RunState, facts_from_doc, judge_heartbeat, next_run, run_credit
 from web.db import Database
 from web.errors import DatabaseError
 from web.heartbeat.body import HeartbeatBody
@@ -32,26 +32,56 @@ POLICY = Policy(interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=0, requi
 PATH = "/api/v1/heartbeat"
 
 
-def pending(at_us: int, ok: bool, station_pk: int = 1) -> Pending:
-    body = HeartbeatBody.model_validate({"format": "irms.heartbeat/1", "station_id": "st", "sent_at_us": at_us})
-    return Pending(station_pk, "st", f"{at_us:032x}", at_us, at_us, body, "{}", [] if ok else [{"code": "x"}])
+def station_history(times: list[tuple[int, bool]]) -> list[Pending]:
+    """A station's heartbeats in time order, each with the run the station's own rule builds."""
+    state: RunState | None = None
+    out = []
+    for at_us, ok in times:
+        doc: dict[str, Any] = {"format": "irms.heartbeat/1", "station_id": "st", "sent_at_us": at_us,
+                               "probes": [{"check": "camera.black", "device": "wide", "ok": ok}],
+                               "disk_free_bytes": 1, "clock_offset_ms": 0, "selftest": {"at_us": at_us, "ok": True}}
+        run = next_run(state, doc, POLICY, 0)
+        doc["run"] = run.as_json()
+        raw = json.dumps(doc)
+        state = (state or RunState()).after(run, at_us, raw.encode())
+        facts = facts_from_doc(doc, at_us, 0)
+        reasons = [r.as_json() for r in judge_heartbeat(facts, POLICY)]
+        out.append(Pending(1, "st", f"{at_us:032x}", at_us, at_us, HeartbeatBody.model_validate(doc), raw, reasons,
+                           None, facts))
+    return out
+
+
+def merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_span_rule_in_batches_equals_replaying_the_history(seed: int) -> None:
+def test_spans_in_batches_equal_the_checkers_credits(seed: int) -> None:
+    """The server's spans, a batch at a time and some heartbeats delivered late, cover exactly what the offline
+    checker credits from the same heartbeats (`run_credit`, one rule)."""
     rng = random.Random(seed)
     t = 1_800_000_000_000_000
-    history: list[tuple[int, bool]] = []
+    times: list[tuple[int, bool]] = []
     for _ in range(rng.randint(1, 40)):
         t += rng.choice((10, 60, 60, 60, 119, 121, 300)) * 1_000_000
-        history.append((t, rng.random() < 0.8))
-    # "store" each batch's plan as the database would, carrying the station row across batches
+        times.append((t, rng.random() < 0.8))
+    history = station_history(times)
+    arrival = list(history)
+    for _ in range(rng.randint(0, 3)):  # a few queued and delivered late
+        i = rng.randrange(len(arrival))
+        arrival.append(arrival.pop(i))
     stored: dict[int, NewSpan] = {}
     row = StationRow(1, "enrolled", 7, None, None, None, None, None)
     i = 0
-    while i < len(history):
+    while i < len(arrival):
         n = rng.randint(1, 6)
-        plan = plan_batch([pending(at, ok) for at, ok in history[i:i + n]], {1: row}, POLICY)
+        plan = plan_batch(arrival[i:i + n], {1: row}, POLICY)
         new_ids = []
         for span in plan.spans:
             new_ids.append(len(stored) + 1)
@@ -62,21 +92,26 @@ def test_span_rule_in_batches_equals_replaying_the_history(seed: int) -> None:
             row.last_span = new_ids[row.last_span[1]]
         row.last_heartbeat = None
         i += n
-    replayed = spans_from_heartbeats(7, history, POLICY)
-    assert [(s.start_us, s.end_us) for s in stored.values()] == [(s.start_us, s.end_us) for s in replayed]
-    assert all(s.closed for s in list(stored.values())[:-1] if s.end_us <= history[-1][0])
+    fails = sorted(p.at_us for p in history if p.reasons)
+    credits = [run_credit(p.facts, not p.reasons, POLICY, 0, fails) for p in history if p.facts is not None]
+    assert all(c.refused is None for c in credits)
+    assert merged([(s.start_us, s.end_us) for s in stored.values()]) == merged([c.span for c in credits if c.span])
+    assert [p.run_since_us for p in history] == [c.span[0] if c.span else None for c in credits]
 
 
-def test_a_heartbeat_arriving_late_keeps_its_own_stretch() -> None:
-    t, fresh = 1_800_000_000_000_000, POLICY.fresh_us
+def test_a_heartbeat_arriving_late_keeps_its_own_run() -> None:
+    t, s = 1_800_000_000_000_000, 1_000_000
+    h = station_history([(t, True), (t + 30 * s, True), (t + 60 * s, False), (t + 90 * s, True), (t + 120 * s, True),
+                         (t + 180 * s, True)])
     row = StationRow(1, "enrolled", 7, None, None, None, None, None)
-    plan = plan_batch([pending(t + 60_000_000, True), pending(t + 120_000_000, True), pending(t, True),
-                       pending(t + 30_000_000, False)], {1: row}, POLICY)
-    assert [(s.start_us, s.end_us, s.closed) for s in plan.spans] == [
-        (t + 60_000_000, t + 120_000_000 + fresh, False), (t, t + fresh, True)]
-    assert (row.span_start_us, row.span_end_us, row.last_span) == (t + 60_000_000, t + 120_000_000 + fresh,
-                                                                   ("new", 0))
-    assert row.last_seen_us == t + 120_000_000 and row.last_heartbeat == ("new", 1)
+    plan = plan_batch([h[3], h[4], h[1], h[2], h[5], h[0]], {1: row}, POLICY)
+    # h[1] credits [t, t+30 s) of the first run, a closed span of its own; the late failure h[2] does not close
+    # the open span of the second run, which h[5] extends.
+    assert [(sp.start_us, sp.end_us, sp.closed) for sp in plan.spans] == [
+        (t + 90 * s, t + 180 * s, False), (t, t + 30 * s, True)]
+    assert (row.span_start_us, row.span_end_us, row.last_span) == (t + 90 * s, t + 180 * s, ("new", 0))
+    assert row.last_seen_us == t + 180 * s and row.last_heartbeat == ("new", 4)
+    assert row.last_fail_us == t + 60 * s
 
 
 def _request(st: SimStation, now_us: int, **over: object) -> tuple[dict[str, str], bytes]:
@@ -141,10 +176,12 @@ def test_concurrent_heartbeats_share_commits_and_each_gets_its_answer(
         world: World, app: Flask, db: Database) -> None:
     stations = [world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02"), world.enroll("HN-CQDT", "P01")]
     ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
+    world.now.advance(10)  # the runs start after the enrolment
     now = world.now()
+    # Built oldest first (each station's run grows), sent newest first.
     requests = [_request(st, now - k * 1_000_000, recording={"session_id": f"S-{st.station_id}", "index": k,
                                                              "chain_head": f"{k:064x}"})
-                for k in range(8) for st in stations]
+                for k in range(7, -1, -1) for st in stations][::-1]
     replayed = requests[5]
     requests.append(replayed)  # the same signed request twice: one is stored, the other refused
     primer, results = _in_one_batch(ingest, requests[0], requests[1:], now)
@@ -214,6 +251,7 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
     a, b = world.enroll("HN-TTG", "P01"), world.enroll("HN-TTG", "P02")
     ingest: HeartbeatIngest = app.extensions["irms"].heartbeats
     _refuse_bodies_with(db, "BROKEN-AGENT")
+    world.now.advance(10)
     try:
         now = world.now()
         primer, results = _in_one_batch(ingest, _request(a, now - 1_000_000),
@@ -225,7 +263,7 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
         with db.session() as s:  # only the primer, in its own batch
             assert s.scalar(select(func.count()).select_from(Heartbeat)) == 1
             assert s.scalar(select(func.count()).select_from(Nonce)) == 1
-            assert s.scalar(select(func.count()).select_from(UptimeSpan)) == 1
+            assert s.scalar(select(func.count()).select_from(UptimeSpan)) == 1  # its run's, of no length yet
         # the station retries with a new request; the next batch is stored
         headers, raw = _request(a, now + 1_000_000)
         got = ingest.ingest(headers, PATH, raw, now + 1_000_000)
@@ -234,6 +272,9 @@ def test_a_failed_batch_answers_503_to_every_request_in_it_and_keeps_nothing(
         _drop_refusal(db)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Heartbeat)) == 2
+        # The retry continues the primer's run (the station built the lost one too: its run counts it).
+        assert s.execute(select(UptimeSpan.start_us, UptimeSpan.end_us)).all() == [(now - 1_000_000,
+                                                                                    now + 1_000_000)]
 
 
 def test_in_one_batch_the_first_station_to_name_a_session_owns_it_and_the_other_is_refused(

@@ -52,10 +52,10 @@ def served(pg_url: str, tmp_path: Path) -> Iterator[Served]:
         for i in range(5):
             room, _ = ensure_room(s, site, f"P{i:02d}", f"Phòng {i}")
             key = Ed25519PrivateKey.generate()
+            enrolled = time.time_ns() // 1000
             s.add(Station(station_id=f"st-serve-{i}", public_key=K.b64(K.public_raw(key.public_key())),
-                          status="enrolled", hardware_profile="synthetic", room_id=room.id,
-                          enrolled_at_us=time.time_ns() // 1000))
-            stations.append(SimStation(f"st-serve-{i}", key))
+                          status="enrolled", hardware_profile="synthetic", room_id=room.id, enrolled_at_us=enrolled))
+            stations.append(SimStation(f"st-serve-{i}", key, enrolled_at_us=enrolled))
     procs = Processes(tmp_path)
     port = free_port()
     env = {**os.environ, "IRMS_HOME": str(tmp_path), "IRMS_WEB_SECRET_KEY": "serve-test"}

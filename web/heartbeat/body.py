@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,8 @@ class HeartbeatBody(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     recording: RecordingBody | None = None
     selftest: SelftestBody | None = None
+    # Heartbeat runs (issue 18, docs/evidence-format.md): checked strictly by evidence.coverage.run_from_doc.
+    run: dict[str, Any] | None = None
 
 
 def facts_of(body: HeartbeatBody, received_us: int, enrolled_at_us: int | None = None) -> HeartbeatFacts:

@@ -39,9 +39,11 @@ class HeartbeatDoor:
     """What both servers do with a heartbeat request: refuse it before reading it, answer it, encode it."""
 
     def __init__(self, clock: Callable[[], int], interval_s: int, max_body: int,
-                 signer: AuditSigner | None = None) -> None:
+                 signer: AuditSigner | None = None, policy: dict[str, object] | None = None) -> None:
         self.clock = clock
         self.interval_s = interval_s
+        self.policy = policy
+        """The coverage policy (`Policy.as_json`): the station judges its runs with it (docs, "Heartbeat runs")."""
         self.max_body = max_body
         self.signer = signer
 
@@ -58,6 +60,9 @@ class HeartbeatDoor:
         doc: dict[str, object] = {
             "accepted": True, "heartbeat_id": got.heartbeat_id, "ok": got.ok, "reasons": got.reasons,
             "witnessed": got.witnessed, "heartbeat_interval_s": self.interval_s, "server_time_us": now_us}
+        if self.policy is not None:
+            doc["policy"] = self.policy
+            doc["enrolled_at_us"] = got.enrolled_at_us
         if self.signer is not None and got.audit_head is not None:
             doc["audit_head"] = self.signer.head(*got.audit_head)
         return 201, doc

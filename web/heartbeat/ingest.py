@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from evidence.coverage_bundle import signed_envelope
 from evidence.request_auth import SignedRequest
-from web.coverage import Policy, judge_heartbeat
+from web.coverage import Policy, judge_heartbeat, run_from_doc
 from web.db import Database
 from web.errors import BadRequest, Unauthenticated
 from web.heartbeat.body import HeartbeatBody, facts_of
@@ -49,10 +49,14 @@ class HeartbeatIngest:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("heartbeat: body is not UTF-8") from None
-        facts = facts_of(body, now_us, enrolled_at_us)
+        try:
+            run = run_from_doc(body.run)
+        except ValueError as err:
+            raise BadRequest(f"heartbeat: {err}") from None
+        facts = facts_of(body, now_us, enrolled_at_us)._replace(run=run)
         reasons = [r.as_json() for r in judge_heartbeat(facts, self.policy)]
         return Pending(pk, req.station_id, req.nonce, now_us, facts.at_us, body, text, reasons,
-                       signed_envelope(path, headers))
+                       signed_envelope(path, headers), facts)
 
     def ingest(self, headers: Mapping[str, str], path: str, raw: bytes, now_us: int) -> Accepted:
         """Authenticate, check and store one heartbeat; raises the refusal (401/403/409/400/503)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from evidence.coverage import HeartbeatFacts
 from evidence.errors import IrmsError
 from web.heartbeat.body import HeartbeatBody
 
@@ -29,6 +30,10 @@ class Pending:
     reasons: list[dict[str, object]]
     signed: str | None = None
     """The signature headers and path as received (`evidence.coverage_bundle.signed_envelope`), stored with it."""
+    facts: HeartbeatFacts | None = None
+    """What coverage reads of it (with its run claim and the station's enrolment), for its credit."""
+    run_since_us: int | None = None
+    """The start of the run it was credited for (None: no credit), stored so an export finds each run's last."""
     heartbeat_id: int | None = None
     error: IrmsError | None = None
     audit_head: tuple[int, str] | None = None
@@ -46,6 +51,7 @@ class Accepted:
     reasons: list[dict[str, object]]
     witnessed: bool
     audit_head: tuple[int, str] | None = None
+    enrolled_at_us: int | None = None
 
 
 def outcome(item: Pending) -> Accepted:
@@ -54,7 +60,7 @@ def outcome(item: Pending) -> Accepted:
         raise item.error
     assert item.heartbeat_id is not None
     return Accepted(item.heartbeat_id, not item.reasons, item.reasons, item.body.recording is not None,
-                    item.audit_head)
+                    item.audit_head, None if item.facts is None else item.facts.enrolled_at_us)
 
 
 def fail(batch: list[Pending], err: IrmsError) -> None:

@@ -1,7 +1,8 @@
 """What a batch of accepted heartbeats writes, planned without I/O (pure).
 
-The span rule is `coverage.advance_span`, applied heartbeat by heartbeat in arrival order, as for
-one heartbeat at a time.
+Each heartbeat's credit is `coverage.run_credit` (the run behind it, the rule the offline checker
+shares), checked against the station's latest failing heartbeat; the spans follow `coverage.advance_span`,
+heartbeat by heartbeat in arrival order, as for one heartbeat at a time.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from web.coverage import Policy, advance_span
+from web.coverage import Policy, advance_span, run_credit
 from web.heartbeat.pending import Pending
 
 
@@ -27,6 +28,8 @@ class StationRow:
     """A stored span id, or ("new", j): the j-th span this batch opens."""
     span_start_us: int | None
     span_end_us: int | None
+    last_fail_us: int | None = None
+    """When the station's latest heartbeat that was not ok holds: a run claimed across it is refused."""
 
 
 @dataclass
@@ -73,22 +76,31 @@ def plan_batch(items: list[Pending], rows: Mapping[int, StationRow], policy: Pol
         if row.last_seen_us is None or row.last_seen_us <= item.at_us:
             row.last_seen_us = item.at_us
             row.last_heartbeat = ref
+        ok = not item.reasons
+        credit = None
+        if item.facts is not None:
+            fails = () if row.last_fail_us is None else (row.last_fail_us,)
+            credit = run_credit(item.facts, ok, policy, item.facts.enrolled_at_us, fails).span
+        if not ok and (row.last_fail_us is None or item.at_us > row.last_fail_us):
+            row.last_fail_us = item.at_us
+        if credit is not None:
+            item.run_since_us = credit[0]
         if row.room_id is None:
             continue
         open_span = None
         if row.last_span is not None and row.span_start_us is not None and row.span_end_us is not None:
             open_span = (row.span_start_us, row.span_end_us)
-        upd = advance_span(open_span, item.at_us, not item.reasons, policy)
+        upd = advance_span(open_span, credit, ok, item.at_us)
         if upd.action == "extend":
             _set_span(plan, row, upd.end_us, False)
             row.span_end_us = upd.end_us
-        elif upd.action == "close":
-            _set_span(plan, row, upd.end_us, True)
+        elif upd.action == "close" and open_span is not None:
+            _set_span(plan, row, open_span[1], True)
             row.span_start_us = row.span_end_us = None
-        elif upd.action == "past":
+        elif upd.action == "past" and upd.end_us > upd.start_us:
             plan.spans.append(NewSpan(row.pk, row.room_id, upd.start_us, upd.end_us, closed=True))
         elif upd.action == "open":
-            if open_span is not None and open_span[1] <= item.at_us:
+            if open_span is not None:
                 _set_span(plan, row, open_span[1], True)
             row.last_span = ("new", len(plan.spans))
             plan.spans.append(NewSpan(row.pk, row.room_id, upd.start_us, upd.end_us))

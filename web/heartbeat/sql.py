@@ -21,7 +21,8 @@ from web.models import StationStatus
 from web.ownership import CLAIM_SQL, OWNER_SQL
 from web.station_auth import NONCE_SQL, pg_params
 
-_STATION_COLUMNS = "id, status, room_id, last_seen_us, last_heartbeat_id, last_span_id, span_start_us, span_end_us"
+_STATION_COLUMNS = ("id, status, room_id, last_seen_us, last_heartbeat_id, last_span_id, span_start_us, span_end_us, "
+                    "last_fail_us")
 _PG_READ = f"""WITH
 st AS (SELECT {_STATION_COLUMNS} FROM stations WHERE id = ANY(%(ids)s::int[]) ORDER BY id FOR UPDATE),
 n AS (INSERT INTO nonces (station_pk, nonce, seen_us)
@@ -53,10 +54,10 @@ SELECT st.*, array(SELECT n.nonce FROM n WHERE n.station_pk = st.id),
 _PG_WRITE = """WITH
 hb AS (SELECT nextval(%(hb_seq)s::regclass) AS id, x.*
        FROM ROWS FROM (json_to_recordset(%(hb)s::json) AS (pk int, received bigint, sent bigint, ok bool,
-            reasons text, disk bigint, clock bigint, body text, sig text)) WITH ORDINALITY AS x),
+            reasons text, disk bigint, clock bigint, body text, sig text, run bigint)) WITH ORDINALITY AS x),
 hbi AS (INSERT INTO heartbeats (id, station_pk, received_us, sent_us, ok, reasons, disk_free_bytes,
-                                clock_offset_ms, body, signature)
-        SELECT id, pk, received, sent, ok, reasons, disk, clock, body, sig FROM hb),
+                                clock_offset_ms, body, signature, run_since_us)
+        SELECT id, pk, received, sent, ok, reasons, disk, clock, body, sig, run FROM hb),
 wh AS (INSERT INTO witnessed_heads (station_pk, session_id, idx, chain_head, received_us)
        SELECT pk, session, idx, head, received FROM json_to_recordset(%(wh)s::json)
        AS x(pk int, session text, idx bigint, head text, received bigint)),
@@ -71,9 +72,9 @@ sx AS (UPDATE uptime_spans u SET end_us = x.end_us, closed = x.closed
 stu AS (UPDATE stations s SET last_seen_us = x.seen,
                last_heartbeat_id = coalesce((SELECT id FROM hb WHERE hb.ordinality = x.hb_new), x.hb),
                last_span_id = coalesce((SELECT id FROM sp WHERE sp.ordinality = x.span_new), x.span),
-               span_start_us = x.span_start, span_end_us = x.span_end
+               span_start_us = x.span_start, span_end_us = x.span_end, last_fail_us = x.fail
         FROM json_to_recordset(%(st)s::json) AS x(id int, seen bigint, hb bigint, hb_new bigint, span bigint,
-             span_new bigint, span_start bigint, span_end bigint)
+             span_new bigint, span_start bigint, span_end bigint, fail bigint)
         WHERE s.id = x.id AND s.id = ANY(%(st_ids)s::int[]))
 SELECT id FROM hb ORDER BY ordinality"""
 
@@ -83,12 +84,13 @@ _SQLITE_STATIONS = f"SELECT {_STATION_COLUMNS} FROM stations WHERE id IN ({{}})"
 def _heartbeat_row(item: Pending) -> tuple[Any, ...]:
     b = item.body
     return (item.station_pk, item.received_us, b.sent_at_us, not item.reasons,
-            json.dumps(item.reasons, ensure_ascii=False), b.disk_free_bytes, b.clock_offset_ms, item.raw, item.signed)
+            json.dumps(item.reasons, ensure_ascii=False), b.disk_free_bytes, b.clock_offset_ms, item.raw, item.signed,
+            item.run_since_us)
 
 
 def _station_values(row: StationRow, hb_ids: list[int], sp_ids: list[int]) -> tuple[Any, ...]:
     return (row.last_seen_us, resolve(row.last_heartbeat, hb_ids), resolve(row.last_span, sp_ids),
-            row.span_start_us, row.span_end_us)
+            row.span_start_us, row.span_end_us, row.last_fail_us)
 
 
 def _ordinal(ref: int | tuple[str, int] | None) -> tuple[int | None, int | None]:
@@ -161,20 +163,20 @@ class Postgres(Backend):
         heads = [(i.station_pk, i.body.recording.session_id, i.body.recording.index, i.body.recording.chain_head,
                   i.received_us) for i in plan.heartbeats if i.body.recording is not None]
         stations = [(r.pk, r.last_seen_us, *_ordinal(r.last_heartbeat), *_ordinal(r.last_span),
-                     r.span_start_us, r.span_end_us) for r in plan.stations.values()]
+                     r.span_start_us, r.span_end_us, r.last_fail_us) for r in plan.stations.values()]
         if self.sequences is None:
             found = yield (self.SEQUENCES, ())
             self.sequences = (str(found[0][0]), str(found[0][1]))
         ids = yield (_PG_WRITE, {
             "hb_seq": self.sequences[0], "sp_seq": self.sequences[1],
             "sx_ids": list(plan.span_updates), "st_ids": list(plan.stations),
-            "hb": json_rows(("pk", "received", "sent", "ok", "reasons", "disk", "clock", "body", "sig"),
+            "hb": json_rows(("pk", "received", "sent", "ok", "reasons", "disk", "clock", "body", "sig", "run"),
                              [_heartbeat_row(i) for i in plan.heartbeats]),
             "wh": json_rows(("pk", "session", "idx", "head", "received"), heads),
             "sp": json_rows(("pk", "room", "start_us", "end_us", "closed"),
                              [(s.station_pk, s.room_id, s.start_us, s.end_us, s.closed) for s in plan.spans]),
             "sx": json_rows(("id", "end_us", "closed"), [(k, *v) for k, v in plan.span_updates.items()]),
-            "st": json_rows(("id", "seen", "hb", "hb_new", "span", "span_new", "span_start", "span_end"),
+            "st": json_rows(("id", "seen", "hb", "hb_new", "span", "span_new", "span_start", "span_end", "fail"),
                              stations)})
         for item, (hb_id,) in zip(plan.heartbeats, ids, strict=True):
             item.heartbeat_id = int(hb_id)
@@ -213,7 +215,8 @@ class Sqlite(Backend):
         hb_ids: list[int] = []
         for item in plan.heartbeats:
             got = yield ("INSERT INTO heartbeats (station_pk, received_us, sent_us, ok, reasons, disk_free_bytes, "
-                         "clock_offset_ms, body, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         "clock_offset_ms, body, signature, run_since_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                         "RETURNING id",
                          _heartbeat_row(item))
             item.heartbeat_id = int(got[0][0])
             hb_ids.append(item.heartbeat_id)
@@ -232,7 +235,8 @@ class Sqlite(Backend):
             yield "UPDATE uptime_spans SET end_us = ?, closed = ? WHERE id = ?", (end, closed, span_id)
         for r in plan.stations.values():
             yield ("UPDATE stations SET last_seen_us = ?, last_heartbeat_id = ?, last_span_id = ?, "
-                   "span_start_us = ?, span_end_us = ? WHERE id = ?", (*_station_values(r, hb_ids, sp_ids), r.pk))
+                   "span_start_us = ?, span_end_us = ?, last_fail_us = ? WHERE id = ?",
+                   (*_station_values(r, hb_ids, sp_ids), r.pk))
 
 
 def first_of_each_nonce(items: list[Pending]) -> list[Pending]:
