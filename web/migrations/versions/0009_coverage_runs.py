@@ -1,7 +1,7 @@
 """Heartbeat runs (docs/evidence-format.md, "Heartbeat runs"): each heartbeat's credited run start, and each
 station's latest failing heartbeat (a run claimed across it is refused).
 
-Revision ID: 0006_coverage_runs
+Revision ID: 0009_coverage_runs
 Revises: 0008_accounts
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006_coverage_runs'
+revision = '0009_coverage_runs'
 down_revision = '0008_accounts'
 branch_labels = None
 depends_on = None
