@@ -17,7 +17,7 @@ from recorder.cli import main as agent
 from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
 from tests.plugins.recording import Station
-from tests.recorder.test_screen import FORM, apps, csrf, wait_state
+from tests.recorder.test_screen import FORM, PIN_HASH, apps, csrf, log_in, wait_state
 from tests.web.conftest import World
 from web.app import create_app
 from web.config import WebConfig
@@ -43,9 +43,10 @@ def test_every_session_of_one_screen_reaches_the_server_with_its_case(
     monkeypatch.setenv("IRMS_DRAIN_TIMEOUT_S", "5")
     assert agent(["enroll", "--server", server, "--code", world.code("HN-TTG", "P01")]) == 0
     app = create_screen_app(recorder_factory(station.home, str(tmp_path / "store"), "HN-TTG", "P01", "synthetic"),
-                            ScreenSettings(site="HN-TTG", room="P01"), home=station.home)
+                            ScreenSettings(site="HN-TTG", room="P01", pin_hash=PIN_HASH), home=station.home)
     apps.append(app)
     client = app.test_client()
+    assert log_in(client) == 303  # the investigator's station PIN
     token = csrf(client)
     cases = ["21/2026/HS", "22/2026/HS"]
     sids = []
