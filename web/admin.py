@@ -21,8 +21,8 @@ from web import audit
 from web import stations as ST
 from web import units as UN
 from web import users as U
-from web.app import db_session, now_us, state
 from web.auth import require_roles
+from web.context import db_session, now_us, state
 from web.errors import AuditBroken, BadRequest, Conflict, NotFound
 from web.models import (
     AuditEntry,

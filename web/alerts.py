@@ -33,9 +33,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from web import audit
-from web.app import db_session, now_us
 from web.auth import require_roles
 from web.config import WebConfig
+from web.context import db_session, now_us
 from web.coverage import Reason, RoomStatus, reason
 from web.errors import Conflict, NotFound
 from web.evidence import current_coverage

@@ -23,8 +23,8 @@ from flask.typing import ResponseReturnValue
 from evidence.protocol import ENROLL_PATH, EVENTS_PATH
 from web import scope
 from web import stations as ST
-from web.app import db_session, now_us, state
 from web.auth import ALL_ROLES, client_address, require_roles
+from web.context import db_session, now_us, state
 from web.coverage import Coverage
 from web.errors import Forbidden, ForeignClaim, NotFound
 from web.evidence import bulk_compute, current_coverage

@@ -3,71 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import DataError, SQLAlchemyError
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from evidence.errors import IrmsError
 from web import i18n
 from web.config import WebConfig, load_config
+from web.context import IrmsState, lang, system_now_us
 from web.db import Database
 from web.errors import BadRequest, DatabaseError, Unauthenticated, WebError
 
 if TYPE_CHECKING:
-    from web.audit_anchor import AuditSigner
-    from web.heartbeat.ingest import HeartbeatIngest
+    pass
 
 
 MAX_BODY = 256 * 1024
 """The largest request body the server reads (heartbeats, events, forms)."""
-
-
-def system_now_us() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclass
-class IrmsState:
-    config: WebConfig
-    db: Database
-    clock: Callable[[], int]
-    heartbeats: HeartbeatIngest
-    """The process's heartbeat ingest (one group commit per app), answered by `heartbeat.http.HeartbeatDoor`."""
-    audit_signer: AuditSigner
-    """Signs the audit chain heads heartbeat answers carry (web/audit_anchor.py)."""
-
-
-def state() -> IrmsState:
-    from flask import current_app
-    st: IrmsState = current_app.extensions["irms"]
-    return st
-
-
-def db_session() -> Session:
-    """This request's database session (closed, and rolled back if not committed, at teardown)."""
-    if "db_session" not in g:
-        g.db_session = state().db.sessions()
-    s: Session = g.db_session
-    return s
-
-
-def now_us() -> int:
-    return state().clock()
-
-
-def lang() -> str:
-    chosen = session.get("lang")
-    return chosen if chosen in i18n.LANGUAGES else state().config.default_language
 
 
 def wants_json() -> bool:

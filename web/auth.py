@@ -23,7 +23,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length
 
 from web import i18n
-from web.app import db_session, now_us, state
+from web.context import db_session, now_us, state
 from web.errors import BadRequest, Forbidden, TooManyAttempts, Unauthenticated
 from web.models import Role
 from web.users import Throttle, change_own_password, check_login, end_login, find_login, start_login
@@ -151,7 +151,7 @@ def login() -> ResponseReturnValue:
 
 
 def lang_now() -> str:
-    from web.app import lang
+    from web.context import lang
     return lang()
 
 

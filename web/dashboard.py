@@ -6,9 +6,9 @@ from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
 from web import i18n
-from web.app import db_session, lang, now_us, state
 from web.auth import ALL_ROLES, require_roles
 from web.chart import trend_svg
+from web.context import db_session, lang, now_us, state
 from web.evidence import bulk_compute, current_coverage, trend
 
 bp = Blueprint("coverage", __name__)

@@ -36,8 +36,8 @@ from evidence.formats import segment_name
 from storage.base import ObjectStore
 from web import audit, custody, scope
 from web import recordings as R
-from web.app import db_session, now_us, state
 from web.auth import require_roles
+from web.context import db_session, now_us, state
 from web.errors import BadRequest, Conflict, NotFound
 from web.models import RecordingSession, SessionSegment
 from web.scope import Need

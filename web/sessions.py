@@ -29,8 +29,8 @@ from verifier.annex import build_annex, load_session_documents
 from verifier.export import export_session
 from web import audit, scope
 from web import recordings as R
-from web.app import db_session, now_us, state
 from web.auth import require_roles
+from web.context import db_session, now_us, state
 from web.errors import BadRequest, NotFound
 from web.models import AuditEntry, RecordingSession, SessionStatus, Share
 from web.scope import Need

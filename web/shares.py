@@ -31,8 +31,8 @@ from wtforms.validators import AnyOf, DataRequired, Length, NumberRange
 from web import audit, scope
 from web import recordings as R
 from web import replay as RP
-from web.app import db_session, now_us, state
 from web.auth import require_roles
+from web.context import db_session, now_us, state
 from web.errors import BadRequest, Conflict, Forbidden, NotFound
 from web.models import RecordingSession, Share, ShareAllow
 from web.scope import Need
