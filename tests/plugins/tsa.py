@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.plugins.base import loopback_http
+
 POLICY = "1.3.6.1.4.1.99999.1.1"
 
 
@@ -150,16 +152,9 @@ def running_tsa(folder: Path) -> Iterator[Tsa]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    tsa.url = f"http://127.0.0.1:{server.server_port}/tsa"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_http(Handler) as base:
+        tsa.url = base + "/tsa"
         yield tsa
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import http.server
 import json
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -25,7 +24,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tests.plugins.base import missing_service
+from tests.plugins.base import loopback_http, missing_service
 from tests.plugins.processes import free_port
 from tests.web.conftest import FakeNow, World, beat, login
 from web.alerts import run_once
@@ -84,15 +83,9 @@ def webhook() -> Iterator[Hook]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/irms-alerts?token=abc"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_http(Handler) as base:
+        hook.url = base + "/irms-alerts?token=abc"
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
