@@ -229,7 +229,8 @@ HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
 SIZE_RE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
 EVENT_KINDS = ("start", "capture_stop", "pause", "resume", "device_lost", "store_full", "health", "health_ok",
                "salvaged", "recovered", "clock_step", "clock_offset", "torn_segment", "partial_kept", "segment_lost",
-               "object_kept", "object_damaged", "object_quarantined", "journal_rebuilt", "end")
+               "object_kept", "object_damaged", "object_quarantined", "journal_rebuilt", "marker", "witness_start",
+               "witness_stop", "end")
 KEY_CAUSES = ("resume_after_crash",)
 CAMERA_SOURCES = ("lavfi", "rtsp", "v4l2", "http")
 MICROPHONE_SOURCES = ("lavfi", "pulse", "alsa", "camera")

@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from recorder.errors import ConfigError, first_problem
+
+MARKER_LABELS = ("rights read", "suspect asks for counsel", "break", "statement begins")
+MARKER_MAX = 80
+"""A marker's label: at most this many characters."""
 
 
 class StationConfig(BaseModel):
@@ -44,6 +49,9 @@ class StationConfig(BaseModel):
     selftest_retry_s: float = Field(default=60.0, gt=0)
     # Measured device latencies ("camera.<role>" / "microphone.<role>" -> ms), written by `irms-agent calibrate`.
     latency_ms: dict[str, int] = Field(default_factory=dict)
+    # The short labels the investigator may give a marker (the unit's list; a marker may also have none).
+    marker_labels: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]] = \
+        Field(default_factory=lambda: list(MARKER_LABELS), max_length=20)
 
     def credentials(self) -> dict[str, str]:
         return {"host": self.camera_host, "host2": self.camera_host2, "user": self.camera_user,

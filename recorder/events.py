@@ -7,6 +7,12 @@ server that is away delays events but loses none; a background thread sends the 
 oldest first, in signed batches (`POST /api/v1/sessions/events`, format irms.session-events/1),
 and removes events only once the server has accepted them. The start event carries the
 signed session header, so the server learns the case metadata as the session begins.
+
+While a session records (`watching` set), the sender also asks the server every `poll_s` with an
+empty batch when it had nothing to send: the answer's `watchers` member names who watches the
+station's sessions live (web/live.py), handed to `on_watchers`. The screen shows them and the
+recorder writes their coming and going as `witness_start`/`witness_stop` events. A server that
+is away only leaves the last answer standing; capture and upload never wait on it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,22 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 HeaderOf = Callable[[str], dict[str, Any] | None]
+Watchers = dict[str, dict[str, str]]
+"""Per session id: live view id -> "name, unit", as the server's answer named them."""
+
+
+def watchers_of(answer: object) -> Watchers:
+    """The `watchers` member of an events answer (pure); anything malformed counts as nobody."""
+    out: Watchers = {}
+    found = answer.get("watchers") if isinstance(answer, dict) else None
+    if not isinstance(found, dict):
+        return out
+    for sid, views in found.items():
+        if not isinstance(views, list):
+            continue
+        out[str(sid)] = {str(v.get("id")): f"{str(v.get('name', ''))[:200]}, {str(v.get('unit', ''))[:200]}".strip(", ")
+                         for v in views if isinstance(v, dict) and v.get("id") is not None}
+    return out
 
 
 def event_item(session_id: str, site: str, room: str, event: dict[str, Any],
@@ -63,6 +86,10 @@ class EventSender:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.poll_s = 2.0
+        self.watching: str | None = None  # the session being recorded: ask who watches it
+        self.on_watchers: Callable[[Watchers], None] | None = None
+        self._last_post = 0.0
         HeartbeatQueue(queue_path).close()  # create it now: a bad path fails at start, not mid-session
 
     def sink(self, session_id: str, event: dict[str, Any]) -> None:
@@ -95,10 +122,12 @@ class EventSender:
                 while True:
                     rows = q.oldest(BATCH)
                     if not rows:
+                        if self.watching and time.monotonic() - self._last_post >= self.poll_s:
+                            self._post(batch_body(self.link.station_id, self.clock.now_us(), []))
                         return 0
                     body = batch_body(self.link.station_id, self.clock.now_us(), rows)
                     try:
-                        self.link.post(EVENTS_PATH, body)
+                        self._post(body)
                     except ServerRefused as err:
                         if err.status not in (400, 413, 422):
                             raise
@@ -107,6 +136,15 @@ class EventSender:
                         q.remove(seq)
             finally:
                 q.close()
+
+    def _post(self, body: bytes) -> None:
+        answer = self.link.post(EVENTS_PATH, body)
+        self._last_post = time.monotonic()
+        if self.on_watchers is not None:
+            try:
+                self.on_watchers(watchers_of(answer))
+            except Exception:  # noqa: BLE001 - whoever listens must never stop the events
+                log.exception("the watchers callback failed")
 
     def start(self) -> None:
         """Run the sender thread: it sends at once, on every new event, and retries with back-off."""

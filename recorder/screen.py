@@ -33,6 +33,7 @@ from evidence.canonical import canonical_json, parse_json_object
 from evidence.errors import IrmsError
 from evidence.formats import CaseInfo
 from recorder.clock import Clock, SystemClock
+from recorder.config import MARKER_LABELS
 from recorder.errors import PreflightRefused, RecorderError
 from recorder.events import EventSender, attach_event_sender
 from recorder.journal import Journal
@@ -71,6 +72,13 @@ TEXT: dict[str, dict[str, str]] = {
         "elapsed": "Thời gian đã ghi",
         "started_at": "Bắt đầu lúc",
         "preview": "Hình ảnh trực tiếp",
+        "marker": "Đánh dấu",
+        "marker_label": "Nhãn đánh dấu",
+        "no_label": "(không nhãn)",
+        "markers": "Các đánh dấu",
+        "marker_key": "phím M",
+        "bad_marker": "Nhãn đánh dấu không có trong danh sách của đơn vị.",
+        "watched_by": "Đang được theo dõi trực tiếp bởi",
         "level": "Mức âm thanh",
         "no_signal": "chưa có tín hiệu",
         "pause_reason": "Lý do tạm dừng",
@@ -145,6 +153,13 @@ TEXT: dict[str, dict[str, str]] = {
         "elapsed": "Elapsed",
         "started_at": "Started at",
         "preview": "Live picture",
+        "marker": "Mark",
+        "marker_label": "Marker label",
+        "no_label": "(no label)",
+        "markers": "Markers",
+        "marker_key": "key M",
+        "bad_marker": "That marker label is not in the unit's list.",
+        "watched_by": "Being watched live by",
         "level": "Audio level",
         "no_signal": "no signal yet",
         "pause_reason": "Reason for the pause",
@@ -221,6 +236,8 @@ class ScreenSettings:
     pin_hash: str = ""
     """The argon2 hash of the station's screen PIN (recorder/screen_login.py); the screen refuses to start
     without one."""
+    marker_labels: tuple[str, ...] = MARKER_LABELS
+    """The labels a marker may have (station.toml `marker_labels`, the unit's list); a marker may have none."""
     hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     """The names the screen answers to (the Host header, port aside); any other is refused 403, so a web
     page elsewhere cannot reach the screen through a name it points at this station (DNS rebinding)."""
@@ -293,6 +310,8 @@ class Active:
     manifest_bytes: bytes | None = None
     pending_uploads: int | None = None
     warnings: list[str] = field(default_factory=list)
+    watchers: dict[str, str] = field(default_factory=dict)
+    """Who watches live now, as the server last answered (view id -> "name, unit")."""
 
 
 @dataclass
@@ -412,8 +431,20 @@ class Screen:
         with self.lock:
             self.active = active
             self.live = LiveCache()
+        if self._events is not None:  # ask the server who watches, while this session records
+            self._events.on_watchers = self._on_watchers
+            self._events.watching = sid
         active.thread.start()
         return active
+
+    def _on_watchers(self, found: dict[str, dict[str, str]]) -> None:
+        """The server's answer named who watches (the event sender's thread): shown, and written as events."""
+        a = self.active
+        if a is None or a.state != "recording":
+            return
+        viewers = found.get(a.session_id, {})
+        a.watchers = viewers
+        a.recorder.watched_by(viewers)
 
     def _record(self, a: Active) -> None:
         """The background thread: record until told to stop, close (manifest), then drain uploads."""
@@ -427,6 +458,9 @@ class Screen:
             a.error = str(err)
             reason = "device_failure"
         a.state = "ending"
+        if self._events is not None and self._events.watching == a.session_id:
+            self._events.watching = None
+        a.watchers = {}
         try:
             a.manifest_bytes = canonical_json(rec.close(a.session_id, reason))
         except (IrmsError, OSError) as err:
@@ -648,7 +682,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     def session_page(sid: str) -> tuple[str, int]:
         a = screen.session(sid)
         error = request.args.get("error")
-        return render("screen/session.html", a=a, case=a.case, status=status_of(a),
+        return render("screen/session.html", a=a, case=a.case, status=status_of(a), labels=settings.marker_labels,
                       error=error if error in TEXT["en"] else None, confirm_end=request.args.get("confirm") == "end")
 
     def status_of(a: Active) -> dict[str, Any]:
@@ -658,6 +692,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             segments = len(j.segments(a.session_id, "sealed"))
             interruptions = j.interruptions(a.session_id)
             pending = j.pending_count(a.session_id)
+            markers = [e for e in j.events(a.session_id) if e["kind"] == "marker"]
         state = a.state
         if state == "recording" and rec.paused:
             state = "paused"
@@ -676,6 +711,8 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             "manifest_sha256": manifest_sha256(a.manifest_bytes) if a.manifest_bytes else None,
             "error": a.error,
             "warnings": a.warnings,
+            "markers": [{"at_us": m["at_us"], "label": m["detail"]} for m in markers],
+            "watchers": sorted(a.watchers.values()),
         }
 
     @app.get("/session/<sid>/status.json")
@@ -703,6 +740,17 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             return back_with_error(sid, "reason_required")
         if a.state == "recording" and a.recorder.paused:
             a.recorder.resume(reason)
+        return redirect(url_for("session_page", sid=sid), code=303)
+
+    @app.post("/session/<sid>/marker")
+    def marker(sid: str) -> BaseResponse:
+        """One key or button: a marker now, with an optional label from the unit's list (a signed event)."""
+        a = screen.session(sid)
+        label = request.form.get("label", "").strip()
+        if label and label not in settings.marker_labels:
+            return back_with_error(sid, "bad_marker")
+        if a.state == "recording":
+            a.recorder.mark(label)
         return redirect(url_for("session_page", sid=sid), code=303)
 
     @app.post("/session/<sid>/end")

@@ -76,7 +76,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
         hosts = (*hosts, host_name(f"[{args.host}]" if ":" in args.host else args.host))
     app = create_screen_app(factory, ScreenSettings(site=args.site, room=args.room, clock_reference=reference,
                                                     clock_tolerance_s=config.clock_tolerance_s, hosts=hosts,
-                                                    pin_hash=load_pin_hash(home)),
+                                                    pin_hash=load_pin_hash(home),
+                                                    marker_labels=tuple(config.marker_labels)),
                             home=home)
     server = make_server(args.host, args.port, app, threaded=True)
     stopping = threading.Event()

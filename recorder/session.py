@@ -48,6 +48,7 @@ from evidence.formats import (
 from evidence.keys import sign_document, verify_document
 from recorder.capture import CaptureLoop
 from recorder.clock import Clock, SessionClock
+from recorder.config import MARKER_MAX
 from recorder.crashpoint import crash_point
 from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
 from recorder.health import HealthMonitor
@@ -138,6 +139,11 @@ class Recorder:
         self.resume_reason = ""
         self.pause_requested = threading.Event()
         self.resume_requested = threading.Event()
+        # Events asked for from other threads (the screen's marker key, the server's viewers): written by the
+        # recording thread (poll, pause loop, close), stamped with the time they were asked for.
+        self._notes: list[tuple[int, str, str]] = []
+        self._notes_lock = threading.Lock()
+        self._watchers: dict[str, str] = {}
         self.clock_offset_us = 0
         # Where the latest measured offset comes from (server time − station time, µs), e.g. the server link.
         self.clock_offset_source: Callable[[], int | None] | None = None
@@ -231,6 +237,34 @@ class Recorder:
                 self.event_sink(sid, {"at_us": at_us, "kind": kind, "detail": detail})
             except Exception:  # noqa: BLE001 - a sink failure must never stop a recording
                 log.exception("event sink failed for %s %s", sid, kind)
+
+    def mark(self, label: str = "") -> int:
+        """Drop a marker now (the investigator's key or button): a `marker` event in the manifest. Thread-safe."""
+        label = " ".join(label.split())
+        if len(label) > MARKER_MAX:
+            raise RecorderError(f"a marker label has at most {MARKER_MAX} characters, not {len(label)}")
+        at = self.clock.now_us()
+        with self._notes_lock:
+            self._notes.append((at, "marker", label))
+        return at
+
+    def watched_by(self, viewers: dict[str, str]) -> None:
+        """The server's current live viewers of the session (view id -> "name, unit"): each one who came is a
+        `witness_start` event, each one who left a `witness_stop`. Thread-safe."""
+        at = self.clock.now_us()
+        with self._notes_lock:
+            for vid in sorted(viewers.keys() - self._watchers.keys()):
+                self._notes.append((at, "witness_start", f"{vid} {viewers[vid]}"))
+            for vid in sorted(self._watchers.keys() - viewers.keys()):
+                self._notes.append((at, "witness_stop", f"{vid} {self._watchers[vid]}"))
+            self._watchers = dict(viewers)
+
+    def _write_notes(self, sid: str) -> None:
+        """Journal the events other threads asked for (in the recording thread, which owns the journal)."""
+        with self._notes_lock:
+            notes, self._notes = self._notes, []
+        for at, kind, detail in notes:
+            self._event(sid, at, kind, detail)
 
     # --- outbox -------------------------------------------------------------
 
@@ -587,6 +621,7 @@ class Recorder:
     def poll_run(self, sid: str, run: RunRow) -> tuple[RunRow, bool]:
         """Check the clock, learn the run's origin from its first segment, capture what it finished."""
         self._check_clock(sid)
+        self._write_notes(sid)
         if run.t0_us is None and (Path(run.dir) / "seg000000.ts").exists():
             self.journal.set_run_t0(sid, run.run, self.clock.now_us())
             run = next(r for r in self.journal.runs(sid) if r.run == run.run)
@@ -641,6 +676,7 @@ class Recorder:
             if self.stop_requested.is_set():
                 return False
             self._check_clock(sid)
+            self._write_notes(sid)
             self.clock.sleep(0.05)
         self.pause_requested.clear()
         self.resume_requested.clear()
@@ -665,6 +701,8 @@ class Recorder:
         """
         self._seal_captured(sid)
         self._keep_partials(sid)
+        self.watched_by({})  # whoever still watches stops with the session
+        self._write_notes(sid)
         s = self.journal.session(sid)
         now = self.clock.now_us()
         still_open = any(i["end_us"] is None for i in self.journal.interruptions(sid))

@@ -327,3 +327,46 @@ def test_the_preflight_checks_a_camera_with_the_credentials_the_recording_uses(
     assert "needs 'user'" not in page and "pw-for-the-camera-9" not in page
     assert 'data-check="camera.wide" data-verdict="ok"' in page or \
         re.search(r'data-check="camera[^"]*" data-verdict="ok"', page), page
+
+
+@pytest.mark.slow
+def test_markers_and_viewers_go_into_the_signed_manifest(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
+    """The marker button (with a label from the unit's list, or none) and the server's live viewers as the
+    event sender hands them over: shown on the screen, and events in the signed manifest."""
+    client = client_for(apps, home, str(tmp_path / "store"), marker_labels=("rights read", "break"))
+    token = csrf(client)
+    page = client.post("/preflight", data={**FORM, "csrf_token": token}).get_data(as_text=True)
+    start_token = page.split('name="token" value="')[1].split('"')[0]
+    sid = client.post("/start", data={"csrf_token": token, "token": start_token}).headers["Location"].split("/")[-1]
+    page = client.get(f"/session/{sid}").get_data(as_text=True)
+    assert '<option value="rights read">' in page and 'id="watched" role="status" hidden' in page
+    assert client.post(f"/session/{sid}/marker", data={"csrf_token": token, "label": "rights read"}).status_code == 303
+    assert client.post(f"/session/{sid}/marker", data={"csrf_token": token}).status_code == 303
+    bad = client.post(f"/session/{sid}/marker", data={"csrf_token": token, "label": "anything else"})
+    assert "error=bad_marker" in bad.headers["Location"]
+    screen = apps[-1].extensions["irms_screen"]
+    screen._on_watchers({sid: {"7": "N. V. A., Procuracy of Hà Nội"}, "other-session": {"8": "X, Y"}})
+    status = wait_state(client, sid, "recording", 1)
+    assert status["watchers"] == ["N. V. A., Procuracy of Hà Nội"]
+    assert "N. V. A., Procuracy of Hà Nội" in client.get(f"/session/{sid}").get_data(as_text=True)
+    deadline = time.monotonic() + 30
+    while len(wait_state(client, sid, "recording", 1)["markers"]) < 2:  # written by the recording thread
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    screen._on_watchers({sid: {"7": "N. V. A., Procuracy of Hà Nội", "9": "T. T. B., Procuracy of Hà Nội"}})
+    screen._on_watchers({sid: {"9": "T. T. B., Procuracy of Hà Nội"}})
+    time.sleep(1)
+    assert client.post(f"/session/{sid}/end", data={"csrf_token": token, "confirm": "yes"}).status_code == 303
+    wait_state(client, sid, "ended")
+    j = Journal(home / "journal.db")
+    try:
+        manifest = json.loads(j.manifest(sid) or "{}")
+    finally:
+        j.close()
+    events = [(e["kind"], e["detail"]) for e in manifest["events"]
+              if e["kind"] in ("marker", "witness_start", "witness_stop")]
+    assert events == [("marker", "rights read"), ("marker", ""),
+                      ("witness_start", "7 N. V. A., Procuracy of Hà Nội"),
+                      ("witness_start", "9 T. T. B., Procuracy of Hà Nội"),
+                      ("witness_stop", "7 N. V. A., Procuracy of Hà Nội"),
+                      ("witness_stop", "9 T. T. B., Procuracy of Hà Nội")], events
