@@ -2,8 +2,8 @@
 of an interrogation to its sealed recording.
 
 It shows the case metadata, the room and station, start and end to the minute (Asia/Ho_Chi_Minh),
-the duration, every pause and interruption with its times, cause and reason, the segment count,
-the SHA-256 of the manifest, and a QR code of the **seal**: ``IRMS1:<session_id>:<manifest_sha256>``.
+the duration, every pause and interruption with its times, cause and reason, the investigator's
+markers (time and label), the segment count, the SHA-256 of the manifest, and a QR code of the **seal**: ``IRMS1:<session_id>:<manifest_sha256>``.
 Anyone holding the paper can check the seal against the store with ``irms-verify seal``.
 
 `annex_facts` turns a signed header and manifest into the values printed (pure, testable);
@@ -105,6 +105,12 @@ class AnnexInterruption:
 
 
 @dataclass(frozen=True)
+class AnnexMarker:
+    time: str
+    label: str
+
+
+@dataclass(frozen=True)
 class AnnexFacts:
     session_id: str
     case_number: str
@@ -120,6 +126,7 @@ class AnnexFacts:
     duration: str
     end_reason: str
     interruptions: tuple[AnnexInterruption, ...]
+    markers: tuple[AnnexMarker, ...]
     segment_count: int
     record_count: int | None
     manifest_sha256: str
@@ -195,6 +202,8 @@ def annex_facts(header: dict[str, Any], manifest_bytes: bytes, record_count: int
         duration=duration_text(ended - started),
         end_reason=END_REASONS_VI.get(manifest["end_reason"], manifest["end_reason"]),
         interruptions=tuple(rows),
+        markers=tuple(AnnexMarker(local_time(e["at_us"], seconds=True), str(e.get("detail", "")))
+                      for e in manifest["events"] if e.get("kind") == "marker"),
         segment_count=manifest["segment_count"],
         record_count=record_count,
         manifest_sha256=digest,
@@ -300,7 +309,13 @@ def render_annex(facts: AnnexFacts, *, generated_at_us: int | None = None) -> by
         if it.resume_reason:
             field("    Lý do tiếp tục:", it.resume_reason)
 
-    heading("5. Niêm phong điện tử")
+    heading(f"5. Đánh dấu của điều tra viên: {len(facts.markers)}")
+    if not facts.markers:
+        line("Không có đánh dấu nào.")
+    for n, m in enumerate(facts.markers, start=1):
+        line(f"{n}. {m.time}" + (f": {m.label}" if m.label else ""))
+
+    heading("6. Niêm phong điện tử")
     count = str(facts.segment_count)
     if facts.record_count is not None and facts.record_count != facts.segment_count:
         count += f" (trong kho có {facts.record_count} bản ghi đoạn: KHÔNG KHỚP)"

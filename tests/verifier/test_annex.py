@@ -62,6 +62,7 @@ def paused_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paused]
     worker.start()
     try:
         wait_for(lambda: len(rec.journal.segments(sid)) >= 1, 30)
+        rec.mark("rights read")
         time.sleep(1.0)
         rec.pause(PAUSE)
         time.sleep(2.0)
@@ -113,6 +114,8 @@ def test_annex_shows_the_case_the_times_the_pause_and_the_manifest_hash(paused_s
                      hashlib.sha256(paused_session.manifest_bytes).hexdigest(),
                      "Kết thúc bởi điều tra viên"):
         assert expected in text, expected
+    marker = next(e for e in m["events"] if e["kind"] == "marker")
+    assert f"Đánh dấu của điều tra viên: 1 1. {local_time(marker['at_us'], seconds=True)}: rights read" in text
     pause = m["interruptions"][0]
     assert f"Tạm dừng: từ {local_time(pause['start_us'], seconds=True)} đến " in text
     assert re.search(r"\b\d{2}/\d{2}/20\d{2} \d{2}:\d{2} \(UTC\+7\)", text)
