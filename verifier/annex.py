@@ -3,7 +3,8 @@ of an interrogation to its sealed recording.
 
 It shows the case metadata, the room and station, start and end to the minute (Asia/Ho_Chi_Minh),
 the duration, every pause and interruption with its times, cause and reason, the investigator's
-markers (time and label), the segment count, the SHA-256 of the manifest, and a QR code of the **seal**: ``IRMS1:<session_id>:<manifest_sha256>``.
+markers (time and label), the segment count, the SHA-256 of the manifest, and a QR code of the
+**seal**: ``IRMS1:<session_id>:<manifest_sha256>``.
 Anyone holding the paper can check the seal against the store with ``irms-verify seal``.
 
 `annex_facts` turns a signed header and manifest into the values printed (pure, testable);

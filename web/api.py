@@ -57,6 +57,7 @@ def enroll() -> ResponseReturnValue:
 @bp.route(EVENTS_PATH, methods=["POST"])
 def session_events() -> ResponseReturnValue:
     from web.events import ingest_events
+    from web.live import watchers_for
     raw = request.get_data()
     cfg = state().config
     s = db_session()
@@ -68,8 +69,9 @@ def session_events() -> ResponseReturnValue:
         record_refusal(s, err, t)
         raise
     s.commit()
+    # Who watches this station's sessions live: the screen shows it, the manifest records it (web/live.py).
     return jsonify({"accepted": result.accepted, "duplicates": result.duplicates, "sessions": result.sessions,
-                    "server_time_us": t}), 201
+                    "server_time_us": t, "watchers": watchers_for(s, station.pk, t)}), 201
 
 
 @bp.route("/api/v1/custodian.pub")

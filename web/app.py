@@ -87,6 +87,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     from web.auth import bp as auth_bp
     from web.auth import load_user
     from web.dashboard import bp as coverage_bp
+    from web.live import bp as live_bp
     from web.replay import bp as replay_bp
     from web.sessions import bp as sessions_bp
     from web.shares import bp as shares_bp
@@ -99,6 +100,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     app.register_blueprint(api_bp)
     app.register_blueprint(sessions_bp)
     app.register_blueprint(replay_bp)
+    app.register_blueprint(live_bp)
     app.register_blueprint(shares_bp)
 
     @app.before_request

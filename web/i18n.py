@@ -187,6 +187,12 @@ VI.update({
     "case-file": "hồ sơ vụ án",
     "procuracy-file": "hồ sơ kiểm sát",
     "Recorded at": "Thời điểm ghi",
+    "Live": "Trực tiếp",
+    "Watch live": "Theo dõi trực tiếp",
+    "Markers": "Đánh dấu",
+    "Marker label": "Nội dung đánh dấu",
+    "Mark this moment": "Đánh dấu thời điểm này",
+    "investigator": "điều tra viên",
     "Back to the session": "Quay lại phiên",
 })
 

@@ -468,3 +468,35 @@ class AlertDelivery(Base):
     channel: Mapped[str] = mapped_column(String(16))
     """mail or webhook."""
     sent_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionMarker(Base):
+    """A marker a prosecutor added on the server while replaying or watching live: an annotation of the
+    recording, attributed and audited, never part of the evidence (the investigator's are manifest events)."""
+
+    __tablename__ = "session_markers"
+    __table_args__ = (Index("ix_session_markers_session", "session_id", "at_us"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    """The moment marked, on the recording's wall clock."""
+    label: Mapped[str] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(String(100))
+    author_name: Mapped[str] = mapped_column(String(200))
+    unit_name: Mapped[str] = mapped_column(String(300))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class LiveView(Base):
+    """One person watching a session live: open while their player keeps asking for the live playlist."""
+
+    __tablename__ = "live_views"
+    __table_args__ = (Index("ix_live_views_session", "session_id", "ended_us"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str] = mapped_column(String(200))
+    unit_name: Mapped[str] = mapped_column(String(300))
+    started_us: Mapped[int] = mapped_column(BigInteger)
+    last_seen_us: Mapped[int] = mapped_column(BigInteger)
+    ended_us: Mapped[int | None] = mapped_column(BigInteger)

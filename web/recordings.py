@@ -170,20 +170,25 @@ def trust_for(s: Session, station_id: str) -> TrustStore:
     return TrustStore({station_id: key}, "the server's enrolled stations")
 
 
-def options_for(s: Session, row: RecordingSession) -> Options:
+def options_for(s: Session, row: RecordingSession, ciphertexts: bool = True) -> Options:
     witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
-    return Options(trust=trust_for(s, row.station_id), witnessed=witnessed, media=False)
+    return Options(trust=trust_for(s, row.station_id), witnessed=witnessed, media=False, ciphertexts=ciphertexts)
 
 
-def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: int) -> Report:
-    """Audit the session against the store, cache the result and the segment records."""
+def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: int, *,
+               ciphertexts: bool = True) -> Report:
+    """Audit the session against the store, cache the result and the segment records. Without
+    `ciphertexts` only the documents are checked (records signed and chained: the live refresh); such a
+    result is never cached as verified."""
     if not row.header_known:
         try:
             header = parse_json_object(store.get(header_name(row.prefix)), "session header")
             apply_header(row, header)
         except (FormatError, StoreError):
             pass
-    report = audit(store, row.session_id, options_for(s, row), fail_fast=False)
+    report = audit(store, row.session_id, options_for(s, row, ciphertexts), fail_fast=False)
+    if report.status == "verified" and not ciphertexts:
+        report = audit(store, row.session_id, options_for(s, row), fail_fast=False)
     row.prefix = report.prefix or row.prefix
     if report.header:
         apply_header(row, report.header, report.prefix)
@@ -307,7 +312,8 @@ PLAYLIST_GROUP = 5
 """Consecutive segments of one run served as one playlist entry (byte-concatenated MPEG-TS, ~10 s)."""
 
 
-def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group: int = PLAYLIST_GROUP) -> str:
+def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group: int = PLAYLIST_GROUP,
+             live: bool = False, ended: bool = True) -> str:
     """An HLS VOD playlist of the segments: a discontinuity (with the wall-clock time) at every run change
     and every interruption. Up to `group` consecutive segments of a run form one entry,
     `seg/<first>-<last>.ts` (a lone one `seg/<index>.ts`), served decrypted one segment at a time: an
@@ -327,7 +333,7 @@ def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group:
         prev = x
     target = max((math.ceil(sum(x.duration_us for x in e) / 1e6) for e in entries), default=1)
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(target, 1)}", "#EXT-X-MEDIA-SEQUENCE:0",
-             "#EXT-X-PLAYLIST-TYPE:VOD"]
+             "#EXT-X-PLAYLIST-TYPE:EVENT" if live else "#EXT-X-PLAYLIST-TYPE:VOD"]
     for n, e in enumerate(entries):
         if n == 0:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(e[0].start_us)}")
@@ -336,7 +342,8 @@ def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(e[0].start_us)}")
         lines.append(f"#EXTINF:{sum(x.duration_us for x in e) / 1e6:.3f},")
         lines.append(f"seg/{e[0].idx:08d}.ts" if len(e) == 1 else f"seg/{e[0].idx:08d}-{e[-1].idx:08d}.ts")
-    lines.append("#EXT-X-ENDLIST")
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 
@@ -358,7 +365,7 @@ def media_map(segments: Sequence[Seg]) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class Shape:
-    kind: str  # recorded | pause | interruption | event
+    kind: str  # recorded | pause | interruption | event | marker (the investigator's) | note (a server marker)
     x: float
     width: float
     title: str
@@ -397,6 +404,8 @@ def timeline(start_us: int, end_us: int, segments: Iterable[Seg], interruptions:
         title = f"{it.get('cause', '')}: {it.get('reason', '')}".strip(": ")
         shapes.append(Shape(kind, x_of(a), max(x_of(b) - x_of(a), 1.0), title, a, b))
     for at, kind, detail in events:
+        if kind == "marker":
+            shapes.append(Shape("marker", x_of(at), 1.0, f"⚑ {detail}".strip(), at, at))
         if kind in ("health", "device_lost", "salvaged", "recovered", "capture_stop") or kind.startswith("health"):
             shapes.append(Shape("event", x_of(at), 1.0, f"{kind}: {detail}".strip(": "), at, at))
     return shapes

@@ -38,8 +38,9 @@ from web.scope import Need
 bp = Blueprint("sessions", __name__, url_prefix="/sessions")
 VIEW_ROLES = scope.ROLES[Need.VIEW]
 CONTENT_ROLES = scope.ROLES[Need.CONTENT]
-CUSTODY_ACTIONS = ("session.view", "session.replay", "session.annex", "session.export", "custodian.key_use",
-                   "share.create", "share.revoke", "share.open", "share.replay", "share.export")
+CUSTODY_ACTIONS = ("session.view", "session.replay", "session.live", "session.marker", "session.annex",
+                   "session.export", "custodian.key_use", "share.create", "share.revoke", "share.open",
+                   "share.replay", "share.export")
 EXPORT_LABELS = ("case-file", "procuracy-file")
 
 
@@ -119,6 +120,11 @@ def detail(session_id: str) -> ResponseReturnValue:
     start = row.started_at_us or (segs[0].start_us if segs else t)
     end = row.ended_at_us or (segs[-1].start_us + segs[-1].duration_us if segs else start + 1)
     shapes = R.timeline(start, max(end, start + 1), segs, interruptions, events)
+    if g.user.role in CONTENT_ROLES:  # the prosecutors' own markers (server annotations, web/live.py)
+        from web.live import server_markers
+        span = max(end - start, 1)
+        shapes += [R.Shape("note", round(min(max((m.at_us - start) / span, 0.0), 1.0) * 1000, 2), 1.0,
+                           f"{m.label} ({m.author_name})", m.at_us, m.at_us) for m in server_markers(s, session_id)]
     custody = s.scalars(select(AuditEntry).where(AuditEntry.target == session_id,
                                                  AuditEntry.action.in_(CUSTODY_ACTIONS))
                         .order_by(AuditEntry.seq.desc()).limit(200)).all()

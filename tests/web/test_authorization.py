@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from tests.web.conftest import PASSWORD, SessionsWorld, csrf_token, login
@@ -97,6 +98,10 @@ EXPECTED: dict[str, dict[str, int]] = {
     "replay.playlist": CONTENT,
     "replay.segment": CONTENT,
     "replay.segments": CONTENT,
+    "live.page": CONTENT,
+    "live.playlist": CONTENT,
+    "live.markers": CONTENT,
+    "live.add_marker": row(403, prosecutor=201, prosecutor_case=201, prosecutor_out=404),
     "shares.add": row(403, prosecutor=201, prosecutor_case=201, prosecutor_out=404),
     "shares.receipt": CONTENT,
     "shares.revoke": CONTENT_POST,
@@ -117,6 +122,7 @@ MORE_FORMS: dict[str, dict[str, Any]] = {
     "admin.members": {"username": "investigator", "unit": "VKS-HUE", "action": "add"},
     "admin.cases": {"case_number": "9/2026/HS", "username": "prosecutor", "action": "add"},
     "shares.add": {"party": "Toà án", "party_kind": "court", "allow": "replay", "days": 2},
+    "live.add_marker": {"label": "lời khai bắt đầu"},
     "auth.login": {"username": "", "password": ""},
     "auth.language": {"language": "vi"},
     "admin.add_user": {"username": "new-user", "display_name": "New", "role": "auditor"},
@@ -169,7 +175,10 @@ def setting(sessions_world: SessionsWorld, app: Flask) -> dict[str, Any]:
     assert login(pro, P_IN) == 302  # two days on, the first login has ended (session_lifetime_s)
     unlock(S_LIVE, 30)
     throwaway = share(30)[1]
-    return {"sid": sid, "parties": parties, "codes": codes, "throwaway": throwaway}
+    from web.models import RecordingSession
+    with w.db.session() as s:
+        started = s.scalars(select(RecordingSession.started_at_us).where(RecordingSession.session_id == sid)).one()
+    return {"sid": sid, "parties": parties, "codes": codes, "throwaway": throwaway, "started_us": started}
 
 
 def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[tuple[str, str]]:
@@ -206,6 +215,8 @@ def call(client: FlaskClient, method: str, url: str, endpoint: str, principal: s
                             "csrf_token": csrf_token(client, "/login")}
     if endpoint == "admin.audit_witness":
         data["heads"] = (io.BytesIO(b"[]"), "heads.json")
+    if endpoint == "live.add_marker":
+        data["at_us"] = str(st["started_us"] + 1_000_000)
     if endpoint == "shares.unlock":
         data["code"] = st["codes"][principal][0] if principal in PARTIES else "not-a-code"
     return client.post(url, data=data)

@@ -1,5 +1,8 @@
 /* IRMS replay: hls.js first (Chromium also plays HLS natively, so native is only the fallback),
-   a watermark with the viewer's name and the current time (R15), and the recording's wall-clock time. */
+   a watermark with the viewer's name and the current time (R15), and the recording's wall-clock time.
+   Live (data-live): the player follows the live edge of the EVENT playlist and may scroll back.
+   Markers: the investigator's (signed manifest) and the prosecutors' (server) on the scrubber under the
+   player and in a list; each jumps to its moment; "Mark this moment" adds one at the current time. */
 (function () {
   "use strict";
   var video = document.getElementById("player");
@@ -13,7 +16,10 @@
   function stamp(ms) { return fmt.format(new Date(ms)); }
 
   if (window.Hls && window.Hls.isSupported()) {
-    var hls = new window.Hls({ maxBufferLength: 20, backBufferLength: 30, enableWorker: true });
+    var live = video.getAttribute("data-live") === "yes";
+    var hls = new window.Hls(live ? { liveSyncDurationCount: 1, liveMaxLatencyDurationCount: 3,
+                                      maxBufferLength: 20, backBufferLength: 600, enableWorker: true }
+                                  : { maxBufferLength: 20, backBufferLength: 30, enableWorker: true });
     hls.on(window.Hls.Events.ERROR, function (_e, data) {
       if (data.fatal) { kind.textContent = "error: " + data.type + " " + data.details; }
     });
@@ -39,4 +45,72 @@
   tick();
   setInterval(tick, 1000);
   video.addEventListener("timeupdate", tick);
+
+  // --- markers ---
+  var markersUrl = video.getAttribute("data-markers");
+  var scrubber = document.getElementById("scrubber"), list = document.getElementById("markers");
+  function mediaOf(wallMs) {
+    var t = null;
+    for (var i = 0; i < map.length && map[i][1] <= wallMs; i++) { t = map[i][0] + (wallMs - map[i][1]); }
+    return t === null ? 0 : t / 1000;
+  }
+  function wallOf(mediaS) {
+    var ms = mediaS * 1000, wall = null;
+    for (var i = 0; i < map.length && map[i][0] <= ms + 1; i++) { wall = map[i][1] + (ms - map[i][0]); }
+    return wall;
+  }
+  function jump(m) { return function () { video.currentTime = mediaOf(m.at_us / 1000); }; }
+  function draw(data) {
+    map = data.media_map.length ? data.media_map : map;
+    var all = data.investigator.map(function (m) { return { kind: "investigator", m: m }; })
+      .concat(data.server.map(function (m) { return { kind: "server", m: m }; }))
+      .sort(function (a, b) { return a.m.at_us - b.m.at_us; });
+    var span = video.duration && isFinite(video.duration) ? video.duration : 0;
+    if (!span && map.length) { span = Math.max.apply(null, all.map(function (x) { return mediaOf(x.m.at_us / 1000); })) || 1; }
+    scrubber.textContent = "";
+    list.textContent = "";
+    all.forEach(function (x) {
+      var t = mediaOf(x.m.at_us / 1000);
+      var who = x.kind === "server" ? x.m.author + (x.m.unit ? ", " + x.m.unit : "") : "investigator";
+      var title = stamp(x.m.at_us / 1000) + " " + (x.m.label || "") + " (" + who + ")";
+      var tick = document.createElement("button");
+      tick.type = "button";
+      tick.className = "m-" + x.kind;
+      tick.title = title;
+      tick.setAttribute("data-at-us", x.m.at_us);
+      tick.style.left = (span ? Math.min(100, t / span * 100) : 0) + "%";
+      tick.addEventListener("click", jump(x.m));
+      scrubber.appendChild(tick);
+      var li = document.createElement("li");
+      li.className = "m-" + x.kind;
+      li.setAttribute("data-kind", x.kind);
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = title;
+      b.addEventListener("click", jump(x.m));
+      li.appendChild(b);
+      list.appendChild(li);
+    });
+  }
+  function load() {
+    fetch(markersUrl, { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) { return r.json(); }).then(draw).catch(function () {});
+  }
+  if (markersUrl && scrubber && list) {
+    load();
+    setInterval(load, 3000);
+    video.addEventListener("durationchange", load);
+    document.getElementById("marker-form").addEventListener("submit", function (e) {
+      e.preventDefault();
+      var wall = wallOf(video.currentTime);
+      if (wall === null) { return; }
+      var body = new URLSearchParams();
+      body.set("at_us", String(Math.round(wall * 1000)));
+      body.set("label", document.getElementById("marker-label").value);
+      fetch(video.getAttribute("data-add-marker"), {
+        method: "POST", credentials: "same-origin", body: body,
+        headers: { "X-CSRFToken": video.getAttribute("data-csrf") }
+      }).then(function (r) { if (r.ok) { document.getElementById("marker-label").value = ""; load(); } });
+    });
+  }
 })();
