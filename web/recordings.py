@@ -318,7 +318,12 @@ def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group:
     and every interruption. Up to `group` consecutive segments of a run form one entry,
     `seg/<first>-<last>.ts` (a lone one `seg/<index>.ts`), served decrypted one segment at a time: an
     8-hour session is a playlist of ~2,900 entries instead of 14,400. The very first entry is a single
-    segment so that playback starts after one segment, not five."""
+    segment so that playback starts after one segment, not five.
+
+    `live`: an HLS EVENT playlist, one entry per segment (entries never change as segments come); without the
+    end tag until the session `ended`: the player follows its live edge and may scroll back."""
+    if live:
+        group = 1
     entries: list[list[Seg]] = []
     breaks: set[int] = set()  # entries that begin after a discontinuity
     prev: Seg | None = None
