@@ -432,6 +432,19 @@ def test_playlist_groups_segments_within_runs() -> None:
     assert "#EXTINF:10.000,\nseg/00000001-00000005.ts" in text and "#EXT-X-TARGETDURATION:10" in text
 
 
+def test_live_playlist_is_an_event_playlist_of_single_segments() -> None:
+    """A session still recording: entries never change as segments come (one per segment), no end tag
+    until it ended; a recorded entry keeps its URI when more come."""
+    from web.recordings import Seg, playlist
+    t0, d = 1_800_000_000_000_000, 2_000_000
+    segs = [Seg(i, 0, t0 + i * d, d) for i in range(3)]
+    text = playlist(segs, live=True, ended=False)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and "#EXT-X-ENDLIST" not in text
+    assert [x for x in text.splitlines() if x.startswith("seg/")] == [f"seg/{i:08d}.ts" for i in range(3)]
+    more = playlist([*segs, Seg(3, 0, t0 + 3 * d, d)], live=True, ended=True)
+    assert more.startswith(text.rstrip("\n")) and more.rstrip().endswith("seg/00000003.ts\n#EXT-X-ENDLIST".strip())
+
+
 def test_the_station_that_signed_the_header_owns_the_session_over_an_earlier_claim(
         sessions_world: SessionsWorld, app: Flask, db: Database) -> None:
     """Another station claimed the session (a made-up head) before its header was known; the header read
