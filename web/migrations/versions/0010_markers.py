@@ -1,7 +1,7 @@
 """Markers added on the server (prosecutors replaying or watching live: annotations, never evidence) and
 live views (who watches a session as it records; the station is told, web/live.py).
 
-Revision ID: 0012_markers
+Revision ID: 0010_markers
 Revises: 0009_coverage_runs
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012_markers'
+revision = '0010_markers'
 down_revision = '0009_coverage_runs'
 branch_labels = None
 depends_on = None
