@@ -204,6 +204,10 @@ class _Handler(socketserver.StreamRequestHandler):
         sock.settimeout(30)
         pid, uid = peer(sock)
         if uid not in (0, os.getuid()):  # the 0600 socket already says so; the kernel's word, checked again
+            # Read (and ignore) its request first: answering before the peer has written would break its
+            # pipe, and it would never see why it was refused.
+            with contextlib.suppress(OSError, IrmsError):
+                read_line(sock)
             self._send({"ok": False, "error": f"uid {uid} may not use the custody socket"})
             return
         try:

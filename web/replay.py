@@ -151,6 +151,7 @@ def _segs(row: RecordingSession) -> list[R.Seg]:
 @bp.route("/<session_id>/seg/<int:idx>.ts")
 @require_roles(*CONTENT_ROLES)
 def segment(session_id: str, idx: int) -> ResponseReturnValue:
+    check_index(idx)  # a bad request is told as such before anything is looked up
     return serve(_playable(session_id), idx, idx, Reader.user())
 
 
@@ -164,6 +165,7 @@ def segments(session_id: str, first: int, last: int) -> ResponseReturnValue:
 
 
 def check_group(first: int, last: int) -> None:
+    check_index(last)
     if not first < last < first + R.PLAYLIST_GROUP:
         raise NotFound(f"no playlist entry {first}-{last} (at most {R.PLAYLIST_GROUP} segments)")
 
@@ -172,9 +174,13 @@ MAX_INDEX = 2**31 - 1
 """Segment indexes are 32-bit in the store's records and the database."""
 
 
-def serve(row: RecordingSession, first: int, last: int, who: Reader) -> Response:
+def check_index(last: int) -> None:
     if last > MAX_INDEX:
         raise BadRequest(f"segment index {last} is out of range (at most {MAX_INDEX})")
+
+
+def serve(row: RecordingSession, first: int, last: int, who: Reader) -> Response:
+    check_index(last)
     cfg = state().config
     s = db_session()
     session_id = row.session_id
