@@ -19,6 +19,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from web import audit
 from web import stations as ST
+from web import twofactor as TF
 from web import units as UN
 from web import users as U
 from web.auth import require_roles
@@ -424,5 +425,16 @@ def set_role(username: str) -> ResponseReturnValue:
     s = db_session()
     U.set_role(s, _other_user(username, "change the role of"), form.role.data or "", actor=g.user.username,
                now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/reset-two-factor", methods=["POST"])
+@require_roles("admin")
+def reset_two_factor(username: str) -> ResponseReturnValue:
+    """The user's authenticator and recovery codes go (a lost phone); their logins end; they enrol again."""
+    _plain_post()
+    s = db_session()
+    TF.reset(s, _other_user(username, "reset the second factor of"), actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(url_for("admin.users"))

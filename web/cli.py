@@ -6,6 +6,7 @@
   irms-web user reset-password NAME        a new password (asked twice, or --password-stdin); logins end
   irms-web user set-role NAME ROLE         change a user's role
   irms-web user list                       users, roles, disabled or not
+  irms-web user reset-two-factor USER      a lost phone: the user enrols again at the next login
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
   irms-web coverage export --from DAY --to DAY --out DIR
@@ -190,6 +191,10 @@ def cmd_user_change(args: argparse.Namespace) -> int:
         elif args.user_command == "reset-password":
             U.set_password(s, user, password, actor=cli_actor(), now_us=t)
             done = "given a new password; their logins ended"
+        elif args.user_command == "reset-two-factor":
+            from web import twofactor as TF
+            ended = TF.reset(s, user, actor=cli_actor(), now_us=t)
+            done = f"has no second factor now ({ended} logins ended); they enrol again at their next login"
         else:
             U.set_role(s, user, args.role, actor=cli_actor(), now_us=t)
             done = f"now {args.role}"
@@ -708,6 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = usub.add_parser("set-role", help="change a user's role")
     q.add_argument("username")
     q.add_argument("role", choices=[r.value for r in Role])
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("reset-two-factor", help="take away a user's authenticator and recovery codes (lost "
+                                                 "phone); their logins end and they enrol again")
+    q.add_argument("username")
     q.set_defaults(func=cmd_user_change)
     q = usub.add_parser("list", help="list users")
     q.set_defaults(func=cmd_user_list)

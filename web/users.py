@@ -136,11 +136,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def start_login(s: Session, user: User, *, ip: str, now_us: int, lifetime_s: int) -> str:
-    """A new login for `user`; returns the token for the cookie (only its hash is stored)."""
+def start_login(s: Session, user: User, *, ip: str, now_us: int, lifetime_s: int, stage: str = "") -> str:
+    """A new login for `user`; returns the token for the cookie (only its hash is stored). A `stage` other
+    than '' is a login still owing its second factor (web/twofactor.py)."""
     token = secrets.token_urlsafe(32)
     s.add(LoginSession(token_hash=token_hash(token), user_id=user.id, ip=ip[:64], created_at_us=now_us,
-                       last_seen_us=now_us, expires_at_us=now_us + lifetime_s * 1_000_000))
+                       last_seen_us=now_us, expires_at_us=now_us + lifetime_s * 1_000_000, stage=stage))
     return token
 
 
@@ -151,7 +152,8 @@ class Login:
 
 
 def find_login(s: Session, token: str, now_us: int) -> Login | None:
-    """The open, unexpired login of an active user the token names; None otherwise."""
+    """The open, unexpired login of an active user the token names (a full one if `row.stage` is ''); None
+    otherwise."""
     if not token or len(token) > 100:
         return None
     found = s.execute(select(LoginSession, User).join(User, User.id == LoginSession.user_id)
@@ -214,8 +216,23 @@ def throttle_wait_s(s: Session, username: str, ip: str, now_us: int, t: Throttle
                                                                           now_us))
 
 
+def note_failure(s: Session, username: str, ip: str, now_us: int, throttle: Throttle, action: str) -> None:
+    """A failed password or second-factor code: counted by the throttle, audited, committed at once."""
+    s.add(LoginFailure(username=username[:100], ip=ip[:64], at_us=now_us))
+    s.execute(delete(LoginFailure).where(LoginFailure.at_us < now_us - throttle.window_s * 1_000_000))
+    audit.append(s, at_us=now_us, actor=username or "?", action=action, target=ip[:64])
+    s.commit()
+
+
+def clear_failures(s: Session, username: str, ip: str) -> None:
+    """A login complete (password and any second factor): this address's failures for the user are forgotten."""
+    s.execute(delete(LoginFailure).where(LoginFailure.username == username[:100], LoginFailure.ip == ip[:64]))
+
+
 def check_login(s: Session, *, username: str, password: str, ip: str, now_us: int, throttle: Throttle) -> User:
-    """The user if the password is right; throttled per (username, address) with a growing delay."""
+    """The user if the password is right; throttled per (username, address) with a growing delay. The failures
+    are forgotten (`clear_failures`) only once the login is complete: the right password does not reset the
+    count a second-factor guesser runs up."""
     username, ip = username[:100], ip[:64]
     wait = throttle_wait_s(s, username, ip, now_us, throttle)
     if wait > 0:
@@ -227,12 +244,8 @@ def check_login(s: Session, *, username: str, password: str, ip: str, now_us: in
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:
-        s.add(LoginFailure(username=username, ip=ip, at_us=now_us))
-        s.execute(delete(LoginFailure).where(LoginFailure.at_us < now_us - throttle.window_s * 1_000_000))
-        audit.append(s, at_us=now_us, actor=username or "?", action="login.failed", target=ip)
-        s.commit()
+        note_failure(s, username, ip, now_us, throttle, "login.failed")
         raise Unauthenticated("wrong username or password")
-    s.execute(delete(LoginFailure).where(LoginFailure.username == username, LoginFailure.ip == ip))
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     audit.append(s, at_us=now_us, actor=user.username, action="login", target=ip)
