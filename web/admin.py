@@ -100,6 +100,8 @@ class UserForm(FlaskForm):
     username = StringField(validators=[DataRequired(), Length(max=100)])
     display_name = StringField(validators=[Optional(), Length(max=200)])
     role = StringField(validators=[AnyOf([r.value for r in Role])])
+    ldap = BooleanField()
+    """The unit's LDAP directory checks the password (no password here)."""
 
 
 class RoleForm(FlaskForm):
@@ -363,10 +365,13 @@ def add_user() -> ResponseReturnValue:
     if not form.validate_on_submit():
         raise _form_error(form)
     s = db_session()
-    password = U.generated_password()
+    password = "" if form.ldap.data else U.generated_password()
     user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
-                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us())
+                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us(),
+                      auth_source=U.LDAP if form.ldap.data else "local")
     s.commit()
+    if form.ldap.data:
+        return redirect(url_for("admin.users"))
     return _password_page(user, password)
 
 

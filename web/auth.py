@@ -20,16 +20,16 @@ from functools import lru_cache, wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length
 
-from web import i18n
+from web import i18n, ldap_login
 from web import twofactor as TF
 from web.context import db_session, now_us, state
-from web.errors import BadRequest, Forbidden, TooManyAttempts, Unauthenticated
+from web.errors import BadRequest, ConfigError, Forbidden, TooManyAttempts, Unauthenticated
 from web.models import Role
 from web.users import (
     Login,
@@ -166,9 +166,12 @@ def login() -> ResponseReturnValue:
         try:
             user = check_login(s, username=form.username.data or "", password=form.password.data or "",
                                ip=client_address(), now_us=now_us(),
-                               throttle=Throttle(cfg.login_max_failures, cfg.login_window_s, cfg.login_delay_s))
-        except TooManyAttempts as err:
-            error, status = str(err), err.http_status
+                               throttle=Throttle(cfg.login_max_failures, cfg.login_window_s, cfg.login_delay_s),
+                               directory=lambda name, pw: ldap_login.password_ok(cfg, name, pw))
+        except (TooManyAttempts, ldap_login.DirectoryUnavailable, ConfigError) as err:
+            if not isinstance(err, TooManyAttempts):
+                current_app.logger.error("LDAP login of %r: %s", (form.username.data or "")[:100], err)
+            error, status = str(err), (err.http_status if not isinstance(err, ConfigError) else 503)
         except Unauthenticated:
             error, status = i18n.translate("Wrong username or password.", lang_now()), 401
         else:
