@@ -89,7 +89,8 @@ def test_disabled_in_irms_is_refused_whatever_the_directory_says(world: World, a
     assert c.get("/").status_code == 302  # the open login ended
     assert login(app.test_client(), "lan", DIR_PASSWORD) == 401
     monkeypatch.setattr("sys.stdin", io.StringIO("a-long-local-password\n"))
-    assert main(["--database", config.database_url, "user", "reset-password", "lan", "--password-stdin"]) == 2  # BadRequest
+    assert main(["--database", config.database_url, "user", "reset-password", "lan",
+                 "--password-stdin"]) == 2  # BadRequest
     assert "change the password there" in capsys.readouterr().err
 
 
