@@ -30,15 +30,15 @@ from sqlalchemy import select, text
 from evidence import keys as K
 from tests.plugins.processes import Processes, free_port
 from tests.plugins.recording import BIN, Recorded
-from tests.web.conftest import CUSTODIAN_PASSPHRASE, PASSWORD, SimStation, enroll_existing_station
+from tests.web.conftest import CUSTODIAN_PASSPHRASE, PASSWORD, FakeNow, SimStation, World, enroll_existing_station
 from tests.web.test_slow_clients import nginx_config, start_node
 from web import custody
 from web import recordings as R
 from web import twofactor as TF
-from web.config import load_config
+from web.config import WebConfig, load_config
 from web.db import Database
-from web.evidence import policy_of
-from web.models import Base, Station, User
+from web.evidence import policy_of, snapshot, trend
+from web.models import Base, Station, UptimeSpan, User
 from web.sites import ensure_province, ensure_room, ensure_site
 from web.units import add_unit, assign_user
 from web.users import add_user
@@ -282,3 +282,25 @@ def test_two_nodes_behind_nginx_behave_as_one(cluster: Cluster) -> None:
         assert target.login(where, "target", "wrong-wrong-wrong")[0] == 401
     assert target.login("b", "target")[0] == 429
     assert target.login("a", "target")[0] == 429
+
+
+def test_trend_cache_sees_a_late_heartbeat_another_node_stored(world: World, config: WebConfig, now: FakeNow,
+                                                               db: Database) -> None:
+    """The one per-process cache of derived data (the trend's past days) is keyed by the database: a span for a
+    past day stored by another node (a late, queued heartbeat) shows on this node's next view, not 5 min on."""
+    world.enroll("HN-TTG", "P01")
+    cfg = config.model_copy(update={"trend_cache_s": 300})
+
+    def yesterday() -> float | None:
+        with db.session() as s:
+            return trend(s, snapshot(s), cfg, now()).days[-2].room_uptime
+
+    before = yesterday()
+    assert before == yesterday()  # from the cache
+    day = 86_400_000_000
+    with db.session() as s:  # what node B's ingest of a late heartbeat stores
+        st = s.scalars(select(Station)).one()
+        s.add(UptimeSpan(station_pk=st.id, room_id=st.room_id, start_us=now() - day - 3_600_000_000,
+                         end_us=now() - day, closed=True))
+    after = yesterday()
+    assert after is not None and after > (before or 0)
