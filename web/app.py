@@ -46,7 +46,7 @@ def render_error(err: IrmsError) -> ResponseReturnValue:
     if isinstance(err, Unauthenticated) and request.endpoint != "auth.login":
         from web.auth import pending_page
         owed = pending_page()  # a login owing its second factor goes to that page
-        if owed is not None and request.endpoint not in ("auth.second_factor", "auth.enrol", "auth.enrol_confirm"):
+        if owed is not None and owed != request.path:
             return redirect(owed)
         return redirect(url_for("auth.login", next=request.path))
     return render_template("error.html", status=status, message=str(err),

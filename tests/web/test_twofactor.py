@@ -107,6 +107,7 @@ def test_code_needed_replay_refused_on_both_nodes(world: World, required: Flask,
         # Someone who saw the password and the code replays both, within the code's 30 s, on the other node.
         b = other.test_client()
         assert login(b, "kiem.sat") == 302
+        assert b.get("/login/enrol").headers["Location"] == "/login/code"  # no way round the code
         status, body = give_code(b, code)
         assert status == 401 and "Mã này đã được dùng" in body
         assert b.get("/").status_code == 302
