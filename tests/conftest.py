@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.plugins.browser",
     "tests.plugins.web",
     "tests.plugins.tsa",
+    "tests.plugins.ldap",
 ]

@@ -19,6 +19,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from web import audit
 from web import stations as ST
+from web import twofactor as TF
 from web import units as UN
 from web import users as U
 from web.auth import require_roles
@@ -99,6 +100,8 @@ class UserForm(FlaskForm):
     username = StringField(validators=[DataRequired(), Length(max=100)])
     display_name = StringField(validators=[Optional(), Length(max=200)])
     role = StringField(validators=[AnyOf([r.value for r in Role])])
+    ldap = BooleanField()
+    """The unit's LDAP directory checks the password (no password here)."""
 
 
 class RoleForm(FlaskForm):
@@ -362,10 +365,13 @@ def add_user() -> ResponseReturnValue:
     if not form.validate_on_submit():
         raise _form_error(form)
     s = db_session()
-    password = U.generated_password()
+    password = "" if form.ldap.data else U.generated_password()
     user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
-                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us())
+                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us(),
+                      auth_source=U.LDAP if form.ldap.data else "local")
     s.commit()
+    if form.ldap.data:
+        return redirect(url_for("admin.users"))
     return _password_page(user, password)
 
 
@@ -424,5 +430,16 @@ def set_role(username: str) -> ResponseReturnValue:
     s = db_session()
     U.set_role(s, _other_user(username, "change the role of"), form.role.data or "", actor=g.user.username,
                now_us=now_us())
+    s.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/reset-two-factor", methods=["POST"])
+@require_roles("admin")
+def reset_two_factor(username: str) -> ResponseReturnValue:
+    """The user's authenticator and recovery codes go (a lost phone); their logins end; they enrol again."""
+    _plain_post()
+    s = db_session()
+    TF.reset(s, _other_user(username, "reset the second factor of"), actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(url_for("admin.users"))

@@ -44,6 +44,10 @@ def render_error(err: IrmsError) -> ResponseReturnValue:
     if wants_json():
         return jsonify({"error": type(err).__name__, "status": status, "message": str(err)}), status
     if isinstance(err, Unauthenticated) and request.endpoint != "auth.login":
+        from web.auth import pending_page
+        owed = pending_page()  # a login owing its second factor goes to that page
+        if owed is not None and owed != request.path:
+            return redirect(owed)
         return redirect(url_for("auth.login", next=request.path))
     return render_template("error.html", status=status, message=str(err),
                            status_text=i18n.status_text(status)), status

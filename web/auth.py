@@ -4,6 +4,10 @@ A login is server-side (web/users.py): the signed cookie carries a random token 
 else of the account; each request looks the token up, so logout, disabling the user or a password
 change refuse a copied cookie at once.
 
+Two-factor (web/twofactor.py): after the right password a user who owes a TOTP code or an enrolment
+gets a pending login (`g.pending`, no `g.user`) that opens only /login/code or /login/enrol; the
+second factor turns it into a full login under a new token. Wrong codes count in the login throttle.
+
 The client's address (login throttle, audit) is the connection's peer, unless the peer is one of
 `trusted_proxies`: then X-Forwarded-For is read from the right, skipping the trusted proxies.
 """
@@ -16,17 +20,28 @@ from functools import lru_cache, wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length
 
-from web import i18n
+from web import i18n, ldap_login
+from web import twofactor as TF
 from web.context import db_session, now_us, state
-from web.errors import BadRequest, Forbidden, TooManyAttempts, Unauthenticated
+from web.errors import BadRequest, ConfigError, Forbidden, TooManyAttempts, Unauthenticated
 from web.models import Role
-from web.users import Throttle, change_own_password, check_login, end_login, find_login, start_login
+from web.users import (
+    Login,
+    Throttle,
+    change_own_password,
+    check_login,
+    clear_failures,
+    end_login,
+    find_login,
+    note_failure,
+    start_login,
+)
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +58,10 @@ class PasswordForm(FlaskForm):
     current = PasswordField(validators=[DataRequired(), Length(max=200)])
     new = PasswordField(validators=[DataRequired(), Length(max=200)])
     again = PasswordField(validators=[DataRequired(), Length(max=200)])
+
+
+class CodeForm(FlaskForm):
+    code = StringField(validators=[DataRequired(), Length(max=40)])
 
 
 class LanguageForm(FlaskForm):
@@ -87,6 +106,7 @@ def _keep_language(language: object) -> None:
 def load_user() -> None:
     g.user = None
     g.login = None
+    g.pending = None
     token = session.get("sid")
     if token is None:
         return
@@ -94,7 +114,18 @@ def load_user() -> None:
     if found is None:
         _keep_language(session.get("lang"))
         return
+    if found.row.stage:
+        g.pending = found  # the password was right; the second factor is owed
+        return
     g.user, g.login = found.user, found
+
+
+def pending_page() -> str | None:
+    """Where a pending login must go next (its second-factor page), or None."""
+    pending: Login | None = g.get("pending")
+    if pending is None:
+        return None
+    return url_for("auth.enrol") if pending.row.stage == "enrol" else url_for("auth.second_factor")
 
 
 def require_roles(*roles: str) -> Callable[[F], F]:
@@ -135,19 +166,144 @@ def login() -> ResponseReturnValue:
         try:
             user = check_login(s, username=form.username.data or "", password=form.password.data or "",
                                ip=client_address(), now_us=now_us(),
-                               throttle=Throttle(cfg.login_max_failures, cfg.login_window_s, cfg.login_delay_s))
-        except TooManyAttempts as err:
-            error, status = str(err), err.http_status
+                               throttle=Throttle(cfg.login_max_failures, cfg.login_window_s, cfg.login_delay_s),
+                               directory=lambda name, pw: ldap_login.password_ok(cfg, name, pw))
+        except (TooManyAttempts, ldap_login.DirectoryUnavailable, ConfigError) as err:
+            if not isinstance(err, TooManyAttempts):
+                current_app.logger.error("LDAP login of %r: %s", (form.username.data or "")[:100], err)
+            error, status = str(err), (err.http_status if not isinstance(err, ConfigError) else 503)
         except Unauthenticated:
             error, status = i18n.translate("Wrong username or password.", lang_now()), 401
         else:
-            token = start_login(s, user, ip=client_address(), now_us=now_us(), lifetime_s=cfg.session_lifetime_s)
+            stage = TF.stage_for(user, cfg.totp_required_roles)
+            if not stage:
+                clear_failures(s, user.username, client_address())
+            token = start_login(s, user, ip=client_address(), now_us=now_us(), stage=stage,
+                                lifetime_s=TF.PENDING_S if stage else cfg.session_lifetime_s)
             s.commit()
             _keep_language(session.get("lang"))
             session.permanent = True
             session["sid"] = token
+            if stage:
+                session["next"] = _safe_next(request.args.get("next"))
+                return redirect(url_for("auth.enrol" if stage == "enrol" else "auth.second_factor"))
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", form=form, error=error), status
+
+
+def _throttle() -> Throttle:
+    cfg = state().config
+    return Throttle(cfg.login_max_failures, cfg.login_window_s, cfg.login_delay_s)
+
+
+def _finish(s: Any, pending: Login, method: str) -> ResponseReturnValue:
+    """The second factor given: the full login, under a new token; on to the page first asked for."""
+    t = now_us()
+    token = TF.complete(s, pending.row, now_us=t, lifetime_s=state().config.session_lifetime_s)
+    clear_failures(s, pending.user.username, client_address())
+    from web import audit
+    audit.append(s, at_us=t, actor=pending.user.username, action="login.second_factor", target=client_address()[:64],
+                 detail={"method": method})
+    s.commit()
+    target = _safe_next(session.get("next"))
+    _keep_language(session.get("lang"))
+    session.permanent = True
+    session["sid"] = token
+    return redirect(target)
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def second_factor() -> ResponseReturnValue:
+    """The code from the authenticator app, or a recovery code, after the right password."""
+    pending: Login | None = g.get("pending")
+    if pending is None or pending.row.stage != "code":
+        return redirect(pending_page() or url_for("auth.login"))
+    form = CodeForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        s = db_session()
+        user, ip = pending.user, client_address()
+        try:
+            wait = _wait_s(s, user.username, ip)
+            if wait:
+                raise TooManyAttempts(f"too many wrong codes from this address; try again in {wait} s")
+            method = TF.check_code(s, user, form.code.data or "", now_us=now_us(), ip=ip)
+        except TooManyAttempts as err:
+            error, status = str(err), err.http_status
+        except Unauthenticated as err:
+            s.rollback()
+            note_failure(s, user.username, ip, now_us(), _throttle(), "login.code_failed")
+            error, status = i18n.translate(str(err), lang_now()), 401
+        else:
+            return _finish(s, pending, method)
+    elif request.method == "POST":
+        error, status = i18n.translate("wrong code", lang_now()), 400
+    return render_template("login_code.html", form=form, error=error), status
+
+
+def _wait_s(s: Any, username: str, ip: str) -> int:
+    from web.users import throttle_wait_s
+    return throttle_wait_s(s, username, ip, now_us(), _throttle())
+
+
+def _enrolling() -> tuple[Any, Login | None]:
+    """The user enrolling: a pending login owing enrolment, or a full login (enrolling or renewing by choice)."""
+    pending: Login | None = g.get("pending")
+    if pending is not None and pending.row.stage == "enrol":
+        return pending.user, pending
+    if g.get("user") is not None:
+        return g.user, None
+    if pending is not None:
+        raise Unauthenticated("give the code first")
+    raise Unauthenticated("log in first")
+
+
+@bp.route("/login/enrol", methods=["GET"])
+def enrol() -> ResponseReturnValue:
+    """Two-factor enrolment: the QR code (and the secret as text) for the authenticator app."""
+    user, pending = _enrolling()
+    return _enrol_page(user, pending, None, 200)
+
+
+def _enrol_page(user: Any, pending: Login | None, error: str | None, status: int) -> ResponseReturnValue:
+    s = db_session()
+    secret = TF.pending_secret(s, user)
+    s.commit()
+    uri = TF.provisioning_uri(secret, user.username, state().config.totp_issuer)
+    return render_template("enrol.html", form=CodeForm(), secret=secret, qr=TF.qr_data_uri(uri), error=error,
+                           required=pending is not None, enrolled=bool(user.totp_secret)), status
+
+
+@bp.route("/login/enrol", methods=["POST"])
+def enrol_confirm() -> ResponseReturnValue:
+    """The first code confirms the enrolment; the recovery codes are shown once."""
+    user, pending = _enrolling()
+    form = CodeForm()
+    if not form.validate_on_submit():
+        field, messages = next(iter(form.errors.items()))
+        raise BadRequest(f"{field}: {messages[0]}")
+    s = db_session()
+    ip = client_address()
+    wait = _wait_s(s, user.username, ip)
+    if wait:
+        raise TooManyAttempts(f"too many wrong codes from this address; try again in {wait} s")
+    try:
+        codes = TF.confirm_enrolment(s, user, form.code.data or "", now_us=now_us(), ip=ip)
+    except Unauthenticated as err:
+        s.rollback()
+        note_failure(s, user.username, ip, now_us(), _throttle(), "login.code_failed")
+        return _enrol_page(user, pending, str(err), 400)
+    if pending is not None:
+        token = TF.complete(s, pending.row, now_us=now_us(), lifetime_s=state().config.session_lifetime_s)
+        clear_failures(s, user.username, ip)
+        target = _safe_next(session.get("next"))
+        _keep_language(session.get("lang"))
+        session.permanent = True
+        session["sid"] = token
+    else:
+        target = url_for("auth.account")
+    s.commit()
+    return render_template("recovery_codes.html", codes=codes, target=target)
 
 
 def lang_now() -> str:
@@ -157,9 +313,10 @@ def lang_now() -> str:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
-    if g.get("login") is not None:
+    current = g.get("login") or g.get("pending")
+    if current is not None:
         s = db_session()
-        end_login(s, g.login, now_us())
+        end_login(s, current, now_us())
         s.commit()
     _keep_language(session.get("lang"))
     return redirect(url_for("auth.login"))

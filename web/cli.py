@@ -1,11 +1,13 @@
 """irms-web: the coverage server's command line.
 
   irms-web db upgrade                      create or upgrade the database schema (Alembic)
-  irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin)
+  irms-web user add NAME --role ROLE       add a user (password asked twice, or --password-stdin; --ldap: the
+                                           unit's directory checks the password)
   irms-web user disable|enable NAME        disable (every login ends at once) or enable a user
   irms-web user reset-password NAME        a new password (asked twice, or --password-stdin); logins end
   irms-web user set-role NAME ROLE         change a user's role
   irms-web user list                       users, roles, disabled or not
+  irms-web user reset-two-factor USER      a lost phone: the user enrols again at the next login
   irms-web import-sites FILE.csv           register provinces, sites and rooms from CSV
   irms-web coverage [--json]               print coverage now in the terminal
   irms-web coverage export --from DAY --to DAY --out DIR
@@ -116,12 +118,13 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     from web.users import add_user
-    password = _read_password(args)
+    password = "" if args.ldap else _read_password(args)
     db = _db(_config(args))
     with db.session() as s:
         user = add_user(s, username=args.username, display_name=args.name or args.username, role=args.role,
-                        password=password, actor=cli_actor(), now_us=now_us(), os_user=os_user())
-    print(f"user {user.username} ({user.role}) added")
+                        password=password, actor=cli_actor(), now_us=now_us(), os_user=os_user(),
+                        auth_source="ldap" if args.ldap else "local")
+    print(f"user {user.username} ({user.role}{', LDAP password' if args.ldap else ''}) added")
     return 0
 
 
@@ -190,6 +193,10 @@ def cmd_user_change(args: argparse.Namespace) -> int:
         elif args.user_command == "reset-password":
             U.set_password(s, user, password, actor=cli_actor(), now_us=t)
             done = "given a new password; their logins ended"
+        elif args.user_command == "reset-two-factor":
+            from web import twofactor as TF
+            ended = TF.reset(s, user, actor=cli_actor(), now_us=t)
+            done = f"has no second factor now ({ended} logins ended); they enrol again at their next login"
         else:
             U.set_role(s, user, args.role, actor=cli_actor(), now_us=t)
             done = f"now {args.role}"
@@ -695,6 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--role", required=True, choices=[r.value for r in Role])
     q.add_argument("--name", help="display name")
     q.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    q.add_argument("--ldap", action="store_true", help="the user logs in with the unit's LDAP directory password "
+                                                       "(ldap_url); no password is kept here")
     q.set_defaults(func=cmd_user_add)
     for name, what in (("disable", "disable a user: every login of theirs ends at once"),
                        ("enable", "enable a disabled user")):
@@ -708,6 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = usub.add_parser("set-role", help="change a user's role")
     q.add_argument("username")
     q.add_argument("role", choices=[r.value for r in Role])
+    q.set_defaults(func=cmd_user_change)
+    q = usub.add_parser("reset-two-factor", help="take away a user's authenticator and recovery codes (lost "
+                                                 "phone); their logins end and they enrol again")
+    q.add_argument("username")
     q.set_defaults(func=cmd_user_change)
     q = usub.add_parser("list", help="list users")
     q.set_defaults(func=cmd_user_list)

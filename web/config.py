@@ -56,6 +56,25 @@ class WebConfig(BaseModel):
     max_body_readers: int = Field(default=256, gt=0)
     """Request bodies read at once per worker process; more are refused with 503 at once."""
     session_lifetime_s: int = Field(default=8 * 3600, gt=0)
+    totp_required_roles: tuple[str, ...] = ("prosecutor", "admin")
+    """Roles that must give a TOTP code after the password (enrolment at their first login); any user who
+    enrolled is asked for a code whatever the role."""
+    totp_issuer: str = "IRMS"
+    """The issuer name authenticator apps show beside the account."""
+    ldap_url: str = ""
+    """The unit's directory, e.g. ldaps://dc1.vks.local/ (users with auth_source ldap); empty: no LDAP logins."""
+    ldap_user_dn_template: str = ""
+    """The DN a user binds as, `{username}` replaced (escaped), e.g. uid={username},ou=people,dc=vks,dc=vn;
+    empty: search for it under ldap_search_base."""
+    ldap_search_base: str = ""
+    ldap_search_filter: str = "(sAMAccountName={username})"
+    """The search that finds the user's DN when there is no template (Active Directory's account name)."""
+    ldap_bind_dn: str = ""
+    """The service account the search binds as; empty: an anonymous search."""
+    ldap_bind_password: str = ""
+    """Secret: never logged (IRMS_WEB_LDAP_BIND_PASSWORD or the config file, mode 0600)."""
+    ldap_timeout_s: int = Field(default=5, gt=0)
+    """Connecting to and answering from the directory must each take no longer than this."""
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: Literal["vi", "en"] = "vi"
     metrics_token: str = ""
@@ -102,6 +121,15 @@ class WebConfig(BaseModel):
     verify_on_list: int = Field(default=3, ge=0)
     """How many ended, not yet verified sessions a sessions list view verifies on the spot."""
     """A session not yet verified (still recording, upload pending) is verified again on view after this."""
+
+    @field_validator("totp_required_roles")
+    @classmethod
+    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        roles = ("investigator", "prosecutor", "it_staff", "auditor", "admin")  # web.models.Role
+        for item in value:
+            if item not in roles:
+                raise ValueError(f"{item!r} is not one of {', '.join(roles)}")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

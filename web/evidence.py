@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import time
 from collections.abc import Iterator
@@ -110,7 +109,7 @@ def current_coverage(s: Session, config: WebConfig, now_us: int) -> tuple[Snapsh
                                   policy_of(config))
 
 
-_PAST: dict[tuple[str, str, int, dt.date], tuple[float, UptimeSums]] = {}
+_PAST: dict[tuple[Any, ...], tuple[float, UptimeSums]] = {}
 
 
 def _spans(s: Session, since_us: int, before_us: int | None = None) -> list[Span]:
@@ -124,12 +123,17 @@ def _spans(s: Session, since_us: int, before_us: int | None = None) -> list[Span
 
 def trend(s: Session, snap: Snapshot, config: WebConfig, now_us: int) -> Trend:
     """The 30-day trend. Past days change only when queued heartbeats arrive late, so their sums are
-    kept per process for `trend_cache_s`; today is always computed from the spans as they are now."""
+    kept per process for `trend_cache_s`; today is always computed from the spans as they are now.
+
+    The cache is keyed by the newest span that starts before today (a late heartbeat taken by any server
+    node adds one): every node sees the late heartbeat at once, not after its own cache expires."""
     cache = config.trend_cache_s > 0
     tz = ZoneInfo(config.timezone)
     bounds = day_bounds(now_us, config.trend_days, tz)
     past_bounds, today = bounds[:-1], bounds[-1:]
-    key = (str(s.get_bind().url), config.timezone, config.trend_days, today[0][0])
+    newest = _fetch(s, f"SELECT max(id) FROM {UptimeSpan.__tablename__} WHERE start_us < ?",
+                    (today[0][1],))[0] if cache else None
+    key = (str(s.get_bind().url), config.timezone, config.trend_days, today[0][0], newest, len(snap.rooms))
     hit = _PAST.get(key) if cache else None
     if hit is not None and time.monotonic() - hit[0] < config.trend_cache_s:
         past = hit[1]

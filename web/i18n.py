@@ -271,6 +271,40 @@ VI.update({
         "Trao trực tiếp cho người dùng; họ tự đổi trong mục Tài khoản của tôi.",
 })
 
+# Two-factor login (web/twofactor.py).
+VI.update({
+    "Two-factor code": "Mã xác thực hai lớp",
+    "The six digits from the authenticator app, or a recovery code":
+        "Sáu chữ số trên ứng dụng xác thực, hoặc một mã khôi phục",
+    "Cancel": "Huỷ",
+    "Two-factor enrolment": "Đăng ký xác thực hai lớp",
+    "Your role logs in with a code from an authenticator app as well as the password.":
+        "Vai trò của bạn đăng nhập bằng mật khẩu và thêm mã từ ứng dụng xác thực.",
+    "Enrolling again replaces your authenticator and your recovery codes.":
+        "Đăng ký lại sẽ thay ứng dụng xác thực và các mã khôi phục cũ.",
+    "Scan the code with the authenticator app, then type the six digits it shows.":
+        "Quét mã bằng ứng dụng xác thực, rồi nhập sáu chữ số ứng dụng hiển thị.",
+    "QR code for the authenticator app": "Mã QR cho ứng dụng xác thực",
+    "Or type this key into the app:": "Hoặc nhập khoá này vào ứng dụng:",
+    "Code": "Mã",
+    "Confirm": "Xác nhận",
+    "Recovery codes": "Mã khôi phục",
+    "Recovery codes (shown once)": "Mã khôi phục (chỉ hiện một lần)",
+    "Two-factor login is on.": "Đã bật đăng nhập hai lớp.",
+    "Each code logs you in once without the app. Keep them on paper, apart from the phone.":
+        "Mỗi mã cho đăng nhập một lần không cần ứng dụng. Hãy chép ra giấy, cất riêng với điện thoại.",
+    "Continue": "Tiếp tục",
+    "wrong code": "Sai mã.",
+    "this code was used already; wait for the next one": "Mã này đã được dùng; hãy chờ mã tiếp theo.",
+    "wrong code; check the phone's clock and scan the code again":
+        "Sai mã; hãy kiểm tra đồng hồ điện thoại và quét lại mã.",
+    "Two-factor login": "Đăng nhập hai lớp",
+    "Reset two-factor": "Đặt lại xác thực hai lớp",
+    "on": "bật",
+    "off": "tắt",
+    "Directory (LDAP)": "Thư mục (LDAP)",
+})
+
 
 STATUS_TEXT = {400: "The request is not valid.", 401: "Log in first.", 403: "Your role may not use this page.",
                404: "Not found.", 405: "The request is not valid.",

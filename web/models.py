@@ -189,6 +189,26 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at_us: Mapped[int] = mapped_column(BigInteger)
+    auth_source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
+    """Where the password is checked: `local` (password_hash) or `ldap` (a bind to the unit's directory)."""
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    """The TOTP secret (base32) once enrolled (web/twofactor.py); None: no second factor."""
+    totp_pending: Mapped[str | None] = mapped_column(String(64))
+    """A secret shown for enrolment, not yet confirmed with a code."""
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    """The time step of the last code accepted: a code of this step or before is refused (no replay)."""
+    totp_enrolled_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code for the second factor: SHA-256 of a random code shown once at enrolment."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    used_at_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class EnrollmentCode(Base):
@@ -319,6 +339,8 @@ class LoginSession(Base):
     expires_at_us: Mapped[int] = mapped_column(BigInteger)
     ended_at_us: Mapped[int | None] = mapped_column(BigInteger)
     end_reason: Mapped[str] = mapped_column(String(32), default="")
+    stage: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    """'' a full login; `code`: the password was right, the second factor is owed; `enrol`: enrolment is owed."""
 
 
 class LoginFailure(Base):

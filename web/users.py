@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -31,6 +32,11 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("irms-not-a-password")
 MIN_PASSWORD = 10
 ROLES = tuple(r.value for r in Role)
+LDAP = "ldap"
+"""auth_source of users whose password the unit's LDAP directory checks (web/ldap_login.py)."""
+AUTH_SOURCES = ("local", LDAP)
+NO_PASSWORD = "!ldap"
+"""password_hash of a directory user: no password opens it (argon2 refuses it as a hash)."""
 SEEN_EVERY_US = 60_000_000
 """A login's last_seen_us is written at most this often (not on every request)."""
 
@@ -52,20 +58,26 @@ def _check_role(role: str) -> None:
 
 
 def add_user(s: Session, *, username: str, display_name: str, role: str, password: str, actor: str,
-             now_us: int, os_user: str | None = None) -> User:
-    """Add a user; from the command line `os_user` (who ran it) goes into the audit entry."""
+             now_us: int, os_user: str | None = None, auth_source: str = "local") -> User:
+    """Add a user; from the command line `os_user` (who ran it) goes into the audit entry. A directory user
+    (`auth_source` ldap) has no password here."""
     _check_role(role)
+    if auth_source not in AUTH_SOURCES:
+        raise BadRequest(f"auth_source {auth_source!r} is not one of {', '.join(AUTH_SOURCES)}")
     if not username or len(username) > 100 or not username.replace(".", "").replace("_", "").replace(
             "-", "").isalnum():
         raise BadRequest("username must be letters, digits, '.', '_' or '-'")
-    _check_password(password)
+    if auth_source != LDAP:
+        _check_password(password)
     if s.scalars(select(User).where(User.username == username)).first() is not None:
         raise Conflict(f"user {username} already exists")
-    user = User(username=username, display_name=display_name or username, role=role,
-                password_hash=hash_password(password), active=True, created_at_us=now_us)
+    user = User(username=username, display_name=display_name or username, role=role, auth_source=auth_source,
+                password_hash=NO_PASSWORD if auth_source == LDAP else hash_password(password), active=True,
+                created_at_us=now_us)
     s.add(user)
     audit.append(s, at_us=now_us, actor=actor, action="user.add", target=username,
-                 detail={"role": role, **({"os_user": os_user} if os_user else {})})
+                 detail={"role": role, **({"source": LDAP} if auth_source == LDAP else {}),
+                         **({"os_user": os_user} if os_user else {})})
     s.flush()
     return user
 
@@ -99,6 +111,8 @@ def set_active(s: Session, user: User, active: bool, *, actor: str, now_us: int)
 def set_password(s: Session, user: User, password: str, *, actor: str, now_us: int, action: str = "user.password_reset",
                  keep: LoginSession | None = None) -> None:
     """A new password; every login of the user but `keep` ends at once."""
+    if user.auth_source == LDAP:
+        raise BadRequest(f"user {user.username} logs in with the LDAP directory: change the password there")
     _check_password(password)
     user.password_hash = hash_password(password)
     ended = end_logins(s, user, "password", now_us, keep)
@@ -107,6 +121,8 @@ def set_password(s: Session, user: User, password: str, *, actor: str, now_us: i
 
 def change_own_password(s: Session, user: User, current: str, new: str, *, login: LoginSession, now_us: int) -> None:
     """The user's own change: the current password first; the user's other logins end."""
+    if user.auth_source == LDAP:
+        raise BadRequest("you log in with the LDAP directory: change your password there")
     try:
         _hasher.verify(user.password_hash, current)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -136,11 +152,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def start_login(s: Session, user: User, *, ip: str, now_us: int, lifetime_s: int) -> str:
-    """A new login for `user`; returns the token for the cookie (only its hash is stored)."""
+def start_login(s: Session, user: User, *, ip: str, now_us: int, lifetime_s: int, stage: str = "") -> str:
+    """A new login for `user`; returns the token for the cookie (only its hash is stored). A `stage` other
+    than '' is a login still owing its second factor (web/twofactor.py)."""
     token = secrets.token_urlsafe(32)
     s.add(LoginSession(token_hash=token_hash(token), user_id=user.id, ip=ip[:64], created_at_us=now_us,
-                       last_seen_us=now_us, expires_at_us=now_us + lifetime_s * 1_000_000))
+                       last_seen_us=now_us, expires_at_us=now_us + lifetime_s * 1_000_000, stage=stage))
     return token
 
 
@@ -151,7 +168,8 @@ class Login:
 
 
 def find_login(s: Session, token: str, now_us: int) -> Login | None:
-    """The open, unexpired login of an active user the token names; None otherwise."""
+    """The open, unexpired login of an active user the token names (a full one if `row.stage` is ''); None
+    otherwise."""
     if not token or len(token) > 100:
         return None
     found = s.execute(select(LoginSession, User).join(User, User.id == LoginSession.user_id)
@@ -214,26 +232,45 @@ def throttle_wait_s(s: Session, username: str, ip: str, now_us: int, t: Throttle
                                                                           now_us))
 
 
-def check_login(s: Session, *, username: str, password: str, ip: str, now_us: int, throttle: Throttle) -> User:
-    """The user if the password is right; throttled per (username, address) with a growing delay."""
+def note_failure(s: Session, username: str, ip: str, now_us: int, throttle: Throttle, action: str) -> None:
+    """A failed password or second-factor code: counted by the throttle, audited, committed at once."""
+    s.add(LoginFailure(username=username[:100], ip=ip[:64], at_us=now_us))
+    s.execute(delete(LoginFailure).where(LoginFailure.at_us < now_us - throttle.window_s * 1_000_000))
+    audit.append(s, at_us=now_us, actor=username or "?", action=action, target=ip[:64])
+    s.commit()
+
+
+def clear_failures(s: Session, username: str, ip: str) -> None:
+    """A login complete (password and any second factor): this address's failures for the user are forgotten."""
+    s.execute(delete(LoginFailure).where(LoginFailure.username == username[:100], LoginFailure.ip == ip[:64]))
+
+
+def check_login(s: Session, *, username: str, password: str, ip: str, now_us: int, throttle: Throttle,
+                directory: Callable[[str, str], bool] | None = None) -> User:
+    """The user if the password is right; throttled per (username, address) with a growing delay. The failures
+    are forgotten (`clear_failures`) only once the login is complete: the right password does not reset the
+    count a second-factor guesser runs up.
+
+    A user whose auth_source is `ldap` is checked by `directory(username, password)` (web/ldap_login.py), and
+    only if enabled here: a user disabled in IRMS is refused whatever the directory says."""
     username, ip = username[:100], ip[:64]
     wait = throttle_wait_s(s, username, ip, now_us, throttle)
     if wait > 0:
         raise TooManyAttempts(f"too many failed logins from this address; try again in {wait} s")
     user = s.scalars(select(User).where(User.username == username)).first()
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        ok = user is not None and user.active
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
+    if user is not None and user.auth_source == LDAP:
+        ok = user.active and directory is not None and directory(username, password)
+    else:
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            ok = user is not None and user.active
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
     if not ok or user is None:
-        s.add(LoginFailure(username=username, ip=ip, at_us=now_us))
-        s.execute(delete(LoginFailure).where(LoginFailure.at_us < now_us - throttle.window_s * 1_000_000))
-        audit.append(s, at_us=now_us, actor=username or "?", action="login.failed", target=ip)
-        s.commit()
+        note_failure(s, username, ip, now_us, throttle, "login.failed")
         raise Unauthenticated("wrong username or password")
-    s.execute(delete(LoginFailure).where(LoginFailure.username == username, LoginFailure.ip == ip))
-    if _hasher.check_needs_rehash(user.password_hash):
+    if user.auth_source != LDAP and _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    audit.append(s, at_us=now_us, actor=user.username, action="login", target=ip)
+    audit.append(s, at_us=now_us, actor=user.username, action="login", target=ip,
+                 detail={"source": LDAP} if user.auth_source == LDAP else None)
     return user

@@ -132,7 +132,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     config = server_home / "web.toml"
     database_url = f"sqlite:///{server_home / 'web.db'}"
     config.write_text(f"database_url = {json.dumps(database_url)}\nstore_url = {json.dumps(str(store))}\n")
-    server_env = clean_env(IRMS_HOME=str(server_home), IRMS_WEB_CONFIG=str(config))
+    server_env = clean_env(IRMS_HOME=str(server_home), IRMS_WEB_CONFIG=str(config),
+                           IRMS_WEB_TOTP_REQUIRED_ROLES="")  # two-factor login: tests/web/test_twofactor.py
     station_env = clean_env(IRMS_HOME=str(station_home), IRMS_TRUST=str(station_home / "trust"))
     try:
         web_cli(server_env, tmp_path, "db", "upgrade")

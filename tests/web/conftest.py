@@ -105,7 +105,7 @@ def now() -> FakeNow:
 def config(db_url: str) -> WebConfig:
     return load_config(env={}, database_url=db_url, secret_key="test-secret", testing=True,
                        heartbeat_interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=5 * 2**30,
-                       trend_cache_s=0)
+                       trend_cache_s=0, totp_required_roles=())  # tests/web/test_twofactor.py requires it
 
 
 @pytest.fixture

@@ -73,6 +73,10 @@ EXPECTED: dict[str, dict[str, int]] = {
     "admin.reset_password": row(403, admin=200),
     "admin.set_role": row(403, admin=302),
     "auth.account": row(200),
+    "auth.second_factor": same(302),  # no login owes a code here: on to the dashboard, or the login form
+    "auth.enrol": row(200),  # any user may enrol (the roles that must, at their first login)
+    "auth.enrol_confirm": row(400),  # a wrong code
+    "admin.reset_two_factor": row(403, admin=409),  # allowed; `spare` has no second factor to reset
     "alerts.ack": row(403, admin=404, it_staff=404),  # allowed; no such alert here
     "admin.units": row(403, admin=200),
     "admin.add_unit": ADMIN_ONLY_POST,
@@ -124,6 +128,8 @@ MORE_FORMS: dict[str, dict[str, Any]] = {
     "shares.add": {"party": "Toà án", "party_kind": "court", "allow": "replay", "days": 2},
     "live.add_marker": {"label": "lời khai bắt đầu"},
     "auth.login": {"username": "", "password": ""},
+    "auth.second_factor": {"code": "123456"},
+    "auth.enrol_confirm": {"code": "000000"},
     "auth.language": {"language": "vi"},
     "admin.add_user": {"username": "new-user", "display_name": "New", "role": "auditor"},
     "admin.set_role": {"role": "auditor"},

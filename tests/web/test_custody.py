@@ -93,7 +93,7 @@ def served(pg_url: str, recorded: Recorded, tmp_path: Path) -> Iterator[Served]:
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRMS_WEB_")}
     env.update(IRMS_HOME=str(home), IRMS_WEB_SECRET_KEY="custody-test", IRMS_WEB_DATABASE_URL=pg_url,
-               IRMS_WEB_STORE_URL=str(recorded.store))
+               IRMS_WEB_STORE_URL=str(recorded.store), IRMS_WEB_TOTP_REQUIRED_ROLES="")  # 2FA: test_twofactor.py
     procs = Processes(tmp_path)
     port = free_port()
     proc = procs.spawn("irms-web-serve", [str(BIN / "irms-web"), "serve", "--host", "127.0.0.1", "--port", str(port),
