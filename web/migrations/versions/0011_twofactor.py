@@ -1,8 +1,8 @@
 """Two-factor login (TOTP secret, last used time step, one-time recovery codes), a login's pending second
 factor, and where a user's password is checked (local or the unit's LDAP directory).
 
-Revision ID: 0010_twofactor
-Revises: 0009_coverage_runs
+Revision ID: 0011_twofactor
+Revises: 0010_markers
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010_twofactor'
-down_revision = '0009_coverage_runs'
+revision = '0011_twofactor'
+down_revision = '0010_markers'
 branch_labels = None
 depends_on = None
 
