@@ -50,7 +50,11 @@ class ObjectStore(Protocol):
     """
 
     url: str
-    enforces_retention: bool
+
+    @property
+    def enforces_retention(self) -> bool:
+        """Whether the store can lock objects at all (S3 with Object Lock)."""
+        ...
 
     def put(self, name: str, data: bytes, *, retain_until: dt.datetime | None = None) -> ObjectInfo: ...
 
