@@ -222,7 +222,7 @@ class Book:
         holds = list(s.scalars(select(LegalHold).where(LegalHold.lifted_at_us.is_(None))))
         book = cls(cases={c.case_number: c for c in s.scalars(select(Case))},
                    policies={(p.unit_id, p.category): p for p in s.scalars(select(RetentionPolicy))},
-                   parents=dict(s.execute(select(Unit.id, Unit.parent_id)).tuples().all()),
+                   parents={int(u): p for u, p in s.execute(select(Unit.id, Unit.parent_id))},
                    held_sessions={h.session_id for h in holds if h.session_id},
                    held_cases={h.case_number for h in holds if h.case_number},
                    open_disposals={d.session_id: d for d in s.scalars(select(Disposal).where(
@@ -385,8 +385,8 @@ def place_hold(s: Session, store: ObjectStore, *, session_id: str = "", case_num
     audit.append(s, at_us=now_us, actor=actor, action="hold.place", target=session_id or case_number,
                  detail={"hold": hold.id, "sessions": [r.session_id for r in rows], "objects": objects,
                          "store_enforces": store.enforces_retention})
-    for d in s.scalars(select(Disposal).where(Disposal.session_id.in_([r.session_id for r in rows]),
-                                              Disposal.state.in_(OPEN))):
+    for d in list(s.scalars(select(Disposal).where(Disposal.session_id.in_([r.session_id for r in rows]),
+                                                   Disposal.state.in_(OPEN)))):
         stop(s, d, actor=actor, reason=f"legal hold {hold.id}", now_us=now_us)
     return hold
 
