@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
@@ -94,6 +95,16 @@ def _personal(s: Session, sc: scope.Scope, rows: list[RecordingSession]) -> dict
     return {r.session_id: scope.shows_personal(sc, units.get(r.session_id), r.case_number) for r in rows}
 
 
+@dataclass(frozen=True)
+class HoldLine:
+    """A hold in force as a report shows it: the sessions it covers in the reader's scope; the case number only
+    to whom may see it."""
+
+    hold: LegalHold
+    sessions: list[str]
+    case_number: str
+
+
 # --- reports -------------------------------------------------------------------------------------------------
 
 
@@ -104,8 +115,15 @@ def _report_data(s: Session) -> dict[str, object]:
     views = RT.views(s, rows, t, book)
     personal = _personal(s, sc, rows)
     ids = {r.session_id for r in rows}
-    cases = {r.case_number for r in rows if r.case_number and personal[r.session_id]}
-    holds = [h for h in RT.holds_in_force(s) if h.session_id in ids or h.case_number in cases]
+    by_case: dict[str, list[str]] = {}
+    case_personal: dict[str, bool] = {}
+    for r in rows:
+        if r.case_number:
+            by_case.setdefault(r.case_number, []).append(r.session_id)
+            case_personal[r.case_number] = case_personal.get(r.case_number, False) or personal[r.session_id]
+    holds = [HoldLine(h, [h.session_id] if h.session_id else by_case[h.case_number],
+                      h.case_number if case_personal.get(h.case_number) else "")
+             for h in RT.holds_in_force(s) if h.session_id in ids or h.case_number in by_case]
     done = [d for d in s.scalars(select(Disposal).order_by(Disposal.id)) if d.session_id in ids]
     counts: dict[str, int] = {}
     for v in views:
@@ -142,8 +160,9 @@ def report_csv(kind: str) -> ResponseReturnValue:
                         _iso(v.row.retain_until_us), RT.describe(v.policy) if v.policy else ""])
     elif kind == "holds":
         w.writerow(["hold", "session_id", "case_number", "placed_by", "placed_at"])
-        for h in data["holds"]:  # type: ignore[attr-defined]
-            w.writerow([h.id, h.session_id, h.case_number, h.placed_by, _iso(h.placed_at_us)])
+        for line in data["holds"]:  # type: ignore[attr-defined]
+            for sid in line.sessions:
+                w.writerow([line.hold.id, sid, line.case_number, line.hold.placed_by, _iso(line.hold.placed_at_us)])
     else:
         w.writerow(["disposal", "session_id", "state", "retain_until", "proposed_by", "first_approver",
                     "second_approver", "execute_after", "executed_at", "stopped_by", "stop_reason"])
@@ -158,18 +177,24 @@ def report_csv(kind: str) -> ResponseReturnValue:
 # --- policies (admins) ------------------------------------------------------------------------------------------
 
 
-@bp.route("/retention/policies", methods=["GET", "POST"])
+@bp.route("/retention/policies", methods=["POST"])
+@require_roles(Role.ADMIN.value)
+def add_policy() -> ResponseReturnValue:
+    s = db_session()
+    form = PolicyForm()
+    _valid(form)
+    RT.add_policy(s, unit=(form.unit.data or "").strip() or None, category=form.category.data or "",
+                  anchor=form.anchor.data or "", years=int(form.years.data or 0), days=int(form.days.data or 0),
+                  mode=form.mode.data or "", actor=g.user.username, now_us=now_us())
+    s.commit()
+    return redirect(url_for("retention.policies"))
+
+
+@bp.route("/retention/policies")
 @require_roles(Role.ADMIN.value)
 def policies() -> ResponseReturnValue:
     s = db_session()
     form = PolicyForm()
-    if request.method == "POST":
-        _valid(form)
-        RT.add_policy(s, unit=(form.unit.data or "").strip() or None, category=form.category.data or "",
-                      anchor=form.anchor.data or "", years=int(form.years.data or 0), days=int(form.days.data or 0),
-                      mode=form.mode.data or "", actor=g.user.username, now_us=now_us())
-        s.commit()
-        return redirect(url_for("retention.policies"))
     from web.models import RetentionPolicy
     rows = [RT.policy_json(s, p) for p in s.scalars(select(RetentionPolicy).order_by(RetentionPolicy.id))]
     units = s.scalars(select(Unit.code).order_by(Unit.code)).all()
