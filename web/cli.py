@@ -222,6 +222,8 @@ def cmd_disposal(args: argparse.Namespace) -> int:
     from web.audit_anchor import AuditSigner
     from web.models import Disposal
     cfg = _config(args)
+    if getattr(args, "store", None):
+        cfg = cfg.model_copy(update={"store_url": args.store})
     db = _db(cfg)
     with db.session() as s:
         if args.disposal_command == "propose":
@@ -835,6 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("execute", "remove the objects of approved disposals whose undo window passed, leaving "
                                    "signed tombstones")):
         q = dsub.add_parser(name, help=text)
+        if name == "execute":
+            q.add_argument("--store", help="store URL (default: store_url of the configuration)")
         q.set_defaults(func=cmd_disposal)
 
     p = sub.add_parser("import-sites", help="register sites and rooms from a CSV file")

@@ -116,7 +116,8 @@ def real_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def test_retention_is_extended_and_never_shortened(rw: RW, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_retention_is_extended_and_never_shortened(rw: RW, db_url: str, capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sid, other = rw.sw.session_id, rw.sw.other_session_id
     pro = rw.client("prosecutor")
     # Final judgment a day ago less a minute: the policy (final + 1 day) keeps it another minute.
@@ -139,6 +140,12 @@ def test_retention_is_extended_and_never_shortened(rw: RW, db_url: str, capsys: 
     assert cli.main(["--database", db_url, "retention", "apply", "--store", rw.app.extensions["irms"].config.store_url]
                     ) == 0
     assert f"0 objects' retention extended, {len(names)} already retained" in capsys.readouterr().out
+    monkeypatch.setenv("IRMS_HOME", str(tmp_path))  # where the command finds (makes) the audit key
+    store_url = rw.app.extensions["irms"].config.store_url
+    for command, said in (("propose", "0 disposals proposed"), ("list", ""), ("execute", "")):
+        assert cli.main(["--database", db_url, "disposal", command,
+                         *(["--store", store_url] if command == "execute" else [])]) == 0
+        assert capsys.readouterr().out.strip() == said  # retained: nothing due
     # A later final date extends the lock...
     rw.outcome(pro, "7/2026/HS", real_now() - dt.timedelta(days=1) + dt.timedelta(seconds=120))
     assert rw.apply().extended == len(names)
