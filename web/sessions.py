@@ -181,6 +181,7 @@ def sealed_copy(row: RecordingSession, label: str) -> tuple[dict[str, object], R
     cfg = state().config
     s = db_session()
     session_id = row.session_id
+    R.check_not_disposed(row)
     t = now_us()
     opts = R.options_for(s, row)
     top = f"irms-{session_id}-{label}"
