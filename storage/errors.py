@@ -32,3 +32,23 @@ class StoreConfigError(StoreError):
     """A store URL or its credentials are wrong."""
 
     exit_code = 2
+
+
+class RetentionUnsupported(StoreError):
+    """The store cannot lock objects (a file store, an S3 bucket without Object Lock)."""
+
+    exit_code = 2
+    http_status = 409
+
+
+class RetentionRefused(StoreError):
+    """A retention change that would shorten or weaken a lock: refused, the lock stays as it is."""
+
+    exit_code = 1
+    http_status = 409
+
+
+class ObjectLocked(StoreError):
+    """The store refused to delete an object: Object Lock retention or a legal hold protects it."""
+
+    http_status = 409

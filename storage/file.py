@@ -1,4 +1,9 @@
-"""The embedded default store: a plain directory, written durably."""
+"""The embedded default store: a plain directory, written durably.
+
+It enforces no retention and no legal hold: files are read-only (0440) but whoever has the directory
+can delete them. It says so: `put` reports no lock, `set_retention` and `set_legal_hold` raise
+RetentionUnsupported. Evidence that must be locked belongs in an S3 bucket with Object Lock.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from evidence.durable import write_durable
-from storage.base import ObjectInfo
-from storage.errors import ObjectExists, ObjectNotFound, StoreConfigError, StoreError, StoreUnavailable
+from storage.base import LockMode, ObjectInfo, Retention
+from storage.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    RetentionUnsupported,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+)
 
 
 def check_name(name: str) -> str:
@@ -21,7 +33,9 @@ def check_name(name: str) -> str:
 
 
 class FileStore:
-    """Objects as files under `root`; `put` is create-once and fsynced."""
+    """Objects as files under `root`; `put` is create-once and fsynced. No retention, no legal hold."""
+
+    enforces_retention = False
 
     def __init__(self, root: Path, *, create: bool = True) -> None:
         """`create=False` opens an existing directory only (readers such as the verifier create nothing)."""
@@ -48,7 +62,7 @@ class FileStore:
                 raise ObjectExists(f"object {name} already exists with other content") from None
         except OSError as err:
             raise StoreUnavailable(f"cannot write {name} to {self.root}: {err.strerror}") from err
-        return ObjectInfo(name=name, size=len(data), retain_until=retain_until)
+        return ObjectInfo(name=name, size=len(data))  # retain_until: not applied, so not reported
 
     def get(self, name: str) -> bytes:
         try:
@@ -84,6 +98,24 @@ class FileStore:
             self._path(name).unlink()
         except FileNotFoundError:
             raise ObjectNotFound(f"object {name} not found in {self.url}") from None
+
+    def _unsupported(self, what: str) -> RetentionUnsupported:
+        return RetentionUnsupported(f"file store {self.root} enforces no retention or legal hold: cannot {what}; "
+                                    "use an S3 store with Object Lock")
+
+    def retention(self, name: str) -> Retention | None:
+        self.stat(name)
+        return None
+
+    def set_retention(self, name: str, until: dt.datetime, mode: LockMode) -> Retention:
+        raise self._unsupported(f"retain {name}")
+
+    def legal_hold(self, name: str) -> bool:
+        self.stat(name)
+        return False
+
+    def set_legal_hold(self, name: str, on: bool) -> None:
+        raise self._unsupported(f"{'place' if on else 'lift'} a legal hold on {name}")
 
     def ping(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK):

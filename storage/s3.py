@@ -6,7 +6,14 @@ nothing above this module sees a third-party exception:
 - the server cannot be reached, times out or answers 5xx -> StoreUnavailable
 - a missing object -> ObjectNotFound
 - wrong credentials, a bucket owned by someone else, a bad endpoint -> StoreConfigError
-- a locked object that cannot be deleted, anything else -> StoreError
+- a locked or held object that cannot be deleted -> ObjectLocked
+- a retention that would shorten or weaken a lock -> RetentionRefused
+- anything else -> StoreError
+
+Retention and legal hold (issue 17): `set_retention` reads the object's lock first and only ever extends it
+(a shorter date is refused in one line; a COMPLIANCE lock stays COMPLIANCE); `set_legal_hold` places or lifts
+an S3 Object Legal Hold, which blocks deletion whatever the retention, also for a user who may bypass
+GOVERNANCE. Both act on the object's current version (objects are written once: it is the only one).
 
 Write-once: `put` reads the object's size and the sha256 it stored in user metadata
 before writing. S3 (radosgw 16 included) has no conditional create, so two writers
@@ -31,13 +38,23 @@ from typing import NoReturn
 import urllib3
 from minio import Minio
 from minio import time as minio_time
-from minio.commonconfig import COMPLIANCE
+from minio.commonconfig import COMPLIANCE, GOVERNANCE
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.retention import Retention
 from urllib3.exceptions import HTTPError, SSLError
 
-from storage.base import ObjectInfo
-from storage.errors import ObjectExists, ObjectNotFound, StoreConfigError, StoreError, StoreUnavailable
+from storage.base import LockMode, ObjectInfo
+from storage.base import Retention as Lock
+from storage.errors import (
+    ObjectExists,
+    ObjectLocked,
+    ObjectNotFound,
+    RetentionRefused,
+    RetentionUnsupported,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+)
 from storage.file import check_name
 
 log = logging.getLogger(__name__)
@@ -45,6 +62,8 @@ log = logging.getLogger(__name__)
 SHA256_META = "sha256"  # stored by S3 as the x-amz-meta-sha256 header
 _SHA256_HEADER = "x-amz-meta-" + SHA256_META
 _RETAIN_HEADER = "x-amz-object-lock-retain-until-date"
+_MODE_HEADER = "x-amz-object-lock-mode"
+_HOLD_HEADER = "x-amz-object-lock-legal-hold"
 
 # Short timeouts so an unreachable store fails within seconds: the recorder spools
 # locally and retries later, it must not hang on an upload for minutes.
@@ -287,6 +306,10 @@ class S3Store:
         self._ensure_bucket()
         return self._object_lock
 
+    @property
+    def enforces_retention(self) -> bool:
+        return self.object_lock
+
     # --- the ObjectStore protocol -----------------------------------------------
 
     def put(self, name: str, data: bytes, *, retain_until: dt.datetime | None = None) -> ObjectInfo:
@@ -364,11 +387,14 @@ class S3Store:
         # Read the lock date from the HEAD answer: minio 7.2's get_object_retention
         # cannot parse radosgw's nanosecond dates.
         raw_until = headers.get(_RETAIN_HEADER)
+        mode = (headers.get(_MODE_HEADER) or "").upper()
         return _Stat(
             size=obj.size or 0,
             sha256=headers.get(_SHA256_HEADER),
             retain_until=parse_retain_until(raw_until) if raw_until else None,
             version_id=obj.version_id,
+            mode=LockMode(mode) if mode in LockMode.__members__ else None,
+            legal_hold=(headers.get(_HOLD_HEADER) or "").upper() == "ON",
         )
 
     def _stat_or_none(self, name: str) -> _Stat | None:
@@ -388,8 +414,67 @@ class S3Store:
                 if obj.object_name and not obj.is_dir:
                     yield obj.object_name
 
+    # --- retention and legal hold ------------------------------------------------------------
+
+    def _lockable(self, doing: str) -> None:
+        self._ensure_bucket()
+        if not self._object_lock:
+            raise RetentionUnsupported(f"s3 store {self.url}: cannot {doing}: bucket {self.bucket} has no Object Lock")
+
+    def retention(self, name: str) -> Lock | None:
+        st = self._stat(name)
+        if st.retain_until is None or st.mode is None:
+            return None
+        return Lock(st.retain_until, st.mode)
+
+    def set_retention(self, name: str, until: dt.datetime, mode: LockMode) -> Lock:
+        """Extend `name`'s lock to `until`; RetentionRefused if that would shorten it (nothing changes then).
+        An equal or later lock already there is kept as it is; a COMPLIANCE lock is never made GOVERNANCE."""
+        if until.tzinfo is None:
+            raise StoreConfigError("retention date must be timezone-aware")
+        mode = LockMode(mode)
+        self._lockable(f"retain {name}")
+        until = _ceil_second(until.astimezone(dt.UTC))
+        st = self._stat(name)
+        if st.retain_until is not None and st.mode is not None:
+            if until < st.retain_until:
+                raise RetentionRefused(
+                    f"s3 store {self.url}: {name} is retained until {st.retain_until.isoformat()} ({st.mode.value}); "
+                    f"{until.isoformat()} would shorten it: refused, retention is only ever extended")
+            if st.mode is LockMode.COMPLIANCE:
+                mode = LockMode.COMPLIANCE
+            if until == st.retain_until and mode is st.mode:
+                return Lock(st.retain_until, st.mode)
+        if until <= self._clock():
+            raise RetentionRefused(f"s3 store {self.url}: cannot retain {name} until {until.isoformat()}: "
+                                   "that date has passed")
+        with self._boundary(f"retain {name}"):
+            try:
+                self._client.set_object_retention(
+                    self.bucket, name, Retention(COMPLIANCE if mode is LockMode.COMPLIANCE else GOVERNANCE, until),
+                    version_id=st.version_id)
+            except S3Error as err:
+                if err.code == "AccessDenied" and st.retain_until is not None:
+                    raise RetentionRefused(f"s3 store {self.url}: the server refused to change the lock of {name}: "
+                                           f"{err.message or err.code}") from None
+                raise
+        return Lock(until, mode)
+
+    def legal_hold(self, name: str) -> bool:
+        return self._stat(name).legal_hold
+
+    def set_legal_hold(self, name: str, on: bool) -> None:
+        """Place (on) or lift (off) an S3 Object Legal Hold on `name`."""
+        self._lockable(f"{'place' if on else 'lift'} a legal hold on {name}")
+        st = self._stat(name)
+        with self._boundary(f"{'place' if on else 'lift'} a legal hold on {name}"):
+            if on:
+                self._client.enable_object_legal_hold(self.bucket, name, version_id=st.version_id)
+            else:
+                self._client.disable_object_legal_hold(self.bucket, name, version_id=st.version_id)
+
     def delete(self, name: str) -> None:
-        """Delete every version of `name`; StoreError if Object Lock still protects it."""
+        """Delete every version of `name`; ObjectLocked if Object Lock retention or a legal hold protects it."""
         info = self._stat(name)
         with self._boundary(f"delete {name}"):
             versions = [
@@ -402,8 +487,11 @@ class S3Store:
                     self._client.remove_object(self.bucket, name, version_id=version_id)
                 except S3Error as err:
                     if err.code == "AccessDenied":
+                        if info.legal_hold:
+                            raise ObjectLocked(f"s3 store {self.url}: cannot delete {name}: "
+                                               "a legal hold protects it (Object Lock)") from None
                         until = info.retain_until.isoformat() if info.retain_until else "a later date"
-                        raise StoreError(
+                        raise ObjectLocked(
                             f"s3 store {self.url}: cannot delete {name}: Object Lock retains it until {until}"
                         ) from None
                     raise
@@ -426,3 +514,5 @@ class _Stat:
     sha256: str | None
     retain_until: dt.datetime | None
     version_id: str | None
+    mode: LockMode | None = None
+    legal_hold: bool = False

@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_seal)
     from verifier import coverage
     coverage.register(sub)
+    from verifier import tombstone
+    tombstone.register(sub)
     p = sub.add_parser("custodian-keygen", help="make a custodian X25519 key pair (private key sealed with a "
                                                 "passphrase: argon2id, AES-256-GCM)")
     p.add_argument("--private", required=True)

@@ -93,6 +93,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     from web.dashboard import bp as coverage_bp
     from web.live import bp as live_bp
     from web.replay import bp as replay_bp
+    from web.retention_pages import bp as retention_bp
     from web.sessions import bp as sessions_bp
     from web.shares import bp as shares_bp
 
@@ -106,6 +107,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     app.register_blueprint(replay_bp)
     app.register_blueprint(live_bp)
     app.register_blueprint(shares_bp)
+    app.register_blueprint(retention_bp)
 
     @app.before_request
     def _load_user() -> None:

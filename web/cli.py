@@ -180,6 +180,76 @@ def cmd_case(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Retention policies, and `apply`: extend every session's objects on the store (web/retention.py)."""
+    from sqlalchemy import select
+
+    from storage.url import redact
+    from web import recordings as R
+    from web import retention as RT
+    from web.models import RetentionPolicy
+    cfg = _config(args)
+    if getattr(args, "store", None):
+        cfg = cfg.model_copy(update={"store_url": args.store})
+    db = _db(cfg)
+    with db.session() as s:
+        if args.retention_command == "policy":
+            row = RT.add_policy(s, unit=None if args.unit in ("", "-") else args.unit, category=args.category,
+                                anchor=args.anchor, years=args.years, days=args.days, mode=args.mode,
+                                actor=cli_actor(), now_us=now_us())
+            s.commit()
+            print(f"policy {row.id}: {RT.describe(RT.policy_json(s, row))}")
+            return 0
+        if args.retention_command == "policies":
+            for p in s.scalars(select(RetentionPolicy).order_by(RetentionPolicy.id)):
+                print(f"{p.id}\t{RT.describe(RT.policy_json(s, p))}")
+            return 0
+        store = R.store_of(cfg)
+        if not store.enforces_retention:
+            raise ConfigError(f"store {redact(cfg.store_url)} enforces no retention (a file store, or a bucket "
+                              "without Object Lock): nothing applied")
+        res = RT.apply(s, store, now_us())
+    print(f"{res.sessions} sessions: {res.extended} objects' retention extended, {res.kept} already retained as "
+          f"long or longer, {res.held} legal holds placed")
+    for err in res.errors:
+        print(f"  {err}", file=sys.stderr)
+    return 1 if res.errors else 0
+
+
+def cmd_disposal(args: argparse.Namespace) -> int:
+    """Propose the disposals due, list them, execute the approved ones whose undo window passed."""
+    from sqlalchemy import select
+
+    from web import recordings as R
+    from web import retention as RT
+    from web.audit_anchor import AuditSigner
+    from web.models import Disposal
+    cfg = _config(args)
+    if getattr(args, "store", None):
+        cfg = cfg.model_copy(update={"store_url": args.store})
+    db = _db(cfg)
+    with db.session() as s:
+        if args.disposal_command == "propose":
+            made = RT.propose(s, actor=cli_actor(), now_us=now_us())
+            s.commit()
+            print(f"{len(made)} disposals proposed" + "".join(f"\n  {d.id}\t{d.session_id}" for d in made))
+            return 0
+        if args.disposal_command == "list":
+            for d in s.scalars(select(Disposal).order_by(Disposal.id)):
+                print(f"{d.id}\t{d.session_id}\t{d.state}\t{d.proposed_by}\t{d.first_approver}\t"
+                      f"{d.second_approver}" + (f"\t{d.last_error}" if d.last_error else ""))
+            return 0
+        signer = AuditSigner.from_file(cfg.resolved_audit_key(Path.cwd() / "instance"))
+        res = RT.execute_due(s, R.store_of(cfg), signer.key, now_us())
+    for sid in res.executed:
+        print(f"disposed {sid}: tombstone kept")
+    for line in res.stopped:
+        print(f"stopped {line}")
+    for err in res.errors:
+        print(f"  {err}", file=sys.stderr)
+    return 1 if res.errors else 0
+
+
 def cmd_user_change(args: argparse.Namespace) -> int:
     from web import users as U
     password = _read_password(args) if args.user_command == "reset-password" else ""
@@ -754,6 +824,35 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("username")
     q.add_argument("--remove", action="store_true", help="take the case back")
     q.set_defaults(func=cmd_case)
+
+    p = sub.add_parser("retention", help="retention policies; extend each session's lock on the store")
+    rsub = p.add_subparsers(dest="retention_command", required=True)
+    q = rsub.add_parser("policy", help="set the policy of a unit and case category (replaces the one there was)")
+    q.add_argument("--unit", default="-", help="unit code ('-': every unit)")
+    q.add_argument("--category", default="", help="case category (default: every category)")
+    q.add_argument("--anchor", choices=("final", "recorded"), required=True,
+                   help="count from the final judgment, or from the end of the recording (a fixed period)")
+    q.add_argument("--years", type=int, default=0)
+    q.add_argument("--days", type=int, default=0)
+    q.add_argument("--mode", choices=("governance", "compliance"), default="compliance", help="the store's lock mode")
+    q.set_defaults(func=cmd_retention)
+    q = rsub.add_parser("policies", help="list the policies")
+    q.set_defaults(func=cmd_retention)
+    q = rsub.add_parser("apply", help="extend every session's objects to its retention (and place holds in force) "
+                                      "on the store; idempotent, never shortens")
+    q.add_argument("--store", help="store URL (default: store_url of the configuration)")
+    q.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("disposal", help="disposals: propose those due, list, execute after the undo window")
+    dsub = p.add_subparsers(dest="disposal_command", required=True)
+    for name, text in (("propose", "propose the disposal of every session whose retention ended and no hold covers"),
+                       ("list", "list disposals"),
+                       ("execute", "remove the objects of approved disposals whose undo window passed, leaving "
+                                   "signed tombstones")):
+        q = dsub.add_parser(name, help=text)
+        if name == "execute":
+            q.add_argument("--store", help="store URL (default: store_url of the configuration)")
+        q.set_defaults(func=cmd_disposal)
 
     p = sub.add_parser("import-sites", help="register sites and rooms from a CSV file")
     p.add_argument("csv", help="columns: " + ",".join(CSV_COLUMNS))

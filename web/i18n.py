@@ -360,3 +360,69 @@ def local_time(at_us: int | None, tz_name: str, with_seconds: bool = False) -> s
 
 def percent(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+# Retention, legal hold and disposal (web/retention.py).
+VI.update({
+    "Retention": "Thời hạn lưu trữ",
+    "Retention policies": "Chính sách lưu trữ",
+    "Disposals": "Tiêu huỷ",
+    "A session takes the policy of its unit, else of the nearest unit above; within a unit, the policy for its case category before the policy for every category. A new policy for the same unit and category replaces the old one. The store only ever extends a lock.":  # noqa: E501
+        "Phiên ghi theo chính sách của đơn vị mình, nếu không có thì của đơn vị cấp trên gần nhất; trong một đơn vị, "
+        "chính sách cho loại vụ án được ưu tiên hơn chính sách chung. Chính sách mới cho cùng đơn vị và loại vụ án "
+        "thay thế chính sách cũ. Kho lưu trữ chỉ kéo dài khoá, không bao giờ rút ngắn.",
+    "A session whose retention ended and that no hold covers may be proposed for disposal. Two different people approve it (not the one who proposed it); its objects are removed from the store only after the undo window, and a signed tombstone is kept for ever.":  # noqa: E501
+        "Phiên ghi đã hết thời hạn lưu trữ và không bị phong toả có thể được đề nghị tiêu huỷ. Hai người khác nhau "
+        "phê duyệt (không phải người đề nghị); dữ liệu chỉ bị xoá khỏi kho sau thời gian cho phép huỷ bỏ, và biên "
+        "bản tiêu huỷ có chữ ký được lưu vĩnh viễn.",
+    "Each session is kept as long as the policy of its unit and case category says; a legal hold keeps it whatever the policy.":  # noqa: E501
+        "Mỗi phiên ghi được lưu theo chính sách của đơn vị và loại vụ án; lệnh phong toả giữ phiên ghi bất kể "
+        "chính sách.",
+    "Approve": "Phê duyệt",
+    "Approved by": "Người phê duyệt",
+    "Case category": "Loại vụ án",
+    "Case outcome": "Kết quả vụ án",
+    "Case status": "Tình trạng vụ án",
+    "Executed": "Đã thực hiện",
+    "Holds in force": "Lệnh phong toả đang có hiệu lực",
+    "Legal hold": "Phong toả",
+    "Lift": "Gỡ bỏ",
+    "Lock mode": "Chế độ khoá",
+    "Place": "Đặt",
+    "Place a legal hold": "Đặt lệnh phong toả",
+    "Placed": "Thời điểm đặt",
+    "Placed by": "Người đặt",
+    "Policy": "Chính sách",
+    "Propose every disposal due": "Đề nghị tiêu huỷ mọi phiên ghi đến hạn",
+    "Proposed by": "Người đề nghị",
+    "Retained until": "Lưu đến",
+    "Stop": "Dừng",
+    "Tombstone": "Biên bản tiêu huỷ",
+    "Years": "Năm",
+    "days": "ngày",
+    "end of recording": "kết thúc ghi",
+    "every category": "mọi loại vụ án",
+    "every session of the case": "mọi phiên ghi của vụ án",
+    "every unit": "mọi đơn vị",
+    "final judgment": "bản án có hiệu lực pháp luật",
+    "locked in the store until": "khoá trong kho đến",
+    "removed after": "xoá sau",
+    "this session": "phiên ghi này",
+    "whole case": "cả vụ án",
+    "no_policy": "chưa có chính sách",
+    "awaiting_outcome": "chờ bản án có hiệu lực",
+    "retained": "đang lưu",
+    "retention_ended": "hết thời hạn lưu",
+    "held": "bị phong toả",
+    "disposal": "đang tiêu huỷ",
+    "disposed": "đã tiêu huỷ",
+    "proposed": "đã đề nghị",
+    "approved": "đã phê duyệt",
+    "executed": "đã thực hiện",
+    "stopped": "đã dừng",
+    "investigating": "đang điều tra",
+    "prosecuted": "đã truy tố",
+    "judgment": "đã xét xử",
+    "final": "bản án có hiệu lực",
+    "closed": "đã đình chỉ/kết thúc",
+})

@@ -397,6 +397,10 @@ class RecordingSession(Base):
     manifest: Mapped[str] = mapped_column(Text, default="")
     """The verified manifest (canonical JSON) for the timeline, empty until verified."""
     updated_at_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    retain_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    """The retention last applied to the session's objects in the store (web/retention.py); None: none yet."""
+    disposed_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When its objects were removed from the store by a disposal (a tombstone remains)."""
 
 
 class SessionSegment(Base):
@@ -522,3 +526,114 @@ class LiveView(Base):
     started_us: Mapped[int] = mapped_column(BigInteger)
     last_seen_us: Mapped[int] = mapped_column(BigInteger)
     ended_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# --- retention, legal hold, disposal (web/retention.py) -------------------------------------------------
+
+
+class CaseStatus(StrEnum):
+    INVESTIGATING = "investigating"
+    PROSECUTED = "prosecuted"
+    JUDGMENT = "judgment"
+    FINAL = "final"
+    CLOSED = "closed"
+
+
+class Case(Base):
+    """A case's outcome as a prosecutor recorded it (each change an audit entry): its status, since when, and
+    its category (which retention policy applies)."""
+
+    __tablename__ = "cases"
+    case_number: Mapped[str] = mapped_column(String(200), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    status_at_us: Mapped[int] = mapped_column(BigInteger)
+    """The date the status holds from (the judgment's date, the day it became final...)."""
+    final_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    """When the judgment became final, or the case was closed without one: what "after final" counts from."""
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class RetentionAnchor(StrEnum):
+    FINAL = "final"
+    """From the day the judgment became final (or the case was closed)."""
+    RECORDED = "recorded"
+    """From the end of the recording: a fixed period."""
+
+
+class RetentionPolicy(Base):
+    """How long the sessions of a unit (and every unit below, unless it has its own) and case category are kept.
+    `unit_id` None: every unit; `category` "": every category."""
+
+    __tablename__ = "retention_policies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    category: Mapped[str] = mapped_column(String(64), default="")
+    anchor: Mapped[str] = mapped_column(String(16))
+    years: Mapped[int] = mapped_column(Integer, default=0)
+    days: Mapped[int] = mapped_column(Integer, default=0)
+    mode: Mapped[str] = mapped_column(String(16))
+    """The store's lock mode: GOVERNANCE or COMPLIANCE."""
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class LegalHold(Base):
+    """A legal hold on one session or on every session of a case; it ends only when lifted."""
+
+    __tablename__ = "legal_holds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    case_number: Mapped[str] = mapped_column(String(200), default="", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    placed_by: Mapped[str] = mapped_column(String(100))
+    placed_at_us: Mapped[int] = mapped_column(BigInteger)
+    lifted_by: Mapped[str] = mapped_column(String(100), default="")
+    lifted_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class DisposalState(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    """Two approvals: executed once the undo window has passed."""
+    EXECUTED = "executed"
+    STOPPED = "stopped"
+    """A hold, a longer retention or a person stopped it before it was executed."""
+
+
+class Disposal(Base):
+    """The disposal of one session: proposed, approved by two different people, executed after the undo window."""
+
+    __tablename__ = "disposals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    retain_until_us: Mapped[int] = mapped_column(BigInteger)
+    policy: Mapped[str] = mapped_column(Text)
+    """The policy that ended the retention (canonical JSON), as when proposed."""
+    proposed_by: Mapped[str] = mapped_column(String(100))
+    proposed_at_us: Mapped[int] = mapped_column(BigInteger)
+    first_approver: Mapped[str] = mapped_column(String(100), default="")
+    first_approved_us: Mapped[int | None] = mapped_column(BigInteger)
+    second_approver: Mapped[str] = mapped_column(String(100), default="")
+    second_approved_us: Mapped[int | None] = mapped_column(BigInteger)
+    execute_after_us: Mapped[int | None] = mapped_column(BigInteger)
+    stopped_by: Mapped[str] = mapped_column(String(100), default="")
+    stopped_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    stop_reason: Mapped[str] = mapped_column(Text, default="")
+    executed_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Tombstone(Base):
+    """What a disposal destroyed, signed with the server's audit key (evidence/tombstone.py); append-only,
+    kept for ever."""
+
+    __tablename__ = "tombstones"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(64), unique=True)
+    disposal_id: Mapped[int] = mapped_column(Integer)
+    document: Mapped[str] = mapped_column(Text)
+    """The signed tombstone (canonical JSON)."""
+    at_us: Mapped[int] = mapped_column(BigInteger)

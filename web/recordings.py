@@ -216,8 +216,16 @@ def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: in
     return report
 
 
+def check_not_disposed(row: RecordingSession) -> None:
+    if row.disposed_at_us is not None:
+        raise NotFound(f"session {row.session_id} was disposed of (web/retention.py): its objects are gone, its "
+                       "tombstone remains")
+
+
 def ensure_verified(s: Session, cfg: WebConfig, row: RecordingSession, now_us: int) -> RecordingSession:
-    """The cached verification, refreshed when it could have changed (never once verified)."""
+    """The cached verification, refreshed when it could have changed (never once verified). A disposed session
+    has no objects left to read: 404, naming its disposal."""
+    check_not_disposed(row)
     if row.verification == "verified":
         return row
     # An ended session whose last objects were still uploading is worth another look soon.

@@ -102,7 +102,8 @@ def detail(session_id: str) -> ResponseReturnValue:
     seen = scope.session_for(s, session_id, Need.VIEW)
     row, personal = seen.row, seen.personal
     t = now_us()
-    R.ensure_verified(s, cfg, row, t)
+    if row.disposed_at_us is None:  # a disposed session's objects are gone: its last verification stands
+        R.ensure_verified(s, cfg, row, t)
     _audit("session.view", session_id, verification=row.verification)
     segs = [R.Seg(x.idx, x.run, x.start_us, x.duration_us) for x in R.segments_of(s, row)]
     manifest = json.loads(row.manifest) if row.manifest else None
@@ -130,6 +131,9 @@ def detail(session_id: str) -> ResponseReturnValue:
                         .order_by(AuditEntry.seq.desc()).limit(200)).all()
     can_content = g.user.role in CONTENT_ROLES  # in VIEW scope, a prosecutor is in CONTENT scope (web/scope.py)
     shares = s.scalars(select(Share).where(Share.session_id == session_id).order_by(Share.id)).all()
+    from web import retention as RT
+    from web.models import Case, CaseStatus
+    from web.retention_pages import HoldForm, OutcomeForm, PlainForm
     from web.shares import RevokeShareForm, ShareForm
     return render_template(
         "sessions/detail.html", row=row, personal=personal, findings=[R.finding_text(f) for f in R.findings_of(row)],
@@ -137,7 +141,9 @@ def detail(session_id: str) -> ResponseReturnValue:
         interruptions=interruptions, interrogators=json.loads(row.interrogators or "[]") if personal else [],
         can_content=can_content, labels=EXPORT_LABELS, start_us=start, end_us=end, custody=custody,
         custody_detail=_custody_detail, shares=shares, now_us=t, share_form=ShareForm(),
-        revoke_form=RevokeShareForm())
+        revoke_form=RevokeShareForm(), ret=RT.view_of(s, row, t), holds=RT.session_holds(s, row),
+        case=s.get(Case, row.case_number) if row.case_number else None, case_statuses=[c.value for c in CaseStatus],
+        hold_form=HoldForm(), outcome_form=OutcomeForm(), plain_form=PlainForm())
 
 
 def _custody_detail(entry: AuditEntry) -> str:
@@ -181,6 +187,7 @@ def sealed_copy(row: RecordingSession, label: str) -> tuple[dict[str, object], R
     cfg = state().config
     s = db_session()
     session_id = row.session_id
+    R.check_not_disposed(row)
     t = now_us()
     opts = R.options_for(s, row)
     top = f"irms-{session_id}-{label}"

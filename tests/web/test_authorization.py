@@ -116,6 +116,22 @@ EXPECTED: dict[str, dict[str, int]] = {
     "shares.segments": SHARED,
     "shares.copy": SHARED,
     "static": same(200),
+    "retention.report": row(403, prosecutor=200, prosecutor_out=200, prosecutor_case=200, auditor=200,
+                            auditor_out=200),
+    "retention.report_csv": row(403, prosecutor=200, prosecutor_out=200, prosecutor_case=200, auditor=200,
+                                auditor_out=200),
+    "retention.policies": row(403, admin=200),
+    "retention.add_policy": ADMIN_ONLY_POST,
+    "retention.outcome": CONTENT_POST,
+    "retention.hold": CONTENT_POST,
+    "retention.lift": row(403, prosecutor=404, prosecutor_case=404, prosecutor_out=404),  # allowed; no such hold
+    "retention.disposals": row(403, prosecutor=200, prosecutor_out=200, prosecutor_case=200, auditor=200,
+                               auditor_out=200, admin=200),
+    "retention.propose": ADMIN_ONLY_POST,
+    "retention.approve": row(403, admin=404, prosecutor=404, prosecutor_case=404, prosecutor_out=404),
+    "retention.stop": row(403, admin=404, prosecutor=404, prosecutor_case=404, prosecutor_out=404),
+    "retention.tombstone": row(403, admin=404, prosecutor=404, prosecutor_case=404, prosecutor_out=404,
+                               auditor=404, auditor_out=404),
 }
 LISTED = {P_IN: True, P_CASE: True, A_IN: True, P_OUT: False, A_OUT: False}
 """Whether the session is in the principal's session list (sessions.index answered 200)."""
@@ -130,6 +146,9 @@ MORE_FORMS: dict[str, dict[str, Any]] = {
     "auth.login": {"username": "", "password": ""},
     "auth.second_factor": {"code": "123456"},
     "auth.enrol_confirm": {"code": "000000"},
+    "retention.add_policy": {"unit": "VKS-HNI", "anchor": "final", "years": 10, "days": 0, "mode": "compliance"},
+    "retention.outcome": {"case_number": "7/2026/HS", "status": "judgment", "date": "2026-12-01"},
+    "retention.hold": {"reason": "kháng cáo"},
     "auth.language": {"language": "vi"},
     "admin.add_user": {"username": "new-user", "display_name": "New", "role": "auditor"},
     "admin.set_role": {"role": "auditor"},
@@ -193,7 +212,8 @@ def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[
     choices: dict[str, tuple[Any, ...]] = {
         "session_id": (st["sid"],), "label": ("case-file", "procuracy-file"), "idx": (0,), "first": (1,),
         "last": (2,), "station_id": ("st-x",), "filename": ("style.css",), "share_id": (share_id,),
-        "alert_id": (999_999,),
+        "alert_id": (999_999,), "hold_id": (999_999,), "disposal_id": (999_999,), "kind": ("sessions", "holds",
+                                                                                          "disposals"),
         "username": ("spare",)}
     if endpoint == "shares.revoke":
         choices["share_id"] = (st["throwaway"],)
