@@ -5,7 +5,7 @@ Once a day at `selftest_at` (local time, station.toml) plus a random delay of up
 child process. Never while a session records or is about to: when the journal holds an open session or
 another agent process owns the station home (a `record` starting, the station screen), it waits
 `selftest_retry_s` and asks again; a self-test refused for a busy home (exit 7) is retried the same way.
-A missed day (the station was off at the set time) is caught up at the next start. The result is kept
+A set time that passed since the last run (the station was off then) is caught up at the next start. The result is kept
 in IRMS_HOME/selftest/latest.json by the self-test itself; the next heartbeat carries it.
 """
 
@@ -24,7 +24,6 @@ from recorder.errors import ConfigError, StationBusy
 
 log = logging.getLogger(__name__)
 
-DAY_S = 86_400
 
 
 def parse_local_time(text: str, where: str) -> dt.time:
@@ -47,6 +46,26 @@ def next_occurrence(after_s: float, at: dt.time) -> float:
     raise AssertionError("unreachable: a local time recurs every day")
 
 
+def previous_occurrence(at_or_before_s: float, at: dt.time) -> float:
+    """The last moment at or before `at_or_before_s` (unix s) when the local clock read `at`."""
+    day = dt.datetime.fromtimestamp(at_or_before_s).date()
+    for back in range(3):
+        when = dt.datetime.combine(day - dt.timedelta(days=back), at).timestamp()
+        if when <= at_or_before_s:
+            return when
+    raise AssertionError("unreachable: a local time recurs every day")
+
+
+def first_due(now_s: float, at: dt.time, last_run_s: float | None) -> float:
+    """When the daemon starting at `now_s` first runs the self-test (before any jitter): at once when the
+    latest set time passed after the last run (the station was off then, or the time was just moved past),
+    else at the next set time. A station that never ran one waits for its set time (the enrolment grace
+    period covers it)."""
+    if last_run_s is not None and last_run_s < previous_occurrence(now_s, at):
+        return now_s
+    return next_occurrence(now_s, at)
+
+
 class SelftestScheduler:
     """Starts the self-test at its time, waits while the station is busy, and notes how it ended."""
 
@@ -62,11 +81,7 @@ class SelftestScheduler:
         self.clock = clock
         self.rng = rng or random.Random()
         self.proc: subprocess.Popen[bytes] | None = None
-        now = clock()
-        if last_run_s is not None and now - last_run_s > DAY_S:
-            self.due = now + self._jitter()  # missed while the station was off: catch up
-        else:
-            self.due = self._next(now)
+        self.due = first_due(clock(), at, last_run_s) + self._jitter()
         self.waited = False
         self.runs: list[int] = []
         """Exit codes of the self-tests this scheduler started (for the daemon's log and tests)."""

@@ -153,7 +153,7 @@ def test_daemon_runs_the_selftest_at_its_time_and_not_during_a_recording(world: 
         return json.loads(latest.read_text())["at_us"] if latest.exists() else None
 
     # 1. At the set time, a few seconds ahead: the self-test runs then, and not before.
-    set_s = time.time() + 4
+    set_s = time.time() + 6  # the daemon must be up before it (a late start would wait for tomorrow)
     _selftest_config(station.home, set_s, store)
     daemon = station.popen_agent("run", "--interval", "1")
     try:
