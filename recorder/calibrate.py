@@ -25,7 +25,8 @@ from recorder.profile import Profile
 from recorder.segmenter import build_argv, is_live
 from recorder.supervisor import ProcessSupervisor
 
-PTS_RE = re.compile(r"pts_time:\s*(-?[0-9.]+)")
+# One showinfo line per decoded frame: its time and the mean of its (grey) picture, together.
+FRAME_RE = re.compile(r"pts_time:\s*(-?[0-9.]+)\s.*?mean:\[(\d+)")
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
@@ -36,16 +37,20 @@ def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
 
 
 def video_luma(path: Path, timeout: float = 120.0) -> tuple[list[float], list[float]]:
-    """(frame times, mean luma 0-255) of the first video stream, times as stored in the file."""
-    proc = _run(["ffmpeg", "-nostdin", "-v", "info", "-copyts", "-i", str(path), "-map", "0:v:0",
-                 "-vf", "scale=32:18,format=gray,showinfo", "-f", "rawvideo", "pipe:1"], timeout)
-    times = [float(m.group(1)) for m in PTS_RE.finditer(proc.stderr.decode(errors="replace"))]
-    frames = np.frombuffer(proc.stdout, dtype=np.uint8)
-    n = min(len(times), frames.size // (32 * 18))
-    if n == 0:
+    """(frame times, mean luma 0-255) of the first video stream, times as stored in the file.
+
+    Each frame's time and brightness come from the same showinfo line, so they can never be
+    paired with the wrong frame. (Pairing showinfo's times with the frames of a rawvideo output
+    by index did: that output is constant-rate, so ffmpeg repeats or drops frames around an RTSP
+    backlog's burst and every later picture took its neighbour's time, one frame = 40 ms off.)
+    """
+    proc = _run(["ffmpeg", "-nostdin", "-nostats", "-v", "info", "-copyts", "-i", str(path), "-map", "0:v:0",
+                 "-vf", "scale=32:18,format=gray,showinfo", "-fps_mode", "passthrough", "-f", "null", "-"], timeout)
+    frames = [(float(m.group(1)), float(m.group(2)))
+              for m in FRAME_RE.finditer(proc.stderr.decode(errors="replace"))]
+    if not frames:
         raise CaptureError(f"no video frames decoded from {path}")
-    luma = frames[: n * 32 * 18].reshape(n, 32 * 18).mean(axis=1)
-    return times[:n], [float(x) for x in luma]
+    return [t for t, _ in frames], [y for _, y in frames]
 
 
 def audio_samples(path: Path, stream: int = 0, rate: int = 48000, timeout: float = 120.0) -> tuple[float, np.ndarray]:
