@@ -190,10 +190,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise ConfigError(f"kit {profile.name} has no camera with role {args.camera_role!r}")
     offset = record_and_measure(profile, _device_overrides(args, config.credentials()), args.seconds,
                                 audio_stream=args.audio_stream)
-    new_latency = cam.latency_ms + round(offset.mean_ms)
+    new_latency = cam.latency_ms + round(offset.offset_ms)
     result: dict[str, object] = {
-        "camera": f"camera.{cam.role}", "offset_ms": round(offset.mean_ms, 2), "spread_ms": round(offset.spread_ms, 2),
-        "flashes": offset.pairs, "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency,
+        "camera": f"camera.{cam.role}", "offset_ms": round(offset.offset_ms, 2),
+        "spread_ms": round(offset.spread_ms, 2), "flashes": offset.pairs,
+        "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency,
     }
     if args.write:
         result["written_to"] = str(save_latency(home, f"camera.{cam.role}", new_latency))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.calibrate import flash_times, measure, video_luma
+from recorder.calibrate import flash_times, measure, pair_offsets, video_luma
 
 ORIGIN_S = 10.0  # wall clock − t0 of the file's first frame
 # Frames 31-33 arrive late and together, as an RTSP backlog drains (times after the origin).
@@ -54,4 +54,14 @@ def test_each_flash_keeps_its_own_frame_time_after_a_burst(tmp_path: Path, pictu
 def test_measured_offset_is_the_picture_lateness(tmp_path: Path, picture_late_ms: float) -> None:
     offset = measure(flash_and_beep(tmp_path / "flash.ts", picture_late_ms / 1000), settle_s=0.5)
     assert offset.pairs == 4
-    assert offset.mean_ms == pytest.approx(picture_late_ms, abs=2.0), offset
+    assert offset.offset_ms == pytest.approx(picture_late_ms, abs=2.0), offset
+
+
+def test_one_late_pair_does_not_move_the_offset() -> None:
+    """A flash read 147 ms late and a beep 24 ms late on a loaded station: the median holds."""
+    flashes = [2.020, 3.028, 4.167, 5.020, 6.020, 7.020]
+    beeps = [1.999, 2.999, 3.999, 5.023, 5.999, 6.999]
+    offset = pair_offsets(flashes, beeps)
+    assert offset.pairs == 6
+    assert offset.offset_ms == pytest.approx(21.0, abs=0.01)
+    assert offset.spread_ms == pytest.approx(4.0, abs=0.01)  # deviations 0 0 0 8 24 147
