@@ -13,6 +13,7 @@ import argparse
 import getpass
 import json
 import logging
+import resource
 import signal
 import sys
 import traceback
@@ -120,6 +121,15 @@ def _measure_clock(rec: Recorder, args: argparse.Namespace) -> str:
     return flag
 
 
+def cpu_account(rec: Recorder) -> dict[str, float]:
+    """CPU seconds so far: this process (of which judging health), and the children it reaped (ffmpeg, ffprobe)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"agent_process_s": round(own.ru_utime + own.ru_stime, 3),
+            "health_s": round(rec.health.cpu_s, 3), "health_checks": rec.health.checks,
+            "children_s": round(children.ru_utime + children.ru_stime, 3)}
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     if args.seconds is not None and args.seconds <= 0:
@@ -163,6 +173,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     pending = rec.finish_uploads()
     summary = rec.session_summary(sid)
     summary["end_reason"] = reason
+    summary["cpu"] = cpu_account(rec)
     if args.json:
         print(json.dumps(summary))
     else:

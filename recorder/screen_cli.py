@@ -26,7 +26,6 @@ from evidence.formats import check_code
 from recorder.clock import SystemClock
 from recorder.config import load_config
 from recorder.profile import load_profile
-from recorder.screen import ScreenSettings, create_screen_app
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import irms_home, load_station
 from storage.url import open_store, redact
@@ -57,7 +56,11 @@ def recorder_factory(home: Path, store_url: str, site: str, room: str, kit: str 
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
+    # Flask and werkzeug only for this command: every other command of the agent (record above
+    # all, started once per session) would pay a third of a second of CPU to import them.
     from werkzeug.serving import make_server
+
+    from recorder.screen import ScreenSettings, create_screen_app
 
     check_code(args.site, "site")
     check_code(args.room, "room")
