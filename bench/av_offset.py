@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import result  # noqa: E402
+
 from tests.plugins.devices import CameraPeer, MicPeer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -102,6 +104,8 @@ channels = 1
     verdict = "PASS" if worst_after <= 20 else "FAIL"
     print(f"av_offset_worst_ms {worst_after:.1f} (every run after calibration; bar <= 20 ms, goal <= 5 ms: "
           f"{'met' if worst_after <= 5 else 'not met'}) {verdict}")
+    result("av_offset_worst_ms", worst_after, f"<= 20 ms, goal 5 ms (every one of {len(after)} runs)",
+           worst_after <= 20, "ms")
     return 0 if verdict == "PASS" else 1
 
 
