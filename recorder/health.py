@@ -2,7 +2,7 @@
 silent or clipping microphone, raises a health event in the session log (R17), not silence.
 
 Every `every_s` seconds one finished plain segment (before it is sealed) is decoded in this
-process (PyAV, one thread, grey pictures): six frames spread over the segment and the whole
+process (PyAV, one thread, grey pictures): six frames 0.16 s apart from its start and its whole
 first audio stream, judged by the same functions as the pre-flight probes. Only changes are
 logged: the first failure of a check, and its recovery. The CPU it takes is counted
 (`HealthMonitor.cpu_s`), so that the recorder's cost can be told apart from it.
@@ -67,14 +67,14 @@ def decode_segment(path: Path, count: int = FRAMES, audio: bool = True) -> Decod
             if packet.stream is video:
                 if len(out.frames) >= count:
                     continue
-                for vframe in packet.decode():
+                for vframe in _decoded(packet):
                     if not isinstance(vframe, av.VideoFrame):
                         continue
                     if seen % step == 0 and len(out.frames) < count:
                         out.frames.append(np.asarray(vframe.to_ndarray(format="gray"), dtype=np.uint8))
                     seen += 1
             elif packet.stream is sound:
-                for aframe in packet.decode():
+                for aframe in _decoded(packet):
                     if not isinstance(aframe, av.AudioFrame):
                         continue
                     chunks.append(_mono(aframe))
@@ -83,6 +83,15 @@ def decode_segment(path: Path, count: int = FRAMES, audio: bool = True) -> Decod
     if chunks:
         out.samples = np.concatenate(chunks)
     return out
+
+
+def _decoded(packet: av.Packet[Any]) -> list[av.frame.Frame]:
+    """A packet's frames; none for a damaged packet, which the decoder skips (as ffmpeg does)."""
+    try:
+        return list(packet.decode())
+    except av.FFmpegError as err:
+        log.debug("health: packet skipped: %s", err)
+        return []
 
 
 def _mono(frame: av.AudioFrame) -> npt.NDArray[np.float64]:
