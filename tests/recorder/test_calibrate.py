@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.calibrate import flash_times, measure, pair_offsets, video_luma
+from recorder.calibrate import Offset, combine, flash_times, measure, pair_offsets, video_luma
 
 ORIGIN_S = 10.0  # wall clock − t0 of the file's first frame
 # Frames 31-33 arrive late and together, as an RTSP backlog drains (times after the origin).
@@ -65,3 +65,12 @@ def test_one_late_pair_does_not_move_the_offset() -> None:
     assert offset.pairs == 6
     assert offset.offset_ms == pytest.approx(21.0, abs=0.01)
     assert offset.spread_ms == pytest.approx(4.0, abs=0.01)  # deviations 0 0 0 8 24 147
+
+
+def test_several_recordings_give_the_median_of_their_offsets() -> None:
+    """Each recording is its own connection, a couple of milliseconds apart: the median of three."""
+    runs = [Offset(23.0, 0.4, 7), Offset(24.9, 0.3, 6), Offset(21.1, 0.5, 7)]
+    combined = combine(runs)
+    assert combined.offset_ms == 23.0 and combined.pairs == 20
+    assert combined.spread_ms == pytest.approx(1.9)
+    assert combine(runs[:1]) == runs[0]
