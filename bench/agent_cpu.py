@@ -67,13 +67,14 @@ def one_run(seconds: int) -> float:
             bare = cpu_of(bare_proc, "bare ffmpeg")
         cpu = json.loads((base / "summary.json").read_text())["cpu"]
     health = cpu["health_s"]
-    rest = cpu["agent_process_s"] - health
-    children = agent - cpu["agent_process_s"]
+    children = cpu["children_s"]  # every child the agent reaped: its ffmpeg runs, any ffprobe
+    rest = agent - children - health  # the agent's own process, its exit included
     ratio = agent / bare
     print(f"agent CPU {agent:.2f} s, bare ffmpeg CPU {bare:.2f} s for {seconds} s of 720p25: ratio {ratio:.3f}; "
           f"of the agent: ffmpeg and its ffprobe checks {children:.2f} s, health {health:.2f} s "
           f"({cpu['health_checks']} segments judged), the rest of the agent {rest:.2f} s "
-          f"(start, polling, sealing, journal, upload); without health {(agent - health) / bare:.3f}", flush=True)
+          f"(start and exit, polling, sealing, journal, upload); without health {(agent - health) / bare:.3f}",
+          flush=True)
     return ratio
 
 
