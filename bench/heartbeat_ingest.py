@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from results import result
 from sqlalchemy import insert, select, text
 
 from evidence import keys as K
@@ -364,6 +365,8 @@ def main() -> int:
     print(f"heartbeat rate / baseline rate: {hb.rate / base.rate:.2f}; p99 / baseline p99: "
           f"{hb.p99_ms / base.p99_ms:.1f}")
     print(f"against the target: rate / 2500 = {hb.rate / 2500:.2f}, p99 / 50 ms = {hb.p99_ms / 50:.2f}")
+    result("heartbeat_rate", hb.rate, ">= 2500 /s", hb.rate >= 2500, "/s")
+    result("heartbeat_p99_ms", hb.p99_ms, "< 50 ms", hb.p99_ms < 50, "ms")
     return 0
 
 

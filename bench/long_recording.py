@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_station import make_station  # noqa: E402
+from results import result  # noqa: E402
 
 from tests.plugins.devices import CameraPeer  # noqa: E402
 
@@ -95,6 +96,8 @@ def main() -> int:
     print(f"frames_ratio {unique / pushed:.4f} (distinct frames recorded / frames the camera pushed)")
     print(f"realtime_ratio {recorded / wall:.4f} (recorded {recorded / 1e6:.2f} s / wall {wall / 1e6:.2f} s; "
           f"target 1.000 ± 0.005) {'PASS' if abs(recorded / wall - 1) <= 0.005 else 'FAIL'}")
+    result("frames_ratio", unique / pushed, ">= 0.9999", unique / pushed >= 0.9999)
+    result("realtime_ratio", recorded / wall, "1.000 ± 0.005", abs(recorded / wall - 1) <= 0.005)
     return 0
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from bench_session import seal_session
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from results import result
 
 from evidence.keys import b64, public_raw
 
@@ -208,6 +209,8 @@ def main() -> int:
           f"ratio {long[1] / short[1]:.2f} (landed within {max(short[2], long[2]):.2f} s of the target)")
     ok = long[0] <= 1.2 * short[0] and long[1] <= 1.2 * short[1] and max(long[:2]) < 2000
     print(f"replay_8h_vs_1min {'PASS' if ok else 'FAIL'} (target: within 1.2x, and under 2 s)")
+    result("replay_8h_vs_1min", max(long[0] / short[0], long[1] / short[1]),
+           "<= 1.2 for play and seek, each under 2 s", ok)
     return 0
 
 

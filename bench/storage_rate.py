@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_station import make_station  # noqa: E402
+from results import result  # noqa: E402
 
 from tests.plugins.devices import CameraPeer  # noqa: E402
 
@@ -111,6 +112,7 @@ def main() -> int:
         print(f"static room {height}p: {mbps:.2f} Mb/s (x264 defaults {base_mbps:.2f} Mb/s), "
               f"storage_ratio_{height}p {mbps / base_mbps:.3f}; target <= {target} Mb/s "
               f"{'PASS' if mbps <= target else 'FAIL'}; agent CPU {cpu:.3f} s per s")
+        result(f"storage_{height}p_mbps", mbps, f"<= {target} Mb/s (static room)", mbps <= target, "Mb/s")
     enc_cpu = rows[0][4]
     print(f"CPU per room: encode 720p {enc_cpu:.3f} s/s ({enc_cpu * 100:.0f}% of a core), pass-through 720p "
           f"{pt_cpu:.3f} s/s ({pt_cpu * 100:.1f}% of a core), {pt_mbps:.2f} Mb/s from the camera; "

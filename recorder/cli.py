@@ -14,6 +14,7 @@ import getpass
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -125,6 +126,15 @@ def _measure_clock(rec: Recorder, args: argparse.Namespace) -> str:
     return flag
 
 
+def cpu_account(rec: Recorder) -> dict[str, float]:
+    """CPU seconds so far: this process (of which judging health), and the children it reaped (ffmpeg, ffprobe)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"agent_process_s": round(own.ru_utime + own.ru_stime, 3),
+            "health_s": round(rec.health.cpu_s, 3), "health_checks": rec.health.checks,
+            "children_s": round(children.ru_utime + children.ru_stime, 3)}
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     rec = _recorder(args)
     if args.seconds is not None and args.seconds <= 0:
@@ -168,6 +178,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     pending = rec.finish_uploads()
     summary = rec.session_summary(sid)
     summary["end_reason"] = reason
+    summary["cpu"] = cpu_account(rec)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -185,7 +196,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Record a few seconds of flashes and beeps, measure picture − sound, optionally save it."""
-    from recorder.calibrate import record_and_measure
+    from recorder.calibrate import combine, record_and_measure
 
     home = irms_home()
     config = load_config(home)
@@ -193,12 +204,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cam = next((c for c in profile.cameras if c.role == args.camera_role), None)
     if cam is None:
         raise ConfigError(f"kit {profile.name} has no camera with role {args.camera_role!r}")
-    offset = record_and_measure(profile, _device_overrides(args, config.credentials()), args.seconds,
-                                audio_stream=args.audio_stream)
-    new_latency = cam.latency_ms + round(offset.mean_ms)
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    runs = [record_and_measure(profile, _device_overrides(args, config.credentials()), args.seconds,
+                               audio_stream=args.audio_stream) for _ in range(args.runs)]
+    offset = combine(runs)
+    new_latency = cam.latency_ms + round(offset.offset_ms)
     result: dict[str, object] = {
-        "camera": f"camera.{cam.role}", "offset_ms": round(offset.mean_ms, 2), "spread_ms": round(offset.spread_ms, 2),
-        "flashes": offset.pairs, "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency,
+        "camera": f"camera.{cam.role}", "offset_ms": round(offset.offset_ms, 2),
+        "spread_ms": round(offset.spread_ms, 2), "flashes": offset.pairs,
+        "runs_ms": [round(r.offset_ms, 2) for r in runs],
+        "latency_ms_before": cam.latency_ms, "latency_ms_after": new_latency,
     }
     if args.write:
         result["written_to"] = str(save_latency(home, f"camera.{cam.role}", new_latency))
@@ -305,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mic", action="append", metavar="ROLE=SOURCE", help="microphone source override")
     p.add_argument("--audio-stream", type=int, default=0, help="which audio stream is the microphone (default 0)")
     p.add_argument("--seconds", type=float, default=8.0, help="how long to record the flashes (default 8)")
+    p.add_argument("--runs", type=int, default=3,
+                   help="recordings to take the median of (default 3: each connection's latency differs a little)")
     p.add_argument("--write", action="store_true", help="save the measured latency in station.toml")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_calibrate)

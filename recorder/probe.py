@@ -20,6 +20,7 @@ import email.utils
 import math
 import os
 import shutil
+import statistics
 import threading
 import urllib.error
 import urllib.request
@@ -98,10 +99,16 @@ class Pingable(Protocol):
 # --- pure analysis -------------------------------------------------------------------------------
 
 
-def _luma(frame: Frame) -> npt.NDArray[np.float64]:
+def _luma(frame: Frame) -> Frame:
+    """The grey picture, in its own type (8-bit from a decoder): OpenCV's sums below are exact on it."""
     if frame.ndim == 2:
-        return frame.astype(np.float64)
-    return np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), dtype=np.float64)
+        return frame
+    return np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+
+
+def _mean_std(image: npt.NDArray[Any]) -> tuple[float, float]:
+    mean, std = cv2.meanStdDev(image)
+    return float(mean[0, 0]), float(std[0, 0])
 
 
 def _result(
@@ -154,11 +161,16 @@ def analyse_frames(
     if len(sizes) > 1:
         return results
 
+    # OpenCV's own loops, not numpy's over float64 copies: a fifth of the CPU for the same figures
+    # (8-bit sums, and the Laplacian of 8-bit pixels is an integer of at most ±1020, exact in float32).
     lumas = [_luma(f) for f in frames]
-    luma = float(np.median([g.mean() for g in lumas]))
-    spread = float(np.median([g.std() for g in lumas]))
-    detail = float(np.median([cv2.Laplacian(g, cv2.CV_64F).var() for g in lumas]))
-    change = float(np.median([np.abs(a - b).mean() for a, b in zip(lumas, lumas[1:], strict=False)]))
+    stats = [_mean_std(g) for g in lumas]
+    # statistics.median, not numpy's: numpy's imports numpy.ma (a twentieth of a second) at first use.
+    luma = float(statistics.median([m for m, _ in stats]))
+    spread = float(statistics.median([sd for _, sd in stats]))
+    depth = cv2.CV_32F if lumas[0].dtype == np.uint8 else cv2.CV_64F
+    detail = float(statistics.median([_mean_std(cv2.Laplacian(g, depth))[1] ** 2 for g in lumas]))
+    change = float(statistics.median([cv2.mean(cv2.absdiff(a, b))[0] for a, b in zip(lumas, lumas[1:], strict=False)]))
     results += [
         _at_least("camera.black", device, round(luma, 2), t.black_luma, "luma",
                   f"mean luma {luma:.1f}", "the picture is black"),

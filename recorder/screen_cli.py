@@ -31,8 +31,6 @@ from evidence.formats import check_code
 from recorder.clock import SystemClock
 from recorder.config import load_config
 from recorder.profile import load_profile
-from recorder.screen import ScreenSettings, create_screen_app, host_name
-from recorder.screen_login import load_pin_hash, set_pin
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import irms_home, load_station
 from storage.url import open_store, redact
@@ -63,7 +61,12 @@ def recorder_factory(home: Path, store_url: str, site: str, room: str, kit: str 
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
+    # Flask and werkzeug only for this command: every other command of the agent (record above
+    # all, started once per session) would pay a third of a second of CPU to import them.
     from werkzeug.serving import make_server
+
+    from recorder.screen import ScreenSettings, create_screen_app, host_name
+    from recorder.screen_login import load_pin_hash
 
     check_code(args.site, "site")
     check_code(args.room, "room")
@@ -114,6 +117,8 @@ def read_pin(from_stdin: bool) -> str:
 
 
 def cmd_screen_pin(args: argparse.Namespace) -> int:
+    from recorder.screen_login import set_pin  # argon2: only for this command
+
     path = set_pin(irms_home(), read_pin(args.pin_stdin))
     print(f"screen PIN set ({path}); screens started from now on ask for it")
     return 0

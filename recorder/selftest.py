@@ -15,12 +15,14 @@ from evidence.formats import CaseInfo
 from recorder.preflight import probe_kit
 from recorder.probe import ProbeResult, probe_disk, probe_store
 from recorder.session import Recorder
-from verifier.session import Options, audit
-from verifier.trust import TrustStore, trust_dir
 
 
 def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
     """Probe, record `seconds`, verify, and store the result under IRMS_HOME/selftest/."""
+    # The verifier only here: the heartbeat daemon imports this module for latest_selftest().
+    from verifier.session import Options, audit
+    from verifier.trust import TrustStore, trust_dir
+
     now = rec.clock.now_us()
     # Generated (synthetic) devices pass here; their signal is judged in the recorded clip below.
     checks = probe_kit(rec.profile, rec.settings.credentials)

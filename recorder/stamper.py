@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 from evidence.formats import head_token_name
-from verifier.timestamp import TimestampUnavailable, request_token
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,10 @@ class HeadStamper:
                 self._cv.wait(end - time.monotonic())
 
     def _run(self) -> None:
+        # The RFC 3161 client only in a station that stamps (this thread): every start of the agent
+        # would otherwise load it and its ASN.1 modules (~10 ms of CPU).
+        from verifier.timestamp import TimestampUnavailable, request_token
+
         while True:
             sid, prefix, index, record = self._next()
             try:
