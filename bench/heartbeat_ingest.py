@@ -6,7 +6,8 @@ processes, each sending signed heartbeats back to back on a kept-alive connectio
 (closed loop, one request in flight per client, each from a random station with a fresh nonce).
 Baseline, same run, same client processes: the same gunicorn and worker class serving an ASGI app
 that answers 201 without doing anything. Prints, for both, the sustained rate, p99 latency and the
-CPU each request cost the server, PostgreSQL and the clients; then the ratios.
+CPU each request cost the server, PostgreSQL and the clients; then the ratios. --runs times, each on
+a fresh database and server; then the worst rate and the worst p99 of the runs.
 Target: 2,500 heartbeats/s with p99 under 50 ms on a 2-core machine.
 
 The clients share the machine's two cores with the server and PostgreSQL. By default each signs its
@@ -14,7 +15,7 @@ heartbeats just before the timed phase (each with its own nonce, timestamps seco
 generator on another machine would; --no-presign signs each one as it is sent, on the same cores.
 
     python bench/heartbeat_ingest.py [--seconds 15] [--clients 32] [--workers 2] [--stations 1000]
-                                     [--no-presign] [--no-keepalive]
+                                     [--no-presign] [--no-keepalive] [--runs 3]
 """
 
 from __future__ import annotations
@@ -296,7 +297,25 @@ def main() -> int:
                          "another machine would (else each is signed when sent, on the server's cores)")
     ap.add_argument("--keepalive", action=argparse.BooleanOptionalAction, default=True,
                     help="clients keep their connection open (as a reverse proxy's upstream pool does)")
+    ap.add_argument("--runs", type=int, default=3, help="runs, each on a fresh database and server (default 3)")
     args = ap.parse_args()
+    worst_rate, worst_p99 = float("inf"), 0.0
+    for run in range(1, args.runs + 1):
+        base, hb, stored = one_run(args)
+        print(f"run {run}: baseline (gunicorn, empty ASGI app): {base.line()}")
+        print(f"run {run}: heartbeats (signed, PostgreSQL):     {hb.line()}; {stored} stored")
+        print(f"run {run}: heartbeat rate / baseline rate: {hb.rate / base.rate:.2f}; p99 / baseline p99: "
+              f"{hb.p99_ms / base.p99_ms:.1f}", flush=True)
+        worst_rate, worst_p99 = min(worst_rate, hb.rate), max(worst_p99, hb.p99_ms)
+    print(f"worst of {args.runs} runs: {worst_rate:,.0f} heartbeats/s (target 2,500: rate / 2500 = "
+          f"{worst_rate / 2500:.2f}), p99 {worst_p99:.1f} ms (target < 50 ms: p99 / 50 ms = {worst_p99 / 50:.2f})")
+    result("heartbeat_rate", worst_rate, ">= 2500 /s (worst of runs)", worst_rate >= 2500, "/s")
+    result("heartbeat_p99_ms", worst_p99, "< 50 ms (worst of runs)", worst_p99 < 50, "ms")
+    return 0
+
+
+def one_run(args: argparse.Namespace) -> tuple[Run, Run, int]:
+    """One run: a fresh database with --stations enrolled, the empty app's rate, then the server's."""
     # enough for the empty app's rate (the baseline), ~10,000/s here
     presign = int(12_000 * args.seconds / args.clients) if args.presign else 0
     admin = Database(ADMIN_URL)
@@ -360,14 +379,7 @@ def main() -> int:
         with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-    print(f"baseline (gunicorn, empty ASGI app): {base.line()}")
-    print(f"heartbeats (signed, PostgreSQL):     {hb.line()}; {stored} stored")
-    print(f"heartbeat rate / baseline rate: {hb.rate / base.rate:.2f}; p99 / baseline p99: "
-          f"{hb.p99_ms / base.p99_ms:.1f}")
-    print(f"against the target: rate / 2500 = {hb.rate / 2500:.2f}, p99 / 50 ms = {hb.p99_ms / 50:.2f}")
-    result("heartbeat_rate", hb.rate, ">= 2500 /s", hb.rate >= 2500, "/s")
-    result("heartbeat_p99_ms", hb.p99_ms, "< 50 ms", hb.p99_ms < 50, "ms")
-    return 0
+    return base, hb, int(stored or 0)
 
 
 if __name__ == "__main__":

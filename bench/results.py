@@ -33,7 +33,8 @@ BENCHES: dict[str, list[str]] = {
     "long_recording": ["--minutes", "10"],
     "replay": [],
     "dashboard": [],
-    "heartbeat_ingest": [],
+    "heartbeat_ingest": ["--runs", "3"],
+    "coverage_recompute": ["--runs", "3"],
 }
 
 
