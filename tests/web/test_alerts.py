@@ -28,7 +28,7 @@ from tests.plugins.base import loopback_http, missing_service
 from tests.plugins.processes import free_port
 from tests.web.conftest import FakeNow, World, beat, login
 from web.alerts import run_once
-from web.config import WebConfig, load_config
+from web.config import WebConfig
 from web.db import Database
 from web.models import Alert, AuditEntry
 
@@ -89,12 +89,12 @@ def webhook() -> Iterator[Hook]:
 
 
 @pytest.fixture
-def config(db_url: str, smtp: tuple[int, Inbox], webhook: Hook) -> WebConfig:
-    return load_config(env={}, database_url=db_url, secret_key="test-secret", testing=True,
-                       heartbeat_interval_s=60, clock_tolerance_s=2, min_disk_free_bytes=5 * 2**30,
-                       trend_cache_s=0, alert_after_s=300, alert_smtp_host="127.0.0.1", alert_smtp_port=smtp[0],
-                       alert_mail_to=("it-desk@procuracy.example",), alert_webhook_url=webhook.url,
-                       alert_webhook_secret=SECRET)
+def config(config: WebConfig, smtp: tuple[int, Inbox], webhook: Hook) -> WebConfig:
+    """The tests' configuration (tests/web/conftest.py) with the alert channels on loopback."""
+    return config.model_copy(update={
+        "alert_after_s": 300, "alert_smtp_host": "127.0.0.1", "alert_smtp_port": smtp[0],
+        "alert_mail_to": ("it-desk@procuracy.example",), "alert_webhook_url": webhook.url,
+        "alert_webhook_secret": SECRET})
 
 
 def round_(db: Database, config: WebConfig, now: FakeNow) -> tuple[int, int, int]:
