@@ -8,11 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from evidence.coverage_bundle import BundleError, Result, recompute
-from evidence.keys import load_public_key
 from verifier.errors import VerificationError
+from verifier.trust import load_server_key
 
 
 def _pct(x: str | None) -> str:
@@ -47,12 +45,7 @@ def report_lines(res: Result, key_given: bool) -> list[str]:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    key = None
-    if args.server_key:
-        loaded = load_public_key(Path(args.server_key))
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise VerificationError(f"{args.server_key} is not an Ed25519 public key")
-        key = loaded
+    key = load_server_key(args.server_key)
     try:
         res = recompute(Path(args.bundle), key, workers=max(args.workers, 1))
     except BundleError as err:

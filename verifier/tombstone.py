@@ -9,13 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from evidence.canonical import parse_json_object
 from evidence.errors import FormatError, SignatureError
-from evidence.keys import load_public_key
 from evidence.tombstone import verify_tombstone
 from verifier.errors import VerificationError
+from verifier.trust import load_server_key
 
 
 def _when(us: int) -> str:
@@ -41,12 +39,7 @@ def report_lines(doc: dict[str, Any], key_id: str, key_given: bool) -> list[str]
 
 
 def cmd_tombstone(args: argparse.Namespace) -> int:
-    key = None
-    if args.server_key:
-        loaded = load_public_key(Path(args.server_key))
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise VerificationError(f"{args.server_key} is not an Ed25519 public key")
-        key = loaded
+    key = load_server_key(args.server_key)
     try:
         raw = Path(args.file).read_bytes()
     except OSError as err:

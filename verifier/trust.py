@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from evidence.errors import KeyError_
 from evidence.formats import CODE_RE
 from evidence.keys import load_public_key, save_public_key
+from verifier.errors import VerificationError
 
 TSA_FOLDER = "tsa"
 
@@ -93,3 +94,13 @@ def trust_station_key(directory: Path, station_id: str, key: Ed25519PublicKey) -
 def trusted_station_key(directory: Path, station_id: str) -> Ed25519PublicKey | None:
     """The trusted key of `station_id` in a trust directory, or None when it is not there."""
     return TrustStore.from_dir(directory).station_key(station_id)
+
+
+def load_server_key(path: str | None) -> Ed25519PublicKey | None:
+    """The server's Ed25519 public key given with --server-key (coverage bundles, tombstones), or None."""
+    if not path:
+        return None
+    loaded = load_public_key(Path(path))
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise VerificationError(f"{path} is not an Ed25519 public key")
+    return loaded
