@@ -456,8 +456,11 @@ class Recorder:
             if torn:
                 self._keep_torn(sid, run, path, torn)
                 continue
-            if self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start) is not None:
+            index = self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start)
+            if index is not None:
                 count += 1
+                if index == 0:
+                    self._declare_late_start(sid, t0 + start)
                 self._on_media(sid, t0 + start)
                 now = self.clock.now_us()
                 if self.health.due(now):
@@ -768,6 +771,20 @@ class Recorder:
             self._stamper_journal = Journal(self.station.journal_path)
         self._stamper_journal.queue(sid, self._outbox_write(sid, name, token))
         self.uploader.kick()
+
+    def _declare_late_start(self, sid: str, first_us: int) -> None:
+        """The session's first media began at `first_us`, later than the session started: an encoder slow to
+        start (an overloaded station) or a camera that answered but sent nothing yet. That time was not
+        recorded: declare it, as `_declare_lag` does at the end, instead of leaving it for V17. Later runs
+        need nothing here: the failure that ended the run before already opened an interruption."""
+        s = self.journal.session(sid)
+        late = first_us - s.started_at_us
+        if late <= LAG_DECLARED_US or self.journal.interruptions(sid):
+            return
+        reason = (f"capture began {late / 1e6:.1f} s after the session started: nothing was produced before "
+                  "(an encoder slow to start on an overloaded station, or devices that sent nothing yet)")
+        log.warning("session %s: %s", sid, reason)
+        self.journal.add_interruption(sid, s.started_at_us, first_us, "encoder_stall", reason)
 
     def _declare_lag(self, sid: str, media_end: int | None, stopped_at: int) -> None:
         """Capture was stopped at `stopped_at` but its media ends earlier: the encoder ran slower than

@@ -90,6 +90,8 @@ def _config(args: argparse.Namespace) -> WebConfig:
             print("irms-web: warning: the database password given in --database is in this command's argv, which "
                   "every local user can read (ps); set IRMS_WEB_DATABASE_URL or database_url in the configuration "
                   "file instead", file=sys.stderr)
+    if getattr(args, "store", None):  # the commands that act on the store take it on their command line too
+        overrides["store_url"] = args.store
     return load_config(Path(args.config) if args.config else None, **overrides)
 
 
@@ -189,8 +191,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from web import retention as RT
     from web.models import RetentionPolicy
     cfg = _config(args)
-    if getattr(args, "store", None):
-        cfg = cfg.model_copy(update={"store_url": args.store})
     db = _db(cfg)
     with db.session() as s:
         if args.retention_command == "policy":
@@ -225,8 +225,6 @@ def cmd_disposal(args: argparse.Namespace) -> int:
     from web.audit_anchor import AuditSigner
     from web.models import Disposal
     cfg = _config(args)
-    if getattr(args, "store", None):
-        cfg = cfg.model_copy(update={"store_url": args.store})
     db = _db(cfg)
     with db.session() as s:
         if args.disposal_command == "propose":

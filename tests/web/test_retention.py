@@ -211,7 +211,10 @@ def test_a_hold_blocks_deletion_by_anyone(rw: RW) -> None:
 def test_disposal_with_four_eyes_leaves_a_tombstone_and_a_hold_stops_it(rw: RW, tmp_path: Path) -> None:
     sid, other = rw.sw.session_id, rw.sw.other_session_id
     pro, pro2, admin = rw.client("prosecutor"), rw.client("prosecutor-2"), rw.client("admin")
-    final = real_now() - dt.timedelta(days=1) + dt.timedelta(seconds=3)
+    # The retention (a day from the final decision) ends 12 s from now, by the fake clock and radosgw's real
+    # one alike: the fake clock is set to the real time here, not when the (slow) fixtures were made.
+    rw.now.t_us = time.time_ns() // 1000
+    final = real_now() - dt.timedelta(days=1) + dt.timedelta(seconds=12)
     for case in ("7/2026/HS", "8/2026/HS"):
         rw.outcome(pro, case, final)
     assert rw.apply().extended == len(rw.names(sid)) + len(rw.names(other))
@@ -219,7 +222,7 @@ def test_disposal_with_four_eyes_leaves_a_tombstone_and_a_hold_stops_it(rw: RW, 
     assert rw.post(admin, "/disposals/propose") == 302
     with rw.db.session() as s:
         assert s.scalars(select(Disposal)).all() == []  # retention has not ended yet: nothing due
-    rw.now.advance(10)
+    rw.now.advance(20)
     assert rw.post(admin, "/disposals/propose") == 302
     with rw.db.session() as s:
         d1, d2 = (s.scalars(select(Disposal).where(Disposal.session_id == x)).one().id for x in (sid, other))
