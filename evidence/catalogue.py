@@ -102,7 +102,42 @@ def forget() -> None:
         _loaded.clear()
 
 
+class Misses:
+    """Message ids a page asked for in a language whose catalogue does not translate them (the page shows
+    English there). Logged once each; tests read `seen` to fail a page that shows an untranslated id."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, message: str) -> None:
+        with self._lock:
+            if message in self.seen or len(self.seen) >= 10_000:
+                return
+            self.seen.add(message)
+        log.warning("no translation in the %s catalogue for %r (scripts/i18n, docs/operations.md)", self.name,
+                    message[:200])
+
+
+def translate(directory: Path, misses: Misses, message: str, lang: str, **params: object) -> str:
+    """`message` (an English id) in `lang` from the catalogue under `directory`, `{name}` parameters filled in."""
+    text = message
+    if lang != "en" and message:
+        translations = load(directory, lang)
+        if has(translations, message):
+            text = translations.gettext(message)
+        else:
+            misses.add(message)
+    return text.format(**params) if params else text
+
+
 def has(translations: gettext.NullTranslations, message: str) -> bool:
     """Whether the catalogue holds a translation for `message` (not the id given back as it is)."""
     catalog = getattr(translations, "_catalog", None)
     return isinstance(catalog, dict) and bool(catalog.get(message))
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark for extraction only"
+    """Marks a message id for extraction where it is defined, not where it is translated."""
+    return message

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import gettext
 import logging
-import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -67,24 +66,7 @@ def status_text(status: int) -> str:
     return STATUS_TEXT.get(status, N_("The server cannot do this right now."))
 
 
-class Misses:
-    """Message ids a Vietnamese page asked for that the catalogue does not translate (the page shows English).
-
-    Logged once each; tests read `seen` to fail a page that shows an untranslated message id."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, message: str) -> None:
-        with self._lock:
-            if message in self.seen or len(self.seen) >= 10_000:
-                return
-            self.seen.add(message)
-        log.warning("no Vietnamese translation for %r (scripts/i18n, docs/operations.md)", message[:200])
-
-
-MISSES = Misses()
+MISSES = catalogue.Misses("web")
 
 
 def catalogue_for(lang: str) -> gettext.NullTranslations:
@@ -103,12 +85,7 @@ def is_translated(message: str, lang: str = "vi") -> bool:
 
 def translate(message: str, lang: str, **params: object) -> str:
     """`message` (English text or a code) in `lang`, with `{name}` parameters filled in."""
-    msgid = message_id(message)
-    translations = catalogue_for(lang)
-    if lang != "en" and msgid and not catalogue.has(translations, msgid):
-        MISSES.add(msgid)
-    text = translations.gettext(msgid) if msgid else msgid
-    return text.format(**params) if params else text
+    return catalogue.translate(TRANSLATIONS, MISSES, message_id(message), lang, **params)
 
 
 # What a failed probe means, by check: the station reports its detail in English, and the Vietnamese pages
