@@ -35,14 +35,14 @@ from evidence.canonical import canonical_json, parse_json_object
 from evidence.catalogue import N_
 from evidence.errors import IrmsError
 from evidence.formats import CaseInfo
+from recorder.advice import CALL_IT, STOPPED, advise
 from recorder.clock import Clock, SystemClock
 from recorder.config import MARKER_LABELS
 from recorder.errors import PreflightRefused, RecorderError
 from recorder.events import EventSender, attach_event_sender
 from recorder.journal import Journal
-from recorder.probe import AudioThresholds
-from recorder.advice import CALL_IT, STOPPED, advise
 from recorder.preflight import Check, DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
+from recorder.probe import AudioThresholds
 from recorder.screen_login import PinRefused, ScreenLogins
 from recorder.session import Recorder
 from verifier.annex import build_annex, local_time, manifest_sha256, utc_offset_label

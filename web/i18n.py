@@ -55,8 +55,8 @@ EN_REASONS = CODES
 """The former name of `CODES`."""
 
 
-STATUS_TEXT = {400: N_("The request is not valid."), 401: N_("Log in first."), 403: N_("Your role may not use this page."),
-               404: N_("Not found."), 405: N_("The request is not valid."),
+STATUS_TEXT = {400: N_("The request is not valid."), 401: N_("Log in first."),
+               403: N_("Your role may not use this page."), 404: N_("Not found."), 405: N_("The request is not valid."),
                409: N_("This conflicts with what is already recorded."), 413: N_("The request is not valid."),
                429: N_("Too many attempts; wait a moment.")}
 """What an error page says first, in the page's language; the error's own (technical) message follows."""

@@ -32,7 +32,8 @@ def translated_ids(po: Path) -> tuple[tuple[str, re.Pattern[str]], ...]:
         # {name} parameters match any text; the rest literally, as whole words.
         parts = [re.escape(p) if i % 2 == 0 else r".{1,80}?" for i, p in enumerate(re.split(r"\{(\w+)\}", m.id))
                  if i % 2 == 0 or p]
-        pattern = r"(?<![\w-])" + "".join(parts) + r"(?![\w-])"
+        # Whole words, and not a value in "key=value" technical detail (an audit entry's parameters).
+        pattern = r"(?<![\w=-])" + "".join(parts) + r"(?![\w=-])"
         found.append((m.id, re.compile(pattern)))
     return tuple(found)
 

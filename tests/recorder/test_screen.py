@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from recorder import screen as screen_module
 from recorder.journal import Journal
 from recorder.preflight import read_refusals
-from recorder import screen as screen_module
 from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
 from recorder.screen_login import ScreenLogins, _hasher
