@@ -88,6 +88,16 @@ CAUSES = {
     "encoder_stall": N_("Encoder stalled"),
 }
 
+STATUS_TEXT = {
+    400: N_("The request is not valid."),
+    401: N_("Log in with the station PIN."),
+    403: N_("This is not allowed."),
+    404: N_("Not found: the session may have ended, or the address is wrong."),
+    409: N_("This cannot be done now."),
+    500: N_("The station could not do this."),
+}
+"""What an error page says first when the error carries no words of the screen's own."""
+
 EXPIRED = N_("The pre-flight result is stale or unknown: check again.")
 BUSY = N_("A session is already recording on this station.")
 
@@ -486,7 +496,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
         return {"_": _, "lang": lang(), "csrf_token": csrf_token, "site": settings.site, "room": settings.room,
                 "local_time": local_time, "utc_label": utc_offset_label, "logged_in": g.get("logged_in", False),
                 "advise": advise, "support_contact": settings.support_contact, "CALL_IT": CALL_IT,
-                "labels_of": LABELS, "cause_of": CAUSES, "stopped": STOPPED}
+                "cause_of": CAUSES, "stopped": STOPPED}
 
     def render(template: str, code: int = 200, **ctx: Any) -> tuple[str, int]:
         return render_template(template, **ctx), code
@@ -497,13 +507,24 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     @app.errorhandler(404)
     @app.errorhandler(409)
     def http_error(err: Any) -> tuple[str, int]:
-        return render("screen/error.html", err.code, message=err.description)
+        # The screen's own refusals carry their (translated) words; werkzeug's stock English text goes behind
+        # "details", after what the status means in the page's language.
+        if err.description != type(err).description:
+            return render("screen/error.html", err.code, message=err.description)
+        return render("screen/error.html", err.code, message=_(STATUS_TEXT.get(err.code, STATUS_TEXT[400])),
+                      detail=err.description)
 
     @app.errorhandler(IrmsError)
     def irms_error(err: IrmsError) -> tuple[str, int]:
-        message = _(str(err)) if isinstance(err, ScreenError) else str(err)
-        status = 409 if isinstance(err, PreflightRefused) else err.http_status
-        return render("screen/error.html", status, message=message)
+        if isinstance(err, ScreenError):
+            return render("screen/error.html", err.http_status, message=_(str(err)))
+        if isinstance(err, PreflightRefused):
+            refused = advise(Check("recorder.preflight", "station", "block", str(err)))
+            return render("screen/error.html", 409, message=_(refused.problem), action=_(refused.action),
+                          call=refused.call, detail=str(err))
+        log.warning("screen: %s", err)
+        return render("screen/error.html", err.http_status, message=_(STATUS_TEXT[500]), call=CALL_IT,
+                      detail=str(err))
 
     @app.get("/lang/<code>")
     def set_lang(code: str) -> BaseResponse:
@@ -687,7 +708,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             manifest = j.manifest(sid)
             records = len(j.segments(sid))
         if manifest is None:
-            abort(409, description="the session is not closed yet: no annex before its manifest is signed")
+            abort(409, description=_("The session is not closed yet: the annex is printed after the end."))
         header = parse_json_object(row.header.encode(), "session header")
         pdf = build_annex(header, manifest.encode("utf-8"), records, generated_at_us=settings.clock.now_us())
         return Response(pdf, mimetype="application/pdf",

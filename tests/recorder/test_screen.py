@@ -29,6 +29,7 @@ from tests.plugins.recording import Station
 
 SCREEN_PO = Path(screen_module.__file__).parent / "translations" / "vi" / "LC_MESSAGES" / "messages.po"
 IT_DESK = "Đội kỹ thuật PC04, 024 3826 0000"
+ENGLISH = re.compile(r"\b(the|and|is|was|of|cannot|not|requested|server)\b", re.I)
 
 SITE, ROOM = "HN-CA-01", "P101"
 PIN = "2468-1357"
@@ -355,6 +356,9 @@ def test_the_preflight_checks_a_camera_with_the_credentials_the_recording_uses(
     assert "needs 'user'" not in page and "pw-for-the-camera-9" not in page
     assert 'data-check="camera.wide" data-verdict="ok"' in page or \
         re.search(r'data-check="camera[^"]*" data-verdict="ok"', page), page
+    # The camera view: a still of what the RTSP camera sent at the check; the sound test: the microphone's level.
+    assert '<img class="still" src="data:image/jpeg;base64,' in page and 'data-device="camera wide"' in page
+    assert re.search(r'class="sound-test" data-device="microphone [^"]+"', page) and 'data-dbfs="' in page
 
 
 @pytest.mark.slow
@@ -415,6 +419,8 @@ def page_ok(client: FlaskClient, path: str, lang: str, method: str = "GET", **kw
         shown = visible_text(page)
         assert untranslated(shown, SCREEN_PO) == [], (path, untranslated(shown, SCREEN_PO))
         assert screen_module.MISSES.seen == set(), (path, screen_module.MISSES.seen)
+        # Nor English that is no message id (a library's stock text): the raw detail only behind "details".
+        assert not ENGLISH.search(shown), (path, ENGLISH.findall(shown))
     return page
 
 
@@ -441,7 +447,10 @@ def test_every_screen_page_in_the_chosen_language(home: Path, tmp_path: Path, ap
     page = page_ok(client, "/preflight", lang, "POST", data={"csrf_token": token, "expected_minutes": "x"})
     assert ("là bắt buộc." if lang == "vi" else "is required.") in page
     page = page_ok(client, "/preflight", lang, "POST", data={**FORM, "expected_minutes": "720", "csrf_token": token})
-    page_ok(client, "/session/00000000-0000-4000-8000-000000000000", lang)  # 404, the error page
+    page = page_ok(client, "/session/00000000-0000-4000-8000-000000000000", lang)  # 404, the error page
+    assert ("Không tìm thấy: phiên ghi có thể đã kết thúc" if lang == "vi" else "Not found: the session") in \
+        visible_text(page)
+    assert "The requested URL was not found" in page  # werkzeug's own words, behind "details"
     page = page_ok(client, "/preflight", lang, "POST", data={**FORM, "csrf_token": token})
     shown = visible_text(page)
     assert ("Mọi thiết bị hoạt động tốt" if lang == "vi" else "Everything works") in shown

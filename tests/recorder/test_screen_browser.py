@@ -27,6 +27,7 @@ from tests.plugins.recording import BIN, Station, run_cli
 SCREEN_PIN = "2027-0115"
 SCREEN_PO = Path(screen_module.__file__).parent / "translations" / "vi" / "LC_MESSAGES" / "messages.po"
 SIZES = ((1366, 768), (390, 844))
+ENGLISH = re.compile(r"\b(the|and|is|was|of|cannot|not|requested|server)\b", re.I)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,6 +86,7 @@ def look(page: Any, artifacts: Path, name: str, lang: str) -> None:
     if lang == "vi":
         shown = page.inner_text("body")
         assert untranslated(shown, SCREEN_PO) == [], (name, untranslated(shown, SCREEN_PO))
+        assert not ENGLISH.search(shown), (name, ENGLISH.findall(shown))  # raw English only behind "details"
 
 
 @pytest.mark.parametrize("lang", ["vi", "en"])
