@@ -135,3 +135,38 @@ def test_a_new_string_without_translation_fails_the_check(tmp_path: Path) -> Non
     assert po.with_suffix(".mo").exists()
     assert compiled.gettext("A sentence nobody translated") == "Một câu chưa ai dịch"
     assert compiled.gettext("a_computed_state") == "một trạng thái"
+
+
+def test_absorb_from_a_merged_branch_takes_only_what_the_branch_added(tmp_path: Path) -> None:
+    """A merge whose conflict in web/i18n.py was resolved by keeping this side: `absorb-dict --from BRANCH` reads
+    the entries the branch added or changed in its dict since the merge base, and nothing else."""
+    tree = tmp_path / "tree"
+    for part in ("web", "recorder", "evidence", "scripts", "storage", "verifier"):
+        shutil.copytree(ROOT / part, tree / part, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
+    shutil.copy(ROOT / "babel.cfg", tree / "babel.cfg")
+    i18n_py = tree / "web" / "i18n.py"
+    ours = i18n_py.read_text(encoding="utf-8")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=t@example.vn", "-c", "user.name=t", *args], cwd=tree, check=True,
+                       capture_output=True, timeout=60)
+
+    git("init", "-q", "-b", "main")
+    i18n_py.write_text(ours + '\nVI: dict[str, str] = {\n    "Log in": "Vào hệ thống",\n}\n', encoding="utf-8")
+    git("add", "-A")
+    git("commit", "-qm", "base: the old dict")
+    git("checkout", "-qb", "branch")
+    i18n_py.write_text(ours + '\nVI: dict[str, str] = {\n    "Log in": "Vào hệ thống",\n'
+                       '    "A sentence from the branch": "Một câu của nhánh",\n}\n', encoding="utf-8")
+    git("commit", "-qam", "branch: one more entry")
+    git("checkout", "-q", "main")
+    i18n_py.write_text(ours, encoding="utf-8")
+    git("commit", "-qam", "main: gettext")
+    proc = subprocess.run([sys.executable, str(tree / "scripts" / "i18n"), "absorb-dict", "--from", "branch"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "branch added or changed 1 entries of VI" in proc.stdout
+    po = tree / "web" / "translations" / "vi" / "LC_MESSAGES" / "messages.po"
+    compiled = gettext.GNUTranslations(io.BytesIO(catalogue.compile_po(po)))
+    assert compiled.gettext("A sentence from the branch") == "Một câu của nhánh"
+    assert compiled.gettext("Log in") == "Đăng nhập"  # the base's old text is not the branch's change
