@@ -97,6 +97,20 @@ def test_translate_keeps_its_call_api() -> None:
     i18n.MISSES.seen.clear()
 
 
+def test_flask_babel_speaks_the_pages_language(app: Flask) -> None:
+    """Flask-Babel is wired to the same catalogue and the page's language: its gettext and Jinja's i18n work."""
+    import flask_babel
+    from flask import render_template_string, session
+
+    with app.test_request_context("/"):
+        session["lang"] = "vi"
+        assert flask_babel.gettext("Log in") == "Đăng nhập"
+        assert render_template_string("{% trans %}Log out{% endtrans %}|{{ _('Username') }}") == "Đăng xuất|Tên đăng nhập"
+    with app.test_request_context("/"):
+        session["lang"] = "en"
+        assert flask_babel.gettext("Log in") == "Log in"
+
+
 def test_the_catalogues_are_complete_and_no_dict_is_left() -> None:
     """`scripts/i18n check`: the code's ids are all in the .po files, each translated and not fuzzy; no VI dict."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "i18n"), "check"], capture_output=True, text=True,
