@@ -60,6 +60,8 @@ class KitView:
 
     stills: dict[str, bytes] = field(default_factory=dict)
     levels: dict[str, float] = field(default_factory=dict)
+    cameras: list[str] = field(default_factory=list)
+    """Every camera probed, with a still or not (a camera that sent nothing shows as an empty frame)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ def probe_kit(profile: Profile, credentials: dict[str, str] | None = None, *,
         if not cam.required:
             continue
         name = f"camera {cam.role}"
+        if view is not None:
+            view.cameras.append(name)
         if cam.source == "lavfi":
             results.append(probe.ProbeResult("camera.synthetic", name, "lavfi", None, "", True,
                                              "generated test picture"))

@@ -584,8 +584,8 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     def view_of(report: PreflightReport) -> dict[str, Any]:
         """The camera stills (data: URIs, no second request) and the sound levels the pre-flight took."""
         view = report.view
-        stills = [(name, "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii"))
-                  for name, jpeg in sorted(view.stills.items())] if view else []
+        stills = [(name, "data:image/jpeg;base64," + base64.b64encode(view.stills[name]).decode("ascii")
+                   if name in view.stills else None) for name in view.cameras] if view else []
         levels = [(name, dbfs) for name, dbfs in sorted(view.levels.items())] if view else []
         return {"stills": stills, "levels": levels, "silence_dbfs": AudioThresholds().silence_dbfs}
 

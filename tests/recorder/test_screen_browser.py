@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,17 +51,17 @@ def time_reference() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def screen_server(station: Station, tmp_path: Path, time_reference: str) -> Iterator[ScreenServer]:
+@contextmanager
+def serve_screen(station: Station, tmp_path: Path, time_reference: str, *extra: str) -> Iterator[ScreenServer]:
     """`irms-agent screen` on a free loopback port, stopped (SIGTERM, by pid) afterwards."""
     store = tmp_path / "store"
     log = tmp_path / "screen.log"
     run_cli("irms-agent", "screen-pin", "--pin-stdin", env=station.env(), input=SCREEN_PIN + "\n")
     with log.open("wb") as err:
         proc = subprocess.Popen([str(BIN / "irms-agent"), "screen", "--store", str(store), "--site", "HN-CA-01",
-                                 "--room", "P101", "--port", "0",
-                                 "--clock-ref", time_reference], env=station.env(), stdout=subprocess.PIPE,
-                                stderr=err, stdin=subprocess.DEVNULL, text=True)
+                                 "--room", "P101", "--port", "0", "--clock-ref", time_reference, *extra],
+                                env=station.env(), stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -68,6 +70,83 @@ def screen_server(station: Station, tmp_path: Path, time_reference: str) -> Iter
         yield ScreenServer(url, store, log)
     finally:
         stop_process(proc)
+
+
+@pytest.fixture
+def screen_server(station: Station, tmp_path: Path, time_reference: str) -> Iterator[ScreenServer]:
+    with serve_screen(station, tmp_path, time_reference) as server:
+        yield server
+
+
+IT_DESK = "Đội kỹ thuật PC04, 024 3826 0000"
+
+
+@pytest.fixture
+def unplugged_camera_screen(station: Station, tmp_path: Path, time_reference: str) -> Iterator[ScreenServer]:
+    """The screen of a room whose RTSP camera does not answer (nothing listens on its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kit = tmp_path / "ip-camera.toml"
+    kit.write_text(f"""format = "irms.profile/1"
+name = "ip-camera"
+description = "An RTSP camera that does not answer"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "rtsp://127.0.0.1:{port}/stream"
+width = 1280
+height = 720
+fps = 25
+[[microphones]]
+role = "room"
+source = "lavfi"
+device = "sine=frequency=1000:sample_rate={{rate}}"
+""")
+    (station.home / "station.toml").write_text(f'support_contact = "{IT_DESK}"\n', encoding="utf-8")
+    with serve_screen(station, tmp_path, time_reference, "--kit", str(kit)) as server:
+        yield server
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_a_blocked_preflight_says_what_to_do_and_whom_to_call(chromium_page: Any,
+                                                               unplugged_camera_screen: ScreenServer,
+                                                               artifacts_dir: Path, lang: str) -> None:
+    """The camera is unplugged: the page says so in words, with the next action and the IT desk's number; the raw
+    detail (check name, URL, the library's error) only when "details" is opened."""
+    page = chromium_page
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    page.goto(unplugged_camera_screen.url + "/")
+    if lang == "en":
+        page.click("a[hreflang=en]")
+    page.fill("#pin", SCREEN_PIN)
+    page.click("#log-in")
+    page.fill("#case_number", "34/2026/HS")
+    page.fill("#suspect", "Lý Thị Mai")
+    page.fill("#interrogators", "Ngô Bảo Châu")
+    page.fill("#legal_basis", "Điều 183 Bộ luật Tố tụng hình sự 2015")
+    page.click("#check")
+    assert page.locator("#preflight-result").get_attribute("data-verdict") == "block"
+    assert page.locator("#start").count() == 0
+    camera = page.locator('li.check[data-check="camera.frames"]')
+    shown = camera.inner_text()
+    words = (("Camera không gửi hình.", "Kiểm tra camera đã bật nguồn và dây cáp đã cắm chặt.",
+              f"Nếu vẫn không đạt, gọi bộ phận kỹ thuật: {IT_DESK}.") if lang == "vi" else
+             ("The camera sends no picture.", "Check that the camera is switched on and its cable is plugged in.",
+              f"If it does not pass, call the IT desk: {IT_DESK}."))
+    for w in words:
+        assert w in shown, (w, shown)
+    assert page.locator('.no-picture[data-device="camera wide"]').inner_text() == (
+        "Không có hình từ camera này." if lang == "vi" else "No picture from this camera.")
+    body = page.inner_text("body")
+    for raw in ("camera.frames", "rtsp://", "cannot open"):
+        assert raw not in body, raw
+    look(page, artifacts_dir, "preflight-blocked", lang)
+    camera.locator("summary").click()
+    detail = camera.locator("details .mono").inner_text()
+    assert "camera.frames" in detail and "cannot open rtsp://127.0.0.1" in detail
+    page.screenshot(path=str(artifacts_dir / f"station-screen-preflight-blocked-details-{lang}-1366.png"),
+                    full_page=True)
 
 
 def look(page: Any, artifacts: Path, name: str, lang: str) -> None:
