@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo demo-stop test lint bench clean
+.PHONY: setup demo demo-stop test lint bench clean i18n i18n-check
 
 $(STAMP): pyproject.toml scripts/install-system
 	scripts/install-system
@@ -13,7 +13,16 @@ $(STAMP): pyproject.toml scripts/install-system
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The gettext catalogues' .mo (not in git) are compiled from the .po at every setup.
 setup: $(STAMP)
+	$(PY) scripts/i18n compile
+
+# Translators: extract the message ids, update the .po, compile (docs/operations.md "Translations").
+i18n: $(STAMP)
+	$(PY) scripts/i18n update
+
+i18n-check: $(STAMP)
+	$(PY) scripts/i18n check
 
 demo: setup
 	$(PY) scripts/demo.py

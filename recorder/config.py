@@ -49,6 +49,9 @@ class StationConfig(BaseModel):
     selftest_retry_s: float = Field(default=60.0, gt=0)
     # Measured device latencies ("camera.<role>" / "microphone.<role>" -> ms), written by `irms-agent calibrate`.
     latency_ms: dict[str, int] = Field(default_factory=dict)
+    # Whom the investigator calls when the station screen says "call the IT desk": the unit's IT desk, a name
+    # and a phone number ("" = the screen says only "the IT desk").
+    support_contact: str = Field(default="", max_length=200)
     # The short labels the investigator may give a marker (the unit's list; a marker may also have none).
     marker_labels: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]] = \
         Field(default_factory=lambda: list(MARKER_LABELS), max_length=20)

@@ -16,10 +16,13 @@ import datetime as dt
 import json
 import logging
 import os
+import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from recorder import probe
 from recorder.clock import Clock
@@ -50,12 +53,24 @@ class Check:
         return self.verdict == "ok"
 
 
+@dataclass
+class KitView:
+    """What the investigator sees of the kit at the pre-flight: a still of each camera (JPEG) and the sound
+    level of each microphone (dBFS RMS), taken by the same probes that judge the devices."""
+
+    stills: dict[str, bytes] = field(default_factory=dict)
+    levels: dict[str, float] = field(default_factory=dict)
+    cameras: list[str] = field(default_factory=list)
+    """Every camera probed, with a still or not (a camera that sent nothing shows as an empty frame)."""
+
+
 @dataclass(frozen=True)
 class PreflightReport:
     checks: tuple[Check, ...]
     required_bytes: int
     clock_offset_s: float | None = None
     at_us: int = 0
+    view: KitView | None = None
 
     @property
     def allowed(self) -> bool:
@@ -77,14 +92,32 @@ def expected_bytes(profile: Profile, seconds: float) -> int:
     return int(seconds * kbps * 1000 / 8 * SIZE_MARGIN)
 
 
-DeviceProbe = Callable[[Profile, dict[str, str] | None], list[probe.ProbeResult]]
+DeviceProbe = Callable[..., list[probe.ProbeResult]]
+"""`probe_kit`'s signature: (profile, credentials, view=KitView | None) -> results."""
 
 
-def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> list[probe.ProbeResult]:
+def _ffmpeg(args: list[str], timeout_s: float = 10.0) -> bytes | None:
+    """ffmpeg's output for a generated (lavfi) source, None when it fails (the view is then left out)."""
+    try:
+        proc = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", *args], capture_output=True,
+                              timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        log.info("pre-flight view: ffmpeg failed: %s", err)
+        return None
+    if proc.returncode != 0:
+        log.info("pre-flight view: ffmpeg exit %d: %s", proc.returncode, proc.stderr[-300:])
+        return None
+    return proc.stdout
+
+
+def probe_kit(profile: Profile, credentials: dict[str, str] | None = None, *,
+              view: KitView | None = None) -> list[probe.ProbeResult]:
     """Probe every required device of the kit that recorder.probe can judge.
 
     lavfi sources (the synthetic kit) generate their signal and pass. A required device with no
     probe for its source is reported as not ok, with the reason, so the start is not taken on trust.
+    With `view`, a still of each camera and the level of each microphone are kept there (a generated
+    source is rendered once for it).
     """
     creds = credentials or {}
     results: list[probe.ProbeResult] = []
@@ -92,9 +125,17 @@ def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> li
         if not cam.required:
             continue
         name = f"camera {cam.role}"
+        if view is not None:
+            view.cameras.append(name)
         if cam.source == "lavfi":
             results.append(probe.ProbeResult("camera.synthetic", name, "lavfi", None, "", True,
                                              "generated test picture"))
+            if view is not None:
+                spec = cam.device.format(width=cam.width, height=cam.height, fps=cam.fps)
+                still = _ffmpeg(["-f", "lavfi", "-i", spec, "-frames:v", "1", "-vf", "scale=640:-2", "-q:v", "5",
+                                 "-f", "image2pipe", "-c:v", "mjpeg", "-"])
+                if still and still[:2] == b"\xff\xd8":
+                    view.stills[name] = still
         elif cam.source in ("rtsp", "http", "v4l2"):
             try:
                 url = cam.device if cam.source == "v4l2" else camera_url(cam, creds)
@@ -103,7 +144,13 @@ def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> li
                 continue
             # A camera passed through sends its own size; only an encoded picture must match the profile.
             size = None if cam.passthrough else (cam.width, cam.height)
-            results.extend(probe.probe_camera(url, size, frames=10, timeout_s=10.0))
+            found, frame = probe.probe_camera_window(url, size, frames=10, timeout_s=10.0)
+            results.extend(found)
+            if view is not None and frame is not None:
+                try:
+                    view.stills[name] = probe.jpeg(frame)
+                except probe.DeviceUnavailable as err:
+                    log.info("pre-flight view of %s: %s", name, err)
         else:  # pragma: no cover - the profile model allows no other source
             results.append(probe.ProbeResult("camera.unprobed", name, None, None, "", False,
                                              f"no probe for {cam.source} cameras"))
@@ -113,8 +160,18 @@ def probe_kit(profile: Profile, credentials: dict[str, str] | None = None) -> li
         name = f"microphone {mic.role}"
         if mic.source == "lavfi":
             results.append(probe.ProbeResult("mic.synthetic", name, "lavfi", None, "", True, "generated test tone"))
+            if view is not None:
+                raw = _ffmpeg(["-f", "lavfi", "-i", mic.device.format(rate=mic.rate), "-t", "1", "-ac", "1",
+                               "-f", "s16le", "-"])
+                if raw:
+                    view.levels[name] = round(probe.rms_dbfs(np.frombuffer(raw, dtype=np.int16)), 1)
         elif mic.source == "pulse":
-            results.extend(probe.probe_microphone(microphone_source(mic, creds), seconds=1.0, rate=mic.rate))
+            found = probe.probe_microphone(microphone_source(mic, creds), seconds=1.0, rate=mic.rate)
+            results.extend(found)
+            if view is not None:
+                level = next((r.value for r in found if r.check == "mic.silent"), None)
+                if isinstance(level, int | float):
+                    view.levels[name] = float(level)
         else:
             results.append(probe.ProbeResult("mic.unprobed", name, None, None, "", False,
                                              f"no probe for {mic.source} microphones: check the sound by ear "
@@ -137,10 +194,11 @@ def run_preflight(
 ) -> PreflightReport:
     """Run every check; never raises for a failing device, store or reference (they become checks)."""
     checks: list[Check] = []
+    view = KitView()
 
     # The same device credentials the recording will use (station.toml), so a camera with a password is
     # checked as it will be recorded, not refused for want of a user name.
-    for r in device_probe(profile, credentials):
+    for r in device_probe(profile, credentials, view=view):
         checks.append(Check(r.check, r.device, "ok" if r.ok else "block", r.reason))
     if not any(c.name.startswith("camera") for c in checks) or not any(c.name.startswith("mic") for c in checks):
         checks.append(Check("kit", profile.name, "block", "the kit has no required camera and microphone to check"))
@@ -169,7 +227,7 @@ def run_preflight(
     checks.append(Check(s.check, s.device, "ok" if s.ok else "warning",
                         s.reason if s.ok else f"{s.reason}; segments will queue on this station and upload "
                         "when the store is back"))
-    return PreflightReport(tuple(checks), need, offset, clock.now_us())
+    return PreflightReport(tuple(checks), need, offset, clock.now_us(), view)
 
 
 def log_refusal(home: Path, report: PreflightReport, context: dict[str, Any]) -> Path:

@@ -445,13 +445,40 @@ def probe_camera(
     clock: Clock | None = None,
 ) -> list[ProbeResult]:
     """Grab a window of frames from a camera and judge it."""
+    return probe_camera_window(source, expected_size, frames=frames, timeout_s=timeout_s, thresholds=thresholds,
+                               clock=clock)[0]
+
+
+def probe_camera_window(
+    source: str | int,
+    expected_size: tuple[int, int] | None,
+    *,
+    frames: int = 15,
+    timeout_s: float = 15.0,
+    thresholds: FrameThresholds = FrameThresholds(),
+    clock: Clock | None = None,
+) -> tuple[list[ProbeResult], Frame | None]:
+    """`probe_camera`, and the last frame it judged (None when none came): what the camera showed."""
     device = source if isinstance(source, int) else redact(source)
     name = str(device)
     try:
         window = grab_frames(source, frames, timeout_s, clock=clock)
     except DeviceUnavailable as err:
-        return [_result("camera.frames", name, 0, thresholds.min_frames, "frames", False, str(err))]
-    return analyse_frames(window, expected_size, device=name, thresholds=thresholds)
+        return [_result("camera.frames", name, 0, thresholds.min_frames, "frames", False, str(err))], None
+    return (analyse_frames(window, expected_size, device=name, thresholds=thresholds),
+            window[-1] if window else None)
+
+
+def jpeg(frame: Frame, width: int = 640) -> bytes:
+    """A frame as a JPEG at most `width` pixels wide (what the pre-flight page shows of a camera)."""
+    height, w = frame.shape[:2]
+    if w > width:
+        frame = np.asarray(cv2.resize(frame, (width, max(1, round(height * width / w))),
+                                      interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise DeviceUnavailable("cannot encode the camera's picture as JPEG")
+    return bytes(data.tobytes())
 
 
 def probe_microphone(

@@ -14,6 +14,7 @@ One session at a time: a station serves one room.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 import re
@@ -29,15 +30,19 @@ from typing import Any
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from evidence import catalogue
 from evidence.canonical import canonical_json, parse_json_object
+from evidence.catalogue import N_
 from evidence.errors import IrmsError
 from evidence.formats import CaseInfo
+from recorder.advice import CALL_IT, STOPPED, advise
 from recorder.clock import Clock, SystemClock
 from recorder.config import MARKER_LABELS
 from recorder.errors import PreflightRefused, RecorderError
 from recorder.events import EventSender, attach_event_sender
 from recorder.journal import Journal
-from recorder.preflight import DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
+from recorder.preflight import Check, DeviceProbe, PreflightReport, log_refusal, probe_kit, run_preflight
+from recorder.probe import AudioThresholds
 from recorder.screen_login import PinRefused, ScreenLogins
 from recorder.session import Recorder
 from verifier.annex import build_annex, local_time, manifest_sha256, utc_offset_label
@@ -49,170 +54,52 @@ LANGS = ("vi", "en")
 SID_RE = re.compile(r"^[0-9a-f-]{36}$")
 MAX_LEN = {"case_number": 64, "suspect": 200, "interrogators": 1000, "legal_basis": 500, "reason": 500}
 
-TEXT: dict[str, dict[str, str]] = {
-    "vi": {
-        "title": "Trạm ghi hỏi cung",
-        "room": "Phòng",
-        "new_session": "Phiên hỏi cung mới",
-        "case_number": "Số vụ án / hồ sơ",
-        "suspect": "Người bị hỏi cung",
-        "interrogators": "Điều tra viên (mỗi người một dòng)",
-        "legal_basis": "Căn cứ pháp lý",
-        "legal_basis_hint": "Ví dụ: Điều 183 Bộ luật Tố tụng hình sự 2015",
-        "expected_minutes": "Thời lượng dự kiến (phút)",
-        "check": "Kiểm tra thiết bị trước khi ghi",
-        "preflight": "Kiểm tra trước khi ghi",
-        "preflight_ok": "Đạt: có thể bắt đầu ghi.",
-        "preflight_blocked": "KHÔNG ĐƯỢC BẮT ĐẦU GHI: khắc phục các lỗi dưới đây rồi kiểm tra lại. "
-                             "Việc từ chối đã được ghi vào nhật ký.",
-        "preflight_warned": "Có cảnh báo: vẫn có thể ghi, dữ liệu được lưu tạm trên trạm.",
-        "start": "Bắt đầu ghi",
-        "back": "Quay lại",
-        "recheck": "Kiểm tra lại",
-        "elapsed": "Thời gian đã ghi",
-        "started_at": "Bắt đầu lúc",
-        "preview": "Hình ảnh trực tiếp",
-        "marker": "Đánh dấu",
-        "marker_label": "Nhãn đánh dấu",
-        "no_label": "(không nhãn)",
-        "markers": "Các đánh dấu",
-        "marker_key": "phím M",
-        "bad_marker": "Nhãn đánh dấu không có trong danh sách của đơn vị.",
-        "watched_by": "Đang được theo dõi trực tiếp bởi",
-        "level": "Mức âm thanh",
-        "no_signal": "chưa có tín hiệu",
-        "pause_reason": "Lý do tạm dừng",
-        "pause": "Tạm dừng",
-        "resume_reason": "Lý do tiếp tục",
-        "resume": "Tiếp tục ghi",
-        "end": "Kết thúc ghi",
-        "end_confirm": "Kết thúc phiên ghi? Thời điểm kết thúc sẽ ghi vào biên bản.",
-        "end_yes": "Có, kết thúc phiên ghi",
-        "end_no": "Không, tiếp tục ghi",
-        "paused_for": "Lý do",
-        "ending": "Đang kết thúc và niêm phong…",
-        "ended": "ĐÃ KẾT THÚC / ENDED",
-        "failed": "LỖI / FAILED",
-        "end_time": "Kết thúc lúc",
-        "segments": "Số đoạn đã niêm phong",
-        "interruptions": "Tạm dừng / gián đoạn",
-        "pending": "Đoạn chờ tải lên kho",
-        "manifest_hash": "SHA-256 biên bản số",
-        "annex": "In phụ lục biên bản (PDF)",
-        "home": "Phiên mới",
-        "required": "{field} là bắt buộc.",
-        "too_long": "{field} quá dài (tối đa {n} ký tự).",
-        "minutes_range": "Thời lượng dự kiến phải là số phút từ 1 đến 720.",
-        "reason_required": "Phải nêu lý do (được công bố và ghi vào biên bản).",
-        "expired": "Kết quả kiểm tra đã cũ hoặc không hợp lệ: hãy kiểm tra lại.",
-        "busy": "Đang có một phiên ghi trên trạm này.",
-        "login_title": "Đăng nhập màn hình trạm",
-        "pin": "Mã PIN của trạm",
-        "log_in": "Đăng nhập",
-        "log_out": "Đăng xuất",
-        "wrong_pin": "Sai mã PIN.",
-        "too_many_pins": "Nhập sai mã PIN quá nhiều lần; thử lại sau {wait} giây.",
-        "login_needed": "Hãy đăng nhập bằng mã PIN của trạm.",
-        "foreign_host": "Màn hình trạm không phục vụ tên máy này.",
-        "csrf": "Biểu mẫu đã hết hạn hoặc không hợp lệ (CSRF): tải lại trang.",
-        "ok": "Đạt",
-        "warning": "Cảnh báo",
-        "block": "Chặn",
-        "check_col": "Kiểm tra",
-        "device_col": "Thiết bị",
-        "result_col": "Kết quả",
-        "refused": "Từ chối bắt đầu",
-        "error": "Lỗi",
-        "tz": "giờ Việt Nam",
-        "cause_pause": "Tạm dừng",
-        "cause_device_lost": "Mất tín hiệu thiết bị",
-        "cause_crash": "Trạm ghi dừng đột ngột",
-        "cause_power": "Mất điện",
-        "cause_store_full": "Hết dung lượng",
-        "cause_encoder_stall": "Bộ mã hoá ngừng",
-    },
-    "en": {
-        "title": "Interrogation recording station",
-        "room": "Room",
-        "new_session": "New interrogation session",
-        "case_number": "Case number",
-        "suspect": "Suspect",
-        "interrogators": "Interrogators (one per line)",
-        "legal_basis": "Legal basis",
-        "legal_basis_hint": "e.g. Article 183, Criminal Procedure Code 2015",
-        "expected_minutes": "Expected length (minutes)",
-        "check": "Check the equipment before recording",
-        "preflight": "Pre-flight check",
-        "preflight_ok": "Passed: recording may start.",
-        "preflight_blocked": "RECORDING MAY NOT START: fix the failures below and check again. "
-                             "The refusal has been logged.",
-        "preflight_warned": "Warnings: recording may start; data is kept on the station meanwhile.",
-        "start": "Start recording",
-        "back": "Back",
-        "recheck": "Check again",
-        "elapsed": "Elapsed",
-        "started_at": "Started at",
-        "preview": "Live picture",
-        "marker": "Mark",
-        "marker_label": "Marker label",
-        "no_label": "(no label)",
-        "markers": "Markers",
-        "marker_key": "key M",
-        "bad_marker": "That marker label is not in the unit's list.",
-        "watched_by": "Being watched live by",
-        "level": "Audio level",
-        "no_signal": "no signal yet",
-        "pause_reason": "Reason for the pause",
-        "pause": "Pause",
-        "resume_reason": "Reason for resuming",
-        "resume": "Resume recording",
-        "end": "End recording",
-        "end_confirm": "End the session? The end time goes into the minutes.",
-        "end_yes": "Yes, end the session",
-        "end_no": "No, keep recording",
-        "paused_for": "Reason",
-        "ending": "Ending and sealing…",
-        "ended": "ĐÃ KẾT THÚC / ENDED",
-        "failed": "LỖI / FAILED",
-        "end_time": "Ended at",
-        "segments": "Sealed segments",
-        "interruptions": "Pauses / interruptions",
-        "pending": "Segments waiting for upload",
-        "manifest_hash": "Manifest SHA-256",
-        "annex": "Print the annex to the minutes (PDF)",
-        "home": "New session",
-        "required": "{field} is required.",
-        "too_long": "{field} is too long (at most {n} characters).",
-        "minutes_range": "Expected length must be a number of minutes from 1 to 720.",
-        "reason_required": "A reason is required (it is announced and written in the minutes).",
-        "expired": "The pre-flight result is stale or unknown: check again.",
-        "busy": "A session is already recording on this station.",
-        "login_title": "Log in to the station screen",
-        "pin": "Station PIN",
-        "log_in": "Log in",
-        "log_out": "Log out",
-        "wrong_pin": "Wrong PIN.",
-        "too_many_pins": "Too many wrong PINs; try again in {wait} s.",
-        "login_needed": "Log in with the station PIN.",
-        "foreign_host": "The station screen does not answer to this host name.",
-        "csrf": "The form expired or is not valid (CSRF): reload the page.",
-        "ok": "OK",
-        "warning": "Warning",
-        "block": "Blocked",
-        "check_col": "Check",
-        "device_col": "Device",
-        "result_col": "Result",
-        "refused": "Start refused",
-        "error": "Error",
-        "tz": "Vietnam time",
-        "cause_pause": "Pause",
-        "cause_device_lost": "Device lost",
-        "cause_crash": "Station crash",
-        "cause_power": "Power cut",
-        "cause_store_full": "Storage full",
-        "cause_encoder_stall": "Encoder stalled",
-    },
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+"""The screen's gettext catalogues (recorder/translations/<lang>/LC_MESSAGES/messages.po); ids are English."""
+MISSES = catalogue.Misses("station screen")
+
+
+def translate(message: str, lang: str, **params: object) -> str:
+    """`message` (English) in `lang`, `{name}` parameters filled in."""
+    return catalogue.translate(TRANSLATIONS, MISSES, message, lang, **params)
+
+
+LABELS = {
+    "case_number": N_("Case number"),
+    "suspect": N_("Suspect"),
+    "interrogators": N_("Interrogators"),
+    "legal_basis": N_("Legal basis"),
+    "expected_minutes": N_("Expected length (minutes)"),
 }
+"""The case form's fields as error messages name them."""
+
+ERRORS = {
+    "reason_required": N_("A reason is required (it is announced and written in the minutes)."),
+    "bad_marker": N_("That marker label is not in the unit's list."),
+}
+"""Errors a session page shows after a refused action (the key travels in the URL)."""
+
+CAUSES = {
+    "pause": N_("Pause"),
+    "device_lost": N_("Device lost"),
+    "crash": N_("Station crash"),
+    "power": N_("Power cut"),
+    "store_full": N_("Storage full"),
+    "encoder_stall": N_("Encoder stalled"),
+}
+
+STATUS_TEXT = {
+    400: N_("The request is not valid."),
+    401: N_("Log in with the station PIN."),
+    403: N_("This is not allowed."),
+    404: N_("Not found: the session may have ended, or the address is wrong."),
+    409: N_("This cannot be done now."),
+    500: N_("The station could not do this."),
+}
+"""What an error page says first when the error carries no words of the screen's own."""
+
+EXPIRED = N_("The pre-flight result is stale or unknown: check again.")
+BUSY = N_("A session is already recording on this station.")
 
 
 class ScreenError(RecorderError):
@@ -238,6 +125,8 @@ class ScreenSettings:
     without one."""
     marker_labels: tuple[str, ...] = MARKER_LABELS
     """The labels a marker may have (station.toml `marker_labels`, the unit's list); a marker may have none."""
+    support_contact: str = ""
+    """Whom the investigator calls when the screen says "call the IT desk" (station.toml `support_contact`)."""
     hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
     """The names the screen answers to (the Host header, port aside); any other is refused 403, so a web
     page elsewhere cannot reach the screen through a name it points at this station (DNS rebinding)."""
@@ -264,23 +153,25 @@ class CaseForm:
         return CaseInfo(self.case_number.strip(), self.suspect.strip(), people, self.legal_basis.strip())
 
     def validate(self, lang: str) -> dict[str, str]:
-        t = TEXT[lang]
         errors: dict[str, str] = {}
         for name in ("case_number", "suspect", "interrogators", "legal_basis"):
             value = getattr(self, name).strip()
-            label = t[name].split(" (")[0]
+            label = translate(LABELS[name], lang)
             if not value:
-                errors[name] = t["required"].format(field=label)
+                errors[name] = translate("{field} is required.", lang, field=label)
             elif len(value) > MAX_LEN[name]:
-                errors[name] = t["too_long"].format(field=label, n=MAX_LEN[name])
+                errors[name] = translate("{field} is too long (at most {n} characters).", lang, field=label,
+                                         n=MAX_LEN[name])
         if "interrogators" not in errors and not self.case().interrogators:
-            errors["interrogators"] = t["required"].format(field=t["interrogators"].split(" (")[0])
+            errors["interrogators"] = translate("{field} is required.", lang,
+                                               field=translate(LABELS["interrogators"], lang))
         try:
             minutes = int(self.expected_minutes)
         except ValueError:
             minutes = 0
         if not 1 <= minutes <= 720:
-            errors["expected_minutes"] = t["minutes_range"]
+            errors["expected_minutes"] = translate("Expected length must be a number of minutes from 1 to 720.",
+                                                   lang)
         return errors
 
 
@@ -309,7 +200,10 @@ class Active:
     error: str = ""
     manifest_bytes: bytes | None = None
     pending_uploads: int | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Check] = field(default_factory=list)
+    """The pre-flight's warnings (recording went ahead): shown in plain words while recording."""
+    paused_since_us: int | None = None
+    """When the investigator paused (station clock), for "paused for mm:ss"."""
     watchers: dict[str, str] = field(default_factory=dict)
     """Who watches live now, as the server last answered (view id -> "name, unit")."""
 
@@ -398,9 +292,9 @@ class Screen:
             p = self.pending
             if p is None or not hmac.compare_digest(p.token, token) or \
                     time.monotonic() - p.at > self.settings.preflight_valid_s:
-                raise ScreenError("expired")
+                raise ScreenError(EXPIRED)
             if self.active is not None and self.active.state in ("recording", "ending"):
-                raise ScreenError("busy")
+                raise ScreenError(BUSY)
             self.pending = None
         rec = p.recorder
         # Session events also go to the server this station is enrolled with (queued while it is away).
@@ -417,15 +311,13 @@ class Screen:
         try:
             sid = rec.start(p.form.case(), None)
         except PreflightRefused as err:
-            from recorder.preflight import Check
-
             refused = PreflightReport((*p.report.checks, Check("recorder.preflight", "station", "block", str(err))),
                                       p.report.required_bytes, p.report.clock_offset_s, rec.clock.now_us())
             self._refuse(refused, p.form)
             rec.journal.close()
             raise
         active = Active(rec, sid, rec.journal.session(sid).started_at_us, p.form.case(),
-                        warnings=[c.message for c in p.report.warnings])
+                        warnings=list(p.report.warnings))
         active.thread = threading.Thread(target=self._record, args=(active,), name=f"session-{sid[:8]}",
                                          daemon=True)
         with self.lock:
@@ -569,8 +461,8 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     def lang() -> str:
         return str(g.get("lang", "vi"))
 
-    def t(key: str) -> str:
-        return TEXT[lang()].get(key, key)
+    def _(message: str, **params: object) -> str:
+        return translate(message, lang(), **params)
 
     def csrf_token() -> str:
         if "csrf" not in session:
@@ -584,24 +476,27 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
         if host_name(request.host) not in settings.hosts:
             log.warning("refused a request for host %r (the screen answers to %s)", request.host[:100],
                         ", ".join(settings.hosts))
-            abort(403, description=f"{t('foreign_host')} ({request.host[:100]})")
+            refusal = _("The station screen does not answer to this host name.")
+            abort(403, description=f"{refusal} ({request.host[:100]})")
         g.logged_in = logins.valid(session.get("login"))
         if not g.logged_in and request.endpoint not in ("login_page", "log_in", "set_lang", "static"):
             if request.method == "GET" and not request.path.endswith((".json", ".jpg", ".pdf")):
                 return redirect(url_for("login_page"))
-            abort(401, description=t("login_needed"))
+            abort(401, description=_("Log in with the station PIN."))
         if request.method == "POST":
             sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
             expected = session.get("csrf")
             if not expected or not hmac.compare_digest(str(sent), str(expected)):
                 log.warning("refused a POST to %s without a valid CSRF token", request.path)
-                abort(400, description=t("csrf"))
+                abort(400, description=_("The form expired or is not valid (CSRF): reload the page."))
         return None
 
     @app.context_processor
     def inject() -> dict[str, Any]:
-        return {"t": t, "lang": lang(), "csrf_token": csrf_token, "site": settings.site, "room": settings.room,
-                "local_time": local_time, "utc_label": utc_offset_label, "logged_in": g.get("logged_in", False)}
+        return {"_": _, "lang": lang(), "csrf_token": csrf_token, "site": settings.site, "room": settings.room,
+                "local_time": local_time, "utc_label": utc_offset_label, "logged_in": g.get("logged_in", False),
+                "advise": advise, "support_contact": settings.support_contact, "CALL_IT": CALL_IT,
+                "cause_of": CAUSES, "stopped": STOPPED}
 
     def render(template: str, code: int = 200, **ctx: Any) -> tuple[str, int]:
         return render_template(template, **ctx), code
@@ -612,13 +507,24 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
     @app.errorhandler(404)
     @app.errorhandler(409)
     def http_error(err: Any) -> tuple[str, int]:
-        return render("screen/error.html", err.code, message=err.description)
+        # The screen's own refusals carry their (translated) words; werkzeug's stock English text goes behind
+        # "details", after what the status means in the page's language.
+        if err.description != type(err).description:
+            return render("screen/error.html", err.code, message=err.description)
+        return render("screen/error.html", err.code, message=_(STATUS_TEXT.get(err.code, STATUS_TEXT[400])),
+                      detail=err.description)
 
     @app.errorhandler(IrmsError)
     def irms_error(err: IrmsError) -> tuple[str, int]:
-        message = t(str(err)) if isinstance(err, ScreenError) else str(err)
-        status = 409 if isinstance(err, PreflightRefused) else err.http_status
-        return render("screen/error.html", status, message=message)
+        if isinstance(err, ScreenError):
+            return render("screen/error.html", err.http_status, message=_(str(err)))
+        if isinstance(err, PreflightRefused):
+            refused = advise(Check("recorder.preflight", "station", "block", str(err)))
+            return render("screen/error.html", 409, message=_(refused.problem), action=_(refused.action),
+                          call=refused.call, detail=str(err))
+        log.warning("screen: %s", err)
+        return render("screen/error.html", err.http_status, message=_(STATUS_TEXT[500]), call=CALL_IT,
+                      detail=str(err))
 
     @app.get("/lang/<code>")
     def set_lang(code: str) -> BaseResponse:
@@ -638,7 +544,8 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             token = logins.log_in(request.form.get("pin", ""))
         except PinRefused as err:
             log.warning("screen login refused from %s: %s", request.remote_addr, err)
-            message = t("too_many_pins").format(wait=err.wait_s) if err.wait_s else t("wrong_pin")
+            message = _("Too many wrong PINs; try again in {wait} s.", wait=err.wait_s) if err.wait_s else \
+                _("Wrong PIN.")
             return render("screen/login.html", err.http_status, error=message)
         session.clear()  # a new session: the CSRF token too
         session["login"] = token
@@ -667,11 +574,20 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             return render("screen/form.html", 400, form=form, errors=errors, last=None)
         a = screen.active
         if a is not None and a.state in ("recording", "ending"):
-            raise ScreenError("busy")
+            raise ScreenError(BUSY)
         result = screen.preflight(form)
         if isinstance(result, PreflightReport):
-            return render("screen/preflight.html", 409, form=form, report=result, token=None)
-        return render("screen/preflight.html", form=form, report=result.report, token=result.token)
+            return render("screen/preflight.html", 409, form=form, report=result, token=None, **view_of(result))
+        return render("screen/preflight.html", form=form, report=result.report, token=result.token,
+                      **view_of(result.report))
+
+    def view_of(report: PreflightReport) -> dict[str, Any]:
+        """The camera stills (data: URIs, no second request) and the sound levels the pre-flight took."""
+        view = report.view
+        stills = [(name, "data:image/jpeg;base64," + base64.b64encode(view.stills[name]).decode("ascii")
+                   if name in view.stills else None) for name in view.cameras] if view else []
+        levels = [(name, dbfs) for name, dbfs in sorted(view.levels.items())] if view else []
+        return {"stills": stills, "levels": levels, "silence_dbfs": AudioThresholds().silence_dbfs}
 
     @app.post("/start")
     def start() -> BaseResponse:
@@ -683,7 +599,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
         a = screen.session(sid)
         error = request.args.get("error")
         return render("screen/session.html", a=a, case=a.case, status=status_of(a), labels=settings.marker_labels,
-                      error=error if error in TEXT["en"] else None, confirm_end=request.args.get("confirm") == "end")
+                      error=ERRORS.get(error or ""), confirm_end=request.args.get("confirm") == "end")
 
     def status_of(a: Active) -> dict[str, Any]:
         rec = a.recorder
@@ -710,7 +626,9 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             "pending_uploads": pending,
             "manifest_sha256": manifest_sha256(a.manifest_bytes) if a.manifest_bytes else None,
             "error": a.error,
-            "warnings": a.warnings,
+            "warnings": [c.message for c in a.warnings],
+            "paused_since_us": a.paused_since_us if state == "paused" else None,
+            "uploads_settled": a.pending_uploads is not None,
             "markers": [{"at_us": m["at_us"], "label": m["detail"]} for m in markers],
             "watchers": sorted(a.watchers.values()),
         }
@@ -730,6 +648,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             return back_with_error(sid, "reason_required")
         if a.state == "recording" and not a.recorder.paused:
             a.recorder.pause(reason)
+            a.paused_since_us = a.recorder.clock.now_us()
         return redirect(url_for("session_page", sid=sid), code=303)
 
     @app.post("/session/<sid>/resume")
@@ -740,6 +659,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             return back_with_error(sid, "reason_required")
         if a.state == "recording" and a.recorder.paused:
             a.recorder.resume(reason)
+            a.paused_since_us = None
         return redirect(url_for("session_page", sid=sid), code=303)
 
     @app.post("/session/<sid>/marker")
@@ -788,7 +708,7 @@ def create_screen_app(recorder_factory: RecorderFactory, settings: ScreenSetting
             manifest = j.manifest(sid)
             records = len(j.segments(sid))
         if manifest is None:
-            abort(409, description="the session is not closed yet: no annex before its manifest is signed")
+            abort(409, description=_("The session is not closed yet: the annex is printed after the end."))
         header = parse_json_object(row.header.encode(), "session header")
         pdf = build_annex(header, manifest.encode("utf-8"), records, generated_at_us=settings.clock.now_us())
         return Response(pdf, mimetype="application/pdf",

@@ -80,7 +80,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
     app = create_screen_app(factory, ScreenSettings(site=args.site, room=args.room, clock_reference=reference,
                                                     clock_tolerance_s=config.clock_tolerance_s, hosts=hosts,
                                                     pin_hash=load_pin_hash(home),
-                                                    marker_labels=tuple(config.marker_labels)),
+                                                    marker_labels=tuple(config.marker_labels),
+                                                    support_contact=config.support_contact),
                             home=home)
     server = make_server(args.host, args.port, app, threaded=True)
     stopping = threading.Event()

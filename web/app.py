@@ -84,6 +84,14 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
         MAX_CONTENT_LENGTH=MAX_BODY,
     )
     csrf = CSRFProtect(app)
+    # Gettext catalogues (web/translations): Flask-Babel picks the page's language for its gettext and the
+    # Jinja i18n extension; `_` in templates stays web.i18n.translate (English ids, {name} parameters).
+    from flask_babel import Babel
+
+    from evidence import catalogue
+    catalogue.ensure_compiled(i18n.TRANSLATIONS)
+    Babel(app, locale_selector=lang, default_translation_directories=str(i18n.TRANSLATIONS))
+    app.jinja_env.globals["_"] = lambda message, **p: i18n.translate(message, lang(), **p)
 
     from web.admin import bp as admin_bp
     from web.alerts import bp as alerts_bp

@@ -259,9 +259,9 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
         checks = page.locator("#checks").inner_text()
         shot(page, "station-preflight")
         assert page.locator("#preflight-result").get_attribute("data-verdict") == "ok", checks
-        assert page.locator('tr.check[data-verdict="block"]').count() == 0, checks
+        assert page.locator('li.check[data-verdict="block"]').count() == 0, checks
         # The clock is checked against the server the station is enrolled with.
-        expect(page.locator('tr.check[data-check="clock.offset"]')).to_have_attribute("data-verdict", "ok")
+        expect(page.locator('li.check[data-check="clock.offset"]')).to_have_attribute("data-verdict", "ok")
         page.click("#start")
 
         state = page.locator("#state")

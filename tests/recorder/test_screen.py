@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from recorder import screen as screen_module
 from recorder.journal import Journal
 from recorder.preflight import read_refusals
 from recorder.screen import ScreenSettings, create_screen_app
@@ -23,7 +24,12 @@ from recorder.screen_cli import recorder_factory
 from recorder.screen_login import ScreenLogins, _hasher
 from tests.plugins.base import date_server
 from tests.plugins.devices import CameraPeer, MicPeer, camera_and_mic_kit
+from tests.plugins.pages import untranslated, visible_text
 from tests.plugins.recording import Station
+
+SCREEN_PO = Path(screen_module.__file__).parent / "translations" / "vi" / "LC_MESSAGES" / "messages.po"
+IT_DESK = "Đội kỹ thuật PC04, 024 3826 0000"
+ENGLISH = re.compile(r"\b(the|and|is|was|of|cannot|not|requested|server)\b", re.I)
 
 SITE, ROOM = "HN-CA-01", "P101"
 PIN = "2468-1357"
@@ -237,8 +243,22 @@ role = "room"
 source = "lavfi"
 device = "sine=frequency=1000:sample_rate={{rate}}"
 """)
-    client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit))
+    client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit), support_contact=IT_DESK)
     assert_blocked(client, home, "camera.frames", "cannot open rtsp://127.0.0.1")
+    # What the investigator reads: what is wrong, what to do, whom to call; the raw detail only behind "details".
+    page = client.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).get_data(as_text=True)
+    shown = visible_text(page)
+    for raw in ("camera.frames", "cannot open", "rtsp://", "Errno", "block"):
+        assert raw not in shown, raw
+    for words in ("KHÔNG ĐƯỢC BẮT ĐẦU GHI.", "Camera không gửi hình.", "Kiểm tra camera đã bật nguồn",
+                  "Sau đó bấm “Kiểm tra lại”.", f"Nếu vẫn không đạt, gọi bộ phận kỹ thuật: {IT_DESK}."):
+        assert words in shown, words
+    assert "<details><summary>Chi tiết kỹ thuật</summary>" in page and "cannot open rtsp://127.0.0.1" in page
+    assert untranslated(shown, SCREEN_PO) == []
+    client.set_cookie("irms_lang", "en")
+    shown = visible_text(client.post("/preflight", data={**FORM, "csrf_token": csrf(client)}).get_data(as_text=True))
+    assert "The camera sends no picture." in shown and f"If it does not pass, call the IT desk: {IT_DESK}." in shown
+    assert "camera.frames" not in shown
 
 
 def wait_state(client: FlaskClient, sid: str, state: str, timeout: float = 90) -> dict[str, Any]:
@@ -269,7 +289,10 @@ def test_unreachable_store_warns_and_still_records(home: Path, tmp_path: Path, a
     assert resp.status_code == 303
     sid = resp.headers["Location"].rstrip("/").split("/")[-1]
     page = client.get(f"/session/{sid}").get_data(as_text=True)
-    assert "ĐANG GHI / RECORDING" in page and "store unreachable" in page
+    assert "ĐANG GHI / RECORDING" in page and "store unreachable" in page  # the raw detail, behind "details"
+    shown = visible_text(page)
+    assert "Hiện không kết nối được kho lưu trữ trung tâm." in shown and "Vẫn có thể ghi" in shown
+    assert "unreachable" not in shown and "Errno" not in shown and "store.reachable" not in shown
     # A second local client without the PIN sees nothing of it and cannot pause or end it.
     intruder = apps[-1].test_client()
     assert intruder.get(f"/session/{sid}").status_code == 302
@@ -308,6 +331,12 @@ def test_unreachable_store_warns_and_still_records(home: Path, tmp_path: Path, a
     status = wait_state(client, sid, "ended")
     assert status["end_reason"] == "stopped"
     assert status["pending_uploads"] > 0  # queued on the station, not lost
+    # The end page says so plainly: how many pieces wait, that they are kept, whom to tell.
+    while not status["uploads_settled"]:
+        status = wait_state(client, sid, "ended")
+    shown = visible_text(client.get(f"/session/{sid}").get_data(as_text=True))
+    assert f"Còn {status['pending_uploads']} phần của bản ghi đang chờ trên trạm" in shown
+    assert "Báo bộ phận kỹ thuật của đơn vị." in shown and "Đã tải lên toàn bộ" not in shown
     pdf = client.get(f"/session/{sid}/annex.pdf")
     assert pdf.status_code == 200 and pdf.data[:5] == b"%PDF-"
     assert read_refusals(home) == []
@@ -327,6 +356,9 @@ def test_the_preflight_checks_a_camera_with_the_credentials_the_recording_uses(
     assert "needs 'user'" not in page and "pw-for-the-camera-9" not in page
     assert 'data-check="camera.wide" data-verdict="ok"' in page or \
         re.search(r'data-check="camera[^"]*" data-verdict="ok"', page), page
+    # The camera view: a still of what the RTSP camera sent at the check; the sound test: the microphone's level.
+    assert '<img class="still" src="data:image/jpeg;base64,' in page and 'data-device="camera wide"' in page
+    assert re.search(r'class="sound-test" data-device="microphone [^"]+"', page) and 'data-dbfs="' in page
 
 
 @pytest.mark.slow
@@ -370,3 +402,92 @@ def test_markers_and_viewers_go_into_the_signed_manifest(home: Path, tmp_path: P
                       ("witness_start", "9 T. T. B., Procuracy of Hà Nội"),
                       ("witness_stop", "7 N. V. A., Procuracy of Hà Nội"),
                       ("witness_stop", "9 T. T. B., Procuracy of Hà Nội")], events
+
+
+@pytest.fixture
+def reference_time() -> Iterator[str]:
+    """An HTTP server whose Date header is right: the clock check passes."""
+    with date_server() as url:
+        yield url
+
+
+def page_ok(client: FlaskClient, path: str, lang: str, method: str = "GET", **kw: Any) -> str:
+    """A page of the screen: in Vietnamese, no English message id left in what it shows, none asked for."""
+    resp = client.open(path, method=method, **kw)
+    page = resp.get_data(as_text=True)
+    if lang == "vi":
+        shown = visible_text(page)
+        assert untranslated(shown, SCREEN_PO) == [], (path, untranslated(shown, SCREEN_PO))
+        assert screen_module.MISSES.seen == set(), (path, screen_module.MISSES.seen)
+        # Nor English that is no message id (a library's stock text): the raw detail only behind "details".
+        assert not ENGLISH.search(shown), (path, ENGLISH.findall(shown))
+    return page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_every_screen_page_in_the_chosen_language(home: Path, tmp_path: Path, apps: list[Flask], lang: str,
+                                                 reference_time: str) -> None:
+    """Walk every page of the screen (login, form and its errors, pre-flight refused and passed with the camera's
+    still and the sound test, recording, paused with its duration, ended): in Vietnamese no page shows an
+    English message id, and the catalogue was never asked for one it lacks."""
+    screen_module.MISSES.seen.clear()
+    app = make_app(home, str(tmp_path / "store"), support_contact=IT_DESK, clock_reference=reference_time)
+    apps.append(app)
+    client = app.test_client()
+    client.set_cookie("irms_lang", lang)
+    page = page_ok(client, "/login", lang)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    page = page_ok(client, "/login", lang, "POST", data={"pin": "000000", "csrf_token": token})
+    assert ("Sai mã PIN." if lang == "vi" else "Wrong PIN.") in page
+    assert log_in(client) == 303
+    token = csrf(client)
+    page = page_ok(client, "/", lang)
+    assert ("Phiên hỏi cung mới" if lang == "vi" else "New interrogation session") in page
+    page = page_ok(client, "/preflight", lang, "POST", data={"csrf_token": token, "expected_minutes": "x"})
+    assert ("là bắt buộc." if lang == "vi" else "is required.") in page
+    page = page_ok(client, "/preflight", lang, "POST", data={**FORM, "expected_minutes": "720", "csrf_token": token})
+    page = page_ok(client, "/session/00000000-0000-4000-8000-000000000000", lang)  # 404, the error page
+    assert ("Không tìm thấy: phiên ghi có thể đã kết thúc" if lang == "vi" else "Not found: the session") in \
+        visible_text(page)
+    assert "The requested URL was not found" in page  # werkzeug's own words, behind "details"
+    page = page_ok(client, "/preflight", lang, "POST", data={**FORM, "csrf_token": token})
+    shown = visible_text(page)
+    assert ("Mọi thiết bị hoạt động tốt" if lang == "vi" else "Everything works") in shown
+    # The camera view: a real JPEG still of the generated picture; the sound test: the 1 kHz tone's level.
+    still = page.split('class="still" src="data:image/jpeg;base64,')[1].split('"')[0]
+    import base64
+
+    import cv2
+    import numpy as np
+    picture = cv2.imdecode(np.frombuffer(base64.b64decode(still), np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape[1] == 640 and float(picture.std()) > 20
+    level = float(page.split('data-dbfs="')[1].split('"')[0])
+    assert -30 < level < -10, level
+    assert ("Có âm thanh." if lang == "vi" else "Sound heard.") in shown
+    start_token = page.split('name="token" value="')[1].split('"')[0]
+    sid = client.post("/start", data={"csrf_token": token, "token": start_token}).headers["Location"].split("/")[-1]
+    page_ok(client, f"/session/{sid}", lang)
+    page_ok(client, f"/session/{sid}?error=reason_required", lang)
+    page_ok(client, f"/session/{sid}?confirm=end", lang)
+    client.post(f"/session/{sid}/pause", data={"csrf_token": token, "reason": "Nghỉ giải lao"})
+    status = wait_state(client, sid, "paused", 10)
+    assert status["paused_since_us"] and status["paused_since_us"] >= status["started_us"]
+    page = page_ok(client, f"/session/{sid}", lang)
+    assert 'id="paused-for"' in page and f'data-paused-since-us="{status["paused_since_us"]}"' in page
+    assert ("Đã tạm dừng" if lang == "vi" else "Paused for") in visible_text(page)
+    client.post(f"/session/{sid}/resume", data={"csrf_token": token, "reason": "Tiếp tục"})
+    assert wait_state(client, sid, "recording", 10)["paused_since_us"] is None
+    client.post(f"/session/{sid}/end", data={"csrf_token": token, "confirm": "yes"})
+    status = wait_state(client, sid, "ended")
+    deadline = time.monotonic() + 60
+    while not status["uploads_settled"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        status = wait_state(client, sid, "ended")
+    page = page_ok(client, f"/session/{sid}", lang)
+    assert status["pending_uploads"] == 0
+    assert ("Đã tải lên toàn bộ: bản ghi đã được lưu an toàn trong kho trung tâm." if lang == "vi" else
+            "Everything is uploaded: the recording is safe in the central store.") in visible_text(page)
+    assert re.search(r'<a class="button" id="annex" href="/session/[0-9a-f-]+/annex\.pdf"', page)
+    page_ok(client, "/", lang)
