@@ -405,6 +405,7 @@ class Recorder:
             crash_point("seal.committed")
             plain_path.unlink(missing_ok=True)
             sealed += 1
+            log.debug("session %s: segment %d sealed at %d", sid, seg.idx, self.clock.now_us())
             self.head_stamper.offer(sid, s.prefix, seg.idx, rec_bytes)
         if sealed:
             self.uploader.kick()

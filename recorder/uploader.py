@@ -106,6 +106,7 @@ class Uploader:
                 return done, True
             journal.confirm(name)
             local.unlink(missing_ok=True)
+            log.debug("uploaded %s at %d", name, self.clock.now_us())
             done += 1
             self.uploaded += 1
         self.last_error = None

@@ -194,6 +194,10 @@ VI.update({
     "Mark this moment": "Đánh dấu thời điểm này",
     "investigator": "điều tra viên",
     "Back to the session": "Quay lại phiên",
+    "The investigator's markers (part of the signed record); the prosecutors' own notes are not shared.":
+        "Đánh dấu của điều tra viên (thuộc bản ghi đã ký); ghi chú riêng của kiểm sát viên không được chia sẻ.",
+    "Also show the prosecutors' markers made so far": "Cho xem cả các đánh dấu của kiểm sát viên đến lúc này",
+    "with the prosecutors' markers": "kèm đánh dấu của kiểm sát viên",
 })
 
 # Scoping, personal data, custody and sharing (web/scope.py, web/shares.py, admin units).
