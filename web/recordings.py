@@ -269,6 +269,8 @@ def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: 
     checked and chained on from the cached chain value, and appended to the cached segments. A failing record
     stops the live view before it (write-once objects: nothing after it is read while recording; the audit
     after the end judges the whole session). Each segment is checked against its record when served."""
+    if row.verified_at_us is not None and t - row.verified_at_us < every_us:
+        return row  # looked at just now (most requests: no write, no lock)
     claimed = s.execute(update(RecordingSession).where(
         RecordingSession.id == row.id, RecordingSession.status == SessionStatus.RECORDING.value,
         or_(RecordingSession.verified_at_us.is_(None), RecordingSession.verified_at_us <= t - every_us))
