@@ -126,11 +126,15 @@ def one_run(world: LiveWorld, browser: object, segment_s: int, run: int) -> dict
             since_seal.append((shown - sealed[seg] / 1000) / 1000)
     if len(g2g) < len(samples) // 2:
         raise RuntimeError(f"only {len(g2g)} of {len(samples)} frame codes read")
-    seal_after_end, upload_after_seal = [], []
+    captured = rec.log_times("captured")
+    seal_after_end, capture_after_end, upload_after_seal = [], [], []
     for i, r in records.items():
         if i not in sealed:
             continue
-        seal_after_end.append((sealed[i] - int(r["start_us"]) - int(r["duration_us"])) / 1000)  # type: ignore[call-overload]
+        end_us = int(r["start_us"]) + int(r["duration_us"])  # type: ignore[call-overload]
+        seal_after_end.append((sealed[i] - end_us) / 1000)
+        if i in captured:
+            capture_after_end.append((captured[i] - end_us) / 1000)
         names = [n for n in uploaded if isinstance(n, str) and n.endswith((f"seg/{i:08d}.json", f"seg/{i:08d}.bin"))]
         if len(names) == 2:
             upload_after_seal.append((max(uploaded[n] for n in names) - sealed[i]) / 1000)
@@ -139,6 +143,9 @@ def one_run(world: LiveWorld, browser: object, segment_s: int, run: int) -> dict
         "seal_p50": statistics.median(since_seal) if since_seal else float("nan"),
         "seal_max": max(since_seal) if since_seal else float("nan"),
         "sealed_after_end_max_ms": max(seal_after_end) if seal_after_end else float("nan"),
+        "sealed_after_end_p50_ms": statistics.median(seal_after_end) if seal_after_end else float("nan"),
+        "captured_after_end_p50_ms": statistics.median(capture_after_end) if capture_after_end else float("nan"),
+        "captured_after_end_max_ms": max(capture_after_end) if capture_after_end else float("nan"),
         "upload_p95_ms": pct(upload_after_seal, 0.95) if upload_after_seal else float("nan"),
         "upload_max_ms": max(upload_after_seal) if upload_after_seal else float("nan"),
         "frames": len(g2g), "unread": unread, "segments": len(records),
@@ -146,7 +153,9 @@ def one_run(world: LiveWorld, browser: object, segment_s: int, run: int) -> dict
     print(f"segment {segment_s} s, run {run}: glass to glass p50 {out['g2g_p50']:.2f} s, max {out['g2g_max']:.2f} s "
           f"= {out['g2g_max'] / segment_s:.2f} segment lengths ({len(g2g)} frames read, {unread} unreadable); "
           f"since its segment was sealed p50 {out['seal_p50']:.2f} s, max {out['seal_max']:.2f} s; "
-          f"sealed at most {out['sealed_after_end_max_ms']:.0f} ms after the segment's last frame; "
+          f"after the segment's last frame: ffmpeg's list read p50 {out['captured_after_end_p50_ms']:.0f} ms, "
+          f"max {out['captured_after_end_max_ms']:.0f} ms, sealed p50 {out['sealed_after_end_p50_ms']:.0f} ms, "
+          f"max {out['sealed_after_end_max_ms']:.0f} ms; "
           f"uploaded (ciphertext and record) after the seal p95 {out['upload_p95_ms']:.0f} ms, "
           f"max {out['upload_max_ms']:.0f} ms over {len(upload_after_seal)} segments", flush=True)
     return out

@@ -56,11 +56,12 @@ class Recording:
     segment_s: int
 
     def log_times(self, what: str) -> dict[int | str, int]:
-        """Times (µs) the agent logged (with --debug): "sealed" by segment index, "uploaded" by object name."""
-        pattern = (r"segment (\d+) sealed at (\d+)" if what == "sealed" else r"uploaded (\S+) at (\d+)")
+        """Times (µs) the agent logged (with --debug): "captured" and "sealed" by segment index, "uploaded" by
+        object name."""
+        pattern = r"uploaded (\S+) at (\d+)" if what == "uploaded" else rf"segment (\d+) {what} at (\d+)"
         out: dict[int | str, int] = {}
         for m in re.finditer(pattern, self.proc.log.read_text(errors="replace")):
-            out[int(m.group(1)) if what == "sealed" else m.group(1)] = int(m.group(2))
+            out[m.group(1) if what == "uploaded" else int(m.group(1))] = int(m.group(2))
         return out
 
 
