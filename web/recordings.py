@@ -263,9 +263,9 @@ def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: 
     """The records of a session still recording as the store holds them now, incrementally.
 
     At most once per `every_us` per session (one refresh at a time, whichever process: the row's
-    `verified_at_us` is claimed by a conditional UPDATE, which PostgreSQL and SQLite both serialise). The
-    first look, or one after a look that found nothing, is the document audit (`verify_now` without the
-    byte rules); after that only the records after the last one cached are read (verifier/live.py), each
+    `verified_at_us` is claimed by a conditional UPDATE, which PostgreSQL and SQLite both serialise). While
+    no record is cached (the first look, or nothing uploaded yet) it is the document audit (`verify_now`
+    without the byte rules); after that only the records after the last one cached are read (verifier/live.py), each
     checked and chained on from the cached chain value, and appended to the cached segments. A failing record
     stops the live view before it (write-once objects: nothing after it is read while recording; the audit
     after the end judges the whole session). Each segment is checked against its record when served."""
