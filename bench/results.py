@@ -35,6 +35,8 @@ BENCHES: dict[str, list[str]] = {
     "dashboard": [],
     "heartbeat_ingest": ["--runs", "3"],
     "coverage_recompute": ["--runs", "3"],
+    "live_latency": ["--segments", "1", "2", "4", "--runs", "2"],
+    "live_viewers": ["--viewers", "20", "--seconds", "30", "--runs", "3"],
 }
 
 

@@ -373,8 +373,9 @@ class Recorder:
             self.keys[sid] = SessionKey(idx, data_key)
         return self.keys[sid]
 
-    def _seal_captured(self, sid: str) -> int:
-        """Seal every captured segment of the session, in index order."""
+    def _seal_captured(self, sid: str, keep: Path | None = None, kept: set[Path] | None = None) -> int:
+        """Seal every captured segment of the session, in index order. The plain file `keep` (a segment
+        whose health is judged after it is sealed) is left for the caller, and added to `kept` once sealed."""
         sealed = 0
         for seg in self.journal.segments(sid, "captured"):
             s = self.journal.session(sid)
@@ -386,7 +387,7 @@ class Recorder:
             except FileNotFoundError:
                 # The journal said "captured" but a power cut took the file: a declared loss.
                 self._declare_lost(sid, seg.idx, plain_path)
-                return sealed + self._seal_captured(sid)
+                return sealed + self._seal_captured(sid, keep, kept)
             key = self._key(sid)
             if self.clock_offset_source is not None:
                 measured = self.clock_offset_source()
@@ -403,8 +404,12 @@ class Recorder:
             crash_point("seal.outbox_written")
             self.journal.mark_sealed(sid, seg.idx, rec_bytes.decode(), out.record["chain"], objects)
             crash_point("seal.committed")
-            plain_path.unlink(missing_ok=True)
+            if plain_path == keep and kept is not None:
+                kept.add(plain_path)
+            else:
+                plain_path.unlink(missing_ok=True)
             sealed += 1
+            log.debug("session %s: segment %d sealed at %d", sid, seg.idx, self.clock.now_us())
             self.head_stamper.offer(sid, s.prefix, seg.idx, rec_bytes)
         if sealed:
             self.uploader.kick()
@@ -435,6 +440,7 @@ class Recorder:
         count = 0
         last_end = 0
         synced_dir = False
+        judge: tuple[Path, int, int, int] | None = None  # a segment whose health is due: judged once sealed
         for seg in listed:
             last_end = max(last_end, seg.end_us)
             if seg.file in known:
@@ -456,17 +462,16 @@ class Recorder:
             if torn:
                 self._keep_torn(sid, run, path, torn)
                 continue
-            index = self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start)
-            if index is not None:
+            idx = self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start)
+            if idx is not None:
+                log.debug("session %s: segment %d captured at %d", sid, idx, self.clock.now_us())
                 count += 1
-                if index == 0:
+                if idx == 0:
                     self._declare_late_start(sid, t0 + start)
                 self._on_media(sid, t0 + start)
                 now = self.clock.now_us()
-                if self.health.due(now):
-                    for kind, detail in self.health.check(path, now, seg.end_us - start):
-                        log.warning("session %s: %s %s", sid, kind, detail)
-                        self._event(sid, t0 + start, kind, detail)
+                if judge is None and self.health.due(now):
+                    judge = (path, t0 + start, seg.end_us - start, now)
         if final:
             listed_names = {s.file for s in listed}
             for path in sorted(run_dir.glob("seg*.ts")):
@@ -488,7 +493,18 @@ class Recorder:
                     self._on_media(sid, t0 + last_end)
                     last_end += duration
         if count:
-            self._seal_captured(sid)
+            # Seal (and so upload) first: a live viewer waits for the segment, not for its health judgement.
+            kept: set[Path] = set()
+            self._seal_captured(sid, judge[0] if judge else None, kept)
+            if judge is not None:
+                path, at, duration, now = judge
+                try:
+                    for kind, detail in self.health.check(path, now, duration):
+                        log.warning("session %s: %s %s", sid, kind, detail)
+                        self._event(sid, at, kind, detail)
+                finally:
+                    if path in kept:
+                        path.unlink(missing_ok=True)
         return count
 
     def _check_clock(self, sid: str) -> None:

@@ -106,6 +106,7 @@ class Uploader:
                 return done, True
             journal.confirm(name)
             local.unlink(missing_ok=True)
+            log.debug("uploaded %s at %d", name, self.clock.now_us())
             done += 1
             self.uploaded += 1
         self.last_error = None
@@ -122,12 +123,12 @@ class Uploader:
         try:
             while not self.stopping.is_set():
                 try:
-                    _done, failed = self.drain_once(journal)
+                    done, failed = self.drain_once(journal)
                 except (OSError, sqlite3.Error) as err:
                     if not disk_full(err):
                         raise
                     # The journal cannot note a confirmation while the disk is full: try again later.
-                    self.last_error, failed = f"station disk full: {err}", True
+                    self.last_error, failed, done = f"station disk full: {err}", True, 0
                 if failed:
                     log.warning("upload failed (%s); retrying in %.1f s", self.last_error, backoff)
                     self.wake.wait(backoff)
@@ -137,6 +138,8 @@ class Uploader:
                 backoff = 0.2
                 if self.draining.is_set() and journal.pending_count() == 0:
                     return
+                if done:
+                    continue  # a backlog is read 100 at a time: the next batch goes now, not after the idle wait
                 self.wake.wait(1.0)
                 self.wake.clear()
         finally:

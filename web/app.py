@@ -41,6 +41,9 @@ class _HttpError(WebError):
 def render_error(err: IrmsError) -> ResponseReturnValue:
     """The one error handler: every IrmsError becomes its http_status, as JSON or a page."""
     status = err.http_status
+    s = g.get("db_session")
+    if s is not None:
+        s.rollback()  # a failed flush leaves the request's session unusable: the page below reads g.user
     if wants_json():
         return jsonify({"error": type(err).__name__, "status": status, "message": str(err)}), status
     if isinstance(err, Unauthenticated) and request.endpoint != "auth.login":

@@ -50,8 +50,14 @@ def next_entry(last: tuple[int, str] | None, *, at_us: int, actor: str, action: 
 def append(s: Session, *, at_us: int, actor: str, action: str, target: str = "",
            detail: dict[str, Any] | None = None) -> AuditEntry:
     """Add one entry in the caller's transaction (it commits or rolls back with the action it records)."""
-    if s.get_bind().dialect.name == "postgresql":
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
         s.execute(text(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
+    elif dialect == "sqlite":
+        # No advisory lock in SQLite: a write that changes no row takes the database's write lock for the rest
+        # of this transaction, so a concurrent appender waits (busy timeout) instead of reading the same last
+        # entry (twenty live viewers opening the page at once each got "retry" before).
+        s.execute(text("UPDATE audit_log SET seq = seq WHERE seq < 0"))
     last = s.execute(text(LAST_SQL)).first()
     entry = AuditEntry(**next_entry((int(last[0]), str(last[1])) if last else None, at_us=at_us, actor=actor,
                                     action=action, target=target, detail=detail or {}))

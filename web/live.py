@@ -1,12 +1,12 @@
 """Live view of a session still recording, and markers added on the server.
 
 Live view (`/replay/<id>/live`): a prosecutor in scope watches a session as it records. The live
-playlist (`live.m3u8`) is an HLS EVENT playlist of the segments that reached the store: at most once
-a second per session the server re-reads the session's records from the store (signed, chained:
-`verifier.session.audit` without the byte rules, `web/recordings.verify_now`), and every segment is
-then served by replay's own route (web/replay.py): checked against its record, decrypted through the
-custody holder, checked again. The end tag comes once the session has ended and verifies. Watching is
-audited (`session.live`, one entry per view) and watermarked like a replay.
+playlist (`live.m3u8`) is an HLS EVENT playlist of the segments that reached the store: at most every
+quarter second per session the server reads on from the last record it already checked (signed, chained,
+witnessed heads: `web/recordings.refresh_recording`, `verifier/live.py`; the first look is the document
+audit), and every segment is then served by replay's own route (web/replay.py): checked against its record,
+decrypted through the custody holder, checked again. The end tag comes once the session has ended and
+verifies. Watching is audited (`session.live`, one entry per view) and watermarked like a replay.
 
 Each view is a row (`live_views`) kept open while the player asks for the playlist; after
 `WATCH_GAP_S` without a request it has ended. The station learns who watches from the answer to
@@ -29,7 +29,6 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.errors import ObjectNotFound
 from web import audit, replay, scope
 from web import recordings as R
 from web.auth import require_roles
@@ -52,27 +51,16 @@ from web.sessions import CONTENT_ROLES
 bp = Blueprint("live", __name__, url_prefix="/replay")
 WATCH_GAP_S = 10
 """A live view with no playlist request for this long has ended (the player asks every segment length)."""
-REFRESH_US = 1_000_000
-"""At most one re-read of a recording session's records per second, whoever asks."""
 LABEL_MAX = 200
 
 
 def refresh(s: Session, row: RecordingSession, t: int) -> RecordingSession:
-    """The session's records as the store holds them now: a recording session re-read at most once a
-    second (documents only: each segment is checked as it is served), an ended one verified in full."""
+    """The session's records as the store holds them now: a recording session read on incrementally at most
+    every `R.LIVE_REFRESH_US` (web/recordings.py `refresh_recording`), an ended one verified in full."""
     if row.status != SessionStatus.RECORDING.value:
         return R.ensure_verified(s, state().config, row, t)
-    if row.verified_at_us is not None and t - row.verified_at_us < REFRESH_US:
-        return row
-    s.refresh(row, with_for_update=True)  # one refresh at a time (PostgreSQL row lock); others see its result
-    if row.status == SessionStatus.RECORDING.value and (row.verified_at_us is None
-                                                        or t - row.verified_at_us >= REFRESH_US):
-        try:
-            R.verify_now(s, R.store_of(state().config), row, t, ciphertexts=False)
-        except ObjectNotFound:
-            row.verified_at_us = t  # nothing uploaded yet
-    s.commit()
-    return row
+    R.check_not_disposed(row)
+    return R.refresh_recording(s, R.store_of(state().config), row, t)
 
 
 def live_segments(row: RecordingSession) -> list[R.Seg]:
@@ -82,7 +70,9 @@ def live_segments(row: RecordingSession) -> list[R.Seg]:
     if any(f.get("segment") is None and f.get("rule") not in ("V09",) for f in findings):
         raise Conflict(f"session {row.session_id} fails verification ({', '.join(R.failed_rules(row))}): "
                        "not played")
-    first_bad = min((int(f["segment"]) for f in findings if f.get("segment") is not None), default=None)
+    accepted = row.segment_count or 0
+    first_bad = min((int(f["segment"]) for f in findings
+                     if f.get("segment") is not None and not R.in_flight(f, accepted)), default=None)
     segs = replay._segs(row)
     return [x for x in segs if first_bad is None or x.idx < first_bad]
 

@@ -153,6 +153,8 @@ class Share(Base):
     expires_at_us: Mapped[int] = mapped_column(BigInteger)
     revoked_at_us: Mapped[int | None] = mapped_column(BigInteger)
     revoked_by: Mapped[str] = mapped_column(String(100), default="")
+    server_markers: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The party also sees the prosecutors' own markers made up to the share's creation (never those made later)."""
 
 
 class Station(Base):
@@ -417,6 +419,8 @@ class SessionSegment(Base):
     cipher_size: Mapped[int] = mapped_column(BigInteger)
     plain_sha256: Mapped[str] = mapped_column(String(64))
     plain_size: Mapped[int] = mapped_column(BigInteger)
+    chain: Mapped[str | None] = mapped_column(String(64))
+    """The record's chain value: a recording session's live refresh reads on after the last one (verifier/live.py)."""
 
 
 class SessionEvent(Base):

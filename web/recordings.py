@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select
+from sqlalchemy import ColumnElement, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from evidence.canonical import canonical_json, parse_json_object
@@ -30,6 +30,7 @@ from evidence.keys import ed25519_public_from_raw
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound, StoreError
 from storage.url import open_store
+from verifier.live import read_on
 from verifier.rules import Finding
 from verifier.session import Options, Report, audit
 from verifier.trust import TrustStore
@@ -209,7 +210,8 @@ def verify_now(s: Session, store: ObjectStore, row: RecordingSession, now_us: in
         s.execute(insert(SessionSegment), [
             {"session_pk": row.id, "idx": r["index"], "run": r["run"], "key_index": r["key_index"],
              "start_us": r["start_us"], "duration_us": r["duration_us"], "cipher_sha256": r["cipher_sha256"],
-             "cipher_size": r["cipher_size"], "plain_sha256": r["plain_sha256"], "plain_size": r["plain_size"]}
+             "cipher_size": r["cipher_size"], "plain_sha256": r["plain_sha256"], "plain_size": r["plain_size"],
+             "chain": r["chain"]}
             for r in report.records])
     row.updated_at_us = now_us
     s.flush()
@@ -239,6 +241,80 @@ def ensure_verified(s: Session, cfg: WebConfig, row: RecordingSession, now_us: i
         row.verification_findings = json.dumps([{"rule": "V01", "name": "session not in the store yet",
                                                  "message": "no objects uploaded yet", "segment": None}])
         row.verified_at_us = now_us
+    s.commit()
+    return row
+
+
+LIVE_REFRESH_US = 250_000
+"""A recording session's records are looked at in the store at most this often, whoever asks (a look that
+finds nothing new is one GET)."""
+
+
+def in_flight(f: dict[str, Any], accepted: int) -> bool:
+    """A finding that only says an object is still on its way while the session records: a ciphertext not
+    uploaded yet (V05), or a chain head witnessed (V13) or time-stamped (V19) past the records in the store
+    (the station reports and stamps a head as it seals the segment, before the upload)."""
+    seg = f.get("segment")
+    return seg is not None and (f.get("rule") == "V05" or (f.get("rule") in ("V13", "V19") and int(seg) >= accepted))
+
+
+def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: int,
+                      every_us: int = LIVE_REFRESH_US) -> RecordingSession:
+    """The records of a session still recording as the store holds them now, incrementally.
+
+    At most once per `every_us` per session (one refresh at a time, whichever process: the row's
+    `verified_at_us` is claimed by a conditional UPDATE, which PostgreSQL and SQLite both serialise). While
+    no record is cached (the first look, or nothing uploaded yet) it is the document audit (`verify_now`
+    without the byte rules); after that only the records after the last one cached are read (verifier/live.py), each
+    checked and chained on from the cached chain value, and appended to the cached segments. A failing record
+    stops the live view before it (write-once objects: nothing after it is read while recording; the audit
+    after the end judges the whole session). Each segment is checked against its record when served."""
+    if row.verified_at_us is not None and t - row.verified_at_us < every_us:
+        return row  # looked at just now (most requests: no write, no lock)
+    claimed = s.execute(update(RecordingSession).where(
+        RecordingSession.id == row.id, RecordingSession.status == SessionStatus.RECORDING.value,
+        or_(RecordingSession.verified_at_us.is_(None), RecordingSession.verified_at_us <= t - every_us))
+        .values(verified_at_us=t).execution_options(synchronize_session=False)).rowcount
+    if not claimed:
+        s.commit()
+        s.refresh(row)  # another request refreshed it just now: its result
+        return row
+    s.refresh(row)
+    findings = findings_of(row)
+    accepted = row.segment_count or 0
+    blocking = [f for f in findings if not in_flight(f, accepted)]
+    last = s.execute(select(SessionSegment.idx, SessionSegment.chain).where(SessionSegment.session_pk == row.id)
+                     .order_by(SessionSegment.idx.desc()).limit(1)).first()
+    if row.verification and blocking:
+        pass  # stopped at a failing record or a session-wide finding: the audit after the end judges it
+    elif not row.verification or last is None or last.chain is None or last.idx != accepted - 1:
+        try:
+            report = verify_now(s, store, row, t, ciphertexts=False)
+            kept = [f.to_json() for f in report.findings if not in_flight(f.to_json(), report.segments)]
+            if report.status == "failed" and not kept:  # only objects still on their way
+                row.verification = "unterminated"
+            row.verification_findings = json.dumps(kept, ensure_ascii=False)
+        except ObjectNotFound:
+            row.verified_at_us = t  # nothing uploaded yet
+    else:
+        key = trust_for(s, row.station_id).station_key(row.station_id)
+        witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
+        got = read_on(store, row.prefix, row.session_id, key, next_index=last.idx + 1, prev_chain=last.chain,
+                      witnessed=witnessed)
+        if got.records:
+            s.execute(insert(SessionSegment), [
+                {"session_pk": row.id, "idx": r["index"], "run": r["run"], "key_index": r["key_index"],
+                 "start_us": r["start_us"], "duration_us": r["duration_us"], "cipher_sha256": r["cipher_sha256"],
+                 "cipher_size": r["cipher_size"], "plain_sha256": r["plain_sha256"], "plain_size": r["plain_size"],
+                 "chain": r["chain"]} for r in got.records])
+            row.segment_count = accepted + len(got.records)
+            row.duration_us = (row.duration_us or 0) + sum(int(r["duration_us"]) for r in got.records)
+        # What was only on its way at the last look is not judged again here (each ciphertext is checked
+        # when served; the audit after the end judges them all).
+        row.verification = "failed" if got.finding is not None else "unterminated"
+        row.verification_findings = json.dumps([got.finding.to_json()] if got.finding is not None else [],
+                                               ensure_ascii=False)
+        row.updated_at_us = t
     s.commit()
     return row
 
@@ -344,7 +420,10 @@ def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group:
             entries.append([])
         entries[-1].append(x)
         prev = x
-    target = max((math.ceil(sum(x.duration_us for x in e) / 1e6) for e in entries), default=1)
+    # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer is at most the target duration. Rounding up
+    # instead made 1.04 s segments a 2 s target, and a live player keeps (and polls) a target duration behind
+    # the live edge.
+    target = max((math.floor(sum(x.duration_us for x in e) / 1e6 + 0.5) for e in entries), default=1)
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(target, 1)}", "#EXT-X-MEDIA-SEQUENCE:0",
              "#EXT-X-PLAYLIST-TYPE:EVENT" if live else "#EXT-X-PLAYLIST-TYPE:VOD"]
     for n, e in enumerate(entries):

@@ -39,7 +39,7 @@ from web import recordings as R
 from web.auth import require_roles
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, Conflict, NotFound
-from web.models import RecordingSession, SessionSegment
+from web.models import RecordingSession, SessionSegment, SessionStatus
 from web.scope import Need
 from web.sessions import CONTENT_ROLES
 
@@ -85,7 +85,11 @@ def end_grant(row: RecordingSession, who: Reader) -> None:
 
 
 def playable(row: RecordingSession) -> RecordingSession:
-    R.ensure_verified(db_session(), state().config, row, now_us())
+    if row.status == SessionStatus.RECORDING.value and row.disposed_at_us is None:
+        # still recording (a live viewer's segments): read on from the records already checked
+        R.refresh_recording(db_session(), R.store_of(state().config), row, now_us())
+    else:
+        R.ensure_verified(db_session(), state().config, row, now_us())
     if not row.segment_count:
         raise NotFound(f"session {row.session_id} has no verified segments to play yet")
     return row

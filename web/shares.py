@@ -21,11 +21,11 @@ import secrets
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import IntegerField, StringField
+from wtforms import BooleanField, IntegerField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, NumberRange
 
 from web import audit, scope
@@ -34,6 +34,7 @@ from web import replay as RP
 from web.auth import require_roles
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, Conflict, Forbidden, NotFound
+from web.live import investigator_markers, server_markers
 from web.models import RecordingSession, Share, ShareAllow
 from web.scope import Need
 from web.sessions import CONTENT_ROLES, sealed_copy
@@ -49,6 +50,7 @@ class ShareForm(FlaskForm):
     party_kind = StringField(validators=[AnyOf(list(PARTY_KINDS))])
     allow = StringField(validators=[AnyOf([a.value for a in ShareAllow])])
     days = IntegerField(validators=[DataRequired(), NumberRange(1, MAX_DAYS)])
+    server_markers = BooleanField(default=False)
 
 
 class RevokeShareForm(FlaskForm):
@@ -65,8 +67,9 @@ def _form_error(form: FlaskForm) -> BadRequest:
 
 
 def create(s: Session, row: RecordingSession, *, party: str, party_kind: str, allow: str, days: int, actor: str,
-           now_us: int) -> tuple[Share, str]:
-    """A new share of a verified session; returns it and its access code (shown once, never stored)."""
+           now_us: int, server_markers: bool = False) -> tuple[Share, str]:
+    """A new share of a verified session; returns it and its access code (shown once, never stored). With
+    `server_markers` the party also sees the prosecutors' own markers made up to now (never later ones)."""
     if row.verification != "verified" or not row.manifest_sha256:
         raise Conflict(f"session {row.session_id} is not verified: only a verified session is shared (its seal)")
     code = secrets.token_urlsafe(32)
@@ -74,12 +77,12 @@ def create(s: Session, row: RecordingSession, *, party: str, party_kind: str, al
                   party_kind=party_kind, allow=allow, manifest_sha256=row.manifest_sha256,
                   chain_head=str(json.loads(row.manifest).get("chain_head", "")), created_by=actor,
                   created_at_us=now_us, expires_at_us=now_us + days * 86_400_000_000, revoked_at_us=None,
-                  revoked_by="")
+                  revoked_by="", server_markers=server_markers)
     s.add(share)
     s.flush()
     audit.append(s, at_us=now_us, actor=actor, action="share.create", target=row.session_id,
                  detail={"share": share.id, "party": share.party, "party_kind": party_kind, "allow": allow,
-                         "until_us": share.expires_at_us})
+                         "until_us": share.expires_at_us, "server_markers": server_markers})
     return share, code
 
 
@@ -97,7 +100,7 @@ def add(session_id: str) -> ResponseReturnValue:
     R.ensure_verified(s, state().config, row, now_us())
     share, code = create(s, row, party=form.party.data or "", party_kind=form.party_kind.data or "",
                          allow=form.allow.data or "", days=int(form.days.data or 0), actor=g.user.username,
-                         now_us=now_us())
+                         now_us=now_us(), server_markers=bool(form.server_markers.data))
     s.commit()
     link = url_for("shares.unlock", _external=True) + "#" + code
     import segno
@@ -183,6 +186,9 @@ def receipt_pdf(share: Share, row: RecordingSession, tz: str) -> bytes:
     field("Số biên nhận / Share:", str(share.id))
     field("Người được chia sẻ / Party:", f"{share.party} ({share.party_kind})")
     field("Được phép / Allowed:", allow)
+    field("Đánh dấu của kiểm sát viên / Prosecutors' markers:",
+          "có, những đánh dấu đến lúc chia sẻ / yes, those made up to the share" if share.server_markers
+          else "không / no")
     field("Phiên ghi / Session:", share.session_id, mono=True)
     field("Số vụ án / Case:", row.case_number)
     field("Từ / From:", f"{when(share.created_at_us)} ({tz})")
@@ -266,6 +272,21 @@ def segments(share_id: int, first: int, last: int) -> ResponseReturnValue:
     share, row = scope.share_for(db_session(), share_id, "replay", now_us())
     RP.check_group(first, last)
     return RP.serve(RP.playable(row), first, last, _reader(share))
+
+
+@bp.route("/shared/<int:share_id>/markers.json")
+def markers(share_id: int) -> ResponseReturnValue:
+    """The markers an outside party sees: the investigator's (signed events of the manifest: evidence, in the
+    sealed copy and the annex too); the prosecutors' own (server annotations, their work) only when the share
+    allows it, and then only those made up to the share's creation."""
+    s = db_session()
+    share, row = scope.share_for(s, share_id, "replay", now_us())
+    shown = [m for m in server_markers(s, row.session_id) if m.created_us <= share.created_at_us] \
+        if share.server_markers else []
+    return jsonify({"investigator": investigator_markers(s, row),
+                    "server": [{"at_us": m.at_us, "label": m.label, "author": m.author_name, "unit": m.unit_name}
+                               for m in shown],
+                    "media_map": R.media_map(RP._segs(row))}), 200, RP.NO_STORE
 
 
 @bp.route("/shared/<int:share_id>/copy.zip")

@@ -112,6 +112,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "shares.unlock": same(404) | {S_LIVE: 302, S_EXP: 403, S_REV: 403},  # POST: one's own code, else a wrong one
     "shares.shared": SHARED,
     "shares.playlist": SHARED,
+    "shares.markers": SHARED,
     "shares.segment": SHARED,
     "shares.segments": SHARED,
     "shares.copy": SHARED,

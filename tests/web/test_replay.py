@@ -97,6 +97,12 @@ def test_defence_counsel_opens_the_shared_link_and_plays(sessions_world: Session
     page = chromium_page
     base = live_server(app)
     login_as(page, base, "prosecutor")
+    # The prosecutor's own note on the recording: not for the defence (the share does not allow it).
+    page.goto(f"{base}/replay/{sw.session_id}")
+    page.wait_for_function("() => isFinite(document.getElementById('player').duration)", timeout=30_000)
+    page.fill("#marker-label", "Ghi chú nội bộ của kiểm sát viên")
+    page.click("#add-marker")
+    expect(page.locator('#markers li[data-kind="server"]')).to_have_count(1)
     page.goto(f"{base}/sessions/{sw.session_id}")
     page.locator("#share-form").evaluate("f => f.closest('details').open = true")
     page.fill("#share-form input[name=party]", "Luật sư Lê Văn C")
@@ -109,7 +115,11 @@ def test_defence_counsel_opens_the_shared_link_and_plays(sessions_world: Session
     counsel = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
     try:
         other = counsel.new_page()
-        other.goto(link)
+        with other.expect_response(re.compile(r"/shared/\d+/markers\.json$")) as markers:
+            other.goto(link)
+        assert markers.value.ok and markers.value.json()["server"] == []
+        expect(other.locator("#share-markers-note")).to_be_visible()
+        expect(other.locator("#marker-form")).to_have_count(0)
         expect(other).to_have_url(re.compile(r"/shared/\d+/$"))
         assert "#" not in other.url
         expect(other.locator("#share-party")).to_contain_text("Luật sư Lê Văn C")

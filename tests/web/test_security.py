@@ -148,3 +148,33 @@ def test_refusal_page_speaks_the_page_language(world: World, client: FlaskClient
     assert client.post("/language", data={"language": "en", "csrf_token": csrf_token(client, "/")}).status_code == 302
     html = client.get("/admin/audit").get_data(as_text=True)
     assert "Your role may not use this page." in html and "Vai trò" not in html
+
+
+def test_concurrent_audit_appends_wait_for_each_other(db: Database) -> None:
+    """Many requests audited at the same moment (twenty live viewers opening the page at once): each append
+    waits for the other (PostgreSQL: an advisory lock; SQLite: the write lock), none is refused, the chain holds."""
+    import threading
+
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def appender(n: int) -> None:
+        start.wait()
+        for i in range(5):
+            try:
+                with db.session() as s:
+                    s.execute(text("SELECT 1"))  # a read first, as a request does before it audits
+                    audit.append(s, at_us=1_800_000_000_000_000 + i, actor=f"ksv{n}", action="session.live",
+                                 target="s", detail={"i": i})
+            except BaseException as err:  # noqa: BLE001 - collected and reported below
+                failures.append(err)
+
+    threads = [threading.Thread(target=appender, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures[:3]
+    with db.session() as s:
+        report = audit.verify(s)
+    assert report.entries >= 40

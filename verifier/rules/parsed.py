@@ -14,11 +14,31 @@ from evidence.chain import chain_genesis, chain_next
 from evidence.crypto import Unwrapper
 from evidence.errors import DecryptionError, FormatError, SignatureError
 from evidence.keys import ed25519_public_from_raw, key_id, public_raw, unb64, verify_document
-from verifier.evidence import SessionEvidence
+from verifier.evidence import Parsed, SessionEvidence
 from verifier.timestamp import TimeProof
 from verifier.trust import TrustStore
 
 TAG_BYTES = 16  # AES-GCM tag appended to every ciphertext
+
+
+def record_problem(parsed: Parsed, key: Ed25519PublicKey | None, session_id: str, i: int) -> str | None:
+    """Why the record stored as segment `i` is not accepted (V04), or None: well formed (exact canonical
+    bytes, closed members), signed by `key`, of this session, cipher_size = plain_size + 16."""
+    if parsed.doc is None:
+        return parsed.error
+    rec = parsed.doc
+    if key is None:
+        return "no station key to check the record's signature"
+    try:
+        verify_document(rec, key, f"record {i}")
+    except SignatureError as err:
+        return str(err)
+    if rec["session_id"] != session_id:
+        return f"record belongs to session {rec['session_id']}"
+    if rec["cipher_size"] != rec["plain_size"] + TAG_BYTES:
+        return (f"record says cipher_size {rec['cipher_size']} for plain_size {rec['plain_size']}; "
+                f"AES-256-GCM adds exactly {TAG_BYTES} bytes")
+    return None
 
 
 @dataclass(frozen=True)
@@ -117,22 +137,7 @@ class ParsedSession:
         return {}
 
     def _check_record(self, i: int) -> str | None:
-        parsed = self.evidence.records[i]
-        if parsed.doc is None:
-            return parsed.error
-        rec = parsed.doc
-        if self.signing_key is None:
-            return "no station key to check the record's signature"
-        try:
-            verify_document(rec, self.signing_key, f"record {i}")
-        except SignatureError as err:
-            return str(err)
-        if rec["session_id"] != self.session_id:
-            return f"record belongs to session {rec['session_id']}"
-        if rec["cipher_size"] != rec["plain_size"] + TAG_BYTES:
-            return (f"record says cipher_size {rec['cipher_size']} for plain_size {rec['plain_size']}; "
-                    f"AES-256-GCM adds exactly {TAG_BYTES} bytes")
-        return None
+        return record_problem(self.evidence.records[i], self.signing_key, self.session_id, i)
 
     @cached_property
     def records(self) -> dict[int, dict[str, Any]]:

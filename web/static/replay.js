@@ -100,7 +100,8 @@
     load();
     setInterval(load, 3000);
     video.addEventListener("durationchange", load);
-    document.getElementById("marker-form").addEventListener("submit", function (e) {
+    var form = document.getElementById("marker-form");  // none on a shared link: an outside party adds none
+    if (form) form.addEventListener("submit", function (e) {
       e.preventDefault();
       var wall = wallOf(video.currentTime);
       if (wall === null) { return; }
