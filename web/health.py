@@ -1,0 +1,191 @@
+"""A room's and a station's health over time, read from the stored heartbeats and uptime spans.
+
+A station beats every minute: 30 days are 43,200 heartbeats. A chart needs a few hundred points, so the
+history is sampled: the first heartbeat of each of `SAMPLES` equal slices of the range, each found by one
+index probe on (station_pk, sent_us), never by reading the whole range. Only the sampled bodies are parsed.
+What a page shows of a heartbeat is equipment health only: probes, disk, clock, versions, self-test results;
+never anything of a session's content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from web.coverage import DAY_US, Policy, RoomIn, RoomStatus, SiteIn, Span, StationIn, compute_trend, room_status
+from web.evidence import _fetch
+from web.heartbeat.body import facts_from_verdict
+from web.models import Heartbeat, Room, Site, Station, StationStatus, UptimeSpan
+
+SAMPLES = 240
+RANGES_DAYS = (1, 7, 30)
+"""The time ranges a page offers (its picker); 30 is the longest kept in view."""
+
+PROBE_KINDS: dict[str, tuple[str, ...]] = {
+    "picture": ("camera.black",),
+    "sound": ("mic.silent", "mic.level"),
+}
+"""Which probe's value each chart plots: the picture's mean luma, the sound's level in dBFS."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One heartbeat as a page shows it."""
+
+    station_id: str
+    sent_us: int
+    received_us: int
+    ok: bool
+    reasons: tuple[Any, ...]
+    disk_free_bytes: int | None
+    clock_offset_ms: int | None
+    values: dict[str, dict[str, float]]
+    """Per chart (picture, sound), per device, the probe's value."""
+    versions: dict[str, str]
+    selftest: tuple[int, bool] | None
+
+
+@dataclass(frozen=True)
+class History:
+    start_us: int
+    end_us: int
+    samples: list[Beat]
+    latest: list[Beat]
+    selftests: list[tuple[int, bool, str]]
+    """(when, passed, station) of every self-test result the sampled and latest heartbeats name, newest first."""
+    days: list[tuple[dt.date, float | None]] = field(default_factory=list)
+    """Uptime per local day over the range."""
+
+
+def _number(v: object) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def beat_of(station_id: str, sent_us: int, received_us: int, ok: bool, reasons: str, disk: int | None,
+            clock: int | None, body: str) -> Beat:
+    """A stored heartbeat row as a page shows it (pure; a body that is not an object yields no values)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    values: dict[str, dict[str, float]] = {}
+    for p in doc.get("probes") or ():
+        if not isinstance(p, dict):
+            continue
+        for chart, checks in PROBE_KINDS.items():
+            v = _number(p.get("value"))
+            if p.get("check") in checks and v is not None:
+                values.setdefault(chart, {})[str(p.get("device") or "?")] = v
+    st = doc.get("selftest")
+    selftest = None
+    if isinstance(st, dict) and isinstance(st.get("at_us"), int) and isinstance(st.get("ok"), bool):
+        selftest = (st["at_us"], st["ok"])
+    versions = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
+    facts = facts_from_verdict(sent_us, received_us, ok, reasons)
+    return Beat(station_id, sent_us, received_us, ok, facts.verdict or (), disk, clock, values,
+                {str(k): str(v) for k, v in versions.items()}, selftest)
+
+
+_COLS = "id, sent_us, received_us, ok, reasons, disk_free_bytes, clock_offset_ms, body"
+
+
+def sample_ids(s: Session, station_pk: int, start_us: int, end_us: int, samples: int = SAMPLES) -> list[int]:
+    """The first heartbeat of each of `samples` equal slices of [start, end): one index probe per slice."""
+    width = max((end_us - start_us) // samples, 1)
+    sql = ("WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?) "
+           "SELECT (SELECT h.id FROM heartbeats h WHERE h.station_pk = ? AND h.sent_us >= ? + b.i * ? "
+           "AND h.sent_us < ? + (b.i + 1) * ? ORDER BY h.sent_us LIMIT 1) FROM b")
+    rows = _fetch(s, sql, (samples, station_pk, start_us, width, start_us, width))
+    return [r[0] for r in rows if r[0] is not None]
+
+
+def _beats(s: Session, ids: Sequence[int], names: dict[int, str]) -> list[Beat]:
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    rows = _fetch(s, f"SELECT station_pk, {_COLS} FROM heartbeats WHERE id IN ({marks})", tuple(ids))
+    beats = [beat_of(names[pk], sent, rec, bool(ok), reasons, disk, clock, body)
+             for pk, _id, sent, rec, ok, reasons, disk, clock, body in rows]
+    return sorted(beats, key=lambda b: b.sent_us)
+
+
+def history(s: Session, stations: Sequence[tuple[int, str]], start_us: int, end_us: int, *, latest: int = 20,
+            samples: int = SAMPLES) -> History:
+    """The sampled heartbeats of these stations (pk, station id) over [start, end), their `latest` last ones,
+    and the self-test results they name."""
+    names = dict(stations)
+    ids: list[int] = []
+    last: list[int] = []
+    for pk, _ in stations:
+        ids += sample_ids(s, pk, start_us, end_us, samples)
+        last += [r[0] for r in _fetch(s, "SELECT id FROM heartbeats WHERE station_pk = ? AND sent_us < ? "
+                                         "ORDER BY sent_us DESC LIMIT ?", (pk, end_us, latest))]
+    sampled = _beats(s, ids, names)
+    newest = sorted(_beats(s, last, names), key=lambda b: -b.sent_us)[:latest]
+    seen: dict[tuple[int, str], bool] = {}
+    for b in (*sampled, *newest):
+        if b.selftest is not None:
+            seen[(b.selftest[0], b.station_id)] = b.selftest[1]
+    selftests = sorted(((at, ok, sid) for (at, sid), ok in seen.items()), key=lambda x: -x[0])
+    return History(start_us, end_us, sampled, newest, selftests)
+
+
+# --- one room -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoomView:
+    room: Room
+    site: Site
+    status: RoomStatus
+    stations: list[Station]
+    history: History
+    uptime: float | None
+    """Share of the range the room was working."""
+
+
+def _room_spans(s: Session, station_pks: Sequence[int], since_us: int) -> list[Span]:
+    if not station_pks:
+        return []
+    marks = ", ".join("?" * len(station_pks))
+    return [Span._make(r) for r in _fetch(
+        s, f"SELECT room_id, start_us, end_us FROM {UptimeSpan.__tablename__} "
+           f"WHERE station_pk IN ({marks}) AND end_us >= ?", (*station_pks, since_us))]
+
+
+def room_view(s: Session, room: Room, now_us: int, days: int, policy: Policy, tz_name: str) -> RoomView:
+    """Everything a room's page shows, read for this room only (no national computation)."""
+    site = s.get(Site, room.site_id)
+    assert site is not None
+    stations = list(s.scalars(select(Station).where(Station.room_id == room.id).order_by(Station.enrolled_at_us)))
+    room_in = RoomIn(room.id, room.site_id, room.code, room.name)
+    site_in = SiteIn(site.id, site.code, site.name, "", site.facility_type)
+    latest = {}
+    for st in stations:
+        if st.last_heartbeat_id is not None and st.status != StationStatus.REVOKED.value:
+            hb = s.get(Heartbeat, st.last_heartbeat_id)
+            if hb is not None:
+                latest[st.station_id] = facts_from_verdict(hb.sent_us, hb.received_us, hb.ok, hb.reasons)
+    status = room_status(room_in, site_in,
+                         [StationIn(st.station_id, st.room_id, st.status == StationStatus.REVOKED.value)
+                          for st in stations], latest, now_us, policy)
+    start = now_us - days * DAY_US
+    hist = history(s, [(st.id, st.station_id) for st in stations], start, now_us)
+    spans = [sp for sp in _room_spans(s, [st.id for st in stations], start) if sp.room_id == room.id]
+    trend = compute_trend([site_in], [room_in], spans, now_us, days, ZoneInfo(tz_name))
+    day_points = [(p.day, p.room_uptime) for p in trend.days]
+    hist = History(hist.start_us, hist.end_us, hist.samples, hist.latest, hist.selftests, day_points)
+    return RoomView(room, site, status, stations, hist, trend.room_uptime.get(room.id))
