@@ -85,7 +85,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_range: tuple[float, fl
                      for x, v in lone if v is not None)
     note = (f'<text x="{W / 2:.0f}" y="{H / 2:.0f}" class="axis empty" text-anchor="middle">{escape(empty)}</text>'
             if empty and not any(v is not None for s in series for _, v in s.points) else "")
-    legend = "".join(f'<span class="key"><span class="swatch s{i % 6}"></span>{escape(s.label)}</span>'
+    legend = "".join(f'<span class="chart-key"><span class="swatch s{i % 6}"></span>{escape(s.label)}</span>'
                      for i, s in enumerate(series))
     svg = (f'<figure class="{escape(css)}"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" '
            f'aria-label="{t}" class="chart-svg"><title>{t}</title>{"".join(grid)}{"".join(ticks)}{"".join(lines)}'
@@ -118,7 +118,7 @@ def bar_chart(bars: Sequence[tuple[str, float | None]], *, title: str, label: st
     svg = (f'<figure class="{escape(css)}"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" '
            f'aria-label="{t}" class="chart-svg"><title>{t}</title>{"".join(parts)}</svg>'
            f'<figcaption class="legend"><span class="chart-title">{t}</span>'
-           f'<span class="key"><span class="swatch bar-ok"></span>{escape(label)}</span></figcaption></figure>')
+           f'<span class="chart-key"><span class="swatch bar-ok"></span>{escape(label)}</span></figcaption></figure>')
     return Markup(svg)  # noqa: S704 - every text in it is escaped above
 
 

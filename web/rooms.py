@@ -139,7 +139,8 @@ def room(site: str, room: str) -> ResponseReturnValue:
                              title=i18n.translate("Uptime per day", language),
                              label=i18n.translate("share of the day the room was working", language))
     prov = s.get(Province, site_row.province_id)
-    return render_template("coverage/room.html", view=view, province=prov, days=days, ranges=RANGES_DAYS,
+    return render_template("coverage/room.html", view=view, history=view.history, province=prov, days=days,
+                           ranges=RANGES_DAYS,
                            uptime_chart=uptime_chart, charts=_charts(view.history), now_us=t)
 
 
