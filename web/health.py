@@ -105,9 +105,11 @@ _COLS = "id, sent_us, received_us, ok, reasons, disk_free_bytes, clock_offset_ms
 def sample_ids(s: Session, station_pk: int, start_us: int, end_us: int, samples: int = SAMPLES) -> list[int]:
     """The first heartbeat of each of `samples` equal slices of [start, end): one index probe per slice."""
     width = max((end_us - start_us) // samples, 1)
+    # BIGINT casts: PostgreSQL would type a small width as integer, and b.i * width would overflow it.
     sql = ("WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?) "
-           "SELECT (SELECT h.id FROM heartbeats h WHERE h.station_pk = ? AND h.sent_us >= ? + b.i * ? "
-           "AND h.sent_us < ? + (b.i + 1) * ? ORDER BY h.sent_us LIMIT 1) FROM b")
+           "SELECT (SELECT h.id FROM heartbeats h WHERE h.station_pk = ? "
+           "AND h.sent_us >= CAST(? AS BIGINT) + b.i * CAST(? AS BIGINT) "
+           "AND h.sent_us < CAST(? AS BIGINT) + (b.i + 1) * CAST(? AS BIGINT) ORDER BY h.sent_us LIMIT 1) FROM b")
     rows = _fetch(s, sql, (samples, station_pk, start_us, width, start_us, width))
     return [r[0] for r in rows if r[0] is not None]
 
