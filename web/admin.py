@@ -9,7 +9,7 @@ content). Every change is an audit entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
@@ -27,7 +27,8 @@ from web import units as UN
 from web import users as U
 from web.auth import require_roles
 from web.context import db_session, lang, now_us, state
-from web.errors import AuditBroken, BadRequest, Conflict, NotFound
+from web.coverage import Reason
+from web.errors import AuditBroken, BadRequest, Conflict, NotFound, WebError
 from web.health import beat_of
 from web.models import (
     AuditEntry,
@@ -82,7 +83,7 @@ class RevokeForm(FlaskForm):
 class UnitForm(FlaskForm):
     code = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     name = StringField(validators=[DataRequired(message=REQUIRED), Length(max=300, message=TOO_LONG)])
-    kind = StringField(validators=[AnyOf([k.value for k in UnitKind])])
+    kind = StringField(validators=[AnyOf([k.value for k in UnitKind], message=CHOOSE)])
     parent = StringField(validators=[Optional(), CODE])
 
 
@@ -96,25 +97,25 @@ class MemberForm(FlaskForm):
     username = StringField(validators=[DataRequired(message=REQUIRED), Length(max=100, message=TOO_LONG)])
     unit = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     personal_data = BooleanField()
-    action = StringField(validators=[AnyOf(["add", "remove"])])
+    action = StringField(validators=[AnyOf(["add", "remove"], message=CHOOSE)])
 
 
 class CaseForm(FlaskForm):
     case_number = StringField(validators=[DataRequired(message=REQUIRED), Length(max=200, message=TOO_LONG)])
     username = StringField(validators=[DataRequired(message=REQUIRED), Length(max=100, message=TOO_LONG)])
-    action = StringField(validators=[AnyOf(["add", "remove"])])
+    action = StringField(validators=[AnyOf(["add", "remove"], message=CHOOSE)])
 
 
 class UserForm(FlaskForm):
     username = StringField(validators=[DataRequired(message=REQUIRED), Length(max=100, message=TOO_LONG)])
     display_name = StringField(validators=[Optional(), Length(max=200, message=TOO_LONG)])
-    role = StringField(validators=[AnyOf([r.value for r in Role])])
+    role = StringField(validators=[AnyOf([r.value for r in Role], message=CHOOSE)])
     ldap = BooleanField()
     """The unit's LDAP directory checks the password (no password here)."""
 
 
 class RoleForm(FlaskForm):
-    role = StringField(validators=[AnyOf([r.value for r in Role])])
+    role = StringField(validators=[AnyOf([r.value for r in Role], message=CHOOSE)])
 
 
 def _form_error(form: FlaskForm) -> BadRequest:
@@ -138,7 +139,7 @@ def _site_options() -> list[tuple[str, str]]:
 
 def _done(message: str, **params: str) -> None:
     """A success message for the next page, translated there (its language may change before it is shown)."""
-    flash([message, params], "success")
+    flash([message, params], "success")  # type: ignore[arg-type] # a list is kept as is in the session
 
 
 def _sites_page(form: SiteForm | None = None, room_form: RoomForm | None = None,
@@ -218,7 +219,7 @@ def _stations_page(rows: Sequence[Any], code_form: CodeForm, status: int = 200,
     """The stations with their health now: last heartbeat, its verdict (fresh or silent), the agent's version."""
     t = now_us()
     fresh_us = 2 * state().config.heartbeat_interval_s * 1_000_000
-    health = {}
+    health: dict[str, tuple[bool | None, str, list[Reason]]] = {}
     for st, _room, _site, hb in rows:
         if hb is None:
             health[st.station_id] = (None, "", [])
@@ -332,9 +333,11 @@ def audit_witness() -> ResponseReturnValue:
 # --- units: who sees which sessions (web/scope.py) ------------------------------------------------------
 
 
-@bp.route("/units", methods=["GET"])
-@require_roles("admin")
-def units() -> ResponseReturnValue:
+def _units_page(status: int = 200, failed: str = "", problem: WebError | None = None,
+                **forms: FlaskForm) -> ResponseReturnValue:
+    """The units page; after a refused form, that form again with its errors beside its fields (or, for a
+    refusal of the change itself, above the form in the page's language with the server's detail) and
+    what was typed kept."""
     s = db_session()
     all_units = s.scalars(select(Unit).order_by(Unit.code)).all()
     by_id = {u.id: u for u in all_units}
@@ -346,80 +349,108 @@ def units() -> ResponseReturnValue:
     rooms = s.execute(select(Site.code, Room.code, Room.unit_id).join(Site, Site.id == Room.site_id)
                       .where(Room.unit_id.is_not(None)).order_by(Site.code, Room.code)).all()
     return render_template("admin/units.html", units=all_units, by_id=by_id, members=members, cases=cases,
-                           places=places, rooms=rooms, unit_form=UnitForm(), place_form=PlaceForm(),
-                           member_form=MemberForm(), case_form=CaseForm(), kinds=[k.value for k in UnitKind])
+                           places=places, rooms=rooms, unit_form=forms.get("unit") or UnitForm(formdata=None),
+                           place_form=forms.get("place") or PlaceForm(formdata=None),
+                           member_form=forms.get("member") or MemberForm(formdata=None),
+                           case_form=forms.get("case") or CaseForm(formdata=None), kinds=[k.value for k in UnitKind],
+                           site_options=_site_options(), site_choices=_site_choices(),
+                           kind_options=[(k.value, k.value) for k in UnitKind],
+                           unit_options=[(u.code, f"{u.code} — {u.name}") for u in all_units],
+                           failed=failed, problem=_problem(problem)), status
+
+
+def _problem(err: WebError | None) -> tuple[str, str] | None:
+    """A refused change as the form shows it: the kind of refusal in the page's language, the detail as said."""
+    return None if err is None else (i18n.status_text(err.http_status), str(err))
+
+
+def _refused(page: Callable[..., ResponseReturnValue], name: str, form: FlaskForm,
+             change: Callable[[], object], message: str, back: str = "admin.units") -> ResponseReturnValue:
+    """Validate `form`, make the change, commit and redirect with `message`; else the page again, inline."""
+    if not form.validate_on_submit():
+        return page(400, name, None, **{name: form})
+    s = db_session()
+    try:
+        change()
+    except (BadRequest, NotFound, Conflict) as err:
+        s.rollback()
+        return page(err.http_status, name, err, **{name: form})
+    s.commit()
+    _done(message)
+    return redirect(url_for(back))
+
+
+@bp.route("/units", methods=["GET"])
+@require_roles("admin")
+def units() -> ResponseReturnValue:
+    return _units_page()
 
 
 @bp.route("/units", methods=["POST"])
 @require_roles("admin")
 def add_unit() -> ResponseReturnValue:
     form = UnitForm()
-    if not form.validate_on_submit():
-        raise _form_error(form)
-    s = db_session()
-    UN.add_unit(s, code=form.code.data or "", name=form.name.data or "", kind=form.kind.data or "",
-               parent=form.parent.data or None, actor=g.user.username, now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.units"))
+    return _refused(_units_page, "unit", form, lambda: UN.add_unit(
+        db_session(), code=form.code.data or "", name=form.name.data or "", kind=form.kind.data or "",
+        parent=form.parent.data or None, actor=g.user.username, now_us=now_us()), "Saved.")
 
 
 @bp.route("/units/place", methods=["POST"])
 @require_roles("admin")
 def place() -> ResponseReturnValue:
     form = PlaceForm()
-    if not form.validate_on_submit():
-        raise _form_error(form)
-    s = db_session()
-    UN.place_in_unit(s, site=form.site.data or "", room=form.room.data or None, unit=form.unit.data or None,
-                    actor=g.user.username, now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.units"))
+    return _refused(_units_page, "place", form, lambda: UN.place_in_unit(
+        db_session(), site=form.site.data or "", room=form.room.data or None, unit=form.unit.data or None,
+        actor=g.user.username, now_us=now_us()), "Saved.")
 
 
 @bp.route("/units/members", methods=["POST"])
 @require_roles("admin")
 def members() -> ResponseReturnValue:
     form = MemberForm()
-    if not form.validate_on_submit():
-        raise _form_error(form)
-    s = db_session()
-    if form.action.data == "add":
-        UN.assign_user(s, username=form.username.data or "", unit=form.unit.data or "",
-                      personal_data=bool(form.personal_data.data), actor=g.user.username, now_us=now_us())
-    else:
-        UN.unassign_user(s, username=form.username.data or "", unit=form.unit.data or "", actor=g.user.username,
-                        now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.units"))
+
+    def change() -> None:
+        if form.action.data == "add":
+            UN.assign_user(db_session(), username=form.username.data or "", unit=form.unit.data or "",
+                           personal_data=bool(form.personal_data.data), actor=g.user.username, now_us=now_us())
+        else:
+            UN.unassign_user(db_session(), username=form.username.data or "", unit=form.unit.data or "",
+                             actor=g.user.username, now_us=now_us())
+    return _refused(_units_page, "member", form, change, "Saved.")
 
 
 @bp.route("/cases", methods=["POST"])
 @require_roles("admin")
 def cases() -> ResponseReturnValue:
     form = CaseForm()
-    if not form.validate_on_submit():
-        raise _form_error(form)
-    s = db_session()
-    if form.action.data == "add":
-        UN.assign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
-                      actor=g.user.username, now_us=now_us())
-    else:
-        UN.unassign_case(s, case_number=form.case_number.data or "", username=form.username.data or "",
-                        actor=g.user.username, now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.units"))
+
+    def change() -> None:
+        if form.action.data == "add":
+            UN.assign_case(db_session(), case_number=form.case_number.data or "", username=form.username.data or "",
+                           actor=g.user.username, now_us=now_us())
+        else:
+            UN.unassign_case(db_session(), case_number=form.case_number.data or "",
+                             username=form.username.data or "", actor=g.user.username, now_us=now_us())
+    return _refused(_units_page, "case", form, change, "Saved.")
 
 
 # --- users ------------------------------------------------------------------------------------------------
 
 
+def _users_page(status: int = 200, failed: str = "", problem: WebError | None = None,
+                **forms: FlaskForm) -> ResponseReturnValue:
+    s = db_session()
+    rows = s.scalars(select(User).order_by(User.username).limit(5000)).all()
+    return render_template("admin/users.html", rows=rows, logins=U.open_logins(s, now_us()),
+                           form=forms.get("user") or UserForm(formdata=None), role_form=RoleForm(), roles=U.ROLES,
+                           role_options=[(r, r) for r in U.ROLES],
+                           failed=failed, problem=_problem(problem)), status
+
+
 @bp.route("/users", methods=["GET"])
 @require_roles("admin")
 def users() -> ResponseReturnValue:
-    s = db_session()
-    rows = s.scalars(select(User).order_by(User.username).limit(5000)).all()
-    return render_template("admin/users.html", rows=rows, logins=U.open_logins(s, now_us()), form=UserForm(),
-                           role_form=RoleForm(), roles=U.ROLES)
+    return _users_page()
 
 
 def _password_page(user: User, password: str) -> ResponseReturnValue:
@@ -429,17 +460,22 @@ def _password_page(user: User, password: str) -> ResponseReturnValue:
 @bp.route("/users", methods=["POST"])
 @require_roles("admin")
 def add_user() -> ResponseReturnValue:
-    """A new user with a generated password, shown once."""
+    """A new user with a generated password, shown once; a mistake comes back inline with the input kept."""
     form = UserForm()
     if not form.validate_on_submit():
-        raise _form_error(form)
+        return _users_page(400, "user", None, user=form)
     s = db_session()
     password = "" if form.ldap.data else U.generated_password()
-    user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
-                      role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us(),
-                      auth_source=U.LDAP if form.ldap.data else "local")
+    try:
+        user = U.add_user(s, username=form.username.data or "", display_name=form.display_name.data or "",
+                          role=form.role.data or "", password=password, actor=g.user.username, now_us=now_us(),
+                          auth_source=U.LDAP if form.ldap.data else "local")
+    except (BadRequest, Conflict) as err:
+        s.rollback()
+        return _users_page(err.http_status, "user", err, user=form)
     s.commit()
     if form.ldap.data:
+        _done("User {username} added.", username=user.username)
         return redirect(url_for("admin.users"))
     return _password_page(user, password)
 

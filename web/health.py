@@ -93,7 +93,8 @@ def beat_of(station_id: str, sent_us: int, received_us: int, ok: bool, reasons: 
     selftest = None
     if isinstance(st, dict) and isinstance(st.get("at_us"), int) and isinstance(st.get("ok"), bool):
         selftest = (st["at_us"], st["ok"])
-    versions = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
+    versions = doc.get("versions")
+    versions = versions if isinstance(versions, dict) else {}
     facts = facts_from_verdict(sent_us, received_us, ok, reasons)
     return Beat(station_id, sent_us, received_us, ok, facts.verdict or (), disk, clock, values,
                 {str(k): str(v) for k, v in versions.items()}, selftest)

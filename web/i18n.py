@@ -519,3 +519,10 @@ VI.update({
     "choose a site": "chọn cơ sở",
     "any room (named at enrollment)": "phòng bất kỳ (chọn khi đăng ký trạm)",
 })
+VI.update({
+    "Saved.": "Đã lưu.",
+    "User {username} added.": "Đã thêm người dùng {username}.",
+    "the whole site": "cả cơ sở",
+    "no unit (national users only)": "không thuộc đơn vị nào (chỉ người dùng cấp toàn quốc)",
+    "choose a unit": "chọn đơn vị",
+})

@@ -9,6 +9,8 @@ versions) to the roles that look after equipment and to auditors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -46,6 +48,10 @@ def _helpers() -> dict[str, object]:
     return {"band": _band, "gib": lambda b: "—" if b is None else f"{b / 2**30:.1f} GiB"}
 
 
+def _unit_format(unit: str) -> Callable[[float], str]:
+    return lambda v: f"{v:.0f} {unit}"
+
+
 def _charts(h: History) -> list[object]:
     """The probe values over the range: picture, sound, disk, clock (one chart each: different units)."""
     language = lang()
@@ -65,7 +71,7 @@ def _charts(h: History) -> list[object]:
         vals = [v for se in series for _, v in se.points if v is not None]
         out.append(line_chart(series or [Series(t("no value reported"), [])], title=title, x_range=xr,
                               y_range=nice_range(vals), x_ticks=ticks,
-                              y_format=lambda v, u=unit: f"{v:.0f} {u}", empty=t("no value reported")))
+                              y_format=_unit_format(unit), empty=t("no value reported")))
     disk = [(float(b.sent_us), None if b.disk_free_bytes is None else b.disk_free_bytes / 2**30) for b in h.samples]
     dv = [v for _, v in disk if v is not None]
     out.append(line_chart([Series(t("free disk"), disk)], title=t("Disk: free space"), x_range=xr,
