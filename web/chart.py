@@ -36,13 +36,16 @@ def _x(v: float, lo: float, hi: float) -> float:
 
 
 def _path(points: Sequence[tuple[float, float | None]], xr: tuple[float, float], yr: tuple[float, float]) -> str:
+    # The scale once, not per point: a chart has hundreds of points and a page several charts.
+    ax = (W - PAD_L - PAD_R) / (xr[1] - xr[0]) if xr[1] > xr[0] else 0.0
+    ay = (H - PAD_T - PAD_B) / (yr[1] - yr[0])
     parts: list[str] = []
     pen_up = True
     for x, v in points:
         if v is None:
             pen_up = True
             continue
-        parts.append(f"{'M' if pen_up else 'L'}{_x(x, *xr):.1f},{_y(v, *yr):.1f}")
+        parts.append(f"{'M' if pen_up else 'L'}{PAD_L + (x - xr[0]) * ax:.1f},{PAD_T + (yr[1] - v) * ay:.1f}")
         pen_up = False
     return " ".join(parts)
 

@@ -13,18 +13,17 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.coverage import DAY_US, Policy, RoomIn, RoomStatus, SiteIn, Span, StationIn, compute_trend, room_status
 from web.evidence import _fetch
 from web.heartbeat.body import facts_from_verdict
-from web.models import Heartbeat, Room, Site, Station, StationStatus, UptimeSpan
+from web.models import Room, Site, StationStatus, UptimeSpan
 
-SAMPLES = 240
+SAMPLES = 120
 RANGES_DAYS = (1, 7, 30)
 """The time ranges a page offers (its picker); 30 is the longest kept in view."""
 
@@ -33,11 +32,11 @@ PROBE_KINDS: dict[str, tuple[str, ...]] = {
     "sound": ("mic.silent", "mic.level"),
 }
 """Which probe's value each chart plots: the picture's mean luma, the sound's level in dBFS."""
+CHART_OF = {check: chart for chart, checks in PROBE_KINDS.items() for check in checks}
 
 
-@dataclass(frozen=True)
-class Beat:
-    """One heartbeat as a page shows it."""
+class Beat(NamedTuple):
+    """One heartbeat as a page shows it (a tuple: a page builds hundreds)."""
 
     station_id: str
     sent_us: int
@@ -65,12 +64,12 @@ class History:
 
 
 def _number(v: object) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        return float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+    if type(v) is str or type(v) is int or type(v) is float:  # noqa: E721 - bool is not a value here
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
 
 
 def beat_of(station_id: str, sent_us: int, received_us: int, ok: bool, reasons: str, disk: int | None,
@@ -83,21 +82,19 @@ def beat_of(station_id: str, sent_us: int, received_us: int, ok: bool, reasons: 
     doc = doc if isinstance(doc, dict) else {}
     values: dict[str, dict[str, float]] = {}
     for p in doc.get("probes") or ():
-        if not isinstance(p, dict):
-            continue
-        for chart, checks in PROBE_KINDS.items():
+        chart = CHART_OF.get(p.get("check")) if isinstance(p, dict) else None
+        if chart is not None:
             v = _number(p.get("value"))
-            if p.get("check") in checks and v is not None:
+            if v is not None:
                 values.setdefault(chart, {})[str(p.get("device") or "?")] = v
     st = doc.get("selftest")
     selftest = None
     if isinstance(st, dict) and isinstance(st.get("at_us"), int) and isinstance(st.get("ok"), bool):
         selftest = (st["at_us"], st["ok"])
     versions = doc.get("versions")
-    versions = versions if isinstance(versions, dict) else {}
-    facts = facts_from_verdict(sent_us, received_us, ok, reasons)
-    return Beat(station_id, sent_us, received_us, ok, facts.verdict or (), disk, clock, values,
-                {str(k): str(v) for k, v in versions.items()}, selftest)
+    versions = {str(k): str(v) for k, v in versions.items()} if isinstance(versions, dict) and versions else {}
+    verdict = () if ok else facts_from_verdict(sent_us, received_us, ok, reasons).verdict or ()
+    return Beat(station_id, sent_us, received_us, ok, verdict, disk, clock, values, versions, selftest)
 
 
 _COLS = "id, sent_us, received_us, ok, reasons, disk_free_bytes, clock_offset_ms, body"
@@ -149,12 +146,20 @@ def history(s: Session, stations: Sequence[tuple[int, str]], start_us: int, end_
 # --- one room -------------------------------------------------------------------------------------------
 
 
+class RoomStation(NamedTuple):
+    id: int
+    station_id: str
+    status: str
+    enrolled_at_us: int
+    last_seen_us: int | None
+
+
 @dataclass(frozen=True)
 class RoomView:
     room: Room
     site: Site
     status: RoomStatus
-    stations: list[Station]
+    stations: list[RoomStation]
     history: History
     uptime: float | None
     """Share of the range the room was working."""
@@ -173,18 +178,20 @@ def room_view(s: Session, room: Room, now_us: int, days: int, policy: Policy, tz
     """Everything a room's page shows, read for this room only (no national computation)."""
     site = s.get(Site, room.site_id)
     assert site is not None
-    stations = list(s.scalars(select(Station).where(Station.room_id == room.id).order_by(Station.enrolled_at_us)))
+    # One statement for the room's stations and their newest heartbeat's verdict (as the dashboard reads it).
+    rows = _fetch(s, "SELECT st.id, st.station_id, st.status, st.enrolled_at_us, st.last_seen_us, hb.sent_us, "
+                     "hb.received_us, hb.ok, hb.reasons FROM stations st LEFT OUTER JOIN heartbeats hb "
+                     "ON hb.id = st.last_heartbeat_id WHERE st.room_id = ? ORDER BY st.enrolled_at_us, st.id",
+                  (room.id,))
+    stations = [RoomStation(pk, sid, status, enrolled, seen) for pk, sid, status, enrolled, seen, *_ in rows]
     room_in = RoomIn(room.id, room.site_id, room.code, room.name)
     site_in = SiteIn(site.id, site.code, site.name, "", site.facility_type)
-    latest = {}
-    for st in stations:
-        if st.last_heartbeat_id is not None and st.status != StationStatus.REVOKED.value:
-            hb = s.get(Heartbeat, st.last_heartbeat_id)
-            if hb is not None:
-                latest[st.station_id] = facts_from_verdict(hb.sent_us, hb.received_us, hb.ok, hb.reasons)
+    revoked = StationStatus.REVOKED.value
+    latest = {sid: facts_from_verdict(sent, received, bool(ok), reasons)
+              for _, sid, status, _, _, sent, received, ok, reasons in rows if sent is not None and status != revoked}
     status = room_status(room_in, site_in,
-                         [StationIn(st.station_id, st.room_id, st.status == StationStatus.REVOKED.value)
-                          for st in stations], latest, now_us, policy)
+                         [StationIn(st.station_id, room.id, st.status == revoked) for st in stations], latest,
+                         now_us, policy)
     start = now_us - days * DAY_US
     hist = history(s, [(st.id, st.station_id) for st in stations], start, now_us)
     spans = [sp for sp in _room_spans(s, [st.id for st in stations], start) if sp.room_id == room.id]

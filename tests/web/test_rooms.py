@@ -128,3 +128,29 @@ def test_admin_form_errors_are_inline_translated_and_keep_the_input(world: World
     assert "Site HUE-VKS added." not in client.get("/admin/sites").get_data(as_text=True)  # said once
     resp = client.post("/admin/codes", data={"site": "HUE-NTG", "room": "P01", "csrf_token": form["csrf_token"]})
     assert resp.status_code == 400 and "This room is not in the chosen site." in resp.get_data(as_text=True)
+
+
+def test_units_and_users_forms_answer_inline(world: World, client: FlaskClient) -> None:
+    world.user("quan.tri", "admin")
+    world.unit("VKS-HNI")
+    assert login(client, "quan.tri") == 302
+    token = csrf_token(client, "/admin/units")
+    resp = client.post("/admin/units", data={"code": "VKS-HNI", "name": "Lần hai", "kind": "province",
+                                             "parent": "VN", "csrf_token": token})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 409  # the refusal keeps its status, beside the form, in the page's language
+    assert "Yêu cầu trùng hoặc xung đột với dữ liệu đã có." in body and "unit VKS-HNI already exists" in body
+    assert 'value="Lần hai"' in body and "<details open>" in body
+    resp = client.post("/admin/units", data={"code": "VKS-X", "name": "X", "kind": "planet", "csrf_token": token})
+    assert resp.status_code == 400 and "Hãy chọn một mục trong danh sách." in resp.get_data(as_text=True)
+    resp = client.post("/admin/units/place", data={"site": "HN-TTG", "room": "P09", "unit": "VKS-HNI",
+                                                   "csrf_token": token})
+    assert resp.status_code == 404 and "Không tìm thấy." in resp.get_data(as_text=True)
+    resp = client.post("/admin/units/place", data={"site": "HN-TTG", "room": "P01", "unit": "VKS-HNI",
+                                                   "csrf_token": token})
+    assert resp.status_code == 302 and "Đã lưu." in client.get("/admin/units").get_data(as_text=True)
+    resp = client.post("/admin/users", data={"username": "", "display_name": "Không tên", "role": "auditor",
+                                             "csrf_token": token})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "Trường này là bắt buộc." in body and 'value="Không tên"' in body
+    assert '<option value="auditor" selected>' in body
