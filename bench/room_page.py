@@ -8,7 +8,7 @@ rows of many stations. Then, logged in, each run renders the login page (baselin
 and the 30-day page of a full-history room in turn, `--renders` times each, and prints both p95 and their
 ratio; the worst run's ratio is the figure. Target: the room page's p95 under 5x the login page's.
 
-    python bench/room_page.py [--rooms 10000] [--full-rooms 20] [--runs 3] [--renders 40] [--database URL]
+    python bench/room_page.py [--rooms 10000] [--full-rooms 20] [--runs 3] [--renders 100] [--database URL]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> int:
     ap.add_argument("--full-rooms", type=int, default=20)
     ap.add_argument("--interval", type=int, default=60, help="heartbeat interval of the full-history rooms (s)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--renders", type=int, default=40)
+    ap.add_argument("--renders", type=int, default=100)
     ap.add_argument("--database", help="database URL (default: a fresh SQLite file)")
     args = ap.parse_args()
     if args.days not in (1, 7, 30) or not 0 < args.full_rooms <= args.rooms or args.runs < 1 or args.renders < 20:
