@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from web.coverage import DAY_US, Policy, RoomIn, RoomStatus, SiteIn, Span, StationIn, compute_trend, room_status
 from web.evidence import _fetch
 from web.heartbeat.body import facts_from_verdict
-from web.models import Room, Site, StationStatus, UptimeSpan
+from web.models import StationStatus, UptimeSpan
 
 SAMPLES = 120
 RANGES_DAYS = (1, 7, 30)
@@ -100,41 +100,47 @@ def beat_of(station_id: str, sent_us: int, received_us: int, ok: bool, reasons: 
 _COLS = "id, sent_us, received_us, ok, reasons, disk_free_bytes, clock_offset_ms, body"
 
 
+_SAMPLE_SQL = (
+    # BIGINT casts: PostgreSQL would type a small width as integer, and b.i * width would overflow it.
+    "WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?) "
+    "SELECT {cols} FROM b JOIN heartbeats h ON h.id = (SELECT h2.id FROM heartbeats h2 WHERE h2.station_pk = ? "
+    "AND h2.sent_us >= CAST(? AS BIGINT) + b.i * CAST(? AS BIGINT) "
+    "AND h2.sent_us < CAST(? AS BIGINT) + (b.i + 1) * CAST(? AS BIGINT) ORDER BY h2.sent_us LIMIT 1) "
+    "ORDER BY h.sent_us")
+
+
+def _sample_rows(s: Session, cols: str, station_pk: int, start_us: int, end_us: int,
+                 samples: int) -> list[tuple[Any, ...]]:
+    width = max((end_us - start_us) // samples, 1)
+    return _fetch(s, _SAMPLE_SQL.format(cols=cols),
+                  (samples, station_pk, start_us, width, start_us, width))
+
+
 def sample_ids(s: Session, station_pk: int, start_us: int, end_us: int, samples: int = SAMPLES) -> list[int]:
     """The first heartbeat of each of `samples` equal slices of [start, end): one index probe per slice."""
-    width = max((end_us - start_us) // samples, 1)
-    # BIGINT casts: PostgreSQL would type a small width as integer, and b.i * width would overflow it.
-    sql = ("WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?) "
-           "SELECT (SELECT h.id FROM heartbeats h WHERE h.station_pk = ? "
-           "AND h.sent_us >= CAST(? AS BIGINT) + b.i * CAST(? AS BIGINT) "
-           "AND h.sent_us < CAST(? AS BIGINT) + (b.i + 1) * CAST(? AS BIGINT) ORDER BY h.sent_us LIMIT 1) FROM b")
-    rows = _fetch(s, sql, (samples, station_pk, start_us, width, start_us, width))
-    return [r[0] for r in rows if r[0] is not None]
+    return [r[0] for r in _sample_rows(s, "h.id", station_pk, start_us, end_us, samples)]
 
 
-def _beats(s: Session, ids: Sequence[int], names: dict[int, str]) -> list[Beat]:
-    if not ids:
-        return []
-    marks = ", ".join("?" * len(ids))
-    rows = _fetch(s, f"SELECT station_pk, {_COLS} FROM heartbeats WHERE id IN ({marks})", tuple(ids))
-    beats = [beat_of(names[pk], sent, rec, bool(ok), reasons, disk, clock, body)
-             for pk, _id, sent, rec, ok, reasons, disk, clock, body in rows]
-    return sorted(beats, key=lambda b: b.sent_us)
+_COLS = "h.sent_us, h.received_us, h.ok, h.reasons, h.disk_free_bytes, h.clock_offset_ms, h.body"
+
+
+def _beats(rows: Sequence[tuple[Any, ...]], station_id: str) -> list[Beat]:
+    return [beat_of(station_id, sent, rec, bool(ok), reasons, disk, clock, body)
+            for sent, rec, ok, reasons, disk, clock, body in rows]
 
 
 def history(s: Session, stations: Sequence[tuple[int, str]], start_us: int, end_us: int, *, latest: int = 20,
             samples: int = SAMPLES) -> History:
     """The sampled heartbeats of these stations (pk, station id) over [start, end), their `latest` last ones,
-    and the self-test results they name."""
-    names = dict(stations)
-    ids: list[int] = []
-    last: list[int] = []
-    for pk, _ in stations:
-        ids += sample_ids(s, pk, start_us, end_us, samples)
-        last += [r[0] for r in _fetch(s, "SELECT id FROM heartbeats WHERE station_pk = ? AND sent_us < ? "
-                                         "ORDER BY sent_us DESC LIMIT ?", (pk, end_us, latest))]
-    sampled = _beats(s, ids, names)
-    newest = sorted(_beats(s, last, names), key=lambda b: -b.sent_us)[:latest]
+    and the self-test results they name: two statements a station, whatever the length of its history."""
+    sampled: list[Beat] = []
+    newest: list[Beat] = []
+    for pk, sid in stations:
+        sampled += _beats(_sample_rows(s, _COLS, pk, start_us, end_us, samples), sid)
+        newest += _beats(_fetch(s, f"SELECT {_COLS} FROM heartbeats h WHERE h.station_pk = ? AND h.sent_us < ? "
+                                   "ORDER BY h.sent_us DESC LIMIT ?", (pk, end_us, latest)), sid)
+    sampled.sort(key=lambda b: b.sent_us)
+    newest = sorted(newest, key=lambda b: -b.sent_us)[:latest]
     seen: dict[tuple[int, str], bool] = {}
     for b in (*sampled, *newest):
         if b.selftest is not None:
@@ -144,6 +150,27 @@ def history(s: Session, stations: Sequence[tuple[int, str]], start_us: int, end_
 
 
 # --- one room -------------------------------------------------------------------------------------------
+
+
+class Place(NamedTuple):
+    """A room with its site and province, as the room's page names them."""
+
+    room_id: int
+    room_code: str
+    room_name: str
+    site_id: int
+    site_code: str
+    site_name: str
+    facility_type: str
+    province_code: str
+    province_name: str
+
+
+def find_room(s: Session, site_code: str, room_code: str) -> Place | None:
+    rows = _fetch(s, "SELECT r.id, r.code, r.name, si.id, si.code, si.name, si.facility_type, p.code, p.name "
+                     "FROM rooms r JOIN sites si ON si.id = r.site_id JOIN provinces p ON p.id = si.province_id "
+                     "WHERE si.code = ? AND r.code = ?", (site_code, room_code))
+    return Place(*rows[0]) if rows else None
 
 
 class RoomStation(NamedTuple):
@@ -156,8 +183,7 @@ class RoomStation(NamedTuple):
 
 @dataclass(frozen=True)
 class RoomView:
-    room: Room
-    site: Site
+    place: Place
     status: RoomStatus
     stations: list[RoomStation]
     history: History
@@ -174,28 +200,27 @@ def _room_spans(s: Session, station_pks: Sequence[int], since_us: int) -> list[S
            f"WHERE station_pk IN ({marks}) AND end_us >= ?", (*station_pks, since_us))]
 
 
-def room_view(s: Session, room: Room, now_us: int, days: int, policy: Policy, tz_name: str) -> RoomView:
+def room_view(s: Session, place: Place, now_us: int, days: int, policy: Policy, tz_name: str) -> RoomView:
     """Everything a room's page shows, read for this room only (no national computation)."""
-    site = s.get(Site, room.site_id)
-    assert site is not None
+    room_id = place.room_id
     # One statement for the room's stations and their newest heartbeat's verdict (as the dashboard reads it).
     rows = _fetch(s, "SELECT st.id, st.station_id, st.status, st.enrolled_at_us, st.last_seen_us, hb.sent_us, "
                      "hb.received_us, hb.ok, hb.reasons FROM stations st LEFT OUTER JOIN heartbeats hb "
                      "ON hb.id = st.last_heartbeat_id WHERE st.room_id = ? ORDER BY st.enrolled_at_us, st.id",
-                  (room.id,))
+                  (room_id,))
     stations = [RoomStation(pk, sid, status, enrolled, seen) for pk, sid, status, enrolled, seen, *_ in rows]
-    room_in = RoomIn(room.id, room.site_id, room.code, room.name)
-    site_in = SiteIn(site.id, site.code, site.name, "", site.facility_type)
+    room_in = RoomIn(room_id, place.site_id, place.room_code, place.room_name)
+    site_in = SiteIn(place.site_id, place.site_code, place.site_name, place.province_code, place.facility_type)
     revoked = StationStatus.REVOKED.value
     latest = {sid: facts_from_verdict(sent, received, bool(ok), reasons)
               for _, sid, status, _, _, sent, received, ok, reasons in rows if sent is not None and status != revoked}
     status = room_status(room_in, site_in,
-                         [StationIn(st.station_id, room.id, st.status == revoked) for st in stations], latest,
+                         [StationIn(st.station_id, room_id, st.status == revoked) for st in stations], latest,
                          now_us, policy)
     start = now_us - days * DAY_US
     hist = history(s, [(st.id, st.station_id) for st in stations], start, now_us)
-    spans = [sp for sp in _room_spans(s, [st.id for st in stations], start) if sp.room_id == room.id]
+    spans = [sp for sp in _room_spans(s, [st.id for st in stations], start) if sp.room_id == room_id]
     trend = compute_trend([site_in], [room_in], spans, now_us, days, ZoneInfo(tz_name))
     day_points = [(p.day, p.room_uptime) for p in trend.days]
     hist = History(hist.start_us, hist.end_us, hist.samples, hist.latest, hist.selftests, day_points)
-    return RoomView(room, site, status, stations, hist, trend.room_uptime.get(room.id))
+    return RoomView(place, status, stations, hist, trend.room_uptime.get(room_id))

@@ -22,7 +22,7 @@ from web.context import db_session, lang, now_us, state
 from web.coverage import DAY_US
 from web.errors import BadRequest, NotFound
 from web.evidence import bulk_compute, current_coverage, policy_of, trend
-from web.health import RANGES_DAYS, History, history, room_view
+from web.health import RANGES_DAYS, History, find_room, history, room_view
 from web.models import Province, Room, Site, Station
 
 bp = Blueprint("rooms", __name__, url_prefix="/coverage")
@@ -133,19 +133,17 @@ def site(site: str) -> ResponseReturnValue:
 @require_roles(*ALL_ROLES)
 def room(site: str, room: str) -> ResponseReturnValue:
     s = db_session()
-    site_row = _site_or_404(site)
-    room_row = s.scalars(select(Room).where(Room.site_id == site_row.id, Room.code == room)).first()
-    if room_row is None:
+    place = find_room(s, site, room)
+    if place is None:
         raise NotFound(f"site {site} has no room {room}")
     days = _days()
     cfg, t = state().config, now_us()
-    view = room_view(s, room_row, t, days, policy_of(cfg), cfg.timezone)
+    view = room_view(s, place, t, days, policy_of(cfg), cfg.timezone)
     language = lang()
     uptime_chart = bar_chart([(d.strftime("%d/%m"), v) for d, v in view.history.days],
                              title=i18n.translate("Uptime per day", language),
                              label=i18n.translate("share of the day the room was working", language))
-    prov = s.get(Province, site_row.province_id)
-    return render_template("coverage/room.html", view=view, history=view.history, province=prov, days=days,
+    return render_template("coverage/room.html", view=view, history=view.history, days=days,
                            ranges=RANGES_DAYS,
                            uptime_chart=uptime_chart, charts=_charts(view.history), now_us=t)
 

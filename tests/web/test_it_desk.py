@@ -309,3 +309,16 @@ def test_admin_forms_answer_inline_and_keep_the_input(country: str, app: Flask, 
     row.locator("button[type=submit]").click()
     expect(page.locator(".flash.success")).to_contain_text(t["revoked"])
     expect(page.locator('#stations tr[data-station="st-hni-ntg-p01"]')).to_contain_text("máy bị hỏng")
+
+
+def test_any_table_with_an_id_exports_as_csv(country: str, app: Flask, chromium_page: Page,
+                                            live_server: Callable[[Flask], str]) -> None:
+    page = chromium_page
+    base = live_server(app)
+    _login(page, base, "quan.tri")
+    page.goto(base + "/admin/users")
+    rows = _download(page, 'button[data-csv-for="users"]')
+    names = {r[0] for r in rows[1:]}
+    assert {"it.desk", "quan.tri"} <= names and len(rows) == page.locator("#users tbody tr").count() + 1
+    page.goto(base + "/admin/alerts")
+    expect(page.locator('button[data-csv-for="open-alerts"]')).to_be_visible()

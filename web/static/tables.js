@@ -1,5 +1,5 @@
 // Tables and refresh for every page (no inline script: the Content-Security-Policy forbids it).
-// - every table[data-table] gets a CSV button that downloads the table as shown (UTF-8, header row first);
+// - every table[data-table] (and every other table of <main> with an id) gets a CSV button that downloads the table as shown (UTF-8, header row first);
 // - every th[data-sort] sorts its table (data-value of the cell when present, else its text), again reverses;
 //   the order chosen is kept for the tab (sessionStorage) and survives an auto-refresh;
 // - #auto-refresh: every N seconds the page is fetched again and its <main> replaced; N is kept (localStorage).
@@ -29,7 +29,7 @@
     var blob = new Blob([tableCsv(table)], { type: "text/csv;charset=utf-8" });
     var a = document.createElement("a");
     a.href = URL.createObjectURL(blob);
-    a.download = table.getAttribute("data-table") + ".csv";
+    a.download = (table.getAttribute("data-table") || table.id) + ".csv";
     document.body.appendChild(a);
     a.click();
     setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
@@ -60,7 +60,7 @@
   }
 
   function initTable(table) {
-    var name = table.getAttribute("data-table");
+    var name = table.getAttribute("data-table") || table.id;
     if (!table.previousElementSibling || !table.previousElementSibling.classList.contains("table-tools")) {
       var tools = document.createElement("div");
       tools.className = "table-tools";
@@ -147,7 +147,8 @@
   }
 
   function init() {
-    document.querySelectorAll("table[data-table]").forEach(initTable);
+    // Every table of a page can be taken away as CSV: the desk's (data-table) and any other with an id.
+    document.querySelectorAll("main table[data-table], main table[id]:not(.facts)").forEach(initTable);
     document.querySelectorAll("select[data-rooms-of]").forEach(initRoomChoice);
     initRefresh();
   }
