@@ -526,3 +526,4 @@ VI.update({
     "no unit (national users only)": "không thuộc đơn vị nào (chỉ người dùng cấp toàn quốc)",
     "choose a unit": "chọn đơn vị",
 })
+VI.update({"1 min": "1 phút", "5 min": "5 phút"})
