@@ -33,6 +33,7 @@ BENCHES: dict[str, list[str]] = {
     "long_recording": ["--minutes", "10"],
     "replay": [],
     "dashboard": [],
+    "room_page": ["--runs", "3"],
     "heartbeat_ingest": ["--runs", "3"],
     "coverage_recompute": ["--runs", "3"],
     "live_latency": ["--segments", "1", "2", "4", "--runs", "2"],

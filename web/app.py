@@ -105,12 +105,14 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     from web.live import bp as live_bp
     from web.replay import bp as replay_bp
     from web.retention_pages import bp as retention_bp
+    from web.rooms import bp as rooms_bp
     from web.sessions import bp as sessions_bp
     from web.shares import bp as shares_bp
 
     csrf.exempt(api_bp)  # stations sign their requests; people only GET here
     app.register_blueprint(auth_bp)
     app.register_blueprint(coverage_bp)
+    app.register_blueprint(rooms_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(alerts_bp)
     app.register_blueprint(api_bp)

@@ -74,10 +74,11 @@ def heartbeat_doc(station_id: str, state: str, sent_us: int) -> dict[str, object
     body = {
         "format": "irms.heartbeat/1", "station_id": station_id, "sent_at_us": sent_us,
         "probes": [
-            {"check": "camera.black", "device": "wide", "ok": cam_ok,
+            {"check": "camera.black", "device": "wide", "ok": cam_ok, "value": "120.0" if cam_ok else "3.1",
+             "unit": "luma",
              "reason": "mean luma 120.0" if cam_ok else "mean luma 3.1, below 20: the picture is black"},
-            {"check": "mic.level", "device": "room", "ok": mic_ok,
-             "reason": "-22.0 dBFS" if mic_ok else "-91.0 dBFS, below -60: silent"},
+            {"check": "mic.level", "device": "room", "ok": mic_ok, "value": "-22.0" if mic_ok else "-91.0",
+             "unit": "dBFS", "reason": "-22.0 dBFS" if mic_ok else "-91.0 dBFS, below -60: silent"},
             {"check": "store.reachable", "device": "store", "ok": True, "reason": "store answers"},
         ],
         "disk_free_bytes": 3 * 2**30 if state == "disk_low" else 200 * 2**30,

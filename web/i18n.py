@@ -126,3 +126,22 @@ def local_time(at_us: int | None, tz_name: str, with_seconds: bool = False) -> s
 
 def percent(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+# The IT desk: dashboard, drill-down, room and station pages, charts (web/dashboard.py, web/rooms.py).
+REASON_KINDS: dict[str, str] = {
+    "no_station": "no station enrolled",
+    "station_revoked": "station revoked",
+    "never_reported": "station never reported",
+    "silent": "station silent",
+    "probe_failed": "device failing",
+    "probe_missing": "probe result missing",
+    "store_unreachable": "store unreachable",
+    "disk_unknown": "free disk unknown",
+    "disk_low": "disk low",
+    "clock_unknown": "clock offset unknown",
+    "clock_off": "clock off",
+    "selftest_missing": "no self-test",
+    "selftest_failed": "self-test failed",
+    "selftest_stale": "self-test too old",
+}

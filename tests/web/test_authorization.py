@@ -57,6 +57,11 @@ ADMIN_ONLY_POST = row(403, admin=302)
 
 EXPECTED: dict[str, dict[str, int]] = {
     "coverage.dashboard": row(200),
+    "rooms.province": row(200),  # the drill-down under the dashboard: equipment health, no content
+    "rooms.site": row(200),
+    "rooms.room": row(200),
+    "rooms.failing": row(200),
+    "rooms.station": row(403, admin=200, it_staff=200, auditor=200, auditor_out=200),
     "admin.audit_log": row(403, admin=200, auditor=200, auditor_out=200),
     "admin.audit_witness": row(403, admin=200, auditor=200, auditor_out=200),
     "admin.sites": row(403, admin=200, it_staff=200),
@@ -215,7 +220,7 @@ def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[
         "last": (2,), "station_id": ("st-x",), "filename": ("style.css",), "share_id": (share_id,),
         "alert_id": (999_999,), "hold_id": (999_999,), "disposal_id": (999_999,), "kind": ("sessions", "holds",
                                                                                           "disposals"),
-        "username": ("spare",)}
+        "username": ("spare",), "province": ("HNI",), "site": ("HN-TTG",), "room": ("P01",)}
     if endpoint == "shares.revoke":
         choices["share_id"] = (st["throwaway"],)
     adapter = app.url_map.bind("localhost")

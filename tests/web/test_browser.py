@@ -39,7 +39,7 @@ def test_dashboard_figures_failing_room_and_language(world: World, app: Flask, c
     expect(page.locator("#rooms-total")).to_have_text("3")
     expect(page.locator("#facility-ratio")).to_have_text("66.7%")
     expect(page.locator("#as-of")).to_have_text("15/01/2027 15:00:00")  # UTC 08:00 shown in Hà Nội time
-    expect(page.locator("svg.trend")).to_be_visible()
+    expect(page.locator("figure.trend svg")).to_be_visible()
     p02 = page.locator('tr[data-site="HN-TTG"][data-room="P02"] .reason')
     expect(p02).to_have_text("chưa có trạm ghi được đăng ký")
     expect(page.locator('tr[data-province="HUE"]')).to_contain_text("0 / 1")
@@ -81,7 +81,7 @@ def test_admin_issues_code_and_revokes_in_the_browser(world: World, app: Flask, 
     page.fill("input[name=password]", PASSWORD)
     page.click("#login-form button[type=submit]")
     page.goto(base + "/admin/stations")
-    page.fill("#code-form input[name=site]", "HUE-NTG")
+    page.select_option("#code-form select[name=site]", "HUE-NTG")
     page.click("#code-form button[type=submit]")
     expect(page.locator("#enrollment-code")).to_have_text(re.compile(r"^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$"))
     page.goto(base + "/admin/stations")

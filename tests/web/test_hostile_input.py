@@ -226,7 +226,8 @@ def _get_rules(app: Flask) -> list[Rule]:
 
 path_text = st.text(alphabet=string.ascii_letters + string.digits + "-._~%20é", min_size=1, max_size=30)
 path_int = st.one_of(st.integers(min_value=0, max_value=10**30), st.sampled_from([0, 1, 2**31, 2**63, 10**20]))
-query = st.dictionaries(st.sampled_from(["case", "suspect", "room", "from", "to", "before", "next", "q", "page"]),
+query = st.dictionaries(st.sampled_from(["case", "suspect", "room", "from", "to", "before", "next", "q", "page",
+                                         "days"]),
                         st.one_of(st.text(max_size=30), st.sampled_from(
                             ["31/12/9999", "01/01/0001", "29/02/2027", "9999-12-31", "0", "-1", str(10**30),
                              "\x00", "1e400", "nan"]), path_int.map(str)), max_size=4)
