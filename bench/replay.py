@@ -168,6 +168,11 @@ def open_player(page: Any, url: str) -> dict[str, float]:
     kind = page.evaluate("() => window.irmsPlayer")
     if kind != "hls.js":
         raise SystemExit(f"{url}: the page played with {kind!r}, not hls.js")
+    if os.environ.get("TRACE"):
+        print(url.rsplit("/", 3)[-3:], round(got["play"]), round(got["frame"]), page.evaluate(
+            "() => performance.getEntriesByType('resource').filter(e => e.startTime < window.__irmsBench.frame)"
+            ".map(e => [e.name.split('/').slice(-2).join('/'), Math.round(e.startTime), Math.round(e.responseStart),"
+            " Math.round(e.responseEnd)])"))
     page.wait_for_function("() => document.getElementById('player').duration > 0")
     seek_ms, landed, target = page.evaluate(SEEK_JS)
     return {"play": got["frame"] - got["play"], "open": got["frame"], "seek": seek_ms,
