@@ -11,18 +11,21 @@ pools, the custody holder beside it, unlocked with `irms-web custody unlock`). T
 same run and from the same server: the same plain segments (checked against the records' plain
 hashes), grouped into the same playlist entries, with the same playlist text, page script (replay.js,
 hls.js) and player, as static files under the server's /static/ (a link to a temporary folder
-for the run). Headless Chromium, logged in as a prosecutor, browser cache off, opens each page:
-play() is called as soon as hls.js has given the player its source (at or just after
-DOMContentLoaded: hls.js has only begun fetching the playlist) and "play to first frame" runs from there to the first presented frame (requestVideoFrameCallback); "open" is from
-the navigation's start to that frame (the page itself included). Then a seek to the middle.
-Each of --runs rounds opens static and replay of both sessions (the order alternating) and takes
-the ratio replay / static of each session; the worst ratio is the figure.
+for the run). Headless Chromium, logged in as a prosecutor, browser cache off, CSP left out for
+both (the static page would get the server's default policy, which has no media-src blob:), opens
+each page: play() is called as soon as hls.js has given the player its source (at or just after
+DOMContentLoaded: hls.js has only begun fetching the playlist) and "play to first frame" runs from
+there to the first presented frame (requestVideoFrameCallback); "open" is from the navigation's
+start to that frame (the page itself included). Then a seek to the middle. Each of --runs rounds
+opens static and replay of both sessions (the order alternating) and takes the ratio replay /
+static of each session; the worst ratio is the figure. --trace prints each page's requests up to
+its first frame (start, first byte, end, ms from the navigation's start).
 
 Targets: play to first frame, replay / static <= 1.5 in every run (issue 16); and, as before
 (issue 6), the 8-hour session within 1.2 times the 1-minute one for play and seek, each under 2 s
 (worst of the runs).
 
-    python bench/replay.py [--hours 8] [--runs 5] [--workers 2]
+    python bench/replay.py [--hours 8] [--runs 5] [--workers 2] [--trace]
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def write_static(root: Path, plains: list[Path], rows: list[Any], playlist: str,
         (root / line).write_bytes(b"".join(chunks))
 
 
-def open_player(page: Any, url: str) -> dict[str, float]:
+def open_player(page: Any, url: str, trace: bool = False) -> dict[str, float]:
     """Open one player page (browser cache off): ms from play() to the first frame, from navigation start,
     and the seek to the middle."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -168,7 +171,7 @@ def open_player(page: Any, url: str) -> dict[str, float]:
     kind = page.evaluate("() => window.irmsPlayer")
     if kind != "hls.js":
         raise SystemExit(f"{url}: the page played with {kind!r}, not hls.js")
-    if os.environ.get("TRACE"):
+    if trace:
         print(url.rsplit("/", 3)[-3:], round(got["play"]), round(got["frame"]), page.evaluate(
             "() => performance.getEntriesByType('resource').filter(e => e.startTime < window.__irmsBench.frame)"
             ".map(e => [e.name.split('/').slice(-2).join('/'), Math.round(e.startTime), Math.round(e.responseStart),"
@@ -241,6 +244,7 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=8.0, help="length of the long session (default 8)")
     ap.add_argument("--runs", type=int, default=5, help="rounds of static and replay of both sessions (default 5)")
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2, as irms-web serve)")
+    ap.add_argument("--trace", action="store_true", help="print each page's requests up to its first frame")
     args = ap.parse_args()
     if args.runs < 1:
         raise SystemExit("--runs must be at least 1")
@@ -326,7 +330,7 @@ def main() -> int:
                 for r in range(args.runs):
                     order = list(pages) if r % 2 == 0 else list(reversed(pages))
                     for key in order:
-                        got[key].append(open_player(page, pages[key]))
+                        got[key].append(open_player(page, pages[key], args.trace))
                     line = []
                     for label in dict.fromkeys(k[0] for k in pages):
                         s_, p_ = got[(label, "static")][-1], got[(label, "replay")][-1]
