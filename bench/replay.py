@@ -198,7 +198,8 @@ def seed(url: str, store: Path, station: Ed25519PrivateKey, custodian: X25519Pri
 
     db = Database(url)
     upgrade(db)
-    cfg = load_config(env={}, database_url=url, secret_key="bench", store_url=str(store))
+    cfg = load_config(env={}, database_url=url, secret_key="bench", store_url=str(store),
+                      audit_key_path=str(store.parent / "audit-signing.key"))
     now = time.time_ns() // 1000
     with db.session() as s:
         prov = ensure_province(s, "BEN", "Bench")
@@ -290,6 +291,7 @@ def main() -> int:
             config = work / "web.toml"
             config.write_text(f'database_url = "{url}"\nstore_url = "{store}"\nsecret_key = "bench"\n'
                               f'custody_socket = "{work / "custody" / "holder.sock"}"\n'
+                              f'audit_key_path = "{work / "audit-signing.key"}"\n'
                               "totp_required_roles = []\n")
             config.chmod(0o600)
             port = free_port()
