@@ -39,7 +39,7 @@ from web import recordings as R
 from web.auth import require_roles
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, Conflict, NotFound
-from web.models import RecordingSession, SessionSegment
+from web.models import RecordingSession, SessionSegment, SessionStatus
 from web.scope import Need
 from web.sessions import CONTENT_ROLES
 
@@ -100,7 +100,7 @@ def page_html(row: RecordingSession, who: Reader, viewer: str, playlist_url: str
     end_grant(row, who)
     grant(row, "page", who)
     html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row), player=True,
-                           media_map=json.dumps(R.media_map(_segs(row))), viewer=viewer,
+                           media_map=json.dumps(media_map_of(row)), viewer=viewer,
                            playlist_url=playlist_url, back_url=back_url, **(extra or {}))
     return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
 
@@ -121,16 +121,11 @@ def playlist(session_id: str) -> ResponseReturnValue:
 
 def playlist_response(row: RecordingSession, who: Reader) -> Response:
     grant(row, "playlist", who)
-    key = (row.session_id, row.verified_at_us)
-    cached = _playlists.get(key)
+    cached = _playlists.get((row.session_id, row.verified_at_us))
     if cached is None:
         text = R.playlist(_segs(row)).encode()
         # Gzipped once: an 8-hour playlist is ~100 KB of text, ~10 KB on the wire.
-        cached = (text, gzip.compress(text, 6))
-        if row.verification == "verified":  # write-once objects: the playlist of a verified session never changes
-            if len(_playlists) >= 32:
-                _playlists.pop(next(iter(_playlists)))
-            _playlists[key] = cached
+        cached = _keep(_playlists, row, (text, gzip.compress(text, 6)))
     headers = {**NO_STORE, "Vary": "Accept-Encoding"}
     if request.accept_encodings["gzip"]:
         return Response(cached[1], mimetype="application/vnd.apple.mpegurl",
@@ -139,6 +134,27 @@ def playlist_response(row: RecordingSession, who: Reader) -> Response:
 
 
 _playlists: dict[tuple[str, int | None], tuple[bytes, bytes]] = {}
+_media_maps: dict[tuple[str, int | None], list[list[int]]] = {}
+KEPT_SESSIONS = 32
+
+
+def _keep(cache: dict[tuple[str, int | None], Any], row: RecordingSession, value: Any) -> Any:
+    """Keep what was made from a verified session's segment rows (write-once objects: it never changes while
+    the verification stands), for the last KEPT_SESSIONS sessions of this worker; return it."""
+    if row.verification == "verified" and row.status != SessionStatus.RECORDING.value:  # a live one still grows
+        if len(cache) >= KEPT_SESSIONS:
+            cache.pop(next(iter(cache)))
+        cache[(row.session_id, row.verified_at_us)] = value
+    return value
+
+
+def media_map_of(row: RecordingSession) -> list[list[int]]:
+    """The session's media map (web/recordings.py): the replay page and every markers poll (every 3 s) show it;
+    an 8-hour session's 14,400 segment rows were read for it each time."""
+    cached = _media_maps.get((row.session_id, row.verified_at_us))
+    if cached is None:
+        cached = _keep(_media_maps, row, R.media_map(_segs(row)))
+    return cached
 
 
 def _segs(row: RecordingSession) -> list[R.Seg]:
