@@ -59,9 +59,12 @@ def frame_numbers(video: Path) -> list[int]:
     return [int(x) for x in bits @ weights]
 
 
-def av_pairs(video: Path) -> list[tuple[float, float]]:
-    """(flash time in s from the first frame, flash − beep in ms) for every whole second of the file.
+def av_pairs(video: Path, numbers: list[int]) -> list[tuple[float, float, float]]:
+    """(flash time in s from the first frame, flash − beep in ms, the picture's latency change in ms) for every
+    whole second of the file.
 
+    The picture's latency is its arrival time (its timestamp) minus its capture time (the camera's frame
+    number), less the first frame's: a change of flash − beep with no change of it is the sound's.
     Also prints how long the sound and the picture last: sound samples lost on the way (the audio
     encoder times its frames by counting samples) shorten the sound and move every later beep early."""
     times, luma = video_luma(video, timeout=3600)
@@ -70,24 +73,32 @@ def av_pairs(video: Path) -> list[tuple[float, float]]:
     sound_s = samples.size / 8000
     print(f"picture {times[0]:.3f}-{times[-1] + 1 / FPS:.3f} s ({picture_s:.3f} s), sound {start:.3f}-"
           f"{start + sound_s:.3f} s ({sound_s:.3f} s): the sound is {(picture_s - sound_s) * 1000:+.0f} ms shorter")
+    late: dict[float, float] = {}
+    if len(numbers) == len(times):
+        late = {t: (t - times[0] - (n - numbers[0]) / FPS) * 1000 for t, n in zip(times, numbers, strict=True)}
     flashes = [f for f in flash_times(times, luma) if f >= times[0] + SETTLE_S]
-    return [(t - times[0], d) for t, d in flash_beep_pairs(flashes, beep_onsets(start, samples, rate=8000))]
+    return [(t - times[0], d, late.get(t, float("nan")))
+            for t, d in flash_beep_pairs(flashes, beep_onsets(start, samples, rate=8000))]
 
 
-def av_report(pairs: list[tuple[float, float]], seconds: int) -> tuple[float, float]:
+def av_report(pairs: list[tuple[float, float, float]], seconds: int) -> tuple[float, float]:
     """Print each minute's A/V pairs and the drift; return (worst |pair| in ms, drift in ms per 10 min)."""
     if len(pairs) < 2:
         raise SystemExit(f"only {len(pairs)} flash/beep pairs found in the recording: is the camera peer beeping?")
     t = np.array([p[0] for p in pairs])
     d = np.array([p[1] for p in pairs])
+    late = np.array([p[2] for p in pairs])
     for minute in range(int(t.max() // 60) + 1):
-        sel = d[(t >= minute * 60) & (t < (minute + 1) * 60)]
+        inside = (t >= minute * 60) & (t < (minute + 1) * 60)
+        sel = d[inside]
         if sel.size:
             print(f"  A/V minute {minute + 1:>2}: {sel.size:>2} pairs, median {np.median(sel):+6.1f} ms, "
-                  f"min {sel.min():+6.1f}, max {sel.max():+6.1f}, worst |{np.abs(sel).max():.1f}| ms")
+                  f"min {sel.min():+6.1f}, max {sel.max():+6.1f}, worst |{np.abs(sel).max():.1f}| ms; the picture's "
+                  f"latency {np.median(late[inside]) - late[0]:+6.1f} ms, the sound's "
+                  f"{np.median(late[inside] - sel) - (late[0] - d[0]):+6.1f} ms (medians, from the first pair's)")
     steps = [(float(t[i]), float(np.median(d[max(0, i - 5):i])), float(np.median(d[i:i + 5])))
-             for i in range(5, d.size - 4) if abs(np.median(d[i:i + 5]) - np.median(d[max(0, i - 5):i])) > AV_GOAL_MS
-             and abs(d[i] - np.median(d[max(0, i - 5):i])) > AV_GOAL_MS]
+             for i in range(5, d.size - 4) if abs(np.median(d[i:i + 5]) - np.median(d[max(0, i - 5):i])) > AV_BAR_MS
+             and abs(d[i] - np.median(d[max(0, i - 5):i])) > AV_BAR_MS]
     for at, before, after in steps[:10]:
         print(f"  A/V step at {at:.0f} s: the median of five pairs {before:+.1f} ms before, {after:+.1f} ms after")
     slope = float(np.polyfit(t, d, 1)[0])  # ms per second of session
@@ -138,7 +149,7 @@ def main() -> int:
                         "--force"],
                        env=env, check=True, capture_output=True, timeout=1200)
         numbers = frame_numbers(base / "rec.mp4")
-        pairs = av_pairs(base / "rec.mp4")
+        pairs = av_pairs(base / "rec.mp4", numbers)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for name in ("rec.mp4", "camera.log"):
