@@ -297,7 +297,8 @@ def main() -> int:
             port = free_port()
             log = (work / "server.log").open("wb")
             server = subprocess.Popen([str(BIN / "irms-web"), "--config", str(config), "serve", "--port", str(port),
-                                       "--workers", str(args.workers)], cwd=work, stdout=log, stderr=log)
+                                       "--workers", str(args.workers)], cwd=work, stdout=log, stderr=log,
+                                      env={**os.environ, "IRMS_HOME": str(work / "server-home")})
             wait_port(port, server)
             subprocess.run([str(BIN / "irms-web"), "--config", str(config), "custody", "unlock",
                             "--passphrase-stdin"], input=PASSPHRASE.encode(), cwd=work, check=True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,11 +122,7 @@ def playlist(session_id: str) -> ResponseReturnValue:
 
 def playlist_response(row: RecordingSession, who: Reader) -> Response:
     grant(row, "playlist", who)
-    cached = _playlists.get((row.session_id, row.verified_at_us))
-    if cached is None:
-        text = R.playlist(_segs(row)).encode()
-        # Gzipped once: an 8-hour playlist is ~100 KB of text, ~10 KB on the wire.
-        cached = _keep(_playlists, row, (text, gzip.compress(text, 6)))
+    cached = _playlists.get((row.session_id, row.verified_at_us)) or _shared_playlist(row)
     headers = {**NO_STORE, "Vary": "Accept-Encoding"}
     if request.accept_encodings["gzip"]:
         return Response(cached[1], mimetype="application/vnd.apple.mpegurl",
@@ -146,6 +143,43 @@ def _keep(cache: dict[tuple[str, int | None], Any], row: RecordingSession, value
             cache.pop(next(iter(cache)))
         cache[(row.session_id, row.verified_at_us)] = value
     return value
+
+
+SHARED_PLAYLISTS = 512
+"""Playlist files kept in the instance folder (the oldest removed beyond it): ~10 KB for 8 hours."""
+
+
+def _shared_playlist(row: RecordingSession) -> tuple[bytes, bytes]:
+    """The playlist, plain and gzipped (~100 KB of text for 8 hours, ~10 KB on the wire), made once per verified
+    session for every worker of the server: the first worker writes it to `replay-playlists/` of the server's data
+folder (IRMS_HOME, else the instance folder), the others
+    read that file instead of the session's segment rows (14,400 for 8 hours: 80-460 ms of PostgreSQL on a loaded
+    machine, which a first play waited for on each worker; bench/replay.py)."""
+    cfg = state().config
+    # (Not under test configurations, whose instance folder is the source tree's: the test below gives it a home.)
+    shared = row.verification == "verified" and row.status != SessionStatus.RECORDING.value and not cfg.testing
+    folder = cfg.data_dir(Path(current_app.instance_path)) / "replay-playlists"
+    path = folder / f"{row.session_id}-{row.verified_at_us}.m3u8.gz"
+    if shared:
+        try:
+            packed = path.read_bytes()
+            return _keep(_playlists, row, (gzip.decompress(packed), packed))
+        except (OSError, EOFError, gzip.BadGzipFile):
+            pass  # not made yet (or cut short): made again below
+    text = R.playlist(_segs(row)).encode()
+    packed = gzip.compress(text, 6)
+    if shared:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            part = path.with_name(f"{path.name}.{os.getpid()}.part")
+            part.write_bytes(packed)
+            os.replace(part, path)  # whole or absent for the other workers
+            kept = sorted(folder.glob("*.m3u8.gz"), key=lambda p: p.stat().st_mtime)
+            for old in kept[:-SHARED_PLAYLISTS]:
+                old.unlink(missing_ok=True)
+        except OSError as err:  # a cache: the playlist is served all the same
+            current_app.logger.warning("replay playlist not kept in %s: %s", folder, err)
+    return _keep(_playlists, row, (text, packed))
 
 
 def media_map_of(row: RecordingSession) -> list[list[int]]:
