@@ -22,6 +22,8 @@ import gzip
 import hashlib
 import json
 import os
+import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,14 +166,14 @@ folder (IRMS_HOME, else the instance folder), the others
         try:
             packed = path.read_bytes()
             return _keep(_playlists, row, (gzip.decompress(packed), packed))
-        except (OSError, EOFError, gzip.BadGzipFile):
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
             pass  # not made yet (or cut short): made again below
     text = R.playlist(_segs(row)).encode()
     packed = gzip.compress(text, 6)
     if shared:
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            part = path.with_name(f"{path.name}.{os.getpid()}.part")
+            part = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part")
             part.write_bytes(packed)
             os.replace(part, path)  # whole or absent for the other workers
             kept = sorted(folder.glob("*.m3u8.gz"), key=lambda p: p.stat().st_mtime)
