@@ -4,7 +4,9 @@ Each benchmark prints its human lines, then one `RESULT {json}` line per figure 
 and verdict (`result()`). `python bench/results.py` runs every benchmark (or `--only NAME ...`),
 passes its output through, prints one table of figure, value, target and PASS/FAIL, and writes
 it with the machine's description and load to bench/RESULTS.md. A benchmark that ends without
-a figure is a FAIL row saying how it ended. The exit status is 1 if any row failed.
+a figure is a FAIL row saying how it ended. The exit status is 1 if any row failed. With --only, the
+rows of the benchmarks not run are kept from the table already in the file, and the file says when
+those were measured.
 
     python bench/results.py [--only agent_cpu av_offset ...] [--out bench/RESULTS.md]
 """
@@ -16,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -95,6 +98,24 @@ def table(rows: list[dict[str, object]]) -> list[str]:
     return lines
 
 
+def earlier(path: Path, skip: list[str]) -> list[str]:
+    """The table rows of `path` whose benchmark is not in `skip`, each verdict dated with when it was measured."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    started = re.search(r"started (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", text)
+    out = []
+    for line in text.splitlines():
+        cells = line.split("|")
+        if not line.startswith("| ") or line.startswith("| benchmark |") or cells[1].strip() in skip:
+            continue
+        if "measured" not in cells[-2] and started:
+            cells[-2] = f"{cells[-2].rstrip()} (measured {started.group(1)} UTC) "
+        out.append("|".join(cells))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run these benchmarks only")
@@ -112,6 +133,9 @@ def main() -> int:
         timings.append(f"{name} {seconds:.0f} s (exit {code})")
     load_after = os.getloadavg()
     lines = table(rows)
+    kept = earlier(args.out, names) if args.only else []
+    if kept:
+        lines += kept
     print("\n".join(["", *lines]))
     doc = [
         "# Benchmark results",
@@ -119,6 +143,8 @@ def main() -> int:
         f"`make bench` ({'all benchmarks' if not args.only else 'only ' + ', '.join(names)}), "
         f"started {started:%Y-%m-%d %H:%M} UTC. Each figure is the worst of its runs where a benchmark "
         "has several; see each bench/*.py for what it measures and its same-run baseline.",
+        *(["", f"The rows of {', '.join(sorted({r.split('|')[1].strip() for r in kept}))} were not measured "
+               "this time: they are kept from the earlier table, each with when it was measured."] if kept else []),
         "",
         *lines,
         "",

@@ -9,6 +9,7 @@ the camera's timestamps in every later recording (R18, TEST_ENVIRONMENT.md).
 
 from __future__ import annotations
 
+import bisect
 import re
 import shutil
 import statistics
@@ -115,15 +116,23 @@ class Offset:
         return f"{self.offset_ms:+.1f} ms (spread {self.spread_ms:.1f} ms over {self.pairs} flashes)"
 
 
+def flash_beep_pairs(flashes: list[float], beeps: list[float], max_s: float = 0.45) -> list[tuple[float, float]]:
+    """Each flash matched with the nearest beep (within `max_s`): (flash time in s, flash − beep in ms)."""
+    out: list[tuple[float, float]] = []
+    if not beeps:
+        return out
+    ordered = sorted(beeps)
+    for f in flashes:
+        i = bisect.bisect_left(ordered, f)
+        nearest = min(ordered[max(i - 1, 0):i + 1], key=lambda b: abs(f - b))
+        if abs(f - nearest) <= max_s:
+            out.append((f, (f - nearest) * 1000))
+    return out
+
+
 def pair_offsets(flashes: list[float], beeps: list[float], max_s: float = 0.45) -> Offset:
     """Match each flash with the nearest beep (within `max_s`) and summarise flash − beep."""
-    diffs = []
-    for f in flashes:
-        if not beeps:
-            break
-        nearest = min(beeps, key=lambda b: abs(f - b))
-        if abs(f - nearest) <= max_s:
-            diffs.append((f - nearest) * 1000)
+    diffs = [d for _, d in flash_beep_pairs(flashes, beeps, max_s)]
     if not diffs:
         raise CaptureError("no flash matched a beep: is the camera seeing the flashes and the microphone the beeps?")
     middle = statistics.median(diffs)

@@ -29,6 +29,7 @@ def run_selftest(rec: Recorder, seconds: float) -> dict[str, Any]:
     checks.append(probe_disk(rec.station.home, rec.settings.min_free_bytes))
     checks.append(probe_store(rec.store, device=rec.store.url))
     rec.health.every_s = 0.0  # judge every segment of the clip
+    rec.health.focus = True  # and its focus: the verdict has it
     sid = None
     verified = False
     error = ""

@@ -73,7 +73,6 @@ from recorder.supervisor import ProcessSupervisor
 from recorder.uploader import Uploader
 from storage.base import ObjectStore
 from storage.errors import StoreError
-from verifier.timestamp import TimestampUnavailable, request_token
 
 log = logging.getLogger(__name__)
 # Media ending this long before the capture was stopped is declared as an encoder stall (close()).
@@ -766,6 +765,8 @@ class Recorder:
         A TSA that is away is reported, never waited for: the manifests wait for the next try."""
         if not self.settings.tsa_url:
             return 0
+        from verifier.timestamp import TimestampUnavailable, request_token  # only with a TSA configured
+
         stamped = 0
         for sid, prefix, manifest in self.journal.unstamped_manifests(TOKEN_SUFFIX):
             try:

@@ -29,7 +29,6 @@ from evidence.durable import write_durable
 from evidence.errors import KeyError_
 from evidence.formats import check_code
 from recorder.errors import ConfigError, StationBusy
-from verifier.trust import trust_dir, trust_station_key
 
 
 def irms_home() -> Path:
@@ -121,6 +120,8 @@ def keygen(home: Path, station_id: str | None, custodian_public: Path | None) ->
     K.save_private_key(key_path, key)
     K.save_public_key(home / "keys" / "station.pub", key.public_key())
     write_durable(home / "station.json", json.dumps({"station_id": sid}).encode(), mode=0o600)
+    from verifier.trust import trust_dir, trust_station_key  # X.509 (a tenth of a start's CPU): keygen only
+
     trust_station_key(trust_dir(), sid, key.public_key())
     if custodian_public is not None:
         install_custodian(home, custodian_public)

@@ -21,6 +21,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +107,7 @@ def page_html(row: RecordingSession, who: Reader, viewer: str, playlist_url: str
     end_grant(row, who)
     grant(row, "page", who)
     html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row), player=True,
-                           media_map=json.dumps(R.media_map(_segs(row))), viewer=viewer,
+                           media_map=json.dumps(media_map_of(row)), viewer=viewer,
                            playlist_url=playlist_url, back_url=back_url, **(extra or {}))
     return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
 
@@ -125,16 +128,7 @@ def playlist(session_id: str) -> ResponseReturnValue:
 
 def playlist_response(row: RecordingSession, who: Reader) -> Response:
     grant(row, "playlist", who)
-    key = (row.session_id, row.verified_at_us)
-    cached = _playlists.get(key)
-    if cached is None:
-        text = R.playlist(_segs(row)).encode()
-        # Gzipped once: an 8-hour playlist is ~100 KB of text, ~10 KB on the wire.
-        cached = (text, gzip.compress(text, 6))
-        if row.verification == "verified":  # write-once objects: the playlist of a verified session never changes
-            if len(_playlists) >= 32:
-                _playlists.pop(next(iter(_playlists)))
-            _playlists[key] = cached
+    cached = _playlists.get((row.session_id, row.verified_at_us)) or _shared_playlist(row)
     headers = {**NO_STORE, "Vary": "Accept-Encoding"}
     if request.accept_encodings["gzip"]:
         return Response(cached[1], mimetype="application/vnd.apple.mpegurl",
@@ -143,6 +137,64 @@ def playlist_response(row: RecordingSession, who: Reader) -> Response:
 
 
 _playlists: dict[tuple[str, int | None], tuple[bytes, bytes]] = {}
+_media_maps: dict[tuple[str, int | None], list[list[int]]] = {}
+KEPT_SESSIONS = 32
+
+
+def _keep(cache: dict[tuple[str, int | None], Any], row: RecordingSession, value: Any) -> Any:
+    """Keep what was made from a verified session's segment rows (write-once objects: it never changes while
+    the verification stands), for the last KEPT_SESSIONS sessions of this worker; return it."""
+    if row.verification == "verified" and row.status != SessionStatus.RECORDING.value:  # a live one still grows
+        if len(cache) >= KEPT_SESSIONS:
+            cache.pop(next(iter(cache)))
+        cache[(row.session_id, row.verified_at_us)] = value
+    return value
+
+
+SHARED_PLAYLISTS = 512
+"""Playlist files kept in the instance folder (the oldest removed beyond it): ~10 KB for 8 hours."""
+
+
+def _shared_playlist(row: RecordingSession) -> tuple[bytes, bytes]:
+    """The playlist, plain and gzipped (~100 KB of text for 8 hours, ~10 KB on the wire), made once per verified
+    session for every worker of the server: the first worker writes it to `replay-playlists/` of the server's data
+folder (IRMS_HOME, else the instance folder), the others
+    read that file instead of the session's segment rows (14,400 for 8 hours: 80-460 ms of PostgreSQL on a loaded
+    machine, which a first play waited for on each worker; bench/replay.py)."""
+    cfg = state().config
+    # (Not under test configurations, whose instance folder is the source tree's: the test below gives it a home.)
+    shared = row.verification == "verified" and row.status != SessionStatus.RECORDING.value and not cfg.testing
+    folder = cfg.data_dir(Path(current_app.instance_path)) / "replay-playlists"
+    path = folder / f"{row.session_id}-{row.verified_at_us}.m3u8.gz"
+    if shared:
+        try:
+            packed = path.read_bytes()
+            return _keep(_playlists, row, (gzip.decompress(packed), packed))
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
+            pass  # not made yet (or cut short): made again below
+    text = R.playlist(_segs(row)).encode()
+    packed = gzip.compress(text, 6)
+    if shared:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            part = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part")
+            part.write_bytes(packed)
+            os.replace(part, path)  # whole or absent for the other workers
+            kept = sorted(folder.glob("*.m3u8.gz"), key=lambda p: p.stat().st_mtime)
+            for old in kept[:-SHARED_PLAYLISTS]:
+                old.unlink(missing_ok=True)
+        except OSError as err:  # a cache: the playlist is served all the same
+            current_app.logger.warning("replay playlist not kept in %s: %s", folder, err)
+    return _keep(_playlists, row, (text, packed))
+
+
+def media_map_of(row: RecordingSession) -> list[list[int]]:
+    """The session's media map (web/recordings.py): the replay page and every markers poll (every 3 s) show it;
+    an 8-hour session's 14,400 segment rows were read for it each time."""
+    cached = _media_maps.get((row.session_id, row.verified_at_us))
+    if cached is None:
+        cached = _keep(_media_maps, row, R.media_map(_segs(row)))
+    return cached
 
 
 def _segs(row: RecordingSession) -> list[R.Seg]:

@@ -78,11 +78,16 @@ class Scope:
     personal_units: frozenset[int]
 
 
-def _below(s: Session, roots: set[int]) -> set[int]:
+def _children(s: Session) -> dict[int, list[int]]:
+    """Every unit's child units (the whole table, read once per scope)."""
     children: dict[int, list[int]] = {}
     for uid, parent in s.execute(select(Unit.id, Unit.parent_id)):
         if parent is not None:
             children.setdefault(parent, []).append(uid)
+    return children
+
+
+def _below(children: dict[int, list[int]], roots: set[int]) -> set[int]:
     out, todo = set(), list(roots)
     while todo:
         u = todo.pop()
@@ -97,13 +102,14 @@ def scope_of(s: Session, user: User) -> Scope:
                      .join(Unit, Unit.id == UserUnit.unit_id).where(UserUnit.user_id == user.id)).all()
     national = any(kind == UnitKind.NATIONAL.value for _, _, kind in rows)
     prosecutor = user.role == Role.PROSECUTOR.value
-    units = _below(s, {u for u, _, _ in rows})
+    children = _children(s)  # once: every request of a replay reads the scope (each segment is checked)
+    units = _below(children, {u for u, _, _ in rows})
     personal_roots = {u for u, p, _ in rows if p or prosecutor}
     cases = frozenset(s.scalars(select(CaseAssignment.case_number).where(CaseAssignment.user_id == user.id))
                       ) if prosecutor else frozenset()
     return Scope(user.username, user.role, national, frozenset(units), cases,
                  personal_all=national and (prosecutor or any(p for _, p, k in rows if k == UnitKind.NATIONAL.value)),
-                 personal_units=frozenset(_below(s, personal_roots)))
+                 personal_units=frozenset(_below(children, personal_roots)))
 
 
 def current(s: Session) -> Scope:

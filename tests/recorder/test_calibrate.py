@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.calibrate import Offset, combine, flash_times, measure, pair_offsets, video_luma
+from recorder.calibrate import Offset, combine, flash_beep_pairs, flash_times, measure, pair_offsets, video_luma
 
 ORIGIN_S = 10.0  # wall clock − t0 of the file's first frame
 # Frames 31-33 arrive late and together, as an RTSP backlog drains (times after the origin).
@@ -74,3 +74,13 @@ def test_several_recordings_give_the_median_of_their_offsets() -> None:
     assert combined.offset_ms == 23.0 and combined.pairs == 20
     assert combined.spread_ms == pytest.approx(1.9)
     assert combine(runs[:1]) == runs[0]
+
+
+def test_each_pair_keeps_its_time_for_a_long_recording() -> None:
+    """bench/long_recording.py reads every second's pair: the flash's time and flash − beep, unmatched left out."""
+    flashes = [2.003, 3.004, 4.280, 7.010]
+    beeps = [6.0, 1.0, 2.0, 3.0, 4.0]  # any order; no beep near 7 s
+    pairs = flash_beep_pairs(flashes, beeps)
+    assert [t for t, _ in pairs] == [2.003, 3.004, 4.280]
+    assert [round(d, 3) for _, d in pairs] == [3.0, 4.0, 280.0]
+    assert flash_beep_pairs(flashes, []) == []

@@ -68,3 +68,17 @@ def test_monitor_reports_a_fault_once_and_its_recovery_and_counts_its_cpu(tmp_pa
     assert monitor.checks == 3 and 0 < monitor.cpu_s < 5
     # The self-test's verdict keeps the fault even though the last segment was good.
     assert not next(r for r in monitor.clip_results() if r.check == "camera.black").ok
+
+
+def test_a_recording_judges_no_focus_and_the_self_test_does(tmp_path: Path) -> None:
+    """The focus is not a health event while recording (not watched), so it is not computed there; the
+    self-test's verdict has it (selftest.py sets `focus`)."""
+    good = segment(tmp_path / "good.ts", "moving", "tone")
+    recording = HealthMonitor(SIZE, every_s=0.0)
+    assert recording.check(good, 1, 2_000_000) == []
+    assert "camera.focus" not in {r.check for r in recording.clip_results()}
+    judged = {r.check for r in recording.clip_results()}
+    assert {"camera.black", "camera.frozen", "camera.covered", "mic.silent"} <= judged
+    selftest = HealthMonitor(SIZE, every_s=0.0, focus=True)
+    selftest.check(good, 1, 2_000_000)
+    assert next(r for r in selftest.clip_results() if r.check == "camera.focus").ok

@@ -110,6 +110,18 @@ def test_analyse_frames_finds_out_of_focus() -> None:
     assert failing(analyse_frames([smooth(4 * i) for i in range(6)], (320, 180))) == {"camera.focus"}
 
 
+def test_analyse_frames_without_focus_still_finds_covered_and_frozen() -> None:
+    """Health while recording leaves the focus out (the Laplacian is most of the CPU): the rest is judged alike."""
+    rng = np.random.default_rng(3)
+    flat = np.full((180, 320, 3), 90, np.uint8) + rng.integers(0, 2, (180, 320, 3), dtype=np.uint8)
+    results = by_check(analyse_frames([flat.copy() for _ in range(5)], (320, 180), focus=False))
+    assert "camera.focus" not in results
+    assert {c for c, r in results.items() if not r.ok} == {"camera.covered", "camera.frozen"}
+    blurred = [smooth(4 * i) for i in range(6)]
+    assert all_ok(analyse_frames(blurred, (320, 180), focus=False))
+    assert by_check(analyse_frames(blurred, (320, 180)))["camera.focus"].ok is False
+
+
 def test_analyse_frames_checks_size_and_accepts_grey() -> None:
     grey = [np.asarray(cv2.cvtColor(textured(i), cv2.COLOR_BGR2GRAY), np.uint8) for i in range(4)]
     results = by_check(analyse_frames(grey, (1280, 720)))

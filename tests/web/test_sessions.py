@@ -417,6 +417,28 @@ def test_session_recorded_while_server_away_reaches_it_complete(world: World, se
     assert PASSWORD  # the enrolled station needs no user
 
 
+def test_a_playlist_is_made_once_for_every_worker(sessions_world: SessionsWorld, app: Flask, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first worker keeps the playlist in the server's data folder; another one (nothing in its memory) serves
+    that file and reads no segment row (an 8-hour session has 14,400: bench/replay.py)."""
+    from web import replay
+
+    st = app.extensions["irms"]
+    st.config = st.config.model_copy(update={"testing": False})
+    monkeypatch.setenv("IRMS_HOME", str(tmp_path / "home"))
+    c = as_role(app, "prosecutor")
+    url = f"/replay/{sessions_world.session_id}/index.m3u8"
+    replay._playlists.clear()  # (earlier tests' workers are this process too)
+    text = c.get(url).data
+    kept = list((tmp_path / "home" / "replay-playlists").glob("*.m3u8.gz"))
+    assert len(kept) == 1 and gzip.decompress(kept[0].read_bytes()) == text and text.startswith(b"#EXTM3U")
+    replay._playlists.clear()
+    monkeypatch.setattr(replay, "_segs", lambda row: pytest.fail("the segment rows were read again"))
+    assert c.get(url).data == text
+    gz = c.get(url, headers={"Accept-Encoding": "gzip"})
+    assert gzip.decompress(gz.data) == text
+
+
 def test_playlist_groups_segments_within_runs() -> None:
     from web.recordings import Seg, playlist
     t0, d = 1_800_000_000_000_000, 2_000_000

@@ -92,14 +92,21 @@
       list.appendChild(li);
     });
   }
+  var last = null, polling = false;
   function load() {
     fetch(markersUrl, { cache: "no-store", credentials: "same-origin" })
-      .then(function (r) { return r.json(); }).then(draw).catch(function () {});
+      .then(function (r) { return r.json(); }).then(function (data) { last = data; draw(data); })
+      .catch(function () {});
+  }
+  function poll() {
+    if (!polling) { polling = true; load(); setInterval(load, 3000); }
   }
   if (markersUrl && scrubber && list) {
-    load();
-    setInterval(load, 3000);
-    video.addEventListener("durationchange", load);
+    // The markers wait for the first picture (or 2 s): fetched beside the playlist and the first segment,
+    // they held the server's threads while the picture waited (bench/replay.py).
+    video.addEventListener("loadeddata", poll, { once: true });
+    setTimeout(poll, 2000);
+    video.addEventListener("durationchange", function () { if (last) { draw(last); } });
     var form = document.getElementById("marker-form");  // none on a shared link: an outside party adds none
     if (form) form.addEventListener("submit", function (e) {
       e.preventDefault();
