@@ -121,7 +121,7 @@ def test_dashboard_on_one_screen_sorted_exported_and_drilled(country: str, app: 
     t = {"vi": {"h1": "Mức độ trang bị ghi âm ghi hình hỏi cung", "target": "mục tiêu 100%", "csv": "Tải CSV",
                 "province": "Tỉnh/thành phố", "range7": "7 ngày", "failed": "không đạt", "passed": "đạt",
                 "black": "hình ảnh bị đen"},
-         "en": {"h1": "Interrogation recording coverage", "target": "target 100%", "csv": "CSV",
+         "en": {"h1": "Interrogation recording coverage", "target": "target 100%", "csv": "Download CSV",
                 "province": "Province", "range7": "7 days", "failed": "failed", "passed": "passed",
                 "black": "the picture is black"}}[language]
     expect(page.locator("h1")).to_have_text(t["h1"])
