@@ -18,7 +18,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from results import result
 from sqlalchemy import insert, select, text, update
@@ -79,6 +81,30 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1]
 
 
+
+def logged_in(app: Any) -> Any:
+    """A test client of `app` logged in as the bench user (seed() made it)."""
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert token
+    r = client.post("/login", data={"username": "bench", "password": "bench-password-1",
+                                    "csrf_token": token.group(1)})
+    assert r.status_code == 302, r.status_code
+    return client
+
+
+def timer(client: Any) -> Callable[[str], float]:
+    """GET a path through `client`, which must answer 200; the time it took in ms."""
+    def timed(path: str) -> float:
+        t = time.perf_counter()
+        resp = client.get(path)
+        dt = time.perf_counter() - t
+        assert resp.status_code == 200, (path, resp.status_code)
+        return dt * 1000
+    return timed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rooms", type=int, default=10_000)
@@ -102,21 +128,8 @@ def main() -> int:
         cfg = load_config(env={}, database_url=url, secret_key="bench", testing=True,
                           heartbeat_interval_s=INTERVAL)
         app = create_app(cfg, database=db)
-        client = app.test_client()
-        page = client.get("/login").get_data(as_text=True)
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-        assert token
-        r = client.post("/login", data={"username": "bench", "password": "bench-password-1",
-                                        "csrf_token": token.group(1)})
-        assert r.status_code == 302, r.status_code
-
-        def timed(path: str) -> float:
-            t = time.perf_counter()
-            resp = client.get(path)
-            dt = time.perf_counter() - t
-            assert resp.status_code == 200, (path, resp.status_code)
-            return dt * 1000
-
+        client = logged_in(app)
+        timed = timer(client)
         dash = client.get("/").get_data(as_text=True)
         working = re.search(r'id="rooms-working">(\d+)<', dash)
         print(f"dashboard: {len(dash) // 1024} KiB, rooms working {working.group(1) if working else '?'}")

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dashboard import NOW, seed
+from dashboard import NOW, logged_in, seed, timer
 from results import result
 from sqlalchemy import insert, select, text
 
@@ -112,20 +112,8 @@ def main() -> int:
         print(f"seeding took {time.perf_counter() - t0:.1f} s", flush=True)
         cfg = load_config(env={}, database_url=url, secret_key="bench", testing=True, heartbeat_interval_s=60)
         app = create_app(cfg, clock=lambda: NOW, database=db)
-        client = app.test_client()
-        page = client.get("/login").get_data(as_text=True)
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
-        assert token
-        r = client.post("/login", data={"username": "bench", "password": "bench-password-1",
-                                        "csrf_token": token.group(1)})
-        assert r.status_code == 302, r.status_code
-
-        def timed(path: str) -> float:
-            t = time.perf_counter()
-            resp = client.get(path)
-            dt = time.perf_counter() - t
-            assert resp.status_code == 200, (path, resp.status_code)
-            return dt * 1000
+        client = logged_in(app)
+        timed = timer(client)
 
         sample = client.get(paths[0]).get_data(as_text=True)
         beats = len(re.findall(r"<tr data-sent=", sample))
