@@ -309,3 +309,27 @@ rate = 48000
 channels = 1
 """)
     return kit
+
+
+def unplugged_camera_kit(tmp_path: Path) -> Path:
+    """A room kit whose RTSP camera does not answer (nothing listens on its port), with a generated tone."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kit = tmp_path / "ip-camera.toml"
+    kit.write_text(f"""format = "irms.profile/1"
+name = "ip-camera"
+description = "An RTSP camera that does not answer"
+[[cameras]]
+role = "wide"
+source = "rtsp"
+device = "rtsp://127.0.0.1:{port}/stream"
+width = 1280
+height = 720
+fps = 25
+[[microphones]]
+role = "room"
+source = "lavfi"
+device = "sine=frequency=1000:sample_rate={{rate}}"
+""")
+    return kit

@@ -23,7 +23,7 @@ from recorder.screen import ScreenSettings, create_screen_app
 from recorder.screen_cli import recorder_factory
 from recorder.screen_login import ScreenLogins, _hasher
 from tests.plugins.base import date_server
-from tests.plugins.devices import CameraPeer, MicPeer, camera_and_mic_kit
+from tests.plugins.devices import CameraPeer, MicPeer, camera_and_mic_kit, unplugged_camera_kit
 from tests.plugins.pages import untranslated, visible_text
 from tests.plugins.recording import Station
 
@@ -224,25 +224,7 @@ def test_clock_too_far_off_blocks_the_start(home: Path, tmp_path: Path, apps: li
 
 
 def test_a_failing_required_device_blocks_the_start(home: Path, tmp_path: Path, apps: list[Flask]) -> None:
-    with socket.socket() as s:  # a port nobody listens on: the camera is unplugged
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kit = tmp_path / "ip-camera.toml"
-    kit.write_text(f"""format = "irms.profile/1"
-name = "ip-camera"
-description = "An RTSP camera that does not answer"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "rtsp://127.0.0.1:{port}/stream"
-width = 1280
-height = 720
-fps = 25
-[[microphones]]
-role = "room"
-source = "lavfi"
-device = "sine=frequency=1000:sample_rate={{rate}}"
-""")
+    kit = unplugged_camera_kit(tmp_path)
     client = client_for(apps, home, str(tmp_path / "store"), kit=str(kit), support_contact=IT_DESK)
     assert_blocked(client, home, "camera.frames", "cannot open rtsp://127.0.0.1")
     # What the investigator reads: what is wrong, what to do, whom to call; the raw detail only behind "details".

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from recorder import screen as screen_module
 from tests.plugins.base import date_server
+from tests.plugins.devices import unplugged_camera_kit
 from tests.plugins.pages import untranslated
 from tests.plugins.processes import stop_process
 from tests.plugins.recording import BIN, Station, run_cli
@@ -84,25 +84,7 @@ IT_DESK = "Đội kỹ thuật PC04, 024 3826 0000"
 @pytest.fixture
 def unplugged_camera_screen(station: Station, tmp_path: Path, time_reference: str) -> Iterator[ScreenServer]:
     """The screen of a room whose RTSP camera does not answer (nothing listens on its port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kit = tmp_path / "ip-camera.toml"
-    kit.write_text(f"""format = "irms.profile/1"
-name = "ip-camera"
-description = "An RTSP camera that does not answer"
-[[cameras]]
-role = "wide"
-source = "rtsp"
-device = "rtsp://127.0.0.1:{port}/stream"
-width = 1280
-height = 720
-fps = 25
-[[microphones]]
-role = "room"
-source = "lavfi"
-device = "sine=frequency=1000:sample_rate={{rate}}"
-""")
+    kit = unplugged_camera_kit(tmp_path)
     (station.home / "station.toml").write_text(f'support_contact = "{IT_DESK}"\n', encoding="utf-8")
     with serve_screen(station, tmp_path, time_reference, "--kit", str(kit)) as server:
         yield server
