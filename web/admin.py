@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from wtforms import BooleanField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
@@ -487,64 +488,70 @@ def _other_user(username: str, what: str) -> User:
     return user
 
 
-def _plain_post() -> None:
-    form = FlaskForm()
-    if not form.validate_on_submit():
-        raise _form_error(form)
+def _user_action(username: str, change: Callable[[Session], object], message: str, form: FlaskForm | None = None,
+                 answer: Callable[[], ResponseReturnValue] | None = None) -> ResponseReturnValue:
+    """A button on a user's row: the change, committed, then the users page with `message`; a refusal (the
+    form, the user unknown, an admin acting on their own account) comes back on the users page, above the
+    table, in the page's language with the server's detail."""
+    form = form or FlaskForm()
+    s = db_session()
+    try:
+        if not form.validate_on_submit():
+            raise _form_error(form)
+        change(s)
+    except (BadRequest, NotFound, Conflict) as err:
+        s.rollback()
+        return _users_page(err.http_status, "row", err)
+    s.commit()
+    if answer is not None:
+        return answer()
+    _done(message, username=username)
+    return redirect(url_for("admin.users"))
 
 
 @bp.route("/users/<username>/disable", methods=["POST"])
 @require_roles("admin")
 def disable_user(username: str) -> ResponseReturnValue:
-    _plain_post()
-    s = db_session()
-    U.set_active(s, _other_user(username, "disable"), False, actor=g.user.username, now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.users"))
+    return _user_action(username, lambda s: U.set_active(s, _other_user(username, "disable"), False,
+                                                        actor=g.user.username, now_us=now_us()),
+                        i18n.N_("User {username} disabled."))
 
 
 @bp.route("/users/<username>/enable", methods=["POST"])
 @require_roles("admin")
 def enable_user(username: str) -> ResponseReturnValue:
-    _plain_post()
-    s = db_session()
-    U.set_active(s, U.find_user(s, username), True, actor=g.user.username, now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.users"))
+    return _user_action(username, lambda s: U.set_active(s, U.find_user(s, username), True, actor=g.user.username,
+                                                        now_us=now_us()),
+                        i18n.N_("User {username} enabled."))
 
 
 @bp.route("/users/<username>/reset-password", methods=["POST"])
 @require_roles("admin")
 def reset_password(username: str) -> ResponseReturnValue:
     """A generated password, shown once; the user's logins end at once."""
-    _plain_post()
-    s = db_session()
-    user = _other_user(username, "reset the password of")
-    password = U.generated_password()
-    U.set_password(s, user, password, actor=g.user.username, now_us=now_us())
-    s.commit()
-    return _password_page(user, password)
+    made: list[tuple[User, str]] = []
+
+    def change(s: Session) -> None:
+        user = _other_user(username, "reset the password of")
+        password = U.generated_password()
+        U.set_password(s, user, password, actor=g.user.username, now_us=now_us())
+        made.append((user, password))
+    return _user_action(username, change, "", answer=lambda: _password_page(*made[0]))
 
 
 @bp.route("/users/<username>/role", methods=["POST"])
 @require_roles("admin")
 def set_role(username: str) -> ResponseReturnValue:
     form = RoleForm()
-    if not form.validate_on_submit():
-        raise _form_error(form)
-    s = db_session()
-    U.set_role(s, _other_user(username, "change the role of"), form.role.data or "", actor=g.user.username,
-               now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.users"))
+    return _user_action(username, lambda s: U.set_role(s, _other_user(username, "change the role of"),
+                                                      form.role.data or "", actor=g.user.username, now_us=now_us()),
+                        i18n.N_("Role of {username} changed."), form)
 
 
 @bp.route("/users/<username>/reset-two-factor", methods=["POST"])
 @require_roles("admin")
 def reset_two_factor(username: str) -> ResponseReturnValue:
     """The user's authenticator and recovery codes go (a lost phone); their logins end; they enrol again."""
-    _plain_post()
-    s = db_session()
-    TF.reset(s, _other_user(username, "reset the second factor of"), actor=g.user.username, now_us=now_us())
-    s.commit()
-    return redirect(url_for("admin.users"))
+    return _user_action(username, lambda s: TF.reset(s, _other_user(username, "reset the second factor of"),
+                                                    actor=g.user.username, now_us=now_us()),
+                        i18n.N_("Second factor of {username} reset."))

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from tests.web.conftest import PASSWORD, FakeNow, SessionsWorld, World, csrf_token, login
+from web import i18n
 from web.app import create_app
 from web.cli import cli_actor, main
 from web.config import WebConfig
@@ -114,10 +115,20 @@ def test_admin_disables_resets_and_changes_role(world: World, app: Flask, db: Da
     assert post_form(admin, "/admin/users/boss/disable", {}, "/admin/users") == 409
     assert post_form(admin, "/admin/users/boss/role", {"role": "auditor"}, "/admin/users") == 409
     assert post_form(admin, "/admin/users/ghost/disable", {}, "/admin/users") == 404
+    # a refused button answers on the users page, in the page's language (Vietnamese by default), the table kept;
+    # a done one says so there
+    resp = admin.post("/admin/users/boss/disable", data={"csrf_token": csrf_token(admin, "/admin/users")})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 409 and 'id="row-problem"' in page and 'data-user="lan"' in page
+    assert i18n.translate("This conflicts with what is already recorded.", "vi") in page
+    assert "cannot disable their own account" in page
+    admin.post("/admin/users/lan/role", data={"role": "prosecutor", "csrf_token": csrf_token(admin, "/admin/users")})
+    page = admin.get("/admin/users").get_data(as_text=True)
+    assert i18n.translate("Role of {username} changed.", "vi", username="lan") in page
     acts = [(a, act, t) for a, act, t, _ in audit_rows(db, "user.")]
     assert acts == [("test", "user.add", "boss"), ("test", "user.add", "lan"), ("boss", "user.role", "lan"),
                     ("boss", "user.disable", "lan"), ("boss", "user.enable", "lan"),
-                    ("boss", "user.password_reset", "lan")]
+                    ("boss", "user.password_reset", "lan"), ("boss", "user.role", "lan")]
     assert audit_rows(db, "user.disable")[0][3] == {"logins_ended": 2}
     # none of it for another role
     assert lan.post("/admin/users/boss/disable", data={"csrf_token": csrf_token(lan, "/")}).status_code == 403
