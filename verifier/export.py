@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import re
 import tempfile
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from evidence.canonical import canonical_json
 from evidence.crypto import Unwrapper
@@ -47,28 +51,124 @@ def export_session(store: ObjectStore, session_id: str, opts: Options, out: Path
         raise VerificationError(f"no trust anchor for station {report.station_id}: nothing to export with")
     trust_station_key(out / "trust", report.station_id, key)
     trust_tsa_roots(out / "trust", opts.trust.tsa_roots or (opts.carried.tsa_roots if opts.carried else ()))
-    manifest = store.get(manifest_name(report.prefix))
-    info = {
+    info = _info(report, store.get(manifest_name(report.prefix)), label, now)
+    write_durable(out / EXPORT_FILE, canonical_json(info), replace=False)
+    write_durable(out / "README.txt", _readme(info, out.name), replace=False)
+    return info
+
+
+def _info(report: Report, manifest: bytes, label: str, now: dt.datetime) -> dict[str, Any]:
+    return {
         "exported_at_us": int(now.timestamp() * 1_000_000),
         "format": EXPORT_FORMAT,
         "label": label,
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "segments": report.segments,
-        "session_id": session_id,
+        "session_id": report.session_id,
         "station_id": report.station_id,
         "station_key_id": report.station_key_id,
     }
-    write_durable(out / EXPORT_FILE, canonical_json(info), replace=False)
-    readme = (
-        f"IRMS sealed copy ({label}) of session {session_id}\n\n"
-        f"Verify offline:  irms-verify session {session_id} --store {out.name}\n"
-        f"The station key id is {report.station_key_id}; compare it with the annex to the minutes.\n"
+
+
+def _readme(info: dict[str, Any], folder: str) -> bytes:
+    return (
+        f"IRMS sealed copy ({info['label']}) of session {info['session_id']}\n\n"
+        f"Verify offline:  irms-verify session {info['session_id']} --store {folder}\n"
+        f"The station key id is {info['station_key_id']}; compare it with the annex to the minutes.\n"
         "A verifier whose own trust store knows this station checks the folder against it; one that\n"
         "does not says it verified against the key carried by this folder.\n"
         f"The manifest SHA-256 is {info['manifest_sha256']}.\n"
-    )
-    write_durable(out / "README.txt", readme.encode(), replace=False)
-    return info
+    ).encode()
+
+
+SEGMENT_OBJECT = re.compile(r"seg/(\d{8})\.bin")
+
+Progress = Callable[[str, int, int, int], None]
+"""progress(step, objects done, objects in all, bytes written): step is `checking` (the documents, before any
+byte), `copying` (object by object) or `sealing` (the trust anchors, EXPORT.json, the zip's directory)."""
+
+
+class _AppendOnly:
+    """What `zipfile` writes to: bytes only ever appended (no seek, so every local header is final when written
+    and the zip can be sent while it is built), counted and hashed on the way."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sink.write(data)
+        self.size += len(data)
+        self.sha256.update(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+
+def export_zip(store: ObjectStore, session_id: str, opts: Options, sink: BinaryIO, label: str, now: dt.datetime,
+               progress: Progress | None = None) -> dict[str, Any]:
+    """The sealed copy as a zip archive written into `sink` as it is built: the folder `export_session` makes,
+    under `irms-<session>-<label>/`, never seeking back, so what is already written can be sent at once.
+
+    Verified in one pass over the store: the document rules first (headers, records, signatures, chain,
+    manifest, witnessed heads: `verify` without the byte rules), then each segment's ciphertext against its
+    verified record (V06) as it is copied. A failure raises VerificationError naming the rule and leaves the
+    archive unfinished (no central directory: no unzip tool opens it). Returns EXPORT.json's content plus
+    `archive_size` and `archive_sha256` (of the bytes written)."""
+    say = progress or (lambda step, done, total, written: None)
+    say("checking", 0, 0, 0)
+    report = verify(store, session_id, dataclasses.replace(opts, ciphertexts=False))
+    if report.status != "verified":
+        raise VerificationError(f"session {session_id} is unterminated (no manifest): no sealed copy before "
+                                "it is closed")
+    key = opts.trust.station_key(report.station_id) or (
+        opts.carried.station_key(report.station_id) if opts.carried else None)
+    if key is None:
+        raise VerificationError(f"no trust anchor for station {report.station_id}: nothing to export with")
+    records = {int(r["index"]): r for r in report.records}
+    names = sorted(store.list(report.prefix))
+    total = len(names) + 1
+    top = f"irms-{session_id}-{label}"
+    stamp = now.astimezone(dt.UTC).timetuple()[:6]
+    out = _AppendOnly(sink)
+
+    def entry(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(f"{top}/{name}", date_time=stamp)
+        info.external_attr = 0o644 << 16
+        zf.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[call-overload]
+        for n, name in enumerate(names):
+            data = store.get(name)
+            seg = SEGMENT_OBJECT.fullmatch(name[len(report.prefix):])
+            if seg is not None:
+                rec = records.get(int(seg.group(1)))
+                if rec is None or len(data) != rec["cipher_size"] or \
+                        hashlib.sha256(data).hexdigest() != rec["cipher_sha256"]:
+                    raise VerificationError(f"V06 ciphertext differs from its record (altered or replaced) "
+                                            f"(segment {int(seg.group(1))})")
+            entry(zf, f"objects/{name}", data)
+            out.flush()
+            say("copying", n + 1, total, out.size)
+        entry(zf, f"objects/{locator_name(session_id)}", store.get(locator_name(session_id)))
+        say("sealing", total, total, out.size)
+        with tempfile.TemporaryDirectory(prefix="irms-export-trust-") as tmp:
+            trust_station_key(Path(tmp), report.station_id, key)
+            trust_tsa_roots(Path(tmp), opts.trust.tsa_roots or (opts.carried.tsa_roots if opts.carried else ()))
+            for path in sorted(Path(tmp).rglob("*")):
+                if path.is_file():
+                    entry(zf, f"trust/{path.relative_to(tmp).as_posix()}", path.read_bytes())
+        info = _info(report, store.get(manifest_name(report.prefix)), label, now)
+        entry(zf, EXPORT_FILE, canonical_json(info))
+        entry(zf, "README.txt", _readme(info, top))
+    out.flush()
+    say("sealing", total, total, out.size)
+    return {**info, "archive_size": out.size, "archive_sha256": out.sha256.hexdigest()}
 
 
 def rebuild_session(store: ObjectStore, report: Report, custodian: Unwrapper, out: Path) -> None:

@@ -426,3 +426,165 @@ VI.update({
     "final": "bản án có hiệu lực",
     "closed": "đã đình chỉ/kết thúc",
 })
+
+
+# --- the prosecutor's desk (issue 14): session page, player, sealed copies as jobs, sessions by case ---------
+
+EVENT_WORDS = {
+    "start": "recording started", "capture_stop": "capture stopped", "pause": "paused", "resume": "resumed",
+    "device_lost": "device lost", "store_full": "disk full", "health": "device problem",
+    "health_ok": "device working again", "salvaged": "segment salvaged", "recovered": "recovered after a crash",
+    "clock_step": "clock corrected", "clock_offset": "clock offset measured", "torn_segment": "torn segment",
+    "partial_kept": "partial segment kept", "segment_lost": "segment lost", "object_kept": "object kept",
+    "object_damaged": "object damaged", "object_quarantined": "object quarantined",
+    "journal_rebuilt": "journal rebuilt", "marker": "marker", "witness_start": "live viewer joined",
+    "witness_stop": "live viewer left", "end": "recording ended",
+}
+"""Session event kinds (evidence.formats.EVENT_KINDS) in words; translated like any message."""
+
+END_REASON_WORDS = {
+    "stopped": "ended by the investigator", "duration_reached": "planned duration reached",
+    "recovered_after_crash": "closed after a station crash", "device_failure": "devices failed",
+}
+"""End reasons (evidence.formats.END_REASONS) in words."""
+
+CAUSE_WORDS = {
+    "pause": "pause", "device_lost": "device lost", "crash": "station crash", "power": "power cut",
+    "store_full": "disk full", "encoder_stall": "encoder stalled",
+}
+"""Interruption causes (evidence.formats.INTERRUPTION_CAUSES) in words."""
+
+RULE_WORDS = {
+    "V01": "the session header is missing or not valid",
+    "V02": "the station key is not the trusted one",
+    "V03": "the session header's signature does not match",
+    "V04": "a segment record is altered or not signed by the station",
+    "V05": "an object is missing or does not belong",
+    "V06": "a segment's content was altered or replaced",
+    "V07": "the chain of segments is broken",
+    "V08": "a segment is missing",
+    "V09": "the session has no closing manifest yet",
+    "V10": "the closing manifest is altered or not valid",
+    "V11": "the manifest does not close the chain (segments cut off)",
+    "V12": "a data key object is missing or altered",
+    "V13": "the history differs from what the server witnessed while recording",
+    "V14": "a segment does not decrypt to its recorded content",
+    "V15": "a segment's picture or sound does not decode",
+    "V16": "time is missing between segments and is not explained",
+    "V17": "the session's span is not covered by recording and declared interruptions",
+    "V18": "the time-stamp of the manifest does not verify",
+    "V19": "a time-stamp of a chain head does not verify",
+}
+"""The verifier's rules (docs/verifier-rules.md) in words a prosecutor reads."""
+
+VI.update({
+    # event kinds
+    "recording started": "bắt đầu ghi", "capture stopped": "dừng thu", "paused": "tạm dừng",
+    "resumed": "tiếp tục ghi", "device lost": "mất tín hiệu thiết bị", "disk full": "đầy ổ đĩa",
+    "device problem": "thiết bị gặp sự cố", "device working again": "thiết bị hoạt động trở lại",
+    "segment salvaged": "đã cứu được đoạn ghi", "recovered after a crash": "khôi phục sau sự cố",
+    "clock corrected": "đồng hồ được chỉnh", "clock offset measured": "đo độ lệch đồng hồ",
+    "torn segment": "đoạn ghi bị cắt dở", "partial segment kept": "giữ đoạn ghi chưa trọn",
+    "segment lost": "mất đoạn ghi", "object kept": "giữ tệp", "object damaged": "tệp bị hỏng",
+    "object quarantined": "cách ly tệp", "journal rebuilt": "dựng lại nhật ký trạm", "marker": "đánh dấu",
+    "live viewer joined": "người theo dõi trực tiếp vào xem", "live viewer left": "người theo dõi trực tiếp rời đi",
+    "recording ended": "kết thúc ghi",
+    # end reasons, causes
+    "ended by the investigator": "điều tra viên kết thúc", "planned duration reached": "hết thời lượng dự kiến",
+    "closed after a station crash": "khép lại sau sự cố trạm ghi", "devices failed": "thiết bị hỏng",
+    "station crash": "trạm ghi dừng đột ngột", "power cut": "mất điện", "encoder stalled": "bộ mã hoá bị treo",
+    # rules
+    "the session header is missing or not valid": "thiếu hoặc sai phần đầu phiên ghi",
+    "the station key is not the trusted one": "khoá trạm ghi không phải khoá được tin cậy",
+    "the session header's signature does not match": "chữ ký phần đầu phiên ghi không khớp",
+    "a segment record is altered or not signed by the station": "bản ghi của một đoạn bị sửa hoặc không do trạm ký",
+    "an object is missing or does not belong": "thiếu tệp hoặc có tệp lạ",
+    "a segment's content was altered or replaced": "nội dung một đoạn ghi đã bị sửa hoặc thay thế",
+    "the chain of segments is broken": "chuỗi các đoạn ghi bị đứt",
+    "a segment is missing": "thiếu một đoạn ghi",
+    "the session has no closing manifest yet": "phiên chưa có bản kê khép phiên",
+    "the closing manifest is altered or not valid": "bản kê khép phiên bị sửa hoặc không hợp lệ",
+    "the manifest does not close the chain (segments cut off)": "bản kê không khép chuỗi (bị cắt bớt đoạn ghi)",
+    "a data key object is missing or altered": "thiếu hoặc bị sửa tệp khoá dữ liệu",
+    "the history differs from what the server witnessed while recording":
+        "lịch sử ghi khác với điều máy chủ đã chứng kiến trong lúc ghi",
+    "a segment does not decrypt to its recorded content": "một đoạn ghi không giải mã ra đúng nội dung đã ghi",
+    "a segment's picture or sound does not decode": "hình hoặc tiếng của một đoạn ghi không giải mã được",
+    "time is missing between segments and is not explained": "thiếu thời gian giữa các đoạn ghi mà không có giải trình",
+    "the session's span is not covered by recording and declared interruptions":
+        "thời gian phiên không khớp với thời gian ghi và các lần gián đoạn đã khai",
+    "the time-stamp of the manifest does not verify": "dấu thời gian của bản kê không hợp lệ",
+    "a time-stamp of a chain head does not verify": "dấu thời gian của một mắt chuỗi không hợp lệ",
+    # session page
+    "Session without a case number": "Phiên chưa có số vụ án",
+    "Session of a case withheld from you": "Phiên của vụ án không hiển thị với bạn",
+    "Export": "Xuất bản sao",
+    "Annex": "Phụ lục",
+    "Rule": "Quy tắc",
+    "End reason": "Lý do kết thúc",
+    "Session id": "Mã phiên",
+    # player
+    "Playback speed": "Tốc độ phát",
+    "Back 10 s": "Lùi 10 giây",
+    "Forward 10 s": "Tới 10 giây",
+    "Click the timeline to jump there": "Bấm vào thanh thời gian để chuyển tới đó",
+    # sealed copies as jobs
+    "Sealed copies": "Bản sao niêm phong",
+    "Sealed copy being built": "Bản sao niêm phong đang được lập",
+    "queued": "đang chờ",
+    "running": "đang lập",
+    "done": "đã niêm phong",
+    "expired": "đã xoá sau thời hạn giữ",
+    "checking": "đang kiểm chứng tài liệu",
+    "copying": "đang sao chép và kiểm từng đoạn",
+    "sealing": "đang niêm phong",
+    "Progress": "Tiến độ",
+    "Download": "Tải về",
+    "Size": "Dung lượng",
+    "Seal (SHA-256 of the file)": "Dấu niêm phong (SHA-256 của tệp)",
+    "Asked for": "Thời điểm yêu cầu",
+    "Copy": "Bản sao",
+    "The download starts at once and receives the copy as it is built; once sealed, an interrupted download "
+    "resumes where it stopped.":
+        "Tải về bắt đầu ngay và nhận bản sao trong lúc đang lập; khi đã niêm phong, lần tải bị ngắt sẽ tiếp tục "
+        "từ chỗ dừng.",
+    "No sealed copy asked for yet.": "Chưa yêu cầu bản sao niêm phong nào.",
+    "All sealed copies": "Tất cả bản sao niêm phong",
+    # sessions list
+    "Interrogator": "Điều tra viên",
+    "Sort": "Sắp xếp",
+    "newest first": "mới nhất trước",
+    "oldest first": "cũ nhất trước",
+    "Page": "Trang",
+    "of": "/",
+    "Previous": "Trang trước",
+    "Next": "Trang sau",
+    "cases": "vụ án",
+    "sessions": "phiên",
+})
+
+
+def duration(us: int | None) -> str:
+    """h:mm:ss (hours not capped at 24); — when unknown."""
+    if us is None:
+        return "—"
+    total = max(int(us), 0) // 1_000_000
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def event_text(kind: str, lang: str) -> str:
+    return translate(EVENT_WORDS.get(kind, kind), lang)
+
+
+def end_reason_text(reason: str, lang: str) -> str:
+    return translate(END_REASON_WORDS.get(reason, reason), lang) if reason else ""
+
+
+def cause_text(cause: str, lang: str) -> str:
+    return translate(CAUSE_WORDS.get(cause, cause), lang)
+
+
+def rule_text(rule: str, lang: str) -> str:
+    """`V06: a segment's content was altered or replaced`, in the page's language."""
+    words = RULE_WORDS.get(rule)
+    return f"{rule}: {translate(words, lang)}" if words else rule
