@@ -161,6 +161,8 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
             "end_reason_text": lambda reason: i18n.end_reason_text(reason, language),
             "cause_text": lambda cause: i18n.cause_text(cause, language),
             "rule_text": lambda rule: i18n.rule_text(rule, language),
+            "action_text": lambda action: i18n.action_text(action, language),
+            "event_detail_text": lambda kind, detail: i18n.event_detail_text(kind, detail, language),
             "percent": i18n.percent,
             "reason_text": lambda r: i18n.reason_text(r, language),
             "timezone": tz,

@@ -477,6 +477,22 @@ RULE_WORDS = {
 }
 """The verifier's rules (docs/verifier-rules.md) in words a prosecutor reads."""
 
+ACTION_WORDS = {
+    "session.view": "viewed", "session.replay": "replayed", "session.live": "watched live",
+    "session.marker": "marker added", "session.annex": "annex printed",
+    "session.export_requested": "sealed copy asked for", "session.export": "sealed copy made",
+    "session.export_failed": "sealed copy failed", "session.export_download": "sealed copy downloaded",
+    "custodian.key_use": "data key used", "share.create": "shared", "share.revoke": "share revoked",
+    "share.open": "share opened", "share.replay": "replayed by the outside party",
+    "share.export": "sealed copy downloaded by the outside party",
+}
+"""Custody actions (audit entries about one session) in words."""
+
+EN_REASONS.update({
+    "no_policy": "no retention policy", "awaiting_outcome": "awaiting the final judgment",
+    "retention_ended": "retention ended", "disposal": "being disposed of",
+})
+
 VI.update({
     # event kinds
     "recording started": "bắt đầu ghi", "capture stopped": "dừng thu", "paused": "tạm dừng",
@@ -489,6 +505,14 @@ VI.update({
     "object quarantined": "cách ly tệp", "journal rebuilt": "dựng lại nhật ký trạm", "marker": "đánh dấu",
     "live viewer joined": "người theo dõi trực tiếp vào xem", "live viewer left": "người theo dõi trực tiếp rời đi",
     "recording ended": "kết thúc ghi",
+    # custody actions
+    "viewed": "xem phiên", "replayed": "xem lại", "watched live": "theo dõi trực tiếp",
+    "marker added": "thêm đánh dấu", "annex printed": "in phụ lục",
+    "sealed copy asked for": "yêu cầu bản sao niêm phong", "sealed copy made": "đã lập bản sao niêm phong",
+    "sealed copy failed": "lập bản sao niêm phong không thành", "sealed copy downloaded": "tải bản sao niêm phong",
+    "data key used": "dùng khoá dữ liệu", "shared": "chia sẻ", "share revoked": "thu hồi chia sẻ",
+    "share opened": "mở liên kết chia sẻ", "replayed by the outside party": "bên ngoài xem lại",
+    "sealed copy downloaded by the outside party": "bên ngoài tải bản sao niêm phong",
     # end reasons, causes
     "ended by the investigator": "điều tra viên kết thúc", "planned duration reached": "hết thời lượng dự kiến",
     "closed after a station crash": "khép lại sau sự cố trạm ghi", "devices failed": "thiết bị hỏng",
@@ -582,6 +606,17 @@ def end_reason_text(reason: str, lang: str) -> str:
 
 def cause_text(cause: str, lang: str) -> str:
     return translate(CAUSE_WORDS.get(cause, cause), lang)
+
+
+def action_text(action: str, lang: str) -> str:
+    return translate(ACTION_WORDS.get(action, action), lang)
+
+
+def event_detail_text(kind: str, detail: str, lang: str) -> str:
+    """An event's detail; the codes some kinds carry (capture_stop, end: an end reason or `pause`) in words."""
+    if kind in ("capture_stop", "end") and (detail in END_REASON_WORDS or detail in ("pause", "duration_reached")):
+        return end_reason_text(detail, lang) if detail in END_REASON_WORDS else cause_text(detail, lang)
+    return detail
 
 
 def rule_text(rule: str, lang: str) -> str:
