@@ -218,7 +218,8 @@ def session_routes(session_id: str, db_path: Path) -> list[str]:
         for rule in app.url_map.iter_rules():
             if "GET" not in (rule.methods or ()):
                 continue
-            if "session_id" not in rule.arguments and not rule.endpoint.startswith(("sessions.", "replay.", "exports.")):
+            if "session_id" not in rule.arguments and \
+                    not rule.endpoint.startswith(("sessions.", "replay.", "exports.")):
                 continue
             others = sorted(rule.arguments - {"session_id"})
             unknown = [a for a in others if a not in choices]
