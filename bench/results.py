@@ -32,6 +32,7 @@ BENCHES: dict[str, list[str]] = {
     "storage_rate": [],
     "long_recording": ["--minutes", "10"],
     "replay": [],
+    "export_job": ["--runs", "3"],
     "dashboard": [],
     "heartbeat_ingest": ["--runs", "3"],
     "coverage_recompute": ["--runs", "3"],

@@ -97,12 +97,16 @@ def claim(s: Session, now_us: int, worker: str = WORKER) -> int | None:
 class Builder:
     """The process's builder of export jobs for one app (one thread at a time, started on demand)."""
 
-    def __init__(self, st: IrmsState, export_dir: Path) -> None:
+    def __init__(self, st: IrmsState, instance_dir: Path) -> None:
         self.st = st
-        self.export_dir = export_dir
+        self.instance_dir = instance_dir
         self.wake_up = threading.Event()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+
+    @property
+    def export_dir(self) -> Path:
+        return self.st.config.resolved_export_dir(self.instance_dir)
 
     def wake(self) -> None:
         """Make sure a thread looks for work now."""
@@ -136,8 +140,9 @@ class Builder:
     def build(self, job_id: int) -> None:
         """Build job `job_id` (claimed by this process) into its file; done and audited, or failed and audited."""
         cfg = self.st.config
-        self.export_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        part, final = part_path(self.export_dir, job_id), final_path(self.export_dir, job_id)
+        folder = self.export_dir
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        part, final = part_path(folder, job_id), final_path(folder, job_id)
         with self.st.db.session() as s:
             job = s.get(ExportJob, job_id)
             assert job is not None
@@ -164,7 +169,7 @@ class Builder:
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(part, final)
-            fd = os.open(self.export_dir, os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
@@ -205,9 +210,9 @@ class Builder:
                 job.state = ExportJobState.EXPIRED.value
 
 
-def builder_of(st: IrmsState, export_dir: Path, extensions: dict[str, object]) -> Builder:
+def builder_of(st: IrmsState, instance_dir: Path, extensions: dict[str, object]) -> Builder:
     """The app's builder (made once per app)."""
     b = extensions.get("irms.export_builder")
     if not isinstance(b, Builder):
-        b = extensions["irms.export_builder"] = Builder(st, export_dir)
+        b = extensions["irms.export_builder"] = Builder(st, instance_dir)
     return b

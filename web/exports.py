@@ -42,7 +42,7 @@ def export_dir() -> Path:
 
 
 def builder() -> J.Builder:
-    return J.builder_of(state(), export_dir(), current_app.extensions)
+    return J.builder_of(state(), Path(current_app.instance_path), current_app.extensions)
 
 
 @bp.route("/sessions/<session_id>/exports", methods=["POST"])
