@@ -131,6 +131,7 @@ class Builder:
             except Exception:  # noqa: BLE001 - the thread's boundary: log, never die silently with a job claimed
                 log.exception("export builder: unexpected error")
                 self.wake_up.wait(1.0)
+                continue  # not work done: a builder whose database is gone ends after IDLE_S
             idle_since = time.monotonic()
         with self.lock:
             self.thread = None

@@ -148,11 +148,11 @@ def download(job_id: int) -> ResponseReturnValue:
         resp.headers.update(headers)
         resp.headers["X-IRMS-Export-SHA256"] = job.sha256
         return resp
-    return Response(_follow(state(), export_dir(), job.id), mimetype="application/zip", headers={
+    return Response(_follow(state(), builder(), export_dir(), job.id), mimetype="application/zip", headers={
         **headers, "Content-Disposition": f'attachment; filename="{J.archive_name(job)}"'})
 
 
-def _follow(st: object, folder: Path, job_id: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+def _follow(st: object, b: J.Builder, folder: Path, job_id: int, chunk: int = 1 << 20) -> Iterator[bytes]:
     """The copy's bytes as they are written: the part file followed to its end, then whatever the sealed file
     adds (the rename keeps the open file). A failed build ends the stream early: the client sees a cut download."""
     from web.context import IrmsState
@@ -187,6 +187,7 @@ def _follow(st: object, folder: Path, job_id: int, chunk: int = 1 << 20) -> Iter
                 return
             if state_now in (ExportJobState.FAILED.value, ExportJobState.EXPIRED.value):
                 raise Conflict(f"export job {job_id} did not complete: the download is cut short")
+            b.wake()  # cheap when a builder runs; starts one if the last ended meanwhile
             time.sleep(STREAM_POLL_S)
     finally:
         if f is not None:
