@@ -3,8 +3,8 @@
 Today's export was built whole before its first byte (0.86 s for 3 minutes of recording, so about 140 s
 of a blank browser for 8 hours). Now asking for a copy makes a job (`export_jobs`) and returns at once;
 a builder thread in the web process claims queued jobs from the database and writes each as a zip
-(`verifier.export.export_zip`: one pass over the store, the documents verified first, then every
-segment's ciphertext against its record as it is copied) to `<export_dir>/<job>.zip.part`, appended
+(`verifier.export.export_zip`: one pass over the store, the documents verified in a thread meanwhile,
+every segment's ciphertext checked against its record as it is copied) to `<export_dir>/<job>.zip.part`, appended
 only, then fsyncs it and renames it `<job>.zip`. The download streams the part file as it grows, so
 the first bytes leave while the rest is built; the finished file is served with HTTP ranges (an
 interrupted download resumes where it stopped).
