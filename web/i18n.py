@@ -491,6 +491,9 @@ ACTION_WORDS = {
 EN_REASONS.update({
     "no_policy": "no retention policy", "awaiting_outcome": "awaiting the final judgment",
     "retention_ended": "retention ended", "disposal": "being disposed of",
+    # sealed copies' job states and steps
+    "queued": "waiting", "running": "being built", "done": "sealed", "expired": "removed after its keeping time",
+    "checking": "checking the documents", "copying": "copying, each segment checked", "sealing": "sealing",
 })
 
 VI.update({

@@ -338,7 +338,7 @@ WORDS = {
            "failed": "không đạt", "done": "đã niêm phong", "play": "Phát", "viewed": "xem phiên"},
     "en": {"verified": "verified", "start": "recording started", "end": "recording ended",
            "stopped": "ended by the investigator", "v06": "V06: a segment's content was altered or replaced",
-           "failed": "failed", "done": "done", "play": "Play", "viewed": "viewed"},
+           "failed": "failed", "done": "sealed", "play": "Play", "viewed": "viewed"},
 }
 
 
