@@ -491,3 +491,15 @@ def test_failed_session_badge_names_the_rule_in_words(desk: Desk, app: Flask, db
             page.goto(f"{base}/sessions/")
             expect(page.locator(f'tr[data-session="{desk.second}"] .verification')).to_contain_text(
                 WORDS[lang]["v06"])
+
+
+def test_player_gets_the_pauses_for_its_scrubber(desk: Desk, app: Flask) -> None:
+    """The replay page and markers.json carry the manifest's pauses (cause, times, reason) with the markers."""
+    c = as_prosecutor(app)
+    data = c.get(f"/replay/{desk.paused}/markers.json").get_json()
+    (gap,) = data["interruptions"]
+    assert gap["cause"] == "pause" and gap["reason"] == PAUSE_REASON and gap["end_us"] - gap["start_us"] > 2_500_000
+    assert [m["label"] for m in data["investigator"]] == [MARKER_LABEL]
+    page = c.get(f"/replay/{desk.paused}").get_data(as_text=True)
+    assert 'data-interruptions="[{' in page and "&#34;cause&#34;: &#34;pause&#34;" in page
+    assert 'id="speed"' in page and 'id="jump-back"' in page and "<script>" not in page  # static scripts only
