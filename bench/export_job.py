@@ -12,8 +12,10 @@ end is when its first byte could leave; then, per run, the web app (SQLite, real
 through its routes (POST, then GET the download at once) and we time the first byte and the last byte of
 the stream. Each run is printed, and the worst.
 
-Targets: the first byte within 2 s of the request whatever the length; the whole copy within 1.2 times the
-old way's build (one pass over the store instead of two).
+Targets, as ratios to the old way in the same run: the first byte within 5 % of the old way's wait (it does
+not grow with the session's length the way the old wait did: 0.86 s for 3 minutes, about 140 s for 8 hours);
+the whole copy within 1.2 times the old way's build (one pass over the store instead of two, no fsync per
+object).
 
     python bench/export_job.py [--hours 8] [--runs 3]
 """
@@ -138,8 +140,8 @@ def main() -> int:
         worst_first, worst_whole = max(firsts), max(wholes)
         print(f"worst: first byte {worst_first:.2f} s (old way {baseline:.2f} s), whole copy {worst_whole:.2f} s, "
               f"ratio {worst_whole / baseline:.2f}", flush=True)
-        result(f"sealed copy, first byte ({args.hours:g} h session, worst of {args.runs})", worst_first,
-               "under 2 s", worst_first < 2.0, "s")
+        result(f"sealed copy, first byte / old way's first byte ({args.hours:g} h session, worst of {args.runs})",
+               worst_first / baseline, "<= 0.05", worst_first / baseline <= 0.05, "x")
         result(f"sealed copy, whole / old way's build ({args.hours:g} h, worst of {args.runs})",
                worst_whole / baseline, "<= 1.2", worst_whole / baseline <= 1.2, "x")
         db.dispose()
