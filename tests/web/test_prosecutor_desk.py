@@ -443,6 +443,8 @@ def test_prosecutor_desk_in_the_browser(desk: Desk, app: Flask, chromium: Browse
         page.wait_for_function("() => { const t = document.getElementById('player').currentTime; "
                                "return t > 1.5 && t < 6; }")
         expect(page.locator("#markers li")).to_contain_text(MARKER_LABEL)
+        expect(page.locator("#media-time")).to_have_text(re.compile(r"^0:00:0[1-5] / 0:00:1\d$"))
+        page.wait_for_function("() => document.getElementById('player').readyState >= 2")
         shot(page, "player")
 
         # A sealed copy: a job whose page follows it to its seal; the download is that file.

@@ -163,6 +163,8 @@
     if (String(video.playbackRate) !== speed.value) { speed.value = String(video.playbackRate); }
   });
   video.addEventListener("timeupdate", position);
+  video.addEventListener("seeking", position);
+  video.addEventListener("seeked", position);
   video.addEventListener("durationchange", function () { position(); draw(lastData); });
   video.addEventListener("loadedmetadata", function () { position(); draw(lastData); });
   draw(lastData);
