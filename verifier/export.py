@@ -139,6 +139,7 @@ def export_zip(store: ObjectStore, session_id: str, opts: Options, sink: BinaryI
     checker.start()
     prefix = locate(store, session_id)
     names = sorted(store.list(prefix))
+    present = set(names)
     total = len(names) + 1
     top = f"irms-{session_id}-{label}"
     stamp = now.astimezone(dt.UTC).timetuple()[:6]
@@ -169,7 +170,7 @@ def export_zip(store: ObjectStore, session_id: str, opts: Options, sink: BinaryI
             seg = SEGMENT_OBJECT.fullmatch(rel)
             if seg is not None:
                 i = int(seg.group(1))
-                rec = record_of(i) if record_name(prefix, i) in names else {}
+                rec = record_of(i) if record_name(prefix, i) in present else {}
                 data = store.get(name)
                 if len(data) != rec.get("cipher_size") or hashlib.sha256(data).hexdigest() != rec.get("cipher_sha256"):
                     raise VerificationError(f"V06 ciphertext differs from its record (altered or replaced) "
