@@ -330,7 +330,7 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
             assert time.monotonic() < deadline, "the session never reached the server by its events"
             page.wait_for_timeout(500)
             row = search()
-        expect(page.locator("#sessions tbody tr")).to_have_count(1)
+        expect(page.locator("#sessions tbody tr[data-session]")).to_have_count(1)
         expect(row).to_contain_text(SUSPECT)
         # The station reported the end and its uploads are done: the list verifies it by itself
         # (at most a few seconds after the last upload), without an operator's sync.

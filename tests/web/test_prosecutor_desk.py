@@ -43,6 +43,7 @@ from recorder.profile import load_profile
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
+from tests.plugins.browser import play_and_check_picture
 from tests.plugins.recording import Recorded, make_station
 from tests.web.conftest import PASSWORD, SessionsWorld, csrf_token, enroll_existing_station, login
 from tests.web.test_sessions import export_via_job
@@ -421,6 +422,9 @@ def test_prosecutor_desk_in_the_browser(desk: Desk, app: Flask, chromium: Browse
         expect(page.locator('#scrubber .sc-pause[data-cause="pause"]')).to_have_count(1)
         expect(page.locator("#scrubber .m-investigator")).to_have_count(1)
         expect(page.locator("#scrubber .sc-pause")).to_have_attribute("title", re.compile(PAUSE_REASON))
+        page.click("#player")  # a user gesture, as pressing play: a real picture, time advancing
+        play_and_check_picture(page, timeout_ms=20_000)
+        page.evaluate("() => document.getElementById('player').pause()")
         duration = float(page.evaluate("() => document.getElementById('player').duration"))
         pause_left = page.evaluate("() => parseFloat(document.querySelector('#scrubber .sc-pause').style.left)")
         assert 20 < pause_left < 80, pause_left  # the pause lies inside the media, not at an end

@@ -65,7 +65,7 @@
     for (var i = 0; i < map.length && map[i][0] <= ms + 1; i++) { wall = map[i][1] + (ms - map[i][0]); }
     return wall;
   }
-  function jump(m) { return function () { video.currentTime = mediaOf(m.at_us / 1000); }; }
+  function jump(m) { return function () { seekTo(mediaOf(m.at_us / 1000)); }; }
   function span() {
     if (video.duration && isFinite(video.duration)) { return video.duration; }
     if (video.seekable && video.seekable.length) { return video.seekable.end(video.seekable.length - 1); }
@@ -137,6 +137,7 @@
   function seekTo(t) {
     var total = span();
     video.currentTime = Math.max(0, total ? Math.min(t, total - 0.1) : t);
+    position();
   }
   function position() {
     var total = span();
