@@ -44,7 +44,7 @@ from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
 from tests.plugins.browser import play_and_check_picture
-from tests.plugins.recording import Recorded, make_station
+from tests.plugins.recording import Recorded, Station
 from tests.web.conftest import PASSWORD, SessionsWorld, csrf_token, enroll_existing_station, login
 from tests.web.test_sessions import export_via_job
 from verifier.export import export_zip
@@ -65,12 +65,17 @@ class Paused:
 
 
 @pytest.fixture(scope="session")
-def paused_recording(tmp_path_factory: pytest.TempPathFactory) -> Paused:
+def paused_recording(tmp_path_factory: pytest.TempPathFactory, recorded: Recorded) -> Paused:
     """A real session by station st-rec-02 (the station's Recorder, synthetic kit, as the station screen runs it):
     about 4 s, a marker, a 3 s pause with its reason, about 4 s more; case 7/2026/HS (the same case as the
-    recorded store's first session), interrogator Phạm Văn D."""
+    recorded store's first session), interrogator Phạm Văn D. Its data key is wrapped to the same custodian
+    key as the recorded store's sessions (the one the server's custody holder holds), so it plays."""
     base = tmp_path_factory.mktemp("paused")
-    st = make_station(base, "st-rec-02")
+    base.mkdir(parents=True, exist_ok=True)
+    own = recorded.station
+    st = Station(home=base / "home", trust=base / "trust", custodian_key=own.custodian_key,
+                 custodian_pub=own.custodian_pub)
+    st.agent("keygen", "--station-id", "st-rec-02", "--custodian-public", str(own.custodian_pub))
     store = base / "store"
     old = os.environ.get("IRMS_TRUST")
     os.environ["IRMS_TRUST"] = str(st.trust)
