@@ -433,6 +433,7 @@ def test_prosecutor_desk_in_the_browser(desk: Desk, app: Flask, chromium: Browse
         duration = float(page.evaluate("() => document.getElementById('player').duration"))
         pause_left = page.evaluate("() => parseFloat(document.querySelector('#scrubber .sc-pause').style.left)")
         assert 20 < pause_left < 80, pause_left  # the pause lies inside the media, not at an end
+        page.locator("#scrubber").scroll_into_view_if_needed()  # under a 16:9 picture at 768 px high
         box = page.locator("#scrubber").bounding_box()
         assert box is not None
         page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
