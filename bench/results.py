@@ -35,6 +35,7 @@ BENCHES: dict[str, list[str]] = {
     "storage_rate": [],
     "long_recording": ["--minutes", "10"],
     "replay": [],
+    "export_job": ["--runs", "3"],
     "dashboard": [],
     "room_page": ["--runs", "3"],
     "heartbeat_ingest": ["--runs", "3"],

@@ -102,6 +102,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     from web.auth import bp as auth_bp
     from web.auth import load_user
     from web.dashboard import bp as coverage_bp
+    from web.exports import bp as exports_bp
     from web.live import bp as live_bp
     from web.replay import bp as replay_bp
     from web.retention_pages import bp as retention_bp
@@ -117,6 +118,7 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
     app.register_blueprint(alerts_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(sessions_bp)
+    app.register_blueprint(exports_bp)
     app.register_blueprint(replay_bp)
     app.register_blueprint(live_bp)
     app.register_blueprint(shares_bp)
@@ -167,6 +169,13 @@ def create_app(config: WebConfig | None = None, *, clock: Callable[[], int] | No
             "_": lambda message, **p: i18n.translate(message, language, **p),
             "lang": language,
             "fmt_time": lambda us, seconds=False: i18n.local_time(us, tz, seconds),
+            "fmt_duration": i18n.duration,
+            "event_text": lambda kind: i18n.event_text(kind, language),
+            "end_reason_text": lambda reason: i18n.end_reason_text(reason, language),
+            "cause_text": lambda cause: i18n.cause_text(cause, language),
+            "rule_text": lambda rule: i18n.rule_text(rule, language),
+            "action_text": lambda action: i18n.action_text(action, language),
+            "event_detail_text": lambda kind, detail: i18n.event_detail_text(kind, detail, language),
             "percent": i18n.percent,
             "reason_text": lambda r: i18n.reason_text(r, language),
             "timezone": tz,

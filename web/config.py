@@ -117,6 +117,11 @@ class WebConfig(BaseModel):
     """PKCS#11 module for hardware custody, e.g. /usr/lib/softhsm/libsofthsm2.so; empty: keys sealed at rest."""
     pkcs11_token: str = ""
     """The label of the token that holds the custodian key (`irms-web custodian new --pkcs11`)."""
+    export_dir: str = ""
+    """Where sealed copies are built and kept (web/export_jobs.py); empty: exports/ beside the database. Nodes
+    behind one proxy share it (the copy is downloaded from whichever node answers)."""
+    export_keep_s: int = Field(default=86400, ge=60)
+    """A finished sealed copy's file is removed this long after it was sealed (its job and audit entries stay)."""
     verify_recheck_s: int = Field(default=60, ge=0)
     verify_on_list: int = Field(default=3, ge=0)
     """How many ended, not yet verified sessions a sessions list view verifies on the spot."""
@@ -159,6 +164,9 @@ class WebConfig(BaseModel):
         if self.custody_socket:
             return Path(self.custody_socket)
         return self.data_dir(instance_dir) / "custody" / "holder.sock"
+
+    def resolved_export_dir(self, instance_dir: Path) -> Path:
+        return Path(self.export_dir) if self.export_dir else self.data_dir(instance_dir) / "exports"
 
     def resolved_secret(self, instance_dir: Path) -> str:
         """The configured key; else one kept in web-secret-key (0600) beside the database, made once."""

@@ -145,3 +145,110 @@ REASON_KINDS: dict[str, str] = {
     "selftest_failed": "self-test failed",
     "selftest_stale": "self-test too old",
 }
+
+
+# --- the prosecutor's desk (issue 14): session page, player, sealed copies as jobs, sessions by case ---------
+
+EVENT_WORDS = {
+    "start": "recording started", "capture_stop": "capture stopped", "pause": "paused", "resume": "resumed",
+    "device_lost": "device lost", "store_full": "disk full", "health": "device problem",
+    "health_ok": "device working again", "salvaged": "segment salvaged", "recovered": "recovered after a crash",
+    "clock_step": "clock corrected", "clock_offset": "clock offset measured", "torn_segment": "torn segment",
+    "partial_kept": "partial segment kept", "segment_lost": "segment lost", "object_kept": "object kept",
+    "object_damaged": "object damaged", "object_quarantined": "object quarantined",
+    "journal_rebuilt": "journal rebuilt", "marker": "marker", "witness_start": "live viewer joined",
+    "witness_stop": "live viewer left", "end": "recording ended",
+}
+"""Session event kinds (evidence.formats.EVENT_KINDS) in words; translated like any message."""
+
+END_REASON_WORDS = {
+    "stopped": "ended by the investigator", "duration_reached": "planned duration reached",
+    "recovered_after_crash": "closed after a station crash", "device_failure": "devices failed",
+}
+"""End reasons (evidence.formats.END_REASONS) in words."""
+
+CAUSE_WORDS = {
+    "pause": "pause", "device_lost": "device lost", "crash": "station crash", "power": "power cut",
+    "store_full": "disk full", "encoder_stall": "encoder stalled",
+}
+"""Interruption causes (evidence.formats.INTERRUPTION_CAUSES) in words."""
+
+RULE_WORDS = {
+    "V01": "the session header is missing or not valid",
+    "V02": "the station key is not the trusted one",
+    "V03": "the session header's signature does not match",
+    "V04": "a segment record is altered or not signed by the station",
+    "V05": "an object is missing or does not belong",
+    "V06": "a segment's content was altered or replaced",
+    "V07": "the chain of segments is broken",
+    "V08": "a segment is missing",
+    "V09": "the session has no closing manifest yet",
+    "V10": "the closing manifest is altered or not valid",
+    "V11": "the manifest does not close the chain (segments cut off)",
+    "V12": "a data key object is missing or altered",
+    "V13": "the history differs from what the server witnessed while recording",
+    "V14": "a segment does not decrypt to its recorded content",
+    "V15": "a segment's picture or sound does not decode",
+    "V16": "time is missing between segments and is not explained",
+    "V17": "the session's span is not covered by recording and declared interruptions",
+    "V18": "the time-stamp of the manifest does not verify",
+    "V19": "a time-stamp of a chain head does not verify",
+}
+"""The verifier's rules (docs/verifier-rules.md) in words a prosecutor reads."""
+
+ACTION_WORDS = {
+    "session.view": "viewed", "session.replay": "replayed", "session.live": "watched live",
+    "session.marker": "marker added", "session.annex": "annex printed",
+    "session.export_requested": "sealed copy asked for", "session.export": "sealed copy made",
+    "session.export_failed": "sealed copy failed", "session.export_download": "sealed copy downloaded",
+    "custodian.key_use": "data key used", "share.create": "shared", "share.revoke": "share revoked",
+    "share.open": "share opened", "share.replay": "replayed by the outside party",
+    "share.export": "sealed copy downloaded by the outside party",
+}
+"""Custody actions (audit entries about one session) in words."""
+
+EN_REASONS.update({
+    "no_policy": "no retention policy", "awaiting_outcome": "awaiting the final judgment",
+    "retention_ended": "retention ended", "disposal": "being disposed of",
+    # sealed copies' job states and steps
+    "queued": "waiting", "running": "being built", "done": "sealed", "expired": "removed after its keeping time",
+    "checking": "checking the documents", "copying": "copying, each segment checked", "sealing": "sealing",
+})
+
+
+
+def duration(us: int | None) -> str:
+    """h:mm:ss (hours not capped at 24); — when unknown."""
+    if us is None:
+        return "—"
+    total = max(int(us), 0) // 1_000_000
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def event_text(kind: str, lang: str) -> str:
+    return translate(EVENT_WORDS.get(kind, kind), lang)
+
+
+def end_reason_text(reason: str, lang: str) -> str:
+    return translate(END_REASON_WORDS.get(reason, reason), lang) if reason else ""
+
+
+def cause_text(cause: str, lang: str) -> str:
+    return translate(CAUSE_WORDS.get(cause, cause), lang)
+
+
+def action_text(action: str, lang: str) -> str:
+    return translate(ACTION_WORDS.get(action, action), lang)
+
+
+def event_detail_text(kind: str, detail: str, lang: str) -> str:
+    """An event's detail; the codes some kinds carry (capture_stop, end: an end reason or `pause`) in words."""
+    if kind in ("capture_stop", "end") and (detail in END_REASON_WORDS or detail in ("pause", "duration_reached")):
+        return end_reason_text(detail, lang) if detail in END_REASON_WORDS else cause_text(detail, lang)
+    return detail
+
+
+def rule_text(rule: str, lang: str) -> str:
+    """`V06: a segment's content was altered or replaced`, in the page's language."""
+    words = RULE_WORDS.get(rule)
+    return f"{rule}: {translate(words, lang)}" if words else rule

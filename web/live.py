@@ -177,6 +177,7 @@ def markers(session_id: str) -> ResponseReturnValue:
     row = _content(session_id)
     return jsonify({"investigator": investigator_markers(s, row),
                     "server": [marker_json(m) for m in server_markers(s, session_id)],
+                    "interruptions": replay.interruptions_of(s, row, reasons=True),
                     "media_map": replay.media_map_of(row)}), 200, replay.NO_STORE
 
 

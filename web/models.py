@@ -641,3 +641,43 @@ class Tombstone(Base):
     document: Mapped[str] = mapped_column(Text)
     """The signed tombstone (canonical JSON)."""
     at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExportJobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    """Done, and its file removed after `export_keep_s` (the audit entries remain)."""
+
+
+class ExportJob(Base):
+    """A sealed copy being built in the background (web/export_jobs.py): who asked, its progress, its seal."""
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (Index("ix_export_jobs_state", "state", "lease_us"),
+                      Index("ix_export_jobs_requested_by", "requested_by", "id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=ExportJobState.QUEUED.value)
+    step: Mapped[str] = mapped_column(String(16), default="")
+    """checking (the documents) | copying (each object, its ciphertext checked) | sealing | ""."""
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    """host:pid of the process building it."""
+    lease_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    """The builder's claim runs until then (renewed with every progress); another process takes over after it."""
+    objects_done: Mapped[int] = mapped_column(Integer, default=0)
+    objects_total: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_us: Mapped[int | None] = mapped_column(BigInteger)
+    finished_us: Mapped[int | None] = mapped_column(BigInteger)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    """SHA-256 of the finished zip file: the seal of what was handed over."""
+    manifest_sha256: Mapped[str] = mapped_column(String(64), default="")
+    segments: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text, default="")

@@ -16,11 +16,11 @@ import hashlib
 import json
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from evidence.canonical import canonical_json, parse_json_object
@@ -348,6 +348,8 @@ class Query:
     room: str = ""
     from_us: int | None = None
     to_us: int | None = None
+    interrogator: str = ""
+    """An interrogator's (investigator's) name, part of it, as the signed header lists them."""
 
 
 def _like(text: str) -> str:
@@ -358,11 +360,17 @@ def search(s: Session, q: Query, limit: int = 200,
            where: Sequence[ColumnElement[bool]] = ()) -> list[RecordingSession]:
     """Sessions by case number, suspect (substring, case-insensitive), room or site code, and start date,
     among those `where` admits (the reader's scope, web/scope.py)."""
-    stmt = select(RecordingSession).where(*where)
+    stmt = _filtered(select(RecordingSession).where(*where), q)
+    return list(s.scalars(stmt.order_by(RecordingSession.started_at_us.desc()).limit(limit)))
+
+
+def _filtered(stmt: Any, q: Query) -> Any:
     if q.case_number:
         stmt = stmt.where(RecordingSession.case_number.ilike(_like(q.case_number), escape="\\"))
     if q.suspect:
         stmt = stmt.where(RecordingSession.suspect.ilike(_like(q.suspect), escape="\\"))
+    if q.interrogator:
+        stmt = stmt.where(RecordingSession.interrogators.ilike(_like(q.interrogator), escape="\\"))
     if q.room:
         site, _, room = q.room.partition("/")
         if room:
@@ -373,7 +381,42 @@ def search(s: Session, q: Query, limit: int = 200,
         stmt = stmt.where(RecordingSession.started_at_us >= q.from_us)
     if q.to_us is not None:
         stmt = stmt.where(RecordingSession.started_at_us < q.to_us)
-    return list(s.scalars(stmt.order_by(RecordingSession.started_at_us.desc()).limit(limit)))
+    return stmt
+
+
+@dataclass(frozen=True)
+class CaseGroup:
+    """The sessions of one case on a page of the list (or one session whose case the reader may not see)."""
+
+    case_number: str
+    """Empty when withheld from the reader, or not known yet (no signed header)."""
+    sessions: list[RecordingSession]
+
+
+def search_grouped(s: Session, q: Query, *, where: Sequence[ColumnElement[bool]], personal: ColumnElement[bool],
+                   newest_first: bool = True, page: int = 1, per_page: int = 20) -> tuple[list[CaseGroup], int]:
+    """The sessions `where` admits that match `q`, grouped by case, groups ordered by their latest start
+    (`newest_first`) and paged (`per_page` groups a page); (the page's groups, the number of groups).
+
+    A session is grouped by its case number only where `personal` (SQL: the reader may see its personal
+    data) holds; any other stands alone, so grouping never tells that two withheld sessions share a case."""
+    key = case((personal & (RecordingSession.case_number != ""), RecordingSession.case_number),
+               else_=literal("#") + RecordingSession.session_id).label("case_key")
+    base = _filtered(select(key, RecordingSession.started_at_us).where(*where), q).subquery()
+    latest = func.max(func.coalesce(base.c.started_at_us, 0))
+    groups = select(base.c.case_key, latest.label("latest")).group_by(base.c.case_key)
+    total = int(s.scalar(select(func.count()).select_from(groups.subquery())) or 0)
+    order = (latest.desc() if newest_first else latest.asc(), base.c.case_key)
+    keys = [k for k, _ in s.execute(groups.order_by(*order).limit(per_page).offset((page - 1) * per_page))]
+    if not keys:
+        return [], total
+    rows = s.execute(_filtered(select(RecordingSession, key).where(*where), q).where(key.in_(keys))
+                     .order_by(RecordingSession.started_at_us.desc() if newest_first
+                               else RecordingSession.started_at_us.asc())).all()
+    by_key: dict[str, list[RecordingSession]] = {k: [] for k in keys}
+    for row, k in rows:
+        by_key[k].append(row)
+    return [CaseGroup("" if k.startswith("#") else k, by_key[k]) for k in keys], total
 
 
 # --- replay playlist (pure) ------------------------------------------------------------------------------
@@ -466,8 +509,10 @@ class Shape:
 
 
 def timeline(start_us: int, end_us: int, segments: Iterable[Seg], interruptions: Iterable[dict[str, Any]],
-             events: Iterable[tuple[int, str, str]], width: float = 1000.0) -> list[Shape]:
-    """Shapes for the session timeline: recorded stretches, pauses, other interruptions, point events."""
+             events: Iterable[tuple[int, str, str]], width: float = 1000.0,
+             words: Callable[[str], str] = str) -> list[Shape]:
+    """Shapes for the session timeline: recorded stretches, pauses, other interruptions, point events.
+    `words` names an interruption cause or an event kind in the reader's language in the shapes' titles."""
     span = max(end_us - start_us, 1)
 
     def x_of(t: int) -> float:
@@ -493,13 +538,13 @@ def timeline(start_us: int, end_us: int, segments: Iterable[Seg], interruptions:
             continue
         b = b if isinstance(b, int) else end_us
         kind = "pause" if it.get("cause") == "pause" else "interruption"
-        title = f"{it.get('cause', '')}: {it.get('reason', '')}".strip(": ")
+        title = f"{words(str(it.get('cause', '')))}: {it.get('reason', '')}".strip(": ")
         shapes.append(Shape(kind, x_of(a), max(x_of(b) - x_of(a), 1.0), title, a, b))
     for at, kind, detail in events:
         if kind == "marker":
             shapes.append(Shape("marker", x_of(at), 1.0, f"⚑ {detail}".strip(), at, at))
         if kind in ("health", "device_lost", "salvaged", "recovered", "capture_stop") or kind.startswith("health"):
-            shapes.append(Shape("event", x_of(at), 1.0, f"{kind}: {detail}".strip(": "), at, at))
+            shapes.append(Shape("event", x_of(at), 1.0, f"{words(kind)}: {detail}".strip(": "), at, at))
     return shapes
 
 

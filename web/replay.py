@@ -106,10 +106,32 @@ def page_html(row: RecordingSession, who: Reader, viewer: str, playlist_url: str
               extra: dict[str, Any] | None = None) -> Response:
     end_grant(row, who)
     grant(row, "page", who)
+    # Pauses and interruptions for the scrubber: causes and times; the free-text reasons only to users (an
+    # outside party's page carries no personal data beyond what the share shows).
+    gaps = interruptions_of(db_session(), row, reasons=not who.grant_key)
     html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row), player=True,
                            media_map=json.dumps(media_map_of(row)), viewer=viewer,
+                           interruptions=json.dumps(gaps, ensure_ascii=False),
                            playlist_url=playlist_url, back_url=back_url, **(extra or {}))
     return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
+
+
+def interruptions_of(s: Session, row: RecordingSession, *, reasons: bool) -> list[dict[str, Any]]:
+    """The session's pauses and interruptions ({start_us, end_us, cause, reason}): the signed manifest's, or
+    while it records the pauses the station's events tell (pause ... resume; still open: end_us None)."""
+    if row.manifest:
+        found = [{"start_us": int(i["start_us"]), "end_us": i.get("end_us"), "cause": str(i.get("cause", "")),
+                  "reason": str(i.get("reason", ""))} for i in json.loads(row.manifest).get("interruptions", [])]
+    else:
+        found = []
+        for e in R.events_of(s, row.session_id):
+            if e.kind == "pause":
+                found.append({"start_us": e.at_us, "end_us": None, "cause": "pause", "reason": e.detail})
+            elif e.kind == "resume" and found and found[-1]["end_us"] is None:
+                found[-1]["end_us"] = e.at_us
+    if not reasons:
+        found = [{**i, "reason": ""} for i in found]
+    return found
 
 
 @bp.route("/<session_id>")

@@ -17,8 +17,6 @@ import datetime as dt
 import json
 import os
 import tempfile
-import zipfile
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, render_template, request, send_file
@@ -26,12 +24,12 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from verifier.annex import build_annex, load_session_documents
-from verifier.export import export_session
-from web import audit, scope
+from verifier.export import export_zip
+from web import audit, i18n, scope
 from web import recordings as R
 from web.auth import require_roles
-from web.context import db_session, now_us, state
-from web.errors import BadRequest, NotFound
+from web.context import db_session, lang, now_us, state
+from web.errors import BadRequest
 from web.models import AuditEntry, RecordingSession, SessionStatus, Share
 from web.scope import Need
 
@@ -39,7 +37,8 @@ bp = Blueprint("sessions", __name__, url_prefix="/sessions")
 VIEW_ROLES = scope.ROLES[Need.VIEW]
 CONTENT_ROLES = scope.ROLES[Need.CONTENT]
 CUSTODY_ACTIONS = ("session.view", "session.replay", "session.live", "session.marker", "session.annex",
-                   "session.export", "custodian.key_use", "share.create", "share.revoke", "share.open",
+                   "session.export_requested", "session.export", "session.export_failed", "session.export_download",
+                   "custodian.key_use", "share.create", "share.revoke", "share.open",
                    "share.replay", "share.export")
 EXPORT_LABELS = ("case-file", "procuracy-file")
 
@@ -61,19 +60,40 @@ def _local_day_us(text: str, tz: str, days_after: int = 0) -> int | None:
     return int(local.timestamp() * 1_000_000)
 
 
+PER_PAGE = 20
+"""Cases (groups) on one page of the sessions list."""
+
+
+def _page_number(text: str) -> int:
+    if not text:
+        return 1
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise BadRequest(f"page {text[:20]!r}: a number from 1")
+    return int(text)
+
+
 @bp.route("/")
 @require_roles(*VIEW_ROLES)
 def index() -> ResponseReturnValue:
+    """Sessions grouped by case (newest or oldest first), paged, searched by case number, suspect, interrogator,
+    room and date; personal-data searches only among the sessions whose personal data the reader may see."""
     cfg = state().config
     args = request.args
     q = R.Query(case_number=args.get("case", "").strip()[:200], suspect=args.get("suspect", "").strip()[:300],
+                interrogator=args.get("interrogator", "").strip()[:300],
                 room=args.get("room", "").strip()[:130], from_us=_local_day_us(args.get("from", ""), cfg.timezone),
                 to_us=_local_day_us(args.get("to", ""), cfg.timezone, days_after=1))
+    sort = args.get("sort", "newest")
+    if sort not in ("newest", "oldest"):
+        raise BadRequest(f"sort {sort[:20]!r}: newest or oldest")
+    page = _page_number(args.get("page", ""))
     s = db_session()
     sc = scope.current(s)
-    # Searching by personal data only among the sessions whose personal data the reader may see.
-    where = [scope.session_filter(sc)] + ([scope.personal_filter(sc)] if q.case_number or q.suspect else [])
-    rows = R.search(s, q, where=where)
+    personal_sql = scope.personal_filter(sc)
+    where = [scope.session_filter(sc)] + ([personal_sql] if q.case_number or q.suspect or q.interrogator else [])
+    groups, total = R.search_grouped(s, q, where=where, personal=personal_sql, newest_first=sort == "newest",
+                                     page=page, per_page=PER_PAGE)
+    rows = [r for grp in groups for r in grp.sessions]
     units = scope.units_of(s, rows)
     personal = {r.session_id for r in rows if scope.shows_personal(sc, units.get(r.session_id), r.case_number)}
     # Sessions the stations reported ended are verified here (a few per view, newest first), so the
@@ -81,8 +101,12 @@ def index() -> ResponseReturnValue:
     pending = [r for r in rows if r.status == SessionStatus.ENDED.value and r.verification != "verified"]
     for row in pending[:cfg.verify_on_list]:
         R.ensure_verified(s, cfg, row, now_us())
-    return render_template("sessions/list.html", rows=rows, q=args, failed_rules=R.failed_rules,
-                           personal=personal, may_search_personal=scope.may_search_personal(sc))
+    pages = max(1, -(-total // PER_PAGE))
+    keep = {k: v for k, v in args.items() if k != "page" and v}
+    return render_template("sessions/list.html", groups=groups, q=args, failed_rules=R.failed_rules,
+                           personal=personal, may_search_personal=scope.may_search_personal(sc), sort=sort,
+                           page=page, pages=pages, total=total, keep=keep,
+                           interrogators_of=lambda r: ", ".join(json.loads(r.interrogators or "[]")))
 
 
 def _audit(action: str, session_id: str, **detail: object) -> None:
@@ -120,7 +144,10 @@ def detail(session_id: str) -> ResponseReturnValue:
         events = [(at, kind, WITHHELD if d else "") for at, kind, d in events]
     start = row.started_at_us or (segs[0].start_us if segs else t)
     end = row.ended_at_us or (segs[-1].start_us + segs[-1].duration_us if segs else start + 1)
-    shapes = R.timeline(start, max(end, start + 1), segs, interruptions, events)
+    language = lang()
+    shapes = R.timeline(start, max(end, start + 1), segs, interruptions, events,
+                        words=lambda w: i18n.cause_text(w, language) if w in i18n.CAUSE_WORDS
+                        else i18n.event_text(w, language))
     if g.user.role in CONTENT_ROLES:  # the prosecutors' own markers (server annotations, web/live.py)
         from web.live import server_markers
         span = max(end - start, 1)
@@ -149,7 +176,7 @@ def detail(session_id: str) -> ResponseReturnValue:
 def _custody_detail(entry: AuditEntry) -> str:
     """What of an audit entry's detail the custody table shows (no free text)."""
     d = json.loads(entry.detail or "{}")
-    keep = ("purpose", "key_index", "via", "label", "verification", "share", "until_us", "allow")
+    keep = ("purpose", "key_index", "via", "label", "job", "verification", "share", "until_us", "allow")
     return ", ".join(f"{k}={d[k]}" for k in keep if k in d)
 
 
@@ -168,45 +195,25 @@ def annex(session_id: str) -> ResponseReturnValue:
         "Content-Disposition": f'inline; filename="annex-{session_id}.pdf"', "Cache-Control": "no-store"})
 
 
-@bp.route("/<session_id>/export/<label>.zip")
-@require_roles(*CONTENT_ROLES)
-def export(session_id: str, label: str) -> ResponseReturnValue:
-    """A sealed copy (irms.export/1 folder, verifies offline with `irms-verify session`) as a zip archive."""
-    if label not in EXPORT_LABELS:
-        raise NotFound(f"no export copy {label!r} (case-file or procuracy-file)")
-    s = db_session()
-    row = scope.session_for(s, session_id, Need.CONTENT).row
-    info, resp = sealed_copy(row, label)
-    _audit("session.export", session_id, label=label, manifest_sha256=info["manifest_sha256"],
-           segments=info["segments"])
-    return resp
-
-
 def sealed_copy(row: RecordingSession, label: str) -> tuple[dict[str, object], Response]:
-    """The session as a sealed copy (irms.export/1) zipped, streamed from a temporary file; (export info, response)."""
+    """The session as a sealed copy (irms.export/2) zipped into a temporary file in one pass
+    (`verifier.export.export_zip`), then sent; (export info, response). Outside parties' copies (web/shares.py);
+    prosecutors' copies are background jobs (web/exports.py)."""
     cfg = state().config
     s = db_session()
-    session_id = row.session_id
     R.check_not_disposed(row)
     t = now_us()
     opts = R.options_for(s, row)
-    top = f"irms-{session_id}-{label}"
     fd, zip_name = tempfile.mkstemp(prefix="irms-export-", suffix=".zip")
-    os.close(fd)
     try:
-        with tempfile.TemporaryDirectory(prefix="irms-export-") as tmp:
-            folder = Path(tmp) / top
-            info = export_session(R.store_of(cfg), session_id, opts, folder, label,
-                                  dt.datetime.fromtimestamp(t / 1e6, dt.UTC))
-            with zipfile.ZipFile(zip_name, "w", compression=zipfile.ZIP_STORED) as zf:
-                for path in sorted(folder.rglob("*")):
-                    if path.is_file():
-                        zf.write(path, f"{top}/{path.relative_to(folder).as_posix()}")
+        with os.fdopen(fd, "wb") as f:
+            info = export_zip(R.store_of(cfg), row.session_id, opts, f, label,
+                              dt.datetime.fromtimestamp(t / 1e6, dt.UTC))
     except BaseException:
         os.unlink(zip_name)
         raise
-    resp = send_file(zip_name, mimetype="application/zip", as_attachment=True, download_name=f"{top}.zip",
-                     max_age=0)
+    resp = send_file(zip_name, mimetype="application/zip", as_attachment=True,
+                     download_name=f"irms-{row.session_id}-{label}.zip", max_age=0)
     resp.headers["Cache-Control"] = "no-store"
     resp.call_on_close(lambda: os.path.exists(zip_name) and os.unlink(zip_name))
     return info, resp

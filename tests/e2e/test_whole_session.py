@@ -213,12 +213,13 @@ def session_routes(session_id: str, db_path: Path) -> list[str]:
     try:
         adapter = app.url_map.bind("127.0.0.1")
         choices: dict[str, tuple[Any, ...]] = {"label": EXPORT_LABELS, "idx": (0, 1), "first": (0,), "last": (1,),
-                                            "share_id": (1,)}
+                                            "share_id": (1,), "job_id": (1,)}
         urls: list[str] = []
         for rule in app.url_map.iter_rules():
             if "GET" not in (rule.methods or ()):
                 continue
-            if "session_id" not in rule.arguments and not rule.endpoint.startswith(("sessions.", "replay.")):
+            if "session_id" not in rule.arguments and \
+                    not rule.endpoint.startswith(("sessions.", "replay.", "exports.")):
                 continue
             others = sorted(rule.arguments - {"session_id"})
             unknown = [a for a in others if a not in choices]
@@ -329,7 +330,7 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
             assert time.monotonic() < deadline, "the session never reached the server by its events"
             page.wait_for_timeout(500)
             row = search()
-        expect(page.locator("#sessions tbody tr")).to_have_count(1)
+        expect(page.locator("#sessions tbody tr[data-session]")).to_have_count(1)
         expect(row).to_contain_text(SUSPECT)
         # The station reported the end and its uploads are done: the list verifies it by itself
         # (at most a few seconds after the last upload), without an operator's sync.
@@ -378,8 +379,10 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
 
         # Export the case-file copy and verify it offline, on "another machine" (no trust store, no server).
         page.goto(f"{world.server_url}/sessions/{sid}")
+        page.click("#export-case-file")  # a background job: its page follows it, the download streams it
+        expect(page.locator("#export-state")).to_have_attribute("data-state", "done", timeout=120_000)
         with page.expect_download(timeout=120_000) as dl:
-            page.click("#export-case-file")
+            page.click("#export-download")
         archive = tmp_path / "case-file.zip"
         dl.value.save_as(archive)
         offline = tmp_path / "offline"
@@ -405,7 +408,7 @@ def test_whole_session_station_to_prosecutor(world: World, chromium: Browser, ar
         expect(page.locator("body")).to_contain_text(SITE)
         expect(page.locator("#nav-sessions")).to_have_count(0)
         routes = session_routes(sid, tmp_path / "routes.db")
-        assert any(r.startswith("/replay/") for r in routes) and any("/export/" in r for r in routes), routes
+        assert any(r.startswith("/replay/") for r in routes) and any(r.startswith("/exports/") for r in routes), routes
         refused = {}
         for path in routes:
             resp = page.request.get(world.server_url + path, max_redirects=0)

@@ -311,7 +311,7 @@ def sessions_world(world: World, recorded: object, db: Database, app: Flask, tmp
     store = rec.store  # type: ignore[attr-defined]
     sock = tmp_path / "custody" / "holder.sock"
     app.extensions["irms"].config = app.extensions["irms"].config.model_copy(
-        update={"store_url": str(store), "custody_socket": str(sock)})
+        update={"store_url": str(store), "custody_socket": str(sock), "export_dir": str(tmp_path / "exports")})
     with db.session() as s:
         hn = ensure_province(s, "HNI", "Thành phố Hà Nội")
         site, _ = ensure_site(s, hn, "HN-CA-01", "Công an Hà Nội", "investigation_office")

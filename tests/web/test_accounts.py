@@ -51,7 +51,7 @@ def test_copied_cookie_refused_on_content_after_logout(sessions_world: SessionsW
     seg = f"/replay/{sid}/seg/00000000.ts"
     assert thief.get(seg).status_code == 200  # the copy works while the login holds
     assert post_form(owner, "/logout") == 302
-    for path in (seg, f"/sessions/{sid}/export/case-file.zip", f"/sessions/{sid}/annex.pdf"):
+    for path in (seg, "/exports/", f"/sessions/{sid}/annex.pdf"):
         resp = thief.get(path)
         assert resp.status_code == 302 and resp.headers["Location"].startswith("/login"), path
     assert thief.get("/api/v1/coverage").status_code == 401

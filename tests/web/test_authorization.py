@@ -54,6 +54,8 @@ CONTENT_POST = row(403, prosecutor=302, prosecutor_case=302, prosecutor_out=404)
 VIEW = row(403, prosecutor=200, prosecutor_case=200, auditor=200, prosecutor_out=404, auditor_out=404)
 SHARED = same(403) | {S_LIVE: 200}
 ADMIN_ONLY_POST = row(403, admin=302)
+OWN_JOB = row(403, prosecutor=200, prosecutor_case=404, prosecutor_out=404)
+"""A sealed copy's job: only the prosecutor who asked for it (`prosecutor`), while the session is in their scope."""
 
 EXPECTED: dict[str, dict[str, int]] = {
     "coverage.dashboard": row(200),
@@ -102,7 +104,11 @@ EXPECTED: dict[str, dict[str, int]] = {
                           auditor_out=200),
     "sessions.detail": VIEW,
     "sessions.annex": CONTENT,
-    "sessions.export": CONTENT,
+    "exports.create": CONTENT_POST,
+    "exports.index": row(403, prosecutor=200, prosecutor_out=200, prosecutor_case=200),
+    "exports.job": OWN_JOB,
+    "exports.progress": OWN_JOB,
+    "exports.download": OWN_JOB,
     "replay.page": CONTENT,
     "replay.playlist": CONTENT,
     "replay.segment": CONTENT,
@@ -149,6 +155,7 @@ MORE_FORMS: dict[str, dict[str, Any]] = {
     "admin.cases": {"case_number": "9/2026/HS", "username": "prosecutor", "action": "add"},
     "shares.add": {"party": "Toà án", "party_kind": "court", "allow": "replay", "days": 2},
     "live.add_marker": {"label": "lời khai bắt đầu"},
+    "exports.create": {"label": "case-file"},
     "auth.login": {"username": "", "password": ""},
     "auth.second_factor": {"code": "123456"},
     "auth.enrol_confirm": {"code": "000000"},
@@ -209,7 +216,11 @@ def setting(sessions_world: SessionsWorld, app: Flask) -> dict[str, Any]:
     from web.models import RecordingSession
     with w.db.session() as s:
         started = s.scalars(select(RecordingSession.started_at_us).where(RecordingSession.session_id == sid)).one()
-    return {"sid": sid, "parties": parties, "codes": codes, "throwaway": throwaway, "started_us": started}
+    from tests.web.test_sessions import export_via_job
+    job, progress = export_via_job(pro, sid, "case-file")
+    assert progress["state"] == "done", progress
+    return {"sid": sid, "parties": parties, "codes": codes, "throwaway": throwaway, "started_us": started,
+            "job": job}
 
 
 def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[tuple[str, str]]:
@@ -220,7 +231,8 @@ def urls(app: Flask, endpoint: str, principal: str, st: dict[str, Any]) -> list[
         "last": (2,), "station_id": ("st-x",), "filename": ("style.css",), "share_id": (share_id,),
         "alert_id": (999_999,), "hold_id": (999_999,), "disposal_id": (999_999,), "kind": ("sessions", "holds",
                                                                                           "disposals"),
-        "username": ("spare",), "province": ("HNI",), "site": ("HN-TTG",), "room": ("P01",)}
+        "username": ("spare",), "province": ("HNI",), "site": ("HN-TTG",), "room": ("P01",),
+        "job_id": (st["job"],)}
     if endpoint == "shares.revoke":
         choices["share_id"] = (st["throwaway"],)
     adapter = app.url_map.bind("localhost")

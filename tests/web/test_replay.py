@@ -47,7 +47,7 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     page.click("#nav-sessions")
     page.fill("#search-form input[name=case]", "7/2026/HS")
     page.click("#search-form button[type=submit]")
-    rows = page.locator("#sessions tbody tr")
+    rows = page.locator("#sessions tr[data-session]")
     expect(rows).to_have_count(1)
     expect(rows.first.locator(".verification")).to_have_text("đã kiểm chứng")
     rows.first.locator("a").click()
@@ -69,8 +69,10 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     page.screenshot(path=str(artifacts_dir / "replay.png"))
 
     page.goto(f"{base}/sessions/{sw.session_id}")
+    page.click("#export-case-file")
+    expect(page.locator("#export-state")).to_have_attribute("data-state", "done", timeout=60_000)
     with page.expect_download() as dl:
-        page.click("#export-case-file")
+        page.click("#export-download")
     path = tmp_path / "case-file.zip"
     dl.value.save_as(path)
     assert path.stat().st_size > 10_000

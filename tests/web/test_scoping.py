@@ -39,7 +39,7 @@ def as_user(app: Flask, username: str) -> FlaskClient:
 
 
 def session_urls(sid: str) -> list[str]:
-    return ["/sessions/" + sid, f"/sessions/{sid}/annex.pdf", f"/sessions/{sid}/export/case-file.zip",
+    return ["/sessions/" + sid, f"/sessions/{sid}/annex.pdf",
             f"/replay/{sid}", f"/replay/{sid}/index.m3u8", f"/replay/{sid}/seg/00000000.ts",
             f"/api/v1/sessions/{sid}/witness"]
 
@@ -132,7 +132,7 @@ def test_auditor_sees_verification_timeline_custody_but_no_personal_data(split: 
     # Searching by personal data finds nothing: the search is no oracle.
     assert sid not in answers["/sessions/?suspect=Nguyễn"] and sid not in answers["/sessions/?case=7/2026"]
     assert isinstance(json.loads(answers[f"/api/v1/sessions/{sid}/witness"]), list)
-    for url in session_urls(sid)[1:6]:
+    for url in session_urls(sid)[1:5]:
         assert aud.get(url).status_code == 403, url
     # With the personal-data grant on the unit, the same auditor sees it (and may search by it).
     sw.world.assign("auditor", "VKS-HNI", personal_data=True)

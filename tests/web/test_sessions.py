@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from evidence.keys import save_public_key
-from tests.web.conftest import CUSTODIAN_PASSPHRASE, PASSWORD, SessionsWorld, World, login
+from tests.web.conftest import CUSTODIAN_PASSPHRASE, PASSWORD, SessionsWorld, World, csrf_token, login
 from web import custody
 from web import recordings as R
 from web.app import create_app
@@ -36,9 +36,22 @@ BIN = Path(sys.executable).parent
 
 
 def content_routes(sid: str) -> list[str]:
-    return [f"/sessions/{sid}/annex.pdf", f"/sessions/{sid}/export/case-file.zip",
-            f"/sessions/{sid}/export/procuracy-file.zip", f"/replay/{sid}", f"/replay/{sid}/index.m3u8",
+    return [f"/sessions/{sid}/annex.pdf", "/exports/", f"/replay/{sid}", f"/replay/{sid}/index.m3u8",
             f"/replay/{sid}/seg/00000000.ts"]
+
+
+def export_via_job(c: FlaskClient, sid: str, label: str, timeout_s: float = 120) -> tuple[int, dict[str, Any]]:
+    """Ask for a sealed copy as the session page does, wait for its job to end; (job id, its progress JSON)."""
+    import time
+    resp = c.post(f"/sessions/{sid}/exports", data={"label": label, "csrf_token": csrf_token(c, f"/sessions/{sid}")})
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    job_id = int(resp.headers["Location"].rstrip("/").split("/")[-1])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        p = c.get(f"/exports/{job_id}.json").get_json()
+        if p["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job_id, p
+        time.sleep(0.2)
 
 
 def view_routes(sid: str) -> list[str]:
@@ -163,8 +176,11 @@ def test_annex_and_two_sealed_copies_verify_offline(sessions_world: SessionsWorl
     assert annex.status_code == 200 and annex.data.startswith(b"%PDF")
     folders = {}
     for label in ("case-file", "procuracy-file"):
-        resp = c.get(f"/sessions/{sw.session_id}/export/{label}.zip")
+        job_id, progress = export_via_job(c, sw.session_id, label)
+        assert progress["state"] == "done" and progress["percent"] == 100, progress
+        resp = c.get(f"/exports/{job_id}/download")
         assert resp.status_code == 200 and resp.mimetype == "application/zip", resp.data[:300]
+        assert hashlib.sha256(resp.data).hexdigest() == progress["sha256"] and len(resp.data) == progress["size"]
         out = tmp_path / label
         zipfile.ZipFile(io.BytesIO(resp.data)).extractall(out)
         (folder,) = list(out.iterdir())
@@ -212,7 +228,8 @@ def test_tampered_store_shows_failed_rule_and_refuses_the_segment(world: World, 
     html = c.get(f"/sessions/{sw.session_id}").get_data(as_text=True)
     assert 'data-status="failed"' in html and "V06" in html
     assert 'id="export-case-file"' not in html  # no sealed copy of a session that fails
-    assert c.get(f"/sessions/{sw.session_id}/export/case-file.zip").status_code == 422
+    assert c.post(f"/sessions/{sw.session_id}/exports", data={
+        "label": "case-file", "csrf_token": csrf_token(c, f"/sessions/{sw.session_id}")}).status_code == 409
 
 
 def test_custodian_rotation_keeps_old_sessions_readable(sessions_world: SessionsWorld, app: Flask,

@@ -2,7 +2,9 @@
    a watermark with the viewer's name and the current time (R15), and the recording's wall-clock time.
    Live (data-live): the player follows the live edge of the EVENT playlist and may scroll back.
    Markers: the investigator's (signed manifest) and the prosecutors' (server) on the scrubber under the
-   player and in a list; each jumps to its moment; "Mark this moment" adds one at the current time. */
+   player and in a list; each jumps to its moment; "Mark this moment" adds one at the current time.
+   The scrubber also shows the pauses and interruptions (where the media jumps over them), a click on it
+   seeks there; playback speed 0.5x-2x, jumps of 10 s back and forward. */
 (function () {
   "use strict";
   var video = document.getElementById("player");
@@ -49,6 +51,10 @@
   // --- markers ---
   var markersUrl = video.getAttribute("data-markers");
   var scrubber = document.getElementById("scrubber"), list = document.getElementById("markers");
+  var marks = document.getElementById("sc-marks");
+  var words = JSON.parse(video.getAttribute("data-words") || "{}");
+  var gaps = JSON.parse(video.getAttribute("data-interruptions") || "[]");
+  var lastData = { investigator: [], server: [], media_map: [] };
   function mediaOf(wallMs) {
     var t = null;
     for (var i = 0; i < map.length && map[i][1] <= wallMs; i++) { t = map[i][0] + (wallMs - map[i][1]); }
@@ -59,28 +65,52 @@
     for (var i = 0; i < map.length && map[i][0] <= ms + 1; i++) { wall = map[i][1] + (ms - map[i][0]); }
     return wall;
   }
-  function jump(m) { return function () { video.currentTime = mediaOf(m.at_us / 1000); }; }
+  function jump(m) { return function () { seekTo(mediaOf(m.at_us / 1000)); }; }
+  function span() {
+    if (video.duration && isFinite(video.duration)) { return video.duration; }
+    if (video.seekable && video.seekable.length) { return video.seekable.end(video.seekable.length - 1); }
+    return 0;
+  }
+  function drawGaps(total) {
+    gaps.forEach(function (g) {
+      var at = mediaOf(g.start_us / 1000);
+      var el = document.createElement("div");
+      el.className = "sc-span " + (g.cause === "pause" ? "sc-pause" : "sc-interruption");
+      el.setAttribute("data-cause", g.cause);
+      el.setAttribute("data-at-us", g.start_us);
+      var secs = g.end_us ? Math.round((g.end_us - g.start_us) / 1e6) : null;
+      el.title = stamp(g.start_us / 1000) + " " + (words[g.cause] || g.cause) +
+        (secs !== null ? " (" + secs + " s)" : "") + (g.reason ? ": " + g.reason : "");
+      el.style.left = (total ? Math.min(99.4, at / total * 100) : 0) + "%";
+      el.style.width = "6px";
+      marks.appendChild(el);
+    });
+  }
   function draw(data) {
+    lastData = data;
+    if (data.interruptions) { gaps = data.interruptions; }
     map = data.media_map.length ? data.media_map : map;
     var all = data.investigator.map(function (m) { return { kind: "investigator", m: m }; })
       .concat(data.server.map(function (m) { return { kind: "server", m: m }; }))
       .sort(function (a, b) { return a.m.at_us - b.m.at_us; });
-    var span = video.duration && isFinite(video.duration) ? video.duration : 0;
-    if (!span && map.length) { span = Math.max.apply(null, all.map(function (x) { return mediaOf(x.m.at_us / 1000); })) || 1; }
-    scrubber.textContent = "";
-    list.textContent = "";
+    var total = span();
+    if (!total && map.length) { total = Math.max.apply(null, all.map(function (x) { return mediaOf(x.m.at_us / 1000); })) || 1; }
+    marks.textContent = "";
+    if (list) { list.textContent = ""; }
+    drawGaps(total);
     all.forEach(function (x) {
       var t = mediaOf(x.m.at_us / 1000);
-      var who = x.kind === "server" ? x.m.author + (x.m.unit ? ", " + x.m.unit : "") : "investigator";
+      var who = x.kind === "server" ? x.m.author + (x.m.unit ? ", " + x.m.unit : "") : (words.investigator || "investigator");
       var title = stamp(x.m.at_us / 1000) + " " + (x.m.label || "") + " (" + who + ")";
       var tick = document.createElement("button");
       tick.type = "button";
       tick.className = "m-" + x.kind;
       tick.title = title;
       tick.setAttribute("data-at-us", x.m.at_us);
-      tick.style.left = (span ? Math.min(100, t / span * 100) : 0) + "%";
-      tick.addEventListener("click", jump(x.m));
-      scrubber.appendChild(tick);
+      tick.style.left = (total ? Math.min(100, t / total * 100) : 0) + "%";
+      tick.addEventListener("click", function (e) { e.stopPropagation(); jump(x.m)(); });
+      marks.appendChild(tick);
+      if (!list) { return; }
       var li = document.createElement("li");
       li.className = "m-" + x.kind;
       li.setAttribute("data-kind", x.kind);
@@ -101,6 +131,51 @@
   function poll() {
     if (!polling) { polling = true; load(); setInterval(load, 3000); }
   }
+  // --- scrubber, speed, jumps ---
+  var played = document.getElementById("sc-played"), head = document.getElementById("sc-head");
+  var clock = document.getElementById("media-time");
+  function hms(s) {
+    s = Math.max(0, Math.floor(s));
+    var m = Math.floor(s / 60) % 60, h = Math.floor(s / 3600), r = s % 60;
+    return h + ":" + (m < 10 ? "0" : "") + m + ":" + (r < 10 ? "0" : "") + r;
+  }
+  function seekTo(t) {
+    var total = span();
+    video.currentTime = Math.max(0, total ? Math.min(t, total - 0.1) : t);
+    position();
+  }
+  function position() {
+    var total = span();
+    var pct = total ? Math.min(100, video.currentTime / total * 100) : 0;
+    played.style.width = pct + "%";
+    head.style.left = pct + "%";
+    scrubber.setAttribute("aria-valuenow", String(Math.round(pct)));
+    clock.textContent = hms(video.currentTime) + " / " + hms(total);
+  }
+  scrubber.addEventListener("click", function (e) {
+    var r = scrubber.getBoundingClientRect();
+    var total = span();
+    if (!total || !r.width) { return; }
+    seekTo((e.clientX - r.left) / r.width * total);
+  });
+  document.getElementById("jump-back").addEventListener("click", function () { seekTo(video.currentTime - 10); });
+  document.getElementById("jump-forward").addEventListener("click", function () { seekTo(video.currentTime + 10); });
+  document.getElementById("play-pause").addEventListener("click", function () {
+    if (video.paused) { video.play(); } else { video.pause(); }
+  });
+  var speed = document.getElementById("speed");
+  speed.addEventListener("change", function () { video.playbackRate = parseFloat(speed.value); });
+  video.addEventListener("ratechange", function () {
+    if (String(video.playbackRate) !== speed.value) { speed.value = String(video.playbackRate); }
+  });
+  video.addEventListener("timeupdate", position);
+  video.addEventListener("seeking", position);
+  video.addEventListener("seeked", position);
+  video.addEventListener("durationchange", function () { position(); draw(lastData); });
+  video.addEventListener("loadedmetadata", function () { position(); draw(lastData); });
+  draw(lastData);
+  position();
+
   if (markersUrl && scrubber && list) {
     // The markers wait for the first picture (or 2 s): fetched beside the playlist and the first segment,
     // they held the server's threads while the picture waited (bench/replay.py).
