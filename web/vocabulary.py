@@ -9,6 +9,11 @@ the ids of an old dict catalogue it cannot place.
 from web.i18n import N_
 
 IDS = (
+    # retention statuses in English (web.i18n.EN_REASONS), shown translated on the retention pages
+    N_('no retention policy'),
+    N_('awaiting the final judgment'),
+    N_('retention ended'),
+    N_('being disposed of'),
     # absorbed from the VI dict by scripts/i18n absorb-dict
     N_('Equipment'),
     N_('Facilities'),
