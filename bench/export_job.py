@@ -33,10 +33,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from replay import build_session, make_clip, make_segments
+from replay import build_session, make_clip, make_segments, seed_prosecutor
 from results import result
-
-from evidence.keys import b64, public_raw
 
 PASSWORD = "bench-password-1"
 
@@ -65,10 +63,7 @@ def main() -> int:
     from web.app import create_app
     from web.config import load_config
     from web.db import Database, upgrade
-    from web.models import RecordingSession, Station
-    from web.sites import ensure_province, ensure_room, ensure_site
-    from web.units import add_unit, assign_user
-    from web.users import add_user
+    from web.models import RecordingSession
     with tempfile.TemporaryDirectory(prefix="irms-bench-export-") as tmp:
         work = Path(tmp)
         store = work / "store"
@@ -87,16 +82,7 @@ def main() -> int:
                           audit_key_path=str(work / "audit.key"))
         now = time.time_ns() // 1000
         with db.session() as s:
-            prov = ensure_province(s, "BEN", "Bench")
-            site, _ = ensure_site(s, prov, "BENCH", "Bench", "investigation_office")
-            room, _ = ensure_room(s, site, "P1", "P1")
-            s.flush()
-            s.add(Station(station_id="st-bench", public_key=b64(public_raw(station.public_key())), status="enrolled",
-                          hardware_profile="bench", room_id=room.id, enrolled_at_us=now))
-            add_user(s, username="ksv", display_name="Kiểm sát viên", role="prosecutor", password=PASSWORD,
-                     actor="bench", now_us=now)
-            add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="bench", now_us=now)
-            assign_user(s, username="ksv", unit="VN", personal_data=False, actor="bench", now_us=now)
+            seed_prosecutor(s, station, now, PASSWORD)
         with db.session() as s:
             R.sync_store(s, R.store_of(cfg), now)
             row = s.scalars(select(RecordingSession)).one()

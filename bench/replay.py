@@ -152,6 +152,14 @@ def write_static(root: Path, plains: list[Path], rows: list[Any], playlist: str,
         (root / line).write_bytes(b"".join(chunks))
 
 
+def build_session(store: Path, segs: list[tuple[Path, int, int]], station: Ed25519PrivateKey,
+                  custodian: X25519PrivateKey, case: str) -> str:
+    """Seal the plain segments into a session in the file store at `store` (bench/bench_session.py)."""
+    return seal_session(lambda name, data: put(store, name, data),
+                        ((path.read_bytes(), start, duration) for path, start, duration in segs),
+                        station, custodian.public_key(), case)
+
+
 def open_player(page: Any, url: str, trace: bool = False) -> dict[str, float]:
     """Open one player page (browser cache off): ms from play() to the first frame, from navigation start,
     and the seek to the middle."""
@@ -182,6 +190,25 @@ def open_player(page: Any, url: str, trace: bool = False) -> dict[str, float]:
             "landed_err": abs(landed - target)}
 
 
+def seed_prosecutor(s: Any, station: Ed25519PrivateKey, now: int, password: str = "bench-password-1") -> None:
+    """One room with the enrolled bench station, and the prosecutor `ksv` (national unit) who reads it."""
+    from web.models import Station
+    from web.sites import ensure_province, ensure_room, ensure_site
+    from web.units import add_unit, assign_user
+    from web.users import add_user
+
+    prov = ensure_province(s, "BEN", "Bench")
+    site, _ = ensure_site(s, prov, "BENCH", "Bench", "investigation_office")
+    room, _ = ensure_room(s, site, "P1", "P1")
+    s.flush()
+    s.add(Station(station_id="st-bench", public_key=b64(public_raw(station.public_key())), status="enrolled",
+                  hardware_profile="bench", room_id=room.id, enrolled_at_us=now))
+    add_user(s, username="ksv", display_name="Kiểm sát viên", role="prosecutor", password=password,
+             actor="bench", now_us=now)
+    add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="bench", now_us=now)
+    assign_user(s, username="ksv", unit="VN", personal_data=False, actor="bench", now_us=now)
+
+
 def seed(url: str, store: Path, station: Ed25519PrivateKey, custodian: X25519PrivateKey) -> None:
     """The database the server runs on: a room, the station, a prosecutor, the custodian key; both sessions
     synced and verified once."""
@@ -191,10 +218,7 @@ def seed(url: str, store: Path, station: Ed25519PrivateKey, custodian: X25519Pri
     from web import recordings as R
     from web.config import load_config
     from web.db import Database, upgrade
-    from web.models import RecordingSession, Station
-    from web.sites import ensure_province, ensure_room, ensure_site
-    from web.units import add_unit, assign_user
-    from web.users import add_user
+    from web.models import RecordingSession
 
     db = Database(url)
     upgrade(db)
@@ -202,16 +226,7 @@ def seed(url: str, store: Path, station: Ed25519PrivateKey, custodian: X25519Pri
                       audit_key_path=str(store.parent / "audit-signing.key"))
     now = time.time_ns() // 1000
     with db.session() as s:
-        prov = ensure_province(s, "BEN", "Bench")
-        site, _ = ensure_site(s, prov, "BENCH", "Bench", "investigation_office")
-        room, _ = ensure_room(s, site, "P1", "P1")
-        s.flush()
-        s.add(Station(station_id="st-bench", public_key=b64(public_raw(station.public_key())), status="enrolled",
-                      hardware_profile="bench", room_id=room.id, enrolled_at_us=now))
-        add_user(s, username="ksv", display_name="Kiểm sát viên", role="prosecutor", password="bench-password-1",
-                 actor="bench", now_us=now)
-        add_unit(s, code="VN", name="Toàn quốc", kind="national", parent=None, actor="bench", now_us=now)
-        assign_user(s, username="ksv", unit="VN", personal_data=False, actor="bench", now_us=now)
+        seed_prosecutor(s, station, now)
         custody.import_key(s, custodian, PASSPHRASE.encode(), actor="bench", now_us=now, os_user="bench")
     with db.session() as s:
         R.sync_store(s, R.store_of(cfg), now)
@@ -272,12 +287,8 @@ def main() -> int:
             clip = make_clip(work)
             long_segs = make_segments(clip, int(args.hours * 3600), work / "long")
             short_segs = make_segments(clip, 60, work / "short")
-            long_sid = seal_session(lambda n, d: put(store, n, d),
-                                    ((p.read_bytes(), s, d) for p, s, d in long_segs), station,
-                                    custodian.public_key(), "8H/BENCH")
-            short_sid = seal_session(lambda n, d: put(store, n, d),
-                                     ((p.read_bytes(), s, d) for p, s, d in short_segs), station,
-                                     custodian.public_key(), "1M/BENCH")
+            long_sid = build_session(store, long_segs, station, custodian, "8H/BENCH")
+            short_sid = build_session(store, short_segs, station, custodian, "1M/BENCH")
             print(f"synthesized {len(long_segs)} + {len(short_segs)} segments in {time.perf_counter() - t:.1f} s",
                   flush=True)
             t = time.perf_counter()
