@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.plugins.browser import play_and_check_picture, seek_and_check_picture
+from tests.plugins.browser import log_in, play_and_check_picture, seek_and_check_picture
 from tests.plugins.processes import Proc, Processes, free_port, wait_http
 from tests.plugins.recording import BIN, run_cli
 
@@ -193,10 +193,7 @@ def wait_number(page: Page, selector: str, at_least: int, timeout_ms: int = 60_0
 
 
 def login(page: Page, base: str, username: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login-form button[type=submit]")
+    log_in(page, base, username, PASSWORD)
     expect(page).not_to_have_url(re.compile(r"/login"))
 
 

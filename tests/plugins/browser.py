@@ -112,3 +112,11 @@ def seek_and_check_picture(page: Any, target: float, timeout_ms: int) -> float:
     after = page.evaluate(VIDEO_FRAME_JS)
     assert after["mean"] > 20 and after["colours"] > 20, after
     return landed
+
+
+def log_in(page: Any, base: str, username: str, password: str) -> None:
+    """The login form at `base`, filled in and sent as a user does (what follows is the caller's to expect)."""
+    page.goto(base + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("#login-form button[type=submit]")

@@ -17,6 +17,7 @@ from flask import Flask
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from tests.plugins.browser import log_in
 from tests.web.conftest import PASSWORD, FakeNow
 from web import demo
 from web.coverage import DAY_US, US, Policy
@@ -86,10 +87,7 @@ def country(app: Flask, db: Database, now: FakeNow) -> Iterator[str]:
 
 
 def _login(page: Page, base: str, username: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login-form button[type=submit]")
+    log_in(page, base, username, PASSWORD)
     expect(page).not_to_have_url(re.compile(r"/login"))
 
 

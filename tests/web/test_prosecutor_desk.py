@@ -43,7 +43,7 @@ from recorder.profile import load_profile
 from recorder.session import Recorder, RecorderSettings
 from recorder.station import load_station
 from storage.file import FileStore
-from tests.plugins.browser import play_and_check_picture
+from tests.plugins.browser import log_in, play_and_check_picture
 from tests.plugins.recording import Recorded, Station
 from tests.web.conftest import PASSWORD, SessionsWorld, csrf_token, enroll_existing_station, login
 from tests.web.test_sessions import export_via_job
@@ -360,10 +360,7 @@ def browser_page(chromium: Browser, lang: str, size: str) -> Iterator[Page]:
 
 
 def browser_login(page: Page, base: str, lang: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "prosecutor")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login-form button[type=submit]")
+    log_in(page, base, "prosecutor", PASSWORD)
     expect(page.locator("#nav-sessions")).to_have_count(1)
     if lang == "en":
         page.click("#lang-en")

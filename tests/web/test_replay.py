@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
-from tests.plugins.browser import play_and_check_picture, seek_and_check_picture
+from tests.plugins.browser import log_in, play_and_check_picture, seek_and_check_picture
 from tests.web.conftest import PASSWORD, SessionsWorld
 from tests.web.test_sessions import content_routes, view_routes
 
@@ -31,10 +31,7 @@ def db_url(tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
 
 
 def login_as(page: Page, base: str, username: str) -> None:
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login-form button[type=submit]")
+    log_in(page, base, username, PASSWORD)
 
 
 def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld, app: Flask, chromium_page: Page,
