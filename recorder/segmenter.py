@@ -10,6 +10,7 @@ cut short by a crash still plays up to the crash.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -61,6 +62,29 @@ def microphone_source(mic: Microphone, credentials: dict[str, str]) -> str:
     return credentials.get(f"mic_{mic.role}") or mic.device
 
 
+def camera_timed(profile: Profile) -> bool:
+    """A kit whose one RTSP camera gives the picture and every sound: stamped by the camera's own clock.
+
+    The camera times its picture and its sound on one capture clock (RTP timestamps, tied together
+    by its RTCP sender reports), which ffmpeg keeps when the input is not stamped on arrival. Arrival
+    times would put each connection's own difference between the picture's path and the sound's
+    (the camera's encoder and queues) into the recording: 3 to 52 ms, and 320 ms once a starved
+    camera fell behind (docs/architecture.md). A kit with a second camera or a separate microphone
+    has no shared capture clock: every input is stamped on arrival and shifted by its calibrated
+    latency.
+    """
+    return (len(profile.cameras) == 1 and profile.cameras[0].source == "rtsp" and bool(profile.microphones)
+            and all(m.source == "camera" for m in profile.microphones))
+
+
+# A camera-timed run: the camera's timestamps (0 near its first packet) are shifted this much, so that
+# nothing is negative (AAC's priming, 1024 samples, would start before 0); the run's origin is learned.
+CAMERA_CLOCK_LEAD_S = 1.0
+# ... from the arrival of its first sound, this long: each frame's arrival − its timestamp, the least
+# (recorder.origin); one line per sound frame on ffmpeg's stderr, for these seconds only.
+ORIGIN_WINDOW_S = 8
+
+
 def _offset(t0: int | None, latency_ms: int) -> dict[str, Any]:
     """-itsoffset so that every input's timestamps are wall clock − T0, minus the device's own latency."""
     if t0 is None:
@@ -93,11 +117,16 @@ def camera_script_names(profile: Profile, run_dir: Path, credentials: dict[str, 
             for cam in profile.cameras if cam.source in private_input.NETWORK_SOURCES}
 
 
-def camera_input(cam: Camera, run_dir: Path, t0: int | None = None) -> Any:
-    """One camera as an ffmpeg-python input node (a network camera: through its script in `run_dir`)."""
+def camera_input(cam: Camera, run_dir: Path, t0: int | None = None, own_clock: bool = False) -> Any:
+    """One camera as an ffmpeg-python input node (a network camera: through its script in `run_dir`).
+
+    `own_clock`: keep the camera's timestamps (see `camera_timed`), shifted by CAMERA_CLOCK_LEAD_S."""
     if cam.source == "lavfi":
         spec = cam.device.format(width=cam.width, height=cam.height, fps=cam.fps)
         return ffmpeg.input(spec, f="lavfi", re=None)
+    if own_clock:
+        return ffmpeg.input(str(camera_script_path(run_dir, cam)), **private_input.input_options(),
+                            itsoffset=f"{CAMERA_CLOCK_LEAD_S:.3f}")
     if cam.source in private_input.NETWORK_SOURCES:
         return ffmpeg.input(str(camera_script_path(run_dir, cam)), **private_input.input_options(),
                             use_wallclock_as_timestamps=1, **_offset(t0, cam.latency_ms))
@@ -135,6 +164,9 @@ def build_argv(
 
     For a live kit, `t0` (a whole wall-clock second at launch) is subtracted from every
     input's wall-clock timestamps, so the segment list's times are wall clock − t0 (R18).
+    A camera-timed kit (`camera_timed`) keeps the camera's own timestamps instead, and a second
+    output prints each of its first ORIGIN_WINDOW_S seconds of sound frames (`origin_sample`), from
+    which the run's origin is learned by when they arrive (recorder.origin).
     """
     creds = credentials or {}
     live = is_live(profile)
@@ -144,7 +176,9 @@ def build_argv(
     for cam in profile.cameras:
         if cam.source in private_input.NETWORK_SOURCES:
             camera_url(cam, creds)  # a template this station cannot fill is an error now, not in ffmpeg
-    cam_inputs = [camera_input(c, run_dir, t0 if live else None) for c in profile.cameras]
+    own_clock = camera_timed(profile)
+    cam_inputs = [camera_input(c, run_dir, t0 if live else None, own_clock) for c in profile.cameras]
+    origin_probe = None
     for cam, node in zip(profile.cameras, cam_inputs, strict=True):
         v = node.video
         if not cam.passthrough and (profile.overlay.clock or profile.overlay.room_label):
@@ -158,7 +192,12 @@ def build_argv(
     for mic in profile.microphones:
         if mic.source == "camera":
             idx = int(mic.device) if mic.device.isdigit() else 0
-            streams.append(cam_inputs[idx].audio)
+            sound = cam_inputs[idx].audio
+            if own_clock and origin_probe is None:
+                split = sound.filter_multi_output("asplit")
+                sound = split[0]
+                origin_probe = split[1].filter("atrim", duration=ORIGIN_WINDOW_S).filter("ashowinfo")
+            streams.append(sound)
         else:
             streams.append(microphone_input(mic, creds, t0 if live else None).audio)
     enc = profile.encode
@@ -200,8 +239,21 @@ def build_argv(
             "pix_fmt": "yuv420p",
         })
     out = ffmpeg.output(*streams, str(run_dir / SEGMENT_PATTERN), **opts)
+    level = "warning"
+    if origin_probe is not None:
+        out = ffmpeg.merge_outputs(out, ffmpeg.output(origin_probe, "-", f="null"))
+        level = "info"  # ashowinfo's lines; the rest at this level is a few lines a run and one a segment
     argv: list[str] = ffmpeg.compile(out, cmd="ffmpeg")
-    return [argv[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning", *argv[1:]]
+    return [argv[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", level, *argv[1:]]
+
+
+_ORIGIN_LINE = re.compile(r"^\[Parsed_ashowinfo_\d+ @ [^]]*\] n:\d+ pts:-?\d+ pts_time:(-?[0-9.]+) ")
+
+
+def origin_sample(line: str) -> float | None:
+    """The timestamp (s, as in the segment list) of the sound frame an ashowinfo line reports, else None."""
+    m = _ORIGIN_LINE.match(line)
+    return float(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)

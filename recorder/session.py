@@ -53,14 +53,17 @@ from recorder.crashpoint import crash_point
 from recorder.errors import CaptureError, PreflightRefused, RecorderError, disk_full
 from recorder.health import HealthMonitor
 from recorder.journal import Journal, Queued, RunRow, SessionRow
+from recorder.origin import RunOrigin
 from recorder.profile import Profile
 from recorder.rebuild import Rebuilder, journal_behind, journal_damage, move_aside
 from recorder.sealer import seal
 from recorder.segmenter import (
+    CAMERA_CLOCK_LEAD_S,
     SEGMENT_LIST,
     build_argv,
     camera_script_names,
     camera_scripts,
+    camera_timed,
     decode_error,
     first_media_us,
     is_live,
@@ -75,6 +78,7 @@ from storage.base import ObjectStore
 from storage.errors import StoreError
 
 log = logging.getLogger(__name__)
+CAMERA_CLOCK_LEAD_US = round(CAMERA_CLOCK_LEAD_S * 1e6)
 # Media ending this long before the capture was stopped is declared as an encoder stall (close()).
 LAG_DECLARED_US = 1_000_000
 
@@ -156,6 +160,7 @@ class Recorder:
         # The error that showed the disk full, while it is (becomes the store_full interruption's reason).
         self._full_error = ""
         self._list_sizes: dict[str, int] = {}
+        self._origins: dict[str, RunOrigin] = {}  # a camera-timed run's dir -> its origin, learned as it runs
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
         cam = profile.cameras[0]
@@ -337,17 +342,24 @@ class Recorder:
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         now = self.clock.now_us()
         # Live devices are stamped with the wall clock: the run's origin is a whole second, known now.
+        # A camera-timed run keeps the camera's clock: its origin is learned from its first sound.
         t0 = now // 1_000_000 if is_live(self.profile) else None
-        row = RunRow(sid, n, str(run_dir), now, t0 * 1_000_000 if t0 is not None else None, None)
+        own_clock = camera_timed(self.profile)
+        row = RunRow(sid, n, str(run_dir), now, t0 * 1_000_000 if t0 is not None and not own_clock else None, None)
         self.journal.add_run(row)
         argv = build_argv(self.profile, run_dir, self.settings.label or f"{self.settings.site}/{self.settings.room}",
                           self.settings.credentials, t0=t0)
+        watch = None
+        if own_clock:
+            origin = self._origins[str(run_dir)] = RunOrigin(self.clock.now_us, self.profile.cameras[0].latency_ms)
+            watch = origin.feed
         env = {**os.environ, "TZ": self.profile.overlay.timezone}
         sup = ProcessSupervisor(f"ffmpeg-{sid[:8]}-run{n}", argv, cwd=run_dir, env=env,
                                 log_path=self.station.home / "logs" / "ffmpeg.log",
                                 secrets=[self.settings.credentials.get("password", "")],
                                 files=camera_scripts(self.profile, run_dir, self.settings.credentials),
-                                shown_as=camera_script_names(self.profile, run_dir, self.settings.credentials))
+                                shown_as=camera_script_names(self.profile, run_dir, self.settings.credentials),
+                                watch=watch)
         (self.station.home / "logs").mkdir(exist_ok=True)
         return row, sup
 
@@ -431,7 +443,13 @@ class Recorder:
             if self._list_sizes.get(run.dir) == size:
                 return 0
             self._list_sizes[run.dir] = size
-        t0 = run.t0_us if run.t0_us is not None else run.launched_us
+        if run.t0_us is None and final:
+            t0 = self._run_t0(run, final=True)
+            if t0 is not None:
+                self.journal.set_run_t0(sid, run.run, t0)
+        t0 = run.t0_us if run.t0_us is not None else self._run_t0(run, final=True) or run.launched_us
+        if final:
+            self._origins.pop(run.dir, None)
         known = self.journal.known_files(sid, run.run)
         listed = []
         with contextlib.suppress(FileNotFoundError):
@@ -453,7 +471,11 @@ class Recorder:
                 fsync_dir(run_dir)
                 synced_dir = True
             start = seg.start_us
-            if seg.start_us == 0 and is_live(self.profile):
+            if seg.start_us == 0 and camera_timed(self.profile):
+                # The camera's clock: its first media was captured (and queued by the camera) before
+                # ffmpeg connected, so it may predate the launch; it does not predate the lead.
+                start = min(first_media_us(path) or CAMERA_CLOCK_LEAD_US, seg.end_us)
+            elif seg.start_us == 0 and is_live(self.profile):
                 # The list says the run's first segment starts at t0; media cannot predate the launch,
                 # and ffprobe (which may time out on a loaded station) usually knows the exact start.
                 start = min(max(first_media_us(path) or 0, run.launched_us - t0), seg.end_us)
@@ -640,10 +662,27 @@ class Recorder:
         """Check the clock, learn the run's origin from its first segment, capture what it finished."""
         self._check_clock(sid)
         self._write_notes(sid)
-        if run.t0_us is None and (Path(run.dir) / "seg000000.ts").exists():
-            self.journal.set_run_t0(sid, run.run, self.clock.now_us())
-            run = next(r for r in self.journal.runs(sid) if r.run == run.run)
+        if run.t0_us is None:
+            t0 = self._run_t0(run)
+            if t0 is not None:
+                self.journal.set_run_t0(sid, run.run, t0)
+                run = next(r for r in self.journal.runs(sid) if r.run == run.run)
         return run, run.t0_us is not None and self._collect(sid, run, final=False) > 0
+
+    def _run_t0(self, run: RunRow, final: bool = False) -> int | None:
+        """The origin of a run whose t0 was not known at launch, once it can be known.
+
+        A generated kit: when its first segment appears (ffmpeg's -re clock starts then). A
+        camera-timed run: from the arrival of its first sound (recorder.origin); a run that ended
+        before that was known (`final`) falls back to the lead before its launch.
+        """
+        if not camera_timed(self.profile):
+            return self.clock.now_us() if (Path(run.dir) / "seg000000.ts").exists() else None
+        origin = self._origins.get(run.dir)
+        t0 = origin.t0_us(final) if origin is not None else None
+        if t0 is None and final:
+            return run.launched_us - CAMERA_CLOCK_LEAD_US
+        return t0
 
     def capture_stopping(self, sid: str, reason: str) -> None:
         self._event(sid, self.clock.now_us(), "capture_stop", reason)

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from evidence.owner_only import write_private
@@ -35,10 +35,13 @@ class ProcessSupervisor:
 
     def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
                  log_path: Path | None = None, secrets: Sequence[str] = (),
-                 files: dict[Path, str] | None = None, shown_as: dict[str, str] | None = None) -> None:
+                 files: dict[Path, str] | None = None, shown_as: dict[str, str] | None = None,
+                 watch: Callable[[str], bool] | None = None) -> None:
         """`files` are written owner-only before the child starts and removed once it has ended
         (the camera scripts that keep passwords out of argv, recorder.private_input); in what the
-        child prints, each key of `shown_as` (a script's path) is replaced by its value (the camera)."""
+        child prints, each key of `shown_as` (a script's path) is replaced by its value (the camera).
+        `watch` sees each line as soon as it is read; a line it returns True for is neither logged
+        nor kept in the tail (recorder.origin's timing lines)."""
         self.name = name
         self.files = dict(files or {})
         self.shown_as = dict(shown_as or {})
@@ -50,6 +53,7 @@ class ProcessSupervisor:
         self.stderr_tail: deque[str] = deque(maxlen=40)
         self.secrets = [x for x in secrets if x]
         self._reader: threading.Thread | None = None
+        self.watch = watch
 
     def start(self) -> None:
         try:
@@ -80,7 +84,10 @@ class ProcessSupervisor:
                 log.warning("%s: cannot open its log %s: %s", self.name, self.log_path, err.strerror)
         try:
             for raw in self.proc.stderr:
-                line = self.redact(raw.decode("utf-8", "replace").rstrip())
+                text = raw.decode("utf-8", "replace").rstrip()
+                if self.watch is not None and self.watch(text):
+                    continue
+                line = self.redact(text)
                 self.stderr_tail.append(line)
                 if sink:
                     try:

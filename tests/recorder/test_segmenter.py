@@ -8,7 +8,16 @@ import pytest
 
 from recorder.errors import CaptureError, ProfileError
 from recorder.profile import load_profile
-from recorder.segmenter import build_argv, camera_scripts, overlay_text, parse_segment_list
+from recorder.segmenter import (
+    CAMERA_CLOCK_LEAD_S,
+    ORIGIN_WINDOW_S,
+    build_argv,
+    camera_scripts,
+    camera_timed,
+    origin_sample,
+    overlay_text,
+    parse_segment_list,
+)
 
 
 def opt(argv: list[str], name: str) -> str:
@@ -62,19 +71,20 @@ def test_bad_profile_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_live_rtsp_argv_keeps_one_wall_clock_and_stamps_the_first_packet(tmp_path: Path) -> None:
-    """A live pass-through camera: wall-clock stamps shifted by -(t0 + latency), copied timestamps never
-    re-zeroed, and the unstamped first packet given the next packet's time instead of 0."""
-    creds = {"host": "10.0.0.5", "user": "cam", "password": "s3cret"}
-    profile = load_profile("ip-camera-rtsp")
+    """Cameras beside a separate microphone: wall-clock stamps shifted by -(t0 + latency), copied timestamps
+    never re-zeroed, and the unstamped first packet given the next packet's time instead of 0."""
+    creds = {"host": "10.0.0.5", "host2": "10.0.0.6", "user": "cam", "password": "s3cret"}
+    profile = load_profile("two-camera-room")
+    assert not camera_timed(profile)  # two cameras and a microphone: no capture clock they share
     argv = build_argv(profile, tmp_path, "HN-CA-01/P101", creds, t0=1_796_000_000)
     # The URL (and its password) is in a script ffmpeg reads, never in its argv (ps shows argv to everyone).
     assert not any("s3cret" in a for a in argv)
     script = tmp_path / "camera-wide.ffconcat"
     assert opt(argv, "-i") == str(script) and opt(argv, "-f") == "concat" and opt(argv, "-safe") == "0"
-    (text,) = camera_scripts(profile, tmp_path, creds).values()
-    assert camera_scripts(profile, tmp_path, creds) == {script: text}
-    assert "file 'rtsp://cam:s3cret@10.0.0.5:554/Streaming/Channels/101'" in text
-    assert "option rtsp_transport 'tcp'" in text and "option fflags 'nobuffer'" in text
+    scripts = camera_scripts(profile, tmp_path, creds)
+    assert set(scripts) == {script, tmp_path / "camera-face.ffconcat"}
+    assert "file 'rtsp://cam:s3cret@10.0.0.5:554/Streaming/Channels/101'" in scripts[script]
+    assert "option rtsp_transport 'tcp'" in scripts[script] and "option fflags 'nobuffer'" in scripts[script]
     assert opt(argv, "-use_wallclock_as_timestamps") == "1"
     assert opt(argv, "-itsoffset") == "-1796000000.060"  # t0 + the profile's 60 ms camera latency
     assert argv.index("-itsoffset") < argv.index("-i")  # an input option, before its input
@@ -83,6 +93,28 @@ def test_live_rtsp_argv_keeps_one_wall_clock_and_stamps_the_first_packet(tmp_pat
     assert opt(argv, "-segment_format_options") == "mpegts_copyts=1:flush_packets=1"
     assert opt(argv, "-vcodec") == "copy" and "-filter_complex" not in argv  # no overlay on a copied picture
     assert opt(argv, "-bsf:v") == r"setts=pts=if(eq(PTS\,NOPTS)\,NEXT_PTS\,PTS):dts=if(eq(DTS\,NOPTS)\,NEXT_DTS\,DTS)"
+    assert opt(argv, "-loglevel") == "warning" and "ashowinfo" not in " ".join(argv)
+
+
+def test_a_camera_with_its_own_sound_keeps_the_cameras_clock(tmp_path: Path) -> None:
+    """One RTSP camera giving picture and sound: its own timestamps (never arrival times), shifted by the
+    lead so that nothing is negative, and its first seconds of sound printed to learn the run's origin."""
+    creds = {"host": "10.0.0.5", "user": "cam", "password": "s3cret"}
+    profile = load_profile("ip-camera-rtsp")
+    assert camera_timed(profile)
+    argv = build_argv(profile, tmp_path, "HN-CA-01/P101", creds, t0=1_796_000_000)
+    assert not any("s3cret" in a for a in argv)
+    assert "-use_wallclock_as_timestamps" not in argv
+    assert opt(argv, "-itsoffset") == f"{CAMERA_CLOCK_LEAD_S:.3f}" and argv.index("-itsoffset") < argv.index("-i")
+    assert "-copyts" in argv and opt(argv, "-vcodec") == "copy"
+    graph = opt(argv, "-filter_complex")
+    assert "[0:a]asplit=2" in graph and f"atrim=duration={ORIGIN_WINDOW_S}" in graph and "ashowinfo" in graph
+    assert argv[-5] == "-map" and argv[-3:] == ["-f", "null", "-"]  # the printing branch goes nowhere
+    assert opt(argv, "-loglevel") == "info"
+    line = ("[Parsed_ashowinfo_2 @ 0x556f61700000] n:12 pts:8320 pts_time:1.04 pos:-1 fmt:s16 channels:1 "
+            "chlayout:mono rate:8000 nb_samples:160 checksum:0A1B2C3D plane_checksums: [ 0A1B2C3D ]")
+    assert origin_sample(line) == 1.04
+    assert origin_sample("[segment @ 0x55] Opening 'seg000001.ts' for writing") is None
 
 
 def test_a_live_argv_without_its_wall_clock_origin_is_refused(tmp_path: Path) -> None:
