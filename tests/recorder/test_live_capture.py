@@ -188,3 +188,31 @@ def test_a_camera_silent_at_the_start_is_declared_not_left_to_fail_v17(
     assert gaps[0]["end_us"] >= first["start_us"] - 500_000, gaps
     assert (gaps[0]["cause"], "capture began" in gaps[0]["reason"]) in {("encoder_stall", True),
                                                                         ("device_lost", False)}, gaps
+
+
+def test_a_camera_whose_picture_falls_behind_keeps_its_sound_in_step(
+        station: Station, tmp_path: Path, camera_peer: CameraPeer) -> None:
+    """The camera's picture path falls 300 ms behind its sound mid-session (a starved camera's encoder
+    queue, as seen at load average 14-18). Stamped on arrival, every later flash landed ~300 ms after
+    its beep (and each connection had its own +3 to -52 ms before that); timed by the camera's own
+    clock, picture and sound stay together: every flash and beep of the session within 5 ms."""
+    from recorder.calibrate import audio_samples, beep_onsets, flash_beep_pairs, flash_times, video_luma
+
+    store = tmp_path / "store"
+    lag = threading.Timer(7.0, camera_peer.control, ("video-lag 300",))
+    lag.start()
+    try:
+        out = station.agent(*record_args(store, 16, "--kit", "ip-camera-rtsp", "--camera", f"wide={camera_peer.url}"))
+    finally:
+        lag.cancel()
+    sid = json.loads(out.stdout)["session_id"]
+    res = station.verify("rebuild", sid, "--store", str(store), "--custodian-key", str(station.custodian_key),
+                         "--out", str(tmp_path / "rec.mp4"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    times, luma = video_luma(tmp_path / "rec.mp4")
+    start, samples = audio_samples(tmp_path / "rec.mp4", rate=8000)  # the camera's own sound, 8 kHz
+    flashes = [f for f in flash_times(times, luma) if f >= times[0] + 1.5]
+    pairs = flash_beep_pairs(flashes, beep_onsets(start, samples, rate=8000))
+    after_lag = [d for t, d in pairs if t >= times[0] + 9.0]
+    assert len(pairs) >= 10 and len(after_lag) >= 4, pairs
+    assert max(abs(d) for _, d in pairs) <= 5.0, pairs
