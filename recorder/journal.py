@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence.owner_only import private_database
+from recorder.crashpoint import crash_point
 from recorder.errors import RecorderError
 
 SCHEMA = """
@@ -227,8 +228,11 @@ class Journal:
 
     # segments
     def capture(self, session_id: str, run: int, file: str, start_us: int, duration_us: int,
-                salvaged: bool = False) -> int | None:
-        """Give a finished segment the session's next index; None if it is already known."""
+                salvaged: bool = False, if_first: tuple[int, int, str, str] | None = None) -> int | None:
+        """Give a finished segment the session's next index; None if it is already known.
+
+        `if_first` (start, end, cause, reason): an interruption declared with the session's first
+        segment, in the same transaction (a late start: a crash between the two would lose it)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             known = self._one("SELECT idx FROM segments WHERE session_id=? AND run=? AND file=?",
@@ -242,6 +246,9 @@ class Journal:
                 " VALUES (?,?,?,?,?,?, 'captured', ?)",
                 (session_id, idx, run, file, start_us, duration_us, int(salvaged)),
             )
+            if idx == 0 and if_first is not None:
+                crash_point("capture.first_journaled")
+                self.add_interruption(session_id, *if_first)
             return idx
 
     def segments(self, session_id: str, state: str | None = None) -> list[SegmentRow]:

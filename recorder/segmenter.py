@@ -30,9 +30,27 @@ SEGMENT_LIST = "segments.csv"
 CAMERA_TIMEOUT_US = 5_000_000  # a network camera's socket I/O bound
 
 
+GENERATED, WALL_CLOCK, CAMERA_CLOCK = "generated", "wall_clock", "camera_clock"
+
+
+def timing(devices: list[dict[str, Any]]) -> str:
+    """How a kit's runs are timed, from its devices as the signed header lists them (Profile.devices_json),
+    so that a crashed session's runs are read as they were recorded whatever kit the agent now has:
+    GENERATED (synthetic inputs: the run's clock starts with its first segment), CAMERA_CLOCK
+    (`camera_timed`) or WALL_CLOCK (every input stamped on arrival)."""
+    cameras = [d for d in devices if d.get("kind") == "camera"]
+    microphones = [d for d in devices if d.get("kind") == "microphone"]
+    if all(d.get("source") == "lavfi" for d in devices):
+        return GENERATED
+    if (len(cameras) == 1 and cameras[0].get("source") == "rtsp" and microphones
+            and all(m.get("source") == "camera" for m in microphones)):
+        return CAMERA_CLOCK
+    return WALL_CLOCK
+
+
 def is_live(profile: Profile) -> bool:
-    """A kit of real devices: its inputs are stamped with the wall clock (not generated)."""
-    return any(c.source != "lavfi" for c in profile.cameras) or any(m.source != "lavfi" for m in profile.microphones)
+    """A kit of real devices: its inputs are stamped with a clock (the wall clock's or a camera's), not generated."""
+    return timing(profile.devices_json()) != GENERATED
 
 
 def fill_template(template: str, credentials: dict[str, str]) -> str:
@@ -73,8 +91,7 @@ def camera_timed(profile: Profile) -> bool:
     has no shared capture clock: every input is stamped on arrival and shifted by its calibrated
     latency.
     """
-    return (len(profile.cameras) == 1 and profile.cameras[0].source == "rtsp" and bool(profile.microphones)
-            and all(m.source == "camera" for m in profile.microphones))
+    return timing(profile.devices_json()) == CAMERA_CLOCK
 
 
 # A camera-timed run: the camera's timestamps (0 near its first packet) are shifted this much, so that

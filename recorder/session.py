@@ -58,17 +58,18 @@ from recorder.profile import Profile
 from recorder.rebuild import Rebuilder, journal_behind, journal_damage, move_aside
 from recorder.sealer import seal
 from recorder.segmenter import (
+    CAMERA_CLOCK,
     CAMERA_CLOCK_LEAD_S,
+    GENERATED,
     SEGMENT_LIST,
     build_argv,
     camera_script_names,
     camera_scripts,
-    camera_timed,
     decode_error,
     first_media_us,
-    is_live,
     parse_segment_list,
     probe_duration_us,
+    timing,
 )
 from recorder.stamper import HeadStamper
 from recorder.station import Station
@@ -160,7 +161,9 @@ class Recorder:
         # The error that showed the disk full, while it is (becomes the store_full interruption's reason).
         self._full_error = ""
         self._list_sizes: dict[str, int] = {}
+        self._with_media: set[str] = set()  # sessions known to have a captured segment
         self._origins: dict[str, RunOrigin] = {}  # a camera-timed run's dir -> its origin, learned as it runs
+        self._timings: dict[str, str] = {}  # session -> how its runs are timed
         # Called with (session id, event) for every session event, e.g. to queue it for the server.
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
         cam = profile.cameras[0]
@@ -343,8 +346,9 @@ class Recorder:
         now = self.clock.now_us()
         # Live devices are stamped with the wall clock: the run's origin is a whole second, known now.
         # A camera-timed run keeps the camera's clock: its origin is learned from its first sound.
-        t0 = now // 1_000_000 if is_live(self.profile) else None
-        own_clock = camera_timed(self.profile)
+        clock = timing(self.profile.devices_json())
+        t0 = now // 1_000_000 if clock != GENERATED else None
+        own_clock = clock == CAMERA_CLOCK
         row = RunRow(sid, n, str(run_dir), now, t0 * 1_000_000 if t0 is not None and not own_clock else None, None)
         self.journal.add_run(row)
         argv = build_argv(self.profile, run_dir, self.settings.label or f"{self.settings.site}/{self.settings.room}",
@@ -443,11 +447,12 @@ class Recorder:
             if self._list_sizes.get(run.dir) == size:
                 return 0
             self._list_sizes[run.dir] = size
+        clock = self._timing(sid)
         if run.t0_us is None and final:
-            t0 = self._run_t0(run, final=True)
+            t0 = self._run_t0(sid, run, final=True)
             if t0 is not None:
                 self.journal.set_run_t0(sid, run.run, t0)
-        t0 = run.t0_us if run.t0_us is not None else self._run_t0(run, final=True) or run.launched_us
+        t0 = run.t0_us if run.t0_us is not None else self._run_t0(sid, run, final=True) or run.launched_us
         if final:
             self._origins.pop(run.dir, None)
         known = self.journal.known_files(sid, run.run)
@@ -471,11 +476,11 @@ class Recorder:
                 fsync_dir(run_dir)
                 synced_dir = True
             start = seg.start_us
-            if seg.start_us == 0 and camera_timed(self.profile):
+            if seg.start_us == 0 and clock == CAMERA_CLOCK:
                 # The camera's clock: its first media was captured (and queued by the camera) before
                 # ffmpeg connected, so it may predate the launch; it does not predate the lead.
                 start = min(first_media_us(path) or CAMERA_CLOCK_LEAD_US, seg.end_us)
-            elif seg.start_us == 0 and is_live(self.profile):
+            elif seg.start_us == 0 and clock != GENERATED:
                 # The list says the run's first segment starts at t0; media cannot predate the launch,
                 # and ffprobe (which may time out on a loaded station) usually knows the exact start.
                 start = min(max(first_media_us(path) or 0, run.launched_us - t0), seg.end_us)
@@ -483,12 +488,13 @@ class Recorder:
             if torn:
                 self._keep_torn(sid, run, path, torn)
                 continue
-            idx = self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start)
+            late = self._late_start(sid, t0 + start)
+            idx = self.journal.capture(sid, run.run, seg.file, t0 + start, seg.end_us - start, if_first=late)
             if idx is not None:
                 log.debug("session %s: segment %d captured at %d", sid, idx, self.clock.now_us())
                 count += 1
-                if idx == 0:
-                    self._declare_late_start(sid, t0 + start)
+                if idx == 0 and late is not None:
+                    log.warning("session %s: %s", sid, late[3])
                 self._on_media(sid, t0 + start)
                 now = self.clock.now_us()
                 if judge is None and self.health.due(now):
@@ -663,20 +669,27 @@ class Recorder:
         self._check_clock(sid)
         self._write_notes(sid)
         if run.t0_us is None:
-            t0 = self._run_t0(run)
+            t0 = self._run_t0(sid, run)
             if t0 is not None:
                 self.journal.set_run_t0(sid, run.run, t0)
                 run = next(r for r in self.journal.runs(sid) if r.run == run.run)
         return run, run.t0_us is not None and self._collect(sid, run, final=False) > 0
 
-    def _run_t0(self, run: RunRow, final: bool = False) -> int | None:
+    def _timing(self, sid: str) -> str:
+        """How the session's runs are timed (recorder.segmenter.timing), from the kit its header names."""
+        if sid not in self._timings:
+            header = parse_json_object(self.journal.session(sid).header.encode(), "the session header")
+            self._timings[sid] = timing(header["kit"]["devices"])
+        return self._timings[sid]
+
+    def _run_t0(self, sid: str, run: RunRow, final: bool = False) -> int | None:
         """The origin of a run whose t0 was not known at launch, once it can be known.
 
         A generated kit: when its first segment appears (ffmpeg's -re clock starts then). A
         camera-timed run: from the arrival of its first sound (recorder.origin); a run that ended
         before that was known (`final`) falls back to the lead before its launch.
         """
-        if not camera_timed(self.profile):
+        if self._timing(sid) != CAMERA_CLOCK:
             return self.clock.now_us() if (Path(run.dir) / "seg000000.ts").exists() else None
         origin = self._origins.get(run.dir)
         t0 = origin.t0_us(final) if origin is not None else None
@@ -828,19 +841,25 @@ class Recorder:
         self._stamper_journal.queue(sid, self._outbox_write(sid, name, token))
         self.uploader.kick()
 
-    def _declare_late_start(self, sid: str, first_us: int) -> None:
-        """The session's first media began at `first_us`, later than the session started: an encoder slow to
-        start (an overloaded station) or a camera that answered but sent nothing yet. That time was not
-        recorded: declare it, as `_declare_lag` does at the end, instead of leaving it for V17. Later runs
-        need nothing here: the failure that ended the run before already opened an interruption."""
+    def _late_start(self, sid: str, first_us: int) -> tuple[int, int, str, str] | None:
+        """If a segment beginning at `first_us` would be the session's first and begins later than the
+        session started (an encoder slow to start on an overloaded station, or a camera that answered but
+        sent nothing yet): the interruption that declares that time, as `_declare_lag` does at the end,
+        instead of leaving it for V17. It is journaled with the first segment, in one transaction: a crash
+        between the two would lose it. Later runs need nothing here: the failure that ended the run before
+        already opened an interruption."""
+        if sid in self._with_media:
+            return None
+        if self.has_media(sid):
+            self._with_media.add(sid)
+            return None
         s = self.journal.session(sid)
         late = first_us - s.started_at_us
         if late <= LAG_DECLARED_US or self.journal.interruptions(sid):
-            return
+            return None
         reason = (f"capture began {late / 1e6:.1f} s after the session started: nothing was produced before "
                   "(an encoder slow to start on an overloaded station, or devices that sent nothing yet)")
-        log.warning("session %s: %s", sid, reason)
-        self.journal.add_interruption(sid, s.started_at_us, first_us, "encoder_stall", reason)
+        return s.started_at_us, first_us, "encoder_stall", reason
 
     def _declare_lag(self, sid: str, media_end: int | None, stopped_at: int) -> None:
         """Capture was stopped at `stopped_at` but its media ends earlier: the encoder ran slower than

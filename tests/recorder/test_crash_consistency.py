@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
+from tests.plugins.devices import CameraPeer
 from tests.plugins.processes import free_port
 from tests.plugins.recording import Station, run_cli
 
@@ -421,3 +423,33 @@ def test_journal_lost_while_the_store_is_away_is_rebuilt_when_it_is_back(station
     code, report = verify(station, store, sid)
     assert code == 0, report
     assert before <= stored(store), before - stored(store)
+
+
+# --- a late start and the first segment ----------------------------------------------------
+
+
+def test_kill9_as_a_late_first_segment_is_journaled_never_loses_the_late_start(
+        station: Station, tmp_path: Path, camera_peer: CameraPeer) -> None:
+    """The camera sends nothing for the session's first 3 s, so the first segment begins late and that
+    time is declared. The declaration is journaled with the first segment: killed there, the session
+    is recovered with the late start (or the crash) declared and verifies; it used to be journaled
+    just after, and a kill between the two left the time unexplained (V17)."""
+    store = tmp_path / "store"
+    camera_peer.control("stall")
+    resume = threading.Timer(3.0, camera_peer.control, ("resume",))
+    resume.start()
+    try:
+        crashed(agent(station, "record", "--seconds", "14", "--store", str(store), *CASE, "--json",
+                      "--kit", "ip-camera-rtsp", "--camera", f"wide={camera_peer.url}",
+                      crash_at="capture.first_journaled"))
+    finally:
+        resume.cancel()
+    sid = first_session(station)
+    out = agent(station, "recover", "--store", str(store), *PLACE, "--json")
+    assert out.returncode == 0, out.stderr
+    code, report = verify(station, store, sid)
+    assert code == 0, (report["findings"], report["interruptions"], manifest_of(store, sid)["events"])
+    manifest = manifest_of(store, sid)
+    gaps = report["interruptions"]
+    assert gaps and gaps[0]["start_us"] == manifest["started_at_us"], gaps  # type: ignore[index]
+    next_session_records_and_uploads(station, store)
