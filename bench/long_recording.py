@@ -15,13 +15,17 @@ each minute's median and spread, and the drift (least-squares slope of the pairs
 and the last minute's median against the first's). Target for the worst pair: the A/V bar, 20 ms
 (goal 5 ms).
 
-    python bench/long_recording.py [--minutes 10]
+Each recording is a new camera connection (each had its own A/V offset when the agent stamped
+arrivals): --runs N records N times and prints each run's figures and the worst.
+
+    python bench/long_recording.py [--minutes 10] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,12 +116,9 @@ def av_report(pairs: list[tuple[float, float, float]], seconds: int) -> tuple[fl
     return float(np.abs(d).max()), slope * 600
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--keep", type=Path, help="copy the rebuilt recording and the camera's log into this folder")
-    args = ap.parse_args()
-    seconds = int(args.minutes * 60)
+def record_once(minutes: float, keep: Path | None) -> dict[str, float]:
+    """One recording of `minutes` from a fresh camera peer: its figures (printed as it goes)."""
+    seconds = int(minutes * 60)
     with tempfile.TemporaryDirectory(prefix="irms-bench-long-") as tmp:
         base = Path(tmp)
         env = make_station(base)
@@ -150,10 +151,10 @@ def main() -> int:
                        env=env, check=True, capture_output=True, timeout=1200)
         numbers = frame_numbers(base / "rec.mp4")
         pairs = av_pairs(base / "rec.mp4", numbers)
-        if args.keep:
-            args.keep.mkdir(parents=True, exist_ok=True)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
             for name in ("rec.mp4", "camera.log"):
-                shutil.copy2(base / name, args.keep / name)
+                shutil.copy2(base / name, keep / name)
     diffs = np.diff(np.array(numbers))
     repeated = int((diffs == 0).sum())
     missing = int(diffs[diffs > 1].sum() - (diffs > 1).sum())
@@ -176,11 +177,35 @@ def main() -> int:
     print(f"av_worst_ms {worst_av:.1f} (worst flash/beep pair of the session; bar <= {AV_BAR_MS:g} ms, goal "
           f"<= {AV_GOAL_MS:g} ms: {'met' if worst_av <= AV_GOAL_MS else 'not met'}) "
           f"{'PASS' if worst_av <= AV_BAR_MS else 'FAIL'}")
-    result("frames_ratio", frames_ratio, ">= 0.9999", frames_ratio >= 0.9999)
-    result("realtime_ratio", realtime, "1.000 ± 0.001", abs(realtime - 1) <= 0.001)
+    return {"frames_ratio": frames_ratio, "realtime_ratio": realtime, "av_worst_ms": worst_av,
+            "drift_ms": abs(drift), "pairs": len(pairs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=1, help="recordings, each from a new camera connection")
+    ap.add_argument("--keep", type=Path, help="copy the (last) rebuilt recording and the camera's log into this folder")
+    args = ap.parse_args()
+    runs = []
+    for n in range(args.runs):
+        print(f"--- run {n + 1} of {args.runs}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+              flush=True)
+        runs.append(record_once(args.minutes, args.keep))
+    if args.runs > 1:
+        for key in ("frames_ratio", "realtime_ratio", "av_worst_ms", "drift_ms"):
+            print(f"{key} per run: {', '.join(f'{r[key]:.4f}' for r in runs)}")
+    frames = min(r["frames_ratio"] for r in runs)
+    realtime = max((r["realtime_ratio"] for r in runs), key=lambda x: abs(x - 1))
+    worst_av = max(r["av_worst_ms"] for r in runs)
+    drift = max(r["drift_ms"] for r in runs)
+    pairs = sum(int(r["pairs"]) for r in runs)
+    of = f"worst of {args.runs} runs" if args.runs > 1 else "one run"
+    result("frames_ratio", frames, f">= 0.9999 ({of})", frames >= 0.9999)
+    result("realtime_ratio", realtime, f"1.000 ± 0.001 ({of})", abs(realtime - 1) <= 0.001)
     result("long_av_worst_ms", worst_av, f"<= {AV_BAR_MS:g} ms, goal {AV_GOAL_MS:g} ms (every pair, "
-           f"{len(pairs)} over {args.minutes:g} min)", worst_av <= AV_BAR_MS, "ms")
-    result("long_av_drift_ms", abs(drift), "drift within 5 ms per 10 min (least squares)", abs(drift) <= 5, "ms")
+           f"{pairs} over {args.runs} x {args.minutes:g} min)", worst_av <= AV_BAR_MS, "ms")
+    result("long_av_drift_ms", drift, f"drift within 5 ms per 10 min (least squares, {of})", drift <= 5, "ms")
     return 0
 
 

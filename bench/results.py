@@ -33,7 +33,7 @@ BENCHES: dict[str, list[str]] = {
     "agent_cpu": ["--seconds", "60", "--runs", "3"],
     "av_offset": ["--runs", "6", "--seconds", "8"],
     "storage_rate": [],
-    "long_recording": ["--minutes", "10"],
+    "long_recording": ["--minutes", "10", "--runs", "3"],
     "replay": [],
     "export_job": ["--runs", "3"],
     "dashboard": [],

@@ -9,14 +9,18 @@ import pytest
 from recorder.errors import CaptureError, ProfileError
 from recorder.profile import load_profile
 from recorder.segmenter import (
+    CAMERA_CLOCK,
     CAMERA_CLOCK_LEAD_S,
+    GENERATED,
     ORIGIN_WINDOW_S,
+    WALL_CLOCK,
     build_argv,
     camera_scripts,
     camera_timed,
     origin_sample,
     overlay_text,
     parse_segment_list,
+    timing,
 )
 
 
@@ -128,3 +132,18 @@ def test_every_live_input_gets_its_own_latency_shift(tmp_path: Path) -> None:
     assert len(shifts) == len([a for a in argv if a == "-i"])  # camera and microphone alike
     assert all(s.startswith("-100.") for s in shifts)
     assert "-copyts" in argv and opt(argv, "-vcodec") == "libx264"
+
+
+def test_each_kit_is_timed_by_the_clock_its_devices_share() -> None:
+    """Read from the devices the signed header lists, so a crashed session's runs are read as recorded."""
+    kits = {name: timing(load_profile(name).devices_json())
+            for name in ("synthetic", "ip-camera-rtsp", "two-camera-room", "usb-uvc")}
+    assert kits == {"synthetic": GENERATED, "ip-camera-rtsp": CAMERA_CLOCK, "two-camera-room": WALL_CLOCK,
+                    "usb-uvc": WALL_CLOCK}
+    camera = {"kind": "camera", "role": "wide", "source": "rtsp"}
+    own_sound = {"kind": "microphone", "role": "room", "source": "camera"}
+    table = {"kind": "microphone", "role": "table", "source": "pulse"}
+    assert timing([camera, own_sound]) == CAMERA_CLOCK
+    assert timing([camera, own_sound, table]) == WALL_CLOCK  # a second clock: the wall clock for both
+    assert timing([camera]) == WALL_CLOCK  # no sound to keep in step: arrival is enough
+    assert timing([{**camera, "source": "http"}, own_sound]) == WALL_CLOCK  # no RTP timestamps over HTTP
