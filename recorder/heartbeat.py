@@ -266,11 +266,20 @@ class ServerLink:
             detail = err.read().decode("utf-8", "replace")
             self._note_offset(t0, t1, None, err.headers.get("Date"))
             try:
-                message = str(json.loads(detail).get("message", detail))
-            except (ValueError, AttributeError):
-                message = detail.strip()[:200] or err.reason
+                answer = json.loads(detail)
+            except ValueError:
+                answer = None
+            # The server's own refusals carry its error root's fields (web.app.render_error).
+            ours = isinstance(answer, dict) and answer.get("status") == err.code and "error" in answer
+            message = str(answer.get("message", detail)) if isinstance(answer, dict) else (
+                detail.strip()[:200] or str(err.reason))
             if err.code >= 500:
                 raise ServerUnavailable(f"server {self.server} failed ({err.code}): {message}") from None
+            if err.code in (401, 403) and not ours:
+                # Only the IRMS server says a station is unknown or revoked; a proxy or a captive portal
+                # saying 401/403 is the server being out of reach, and the station keeps its queue.
+                raise ServerUnavailable(f"{self.server} answered {path} with {err.code}, not as the IRMS server "
+                                        f"answers (a proxy in the way?): {message[:120]}") from None
             if signed and retry_stale and err.code == 401 and "stale" in message:
                 return self.post(path, body, signed=signed, retry_stale=False)
             raise ServerRefused(f"server refused {path} ({err.code}): {message}", err.code) from None

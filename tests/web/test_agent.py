@@ -86,6 +86,45 @@ def test_enroll_run_queue_and_catch_up(world: World, server: str, irms_home: Pat
     assert "revoked" in capsys.readouterr().err
 
 
+def test_a_proxy_saying_403_is_the_server_away_not_a_revocation(world: World, server: str, irms_home: Path,
+                                                                db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the IRMS server says a station is revoked (its JSON refusal). A proxy or captive portal in the
+    way answering 403 with its own page must not stop the daemon: the heartbeat stays queued and goes
+    through once the server is reached again. (Before, any 401/403 stopped the daemon with exit 2.)"""
+    import http.server
+    import threading
+
+    class Portal(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            page = b"<html><body><h1>403 Forbidden</h1>nginx</body></html>"
+            self.send_response(403)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    portal = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    thread = threading.Thread(target=portal.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert agent(["enroll", "--server", server, "--code", world.code("HN-TTG", "P01")]) == 0
+        capsys.readouterr()
+        assert agent(["run", "--once", "--server", f"http://127.0.0.1:{portal.server_address[1]}"]) == 3
+        out = capsys.readouterr()
+        assert "server away" in out.out and "not as the IRMS server answers" in out.out, out
+        assert "revoked" not in out.err
+    finally:
+        portal.shutdown()
+        thread.join(5)
+    assert agent(["run", "--once"]) == 0  # the server itself: the queued heartbeat and this one delivered
+    with db.session() as s:
+        assert len(s.scalars(select(Heartbeat)).all()) == 2
+
+
 def test_enroll_refused_with_a_bad_code(world: World, server: str, irms_home: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert agent(["enroll", "--server", server, "--code", "AAAA-BBBB-CCCC-DDDD"]) == 1
