@@ -259,12 +259,13 @@ def build_argv(
     level = "warning"
     if origin_probe is not None:
         out = ffmpeg.merge_outputs(out, ffmpeg.output(origin_probe, "-", f="null"))
-        level = "info"  # ashowinfo's lines; the rest at this level is a few lines a run and one a segment
+        # ashowinfo's lines are info; tagged with their level, the supervisor keeps only warnings and errors
+        level = "level+info"
     argv: list[str] = ffmpeg.compile(out, cmd="ffmpeg")
     return [argv[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", level, *argv[1:]]
 
 
-_ORIGIN_LINE = re.compile(r"^\[Parsed_ashowinfo_\d+ @ [^]]*\] n:\d+ pts:-?\d+ pts_time:(-?[0-9.]+) ")
+_ORIGIN_LINE = re.compile(r"^\[Parsed_ashowinfo_\d+ @ [^]]*\] (?:\[info\] )?n:\d+ pts:-?\d+ pts_time:(-?[0-9.]+) ")
 
 
 def origin_sample(line: str) -> float | None:

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -30,6 +31,20 @@ def _die_with_parent() -> None:
     os.setpgrp()
 
 
+# ffmpeg's `-loglevel level+info` tags each line with its level: `[info] ...` or `[rtsp @ 0x55..] [error] ...`.
+_LEVEL_TAG = re.compile(r"^((?:\[[^]]* @ 0x[0-9a-f]+\] )?)\[(trace|debug|verbose|info|warning|error|fatal|panic)\] ")
+_BELOW_WARNING = ("trace", "debug", "verbose", "info")
+
+
+def untag(line: str) -> tuple[str, bool]:
+    """A line without its level tag, and whether the tag was below warning (progress, not a problem).
+    A line without a tag (a child that does not tag its lines) is kept as it is."""
+    m = _LEVEL_TAG.match(line)
+    if m is None:
+        return line, False
+    return m.group(1) + line[m.end():], m.group(2) in _BELOW_WARNING
+
+
 class ProcessSupervisor:
     """Owns one child process; captures its stderr into a bounded tail and a log file."""
 
@@ -41,7 +56,9 @@ class ProcessSupervisor:
         (the camera scripts that keep passwords out of argv, recorder.private_input); in what the
         child prints, each key of `shown_as` (a script's path) is replaced by its value (the camera).
         `watch` sees each line as soon as it is read; a line it returns True for is neither logged
-        nor kept in the tail (recorder.origin's timing lines)."""
+        nor kept in the tail (recorder.origin's timing lines). A line ffmpeg tagged with a level below
+        warning (`-loglevel level+info`) is dropped too, and the tag is taken off the others (`untag`),
+        so that the log and the tail (where a failure's last error is read) hold problems only."""
         self.name = name
         self.files = dict(files or {})
         self.shown_as = dict(shown_as or {})
@@ -86,6 +103,9 @@ class ProcessSupervisor:
             for raw in self.proc.stderr:
                 text = raw.decode("utf-8", "replace").rstrip()
                 if self.watch is not None and self.watch(text):
+                    continue
+                text, below_warning = untag(text)
+                if below_warning:
                     continue
                 line = self.redact(text)
                 self.stderr_tail.append(line)

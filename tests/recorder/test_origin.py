@@ -7,13 +7,15 @@ then one frame each 20 ms. The real ffmpeg and camera are in test_live_capture.p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from recorder.origin import STEADY, RunOrigin
 from recorder.segmenter import ORIGIN_WINDOW_S
 from recorder.supervisor import ProcessSupervisor
 
 
 def line(n: int, pts_s: float) -> str:
-    return (f"[Parsed_ashowinfo_2 @ 0x55d0c1a3e2c0] n:{n} pts:{round(pts_s * 8000)} pts_time:{pts_s:.6g} pos:-1 "
+    return (f"[Parsed_ashowinfo_2 @ 0x55d0c1a3e2c0] [info] n:{n} pts:{round(pts_s * 8000)} pts_time:{pts_s:.6g} pos:-1 "
             "fmt:s16 channels:1 chlayout:mono rate:8000 nb_samples:160 checksum:3D5A1C22 plane_checksums: [ 3D5A1C22 ]")
 
 
@@ -77,15 +79,21 @@ def test_a_window_that_never_steadies_ends_with_its_least() -> None:
                                    for k in range(f.n))
 
 
-def test_the_supervisor_gives_each_line_to_the_watch_before_logging_it(tmp_path) -> None:
-    """A real child: its timing lines go to the watch, the rest to the log and the tail."""
+def test_the_supervisor_gives_each_line_to_the_watch_and_keeps_only_problems(tmp_path: Path) -> None:
+    """A real child printing as ffmpeg does with `-loglevel level+info`: its timing lines go to the watch,
+    its progress (info) nowhere, its warnings and errors to the log and the tail without their tags."""
     f = Feeder()
-    script = f"import sys\nprint({line(1, 1.02)!r}, file=sys.stderr)\nprint('plain line', file=sys.stderr)\n"
+    lines = [line(1, 1.02), "[info] Stream mapping:", "[segment @ 0x55d0c1a3e2c0] [info] Opening 'seg000001.ts'",
+             "[rtsp @ 0x55d0c1a3e2c0] [error] method DESCRIBE failed: 404 Not Found", "[warning] a warning",
+             "an untagged line"]
+    script = "import sys\n" + "".join(f"print({x!r}, file=sys.stderr)\n" for x in lines)
     sup = ProcessSupervisor("child", ["python3", "-c", script], cwd=tmp_path, log_path=tmp_path / "child.log",
                             watch=f.origin.feed)
     sup.start()
+    assert sup.proc is not None
     sup.proc.wait(10)
     sup.stop()
-    assert (tmp_path / "child.log").read_text() == "plain line\n"
-    assert list(sup.stderr_tail) == ["plain line"]
+    kept = ["[rtsp @ 0x55d0c1a3e2c0] method DESCRIBE failed: 404 Not Found", "a warning", "an untagged line"]
+    assert (tmp_path / "child.log").read_text().splitlines() == kept
+    assert list(sup.stderr_tail) == kept
     assert f.origin.t0_us(final=True) is not None

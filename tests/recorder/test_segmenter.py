@@ -114,8 +114,8 @@ def test_a_camera_with_its_own_sound_keeps_the_cameras_clock(tmp_path: Path) -> 
     graph = opt(argv, "-filter_complex")
     assert "[0:a]asplit=2" in graph and f"atrim=duration={ORIGIN_WINDOW_S}" in graph and "ashowinfo" in graph
     assert argv[-5] == "-map" and argv[-3:] == ["-f", "null", "-"]  # the printing branch goes nowhere
-    assert opt(argv, "-loglevel") == "info"
-    line = ("[Parsed_ashowinfo_2 @ 0x556f61700000] n:12 pts:8320 pts_time:1.04 pos:-1 fmt:s16 channels:1 "
+    assert opt(argv, "-loglevel") == "level+info"  # each line tagged: the supervisor keeps warnings and errors
+    line = ("[Parsed_ashowinfo_2 @ 0x556f61700000] [info] n:12 pts:8320 pts_time:1.04 pos:-1 fmt:s16 channels:1 "
             "chlayout:mono rate:8000 nb_samples:160 checksum:0A1B2C3D plane_checksums: [ 0A1B2C3D ]")
     assert origin_sample(line) == 1.04
     assert origin_sample("[segment @ 0x55] Opening 'seg000001.ts' for writing") is None
