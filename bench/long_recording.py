@@ -42,25 +42,17 @@ from results import result  # noqa: E402
 
 from recorder.calibrate import audio_samples, beep_onsets, flash_beep_pairs, flash_times, video_luma  # noqa: E402
 from tests.plugins.devices import CameraPeer  # noqa: E402
+from tests.plugins.devices import frame_numbers as peer_frame_numbers  # noqa: E402
 
 BIN = Path(sys.executable).parent
-WIDTH, HEIGHT, FPS, BITS = 640, 360, 25, 32
+WIDTH, HEIGHT, FPS = 640, 360, 25
 AV_BAR_MS, AV_GOAL_MS = 20.0, 5.0
 SETTLE_S = 1.5  # an RTSP client first drains about a second of backlog (arrival times, not capture times)
 
 
 def frame_numbers(video: Path) -> list[int]:
-    """The number coded in each frame's top rows (32 blocks, MSB first, light = 1)."""
-    rows = max(8, (HEIGHT // 45) & ~1)
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-map", "0:v:0", "-vf",
-                           f"crop={WIDTH}:{rows}:0:0,format=gray", "-fps_mode", "passthrough", "-f", "rawvideo",
-                           "pipe:1"], capture_output=True, check=True, timeout=3600)
-    frames = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, rows, WIDTH)
-    block = WIDTH // BITS
-    means = frames[:, 1:-1, : block * BITS].reshape(len(frames), rows - 2, BITS, block)[:, :, :, 1:-1].mean(axis=(1, 3))
-    bits = (means > 128).astype(np.int64)
-    weights = 1 << np.arange(BITS - 1, -1, -1, dtype=np.int64)
-    return [int(x) for x in bits @ weights]
+    """The number coded in each frame's top rows (tests.plugins.devices.frame_numbers)."""
+    return peer_frame_numbers(video, WIDTH, HEIGHT)
 
 
 def av_pairs(video: Path, numbers: list[int]) -> list[tuple[float, float, float]]:

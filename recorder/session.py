@@ -476,14 +476,8 @@ class Recorder:
                 fsync_dir(run_dir)
                 synced_dir = True
             start = seg.start_us
-            if seg.start_us == 0 and clock == CAMERA_CLOCK:
-                # The camera's clock: its first media was captured (and queued by the camera) before
-                # ffmpeg connected, so it may predate the launch; it does not predate the lead.
-                start = min(first_media_us(path) or CAMERA_CLOCK_LEAD_US, seg.end_us)
-            elif seg.start_us == 0 and clock != GENERATED:
-                # The list says the run's first segment starts at t0; media cannot predate the launch,
-                # and ffprobe (which may time out on a loaded station) usually knows the exact start.
-                start = min(max(first_media_us(path) or 0, run.launched_us - t0), seg.end_us)
+            if seg.start_us == 0:
+                start = min(self._first_media(path, clock, run, t0), seg.end_us)
             torn = self._torn(path, seg.end_us - start)
             if torn:
                 self._keep_torn(sid, run, path, torn)
@@ -514,11 +508,12 @@ class Recorder:
                     continue
                 fsync_file(path)
                 fsync_dir(run_dir)
-                if self.journal.capture(sid, run.run, path.name, t0 + last_end, duration, salvaged=True) is not None:
+                at = last_end or self._first_media(path, clock, run, t0)  # nothing listed: the run's first
+                if self.journal.capture(sid, run.run, path.name, t0 + at, duration, salvaged=True) is not None:
                     count += 1
                     self._event(sid, self.clock.now_us(), "salvaged", path.name)
-                    self._on_media(sid, t0 + last_end)
-                    last_end += duration
+                    self._on_media(sid, t0 + at)
+                    last_end = at + duration
         if count:
             # Seal (and so upload) first: a live viewer waits for the segment, not for its health judgement.
             kept: set[Path] = set()
@@ -674,6 +669,20 @@ class Recorder:
                 self.journal.set_run_t0(sid, run.run, t0)
                 run = next(r for r in self.journal.runs(sid) if r.run == run.run)
         return run, run.t0_us is not None and self._collect(sid, run, final=False) > 0
+
+    @staticmethod
+    def _first_media(path: Path, clock: str, run: RunRow, t0: int) -> int:
+        """Where a run's first segment begins, in µs after the run's t0: ffmpeg's list (or, for a segment
+        salvaged after a crash, nothing) says 0, which only a generated kit's is.
+
+        A live run's is its first timestamp, which ffprobe usually knows (it may time out on a loaded
+        station). On the wall clock, media cannot predate the launch. On a camera's clock it may (the
+        camera captured and queued it before ffmpeg connected), but not the lead."""
+        if clock == GENERATED:
+            return 0
+        if clock == CAMERA_CLOCK:
+            return first_media_us(path) or CAMERA_CLOCK_LEAD_US
+        return max(first_media_us(path) or 0, run.launched_us - t0)
 
     def _timing(self, sid: str) -> str:
         """How the session's runs are timed (recorder.segmenter.timing), from the kit its header names."""

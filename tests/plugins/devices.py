@@ -227,6 +227,33 @@ class MicPeer(Peer):
                 os.kill(daemon, signal.SIGTERM)
 
 
+CODE_BITS = 32  # scripts/camera-peer: the frame number in the top rows, 32 blocks, MSB first, light = 1
+
+
+def frame_numbers(video: Path, width: int, height: int) -> list[int]:
+    """The number the camera peer codes into each frame's top rows: its capture time, as frames since the
+    UTC day began (`capture_time_s`)."""
+    import numpy as np
+
+    rows = max(8, (height // 45) & ~1)
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-map", "0:v:0", "-vf",
+                           f"crop={width}:{rows}:0:0,format=gray", "-fps_mode", "passthrough", "-f", "rawvideo",
+                           "pipe:1"], capture_output=True, check=True, timeout=3600)
+    frames = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, rows, width)
+    block = width // CODE_BITS
+    means = frames[:, 1:-1, : block * CODE_BITS].reshape(len(frames), rows - 2, CODE_BITS, block)[:, :, :, 1:-1]
+    bits = (means.mean(axis=(1, 3)) > 128).astype(np.int64)
+    weights = 1 << np.arange(CODE_BITS - 1, -1, -1, dtype=np.int64)
+    return [int(x) for x in bits @ weights]
+
+
+def capture_time_s(number: int, fps: int, near_s: float) -> float:
+    """The wall-clock second a frame numbered `number` was captured, on the UTC day of `near_s`."""
+    day = near_s - near_s % 86400
+    t = day + number / fps
+    return t - 86400 if t - near_s > 43200 else t + 86400 if near_s - t > 43200 else t
+
+
 @pytest.fixture(scope="session")
 def camera_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CameraPeer]:
     """A real RTSP camera on loopback for the whole session (see scripts/camera-peer)."""

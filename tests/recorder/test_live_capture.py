@@ -216,3 +216,44 @@ def test_a_camera_whose_picture_falls_behind_keeps_its_sound_in_step(
     after_lag = [d for t, d in pairs if t >= times[0] + 9.0]
     assert len(pairs) >= 10 and len(after_lag) >= 4, pairs
     assert max(abs(d) for _, d in pairs) <= 5.0, pairs
+
+
+def test_a_run_killed_in_its_first_segment_is_salvaged_where_its_media_was_captured(
+        station: Station, tmp_path: Path, camera_peer: CameraPeer) -> None:
+    """kill -9 while the run's first segment is still being written (ffmpeg's list says nothing yet):
+    `recover` salvages it, and its record starts where its media was captured (the camera peer codes the
+    capture time into every frame), within 0.5 s: not at the run's list origin, which on the camera's
+    clock is the 1 s lead before its first timestamp (and on the wall clock up to 1 s before the launch)."""
+    import signal
+
+    from recorder.profile import PROFILE_DIR
+    from tests.plugins.devices import capture_time_s, frame_numbers
+
+    kit = tmp_path / "kit.toml"  # long segments: the first one is written for 5 s before it is listed
+    kit.write_text((PROFILE_DIR / "ip-camera-rtsp.toml").read_text() + "\n[segment]\nseconds = 6\n")
+    store = tmp_path / "store"
+    proc = station.popen_agent(*record_args(store, 30, "--kit", str(kit), "--camera", f"wide={camera_peer.url}"))
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            firsts = list((station.home / "spool").glob("*/run000/seg000000.ts"))
+            if firsts and firsts[0].stat().st_size > 60_000:
+                break
+            time.sleep(0.05)
+        listed = firsts[0].parent / "segments.csv"
+        assert firsts and not (listed.exists() and listed.read_text().strip()), "the first segment was listed already"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    out = station.agent("recover", "--store", str(store), "--site", "HN-CA-01", "--room", "P101", "--json")
+    sid = json.loads(out.stdout)["closed"][0]
+    res = station.verify("session", sid, "--store", str(store), "--json")
+    report = json.loads(res.stdout)
+    assert res.returncode == 0, report["findings"]
+    first = json.loads((store / report["prefix"] / "seg" / "00000000.json").read_text())
+    assert first["salvaged"] is True
+    assert station.verify("rebuild", sid, "--store", str(store), "--custodian-key", str(station.custodian_key),
+                          "--out", str(tmp_path / "rec.mp4")).returncode == 0
+    number = frame_numbers(tmp_path / "rec.mp4", *camera_peer.size)[0]
+    captured = capture_time_s(number, camera_peer.fps, first["start_us"] / 1e6)
+    assert abs(first["start_us"] / 1e6 - captured) <= 0.5, (first["start_us"] / 1e6 - captured)
