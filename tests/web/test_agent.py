@@ -86,8 +86,8 @@ def test_enroll_run_queue_and_catch_up(world: World, server: str, irms_home: Pat
     assert "revoked" in capsys.readouterr().err
 
 
-def test_a_proxy_saying_403_is_the_server_away_not_a_revocation(world: World, server: str, irms_home: Path,
-                                                                db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_proxy_saying_403_is_the_server_away_not_a_revocation(
+        world: World, server: str, irms_home: Path, db: Database, capsys: pytest.CaptureFixture[str]) -> None:
     """Only the IRMS server says a station is revoked (its JSON refusal). A proxy or captive portal in the
     way answering 403 with its own page must not stop the daemon: the heartbeat stays queued and goes
     through once the server is reached again. (Before, any 401/403 stopped the daemon with exit 2.)"""
