@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Delete, Engine, Update, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -111,6 +111,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rows_changed(s: Session, statement: Update | Delete) -> int:
+    """Execute an UPDATE or DELETE (without RETURNING) in `s`; how many rows it changed."""
+    result = s.execute(statement)
+    # Session.execute is typed as returning Result; for DML without RETURNING SQLAlchemy documents it as the
+    # cursor's result, the one that carries rowcount.
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

@@ -35,6 +35,7 @@ from verifier.rules import Finding
 from verifier.session import Options, Report, audit
 from verifier.trust import TrustStore
 from web.config import WebConfig
+from web.db import rows_changed
 from web.errors import NotFound, StoreMissing
 from web.heartbeat.witness import witnessed_heads
 from web.models import RecordingSession, SessionEvent, SessionSegment, SessionStatus, Station
@@ -271,10 +272,10 @@ def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: 
     after the end judges the whole session). Each segment is checked against its record when served."""
     if row.verified_at_us is not None and t - row.verified_at_us < every_us:
         return row  # looked at just now (most requests: no write, no lock)
-    claimed = s.execute(update(RecordingSession).where(
+    claimed = rows_changed(s, update(RecordingSession).where(
         RecordingSession.id == row.id, RecordingSession.status == SessionStatus.RECORDING.value,
         or_(RecordingSession.verified_at_us.is_(None), RecordingSession.verified_at_us <= t - every_us))
-        .values(verified_at_us=t).execution_options(synchronize_session=False)).rowcount
+        .values(verified_at_us=t).execution_options(synchronize_session=False))
     if not claimed:
         s.commit()
         s.refresh(row)  # another request refreshed it just now: its result

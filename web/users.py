@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from web import audit
+from web.db import rows_changed
 from web.errors import BadRequest, Conflict, NotFound, TooManyAttempts, Unauthenticated
 from web.models import LoginFailure, LoginSession, Role, User
 
@@ -94,8 +95,7 @@ def end_logins(s: Session, user: User, reason: str, now_us: int, keep: LoginSess
     q = update(LoginSession).where(LoginSession.user_id == user.id, LoginSession.ended_at_us.is_(None))
     if keep is not None:
         q = q.where(LoginSession.id != keep.id)
-    result = s.execute(q.values(ended_at_us=now_us, end_reason=reason[:32]))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(s, q.values(ended_at_us=now_us, end_reason=reason[:32]))
 
 
 def set_active(s: Session, user: User, active: bool, *, actor: str, now_us: int) -> None:
