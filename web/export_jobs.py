@@ -151,13 +151,14 @@ class Builder:
             sid, label, who = job.session_id, job.label, job.requested_by
             row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sid)).one()
             opts = R.options_for(s, row)
-        last = [0.0, ""]
+        last_at, last_step = 0.0, ""
 
         def progress(step: str, done: int, total: int, written: int) -> None:
+            nonlocal last_at, last_step
             now = time.monotonic()
-            if step == last[1] and now - last[0] < PROGRESS_EVERY_S and done < total:
+            if step == last_step and now - last_at < PROGRESS_EVERY_S and done < total:
                 return
-            last[0], last[1] = now, step
+            last_at, last_step = now, step
             with self.st.db.session() as ps:
                 ps.execute(update(ExportJob).where(ExportJob.id == job_id, ExportJob.worker == WORKER).values(
                     step=step, objects_done=done, objects_total=total, bytes_written=written,

@@ -214,7 +214,7 @@ class Throttle:
 def _wait_s(count: int, last_us: int | None, free: int, t: Throttle, now_us: int) -> int:
     if count < free or last_us is None:
         return 0
-    delay_us = min(t.delay_s * 2 ** min(count - free, 40), t.window_s) * 1_000_000
+    delay_us: int = min(t.delay_s * 2 ** min(count - free, 40), t.window_s) * 1_000_000  # int ** int: typed as Any
     return max(0, math.ceil((last_us + delay_us - now_us) / 1_000_000))
 
 
