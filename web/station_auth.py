@@ -108,11 +108,13 @@ class StationKeys:
         sql = pg_params(KEY_SQL) if self.db.dialect == "postgresql" else KEY_SQL
         raw = self.db.engine.raw_connection()
         try:
-            cur = raw.driver_connection.cursor()
+            conn = raw.driver_connection
+            assert conn is not None  # None only once a pooled connection is closed or detached
+            cur = conn.cursor()
             cur.execute(sql, {"sid": station_id})
             row = cur.fetchone()
             cur.close()
-            raw.driver_connection.rollback()
+            conn.rollback()
         except self.db.engine.dialect.loaded_dbapi.Error as err:
             raise DatabaseError(f"the database failed ({type(err).__name__})") from None
         finally:
