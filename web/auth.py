@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length
 
@@ -30,6 +29,7 @@ from web import i18n, ldap_login
 from web import twofactor as TF
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, ConfigError, Forbidden, TooManyAttempts, Unauthenticated
+from web.forms import CsrfForm
 from web.models import Role
 from web.users import (
     Login,
@@ -49,22 +49,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 ALL_ROLES = tuple(r.value for r in Role)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(CsrfForm):
     username = StringField(validators=[DataRequired(), Length(max=100)])
     password = PasswordField(validators=[DataRequired(), Length(max=200)])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(CsrfForm):
     current = PasswordField(validators=[DataRequired(), Length(max=200)])
     new = PasswordField(validators=[DataRequired(), Length(max=200)])
     again = PasswordField(validators=[DataRequired(), Length(max=200)])
 
 
-class CodeForm(FlaskForm):
+class CodeForm(CsrfForm):
     code = StringField(validators=[DataRequired(), Length(max=40)])
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(CsrfForm):
     language = StringField(validators=[AnyOf(i18n.LANGUAGES)])
 
 

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms import IntegerField, StringField
@@ -30,6 +29,7 @@ from web import scope
 from web.auth import require_roles
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, NotFound
+from web.forms import CsrfForm
 from web.models import CaseStatus, Disposal, LegalHold, RecordingSession, Role, Tombstone, Unit
 from web.scope import Need
 
@@ -39,19 +39,19 @@ DISPOSAL_ROLES = (Role.PROSECUTOR.value, Role.AUDITOR.value, Role.ADMIN.value)
 APPROVER_ROLES = (Role.PROSECUTOR.value, Role.ADMIN.value)
 
 
-class OutcomeForm(FlaskForm):
+class OutcomeForm(CsrfForm):
     case_number = StringField(validators=[DataRequired(), Length(max=200)])
     status = StringField(validators=[AnyOf([c.value for c in CaseStatus])])
     date = StringField(validators=[DataRequired(), Length(max=40)])
     category = StringField(validators=[Optional(), Length(max=64)])
 
 
-class HoldForm(FlaskForm):
+class HoldForm(CsrfForm):
     reason = StringField(validators=[DataRequired(), Length(max=2000)])
     whole_case = StringField(validators=[Optional(), AnyOf(["", "1"])])
 
 
-class PolicyForm(FlaskForm):
+class PolicyForm(CsrfForm):
     unit = StringField(validators=[Optional(), Length(max=64)])
     category = StringField(validators=[Optional(), Length(max=64)])
     anchor = StringField(validators=[AnyOf(["final", "recorded"])])
@@ -60,11 +60,11 @@ class PolicyForm(FlaskForm):
     mode = StringField(validators=[AnyOf(["governance", "compliance", "GOVERNANCE", "COMPLIANCE"])])
 
 
-class PlainForm(FlaskForm):
+class PlainForm(CsrfForm):
     pass
 
 
-def _valid(form: FlaskForm) -> None:
+def _valid(form: CsrfForm) -> None:
     if not form.validate_on_submit():
         if not form.errors:
             raise BadRequest("form refused")
