@@ -173,7 +173,7 @@ def trust_for(s: Session, station_id: str) -> TrustStore:
 
 
 def options_for(s: Session, row: RecordingSession, ciphertexts: bool = True) -> Options:
-    witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
+    witnessed = [(w["index"], w["chain"]) for w in witnessed_heads(s, row.session_id)]
     return Options(trust=trust_for(s, row.station_id), witnessed=witnessed, media=False, ciphertexts=ciphertexts)
 
 
@@ -299,7 +299,7 @@ def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: 
             row.verified_at_us = t  # nothing uploaded yet
     else:
         key = trust_for(s, row.station_id).station_key(row.station_id)
-        witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
+        witnessed = [(w["index"], w["chain"]) for w in witnessed_heads(s, row.session_id)]
         got = read_on(store, row.prefix, row.session_id, key, next_index=last.idx + 1, prev_chain=last.chain,
                       witnessed=witnessed)
         if got.records:
