@@ -37,7 +37,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check recorder storage verifier web evidence tests bench scripts/demo.py
-	$(VENV)/bin/mypy recorder storage verifier evidence
+	$(VENV)/bin/mypy recorder storage verifier evidence web
 	$(VENV)/bin/lint-imports
 
 bench: setup

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -46,6 +46,12 @@ def sign_request(key: Ed25519PrivateKey, station_id: str, method: str, path: str
     return {H_STATION: station_id, H_TIMESTAMP: str(timestamp), H_NONCE: nonce, H_SIGNATURE: b64(sig)}
 
 
+class RequestHeaders(Protocol):
+    """A request's headers by name, as a dict or the web framework's headers hold them; a missing one is a KeyError."""
+
+    def __getitem__(self, name: str, /) -> str: ...
+
+
 @dataclass(frozen=True)
 class SignedRequest:
     station_id: str
@@ -53,7 +59,7 @@ class SignedRequest:
     nonce: str
 
 
-def parse_request_headers(headers: Mapping[str, str]) -> SignedRequest:
+def parse_request_headers(headers: RequestHeaders) -> SignedRequest:
     try:
         station_id = headers[H_STATION]
         timestamp = int(headers[H_TIMESTAMP])
@@ -66,7 +72,7 @@ def parse_request_headers(headers: Mapping[str, str]) -> SignedRequest:
     return SignedRequest(station_id, timestamp, nonce)
 
 
-def verify_request(key: Ed25519PublicKey, headers: Mapping[str, str], method: str, path: str, body: bytes,
+def verify_request(key: Ed25519PublicKey, headers: RequestHeaders, method: str, path: str, body: bytes,
                    now: int, window_s: int = 300) -> SignedRequest:
     """Check signature and freshness; the caller checks the nonce was not seen before."""
     req = parse_request_headers(headers)

@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +29,7 @@ from web.auth import require_roles
 from web.context import db_session, lang, now_us, state
 from web.coverage import Reason
 from web.errors import AuditBroken, BadRequest, Conflict, NotFound, WebError
+from web.forms import CsrfForm
 from web.health import beat_of
 from web.models import (
     AuditEntry,
@@ -55,59 +55,59 @@ CHOOSE = "Choose one from the list."
 CODE = Regexp(r"^[A-Za-z0-9._-]{1,64}$", message="Use only letters, digits, '.', '_' or '-'.")
 
 
-class SiteForm(FlaskForm):
+class SiteForm(CsrfForm):
     code = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     name = StringField(validators=[DataRequired(message=REQUIRED), Length(max=300, message=TOO_LONG)])
     province = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     facility_type = StringField(validators=[AnyOf([f.value for f in FacilityType], message=CHOOSE)])
 
 
-class RoomForm(FlaskForm):
+class RoomForm(CsrfForm):
     site = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     code = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     name = StringField(validators=[DataRequired(message=REQUIRED), Length(max=300, message=TOO_LONG)])
 
 
-class CodeForm(FlaskForm):
+class CodeForm(CsrfForm):
     site = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     room = StringField(validators=[Optional(), CODE])
 
 
-class WitnessForm(FlaskForm):
+class WitnessForm(CsrfForm):
     heads = FileField(validators=[FileRequired()])
 
 
-class RevokeForm(FlaskForm):
+class RevokeForm(CsrfForm):
     reason = StringField(validators=[DataRequired(message=REQUIRED), Length(max=300, message=TOO_LONG)])
 
 
-class UnitForm(FlaskForm):
+class UnitForm(CsrfForm):
     code = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     name = StringField(validators=[DataRequired(message=REQUIRED), Length(max=300, message=TOO_LONG)])
     kind = StringField(validators=[AnyOf([k.value for k in UnitKind], message=CHOOSE)])
     parent = StringField(validators=[Optional(), CODE])
 
 
-class PlaceForm(FlaskForm):
+class PlaceForm(CsrfForm):
     site = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     room = StringField(validators=[Optional(), CODE])
     unit = StringField(validators=[Optional(), CODE])
 
 
-class MemberForm(FlaskForm):
+class MemberForm(CsrfForm):
     username = StringField(validators=[DataRequired(message=REQUIRED), Length(max=100, message=TOO_LONG)])
     unit = StringField(validators=[DataRequired(message=REQUIRED), CODE])
     personal_data = BooleanField()
     action = StringField(validators=[AnyOf(["add", "remove"], message=CHOOSE)])
 
 
-class CaseForm(FlaskForm):
+class CaseForm(CsrfForm):
     case_number = StringField(validators=[DataRequired(message=REQUIRED), Length(max=200, message=TOO_LONG)])
     username = StringField(validators=[DataRequired(message=REQUIRED), Length(max=100, message=TOO_LONG)])
     action = StringField(validators=[AnyOf(["add", "remove"], message=CHOOSE)])
 
 
-class UserForm(FlaskForm):
+class UserForm(CsrfForm):
     username = StringField(validators=[DataRequired(message=REQUIRED), Length(max=100, message=TOO_LONG)])
     display_name = StringField(validators=[Optional(), Length(max=200, message=TOO_LONG)])
     role = StringField(validators=[AnyOf([r.value for r in Role], message=CHOOSE)])
@@ -115,11 +115,11 @@ class UserForm(FlaskForm):
     """The unit's LDAP directory checks the password (no password here)."""
 
 
-class RoleForm(FlaskForm):
+class RoleForm(CsrfForm):
     role = StringField(validators=[AnyOf([r.value for r in Role], message=CHOOSE)])
 
 
-def _form_error(form: FlaskForm) -> BadRequest:
+def _form_error(form: CsrfForm) -> BadRequest:
     field, messages = next(iter(form.errors.items()))
     return BadRequest(f"{field}: {messages[0]}")
 
@@ -335,7 +335,7 @@ def audit_witness() -> ResponseReturnValue:
 
 
 def _units_page(status: int = 200, failed: str = "", problem: WebError | None = None,
-                **forms: FlaskForm) -> ResponseReturnValue:
+                **forms: CsrfForm) -> ResponseReturnValue:
     """The units page; after a refused form, that form again with its errors beside its fields (or, for a
     refusal of the change itself, above the form in the page's language with the server's detail) and
     what was typed kept."""
@@ -365,7 +365,7 @@ def _problem(err: WebError | None) -> tuple[str, str] | None:
     return None if err is None else (i18n.status_text(err.http_status), str(err))
 
 
-def _refused(page: Callable[..., ResponseReturnValue], name: str, form: FlaskForm,
+def _refused(page: Callable[..., ResponseReturnValue], name: str, form: CsrfForm,
              change: Callable[[], object], message: str, back: str = "admin.units") -> ResponseReturnValue:
     """Validate `form`, make the change, commit and redirect with `message`; else the page again, inline."""
     if not form.validate_on_submit():
@@ -439,7 +439,7 @@ def cases() -> ResponseReturnValue:
 
 
 def _users_page(status: int = 200, failed: str = "", problem: WebError | None = None,
-                **forms: FlaskForm) -> ResponseReturnValue:
+                **forms: CsrfForm) -> ResponseReturnValue:
     s = db_session()
     rows = s.scalars(select(User).order_by(User.username).limit(5000)).all()
     return render_template("admin/users.html", rows=rows, logins=U.open_logins(s, now_us()),
@@ -488,12 +488,12 @@ def _other_user(username: str, what: str) -> User:
     return user
 
 
-def _user_action(username: str, change: Callable[[Session], object], message: str, form: FlaskForm | None = None,
+def _user_action(username: str, change: Callable[[Session], object], message: str, form: CsrfForm | None = None,
                  answer: Callable[[], ResponseReturnValue] | None = None) -> ResponseReturnValue:
     """A button on a user's row: the change, committed, then the users page with `message`; a refusal (the
     form, the user unknown, an admin acting on their own account) comes back on the users page, above the
     table, in the page's language with the server's detail."""
-    form = form or FlaskForm()
+    form = form or CsrfForm()
     s = db_session()
     try:
         if not form.validate_on_submit():

@@ -130,7 +130,8 @@ def create_asgi_app(config: WebConfig | None = None, *, threads: int = 8) -> ASG
     flask_app = create_app(config)
     st = flask_app.extensions["irms"]
     door: HeartbeatDoor = flask_app.extensions["irms.heartbeat_door"]
-    pages = WSGIMiddleware(flask_app, workers=threads)
+    # a2wsgi types the WSGI environ as its own TypedDict, Flask as dict[str, Any]: the same object at run time.
+    pages = WSGIMiddleware(flask_app, workers=threads)  # type: ignore[arg-type]
     fast = AsyncHeartbeatIngest(st.heartbeats, conninfo_of(st.db)) if st.db.dialect == "postgresql" else None
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -147,7 +148,8 @@ def create_asgi_app(config: WebConfig | None = None, *, threads: int = 8) -> ASG
         if fast is not None and scope["type"] == "http" and scope["path"] == HEARTBEAT_PATH:
             await door.asgi(fast, scope, receive, send)
             return
-        await pages(scope, receive, send)
+        # a2wsgi types ASGI scopes and messages as TypedDicts; this module passes them on as the dicts they are.
+        await pages(scope, receive, send)  # type: ignore[arg-type]
 
     cfg = st.config
     return BodyGate(app, cfg.body_timeout_s, cfg.max_body_readers, MAX_BODY)

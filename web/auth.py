@@ -17,12 +17,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from functools import lru_cache, wraps
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length
 
@@ -30,6 +29,7 @@ from web import i18n, ldap_login
 from web import twofactor as TF
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, ConfigError, Forbidden, TooManyAttempts, Unauthenticated
+from web.forms import CsrfForm
 from web.models import Role
 from web.users import (
     Login,
@@ -44,27 +44,28 @@ from web.users import (
 )
 
 bp = Blueprint("auth", __name__)
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ALL_ROLES = tuple(r.value for r in Role)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(CsrfForm):
     username = StringField(validators=[DataRequired(), Length(max=100)])
     password = PasswordField(validators=[DataRequired(), Length(max=200)])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(CsrfForm):
     current = PasswordField(validators=[DataRequired(), Length(max=200)])
     new = PasswordField(validators=[DataRequired(), Length(max=200)])
     again = PasswordField(validators=[DataRequired(), Length(max=200)])
 
 
-class CodeForm(FlaskForm):
+class CodeForm(CsrfForm):
     code = StringField(validators=[DataRequired(), Length(max=40)])
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(CsrfForm):
     language = StringField(validators=[AnyOf(i18n.LANGUAGES)])
 
 
@@ -128,12 +129,12 @@ def pending_page() -> str | None:
     return url_for("auth.enrol") if pending.row.stage == "enrol" else url_for("auth.second_factor")
 
 
-def require_roles(*roles: str) -> Callable[[F], F]:
+def require_roles(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Refuse (401 without login, 403 with the wrong role) unless the user holds one of `roles`."""
 
-    def deco(view: F) -> F:
+    def deco(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             user = g.get("user")
             if user is None:
                 raise Unauthenticated("log in first")
@@ -141,7 +142,7 @@ def require_roles(*roles: str) -> Callable[[F], F]:
                 raise Forbidden(f"role {user.role} may not use {request.path}")
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return deco
 

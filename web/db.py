@@ -12,8 +12,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Delete, Engine, Update, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,8 +24,8 @@ from web.errors import ConfigError, DatabaseError
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
+    cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
@@ -111,6 +112,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rows_changed(s: Session, statement: Update | Delete) -> int:
+    """Execute an UPDATE or DELETE (without RETURNING) in `s`; how many rows it changed."""
+    result = s.execute(statement)
+    # Session.execute is typed as returning Result; for DML without RETURNING SQLAlchemy documents it as the
+    # cursor's result, the one that carries rowcount.
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

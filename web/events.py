@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
+from sqlalchemy import Insert, Table, text
 from sqlalchemy.orm import Session
 
 from evidence.errors import FormatError, SignatureError
@@ -97,11 +97,15 @@ def ingest_events(s: Session, station: StationRef, raw: bytes, now_us: int) -> E
 def _insert_ignore(s: Session, values: dict[str, Any]) -> bool:
     """Store an event unless the station sent it before (same seq); True if it went in (one round trip)."""
     table = SessionEvent.__table__
+    assert isinstance(table, Table)  # a declarative class with __tablename__ is mapped to a Table
+    stmt: Insert
     if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    stmt = stmt.returning(*table.primary_key.columns)
     return s.execute(stmt).first() is not None
 
 

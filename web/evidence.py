@@ -74,7 +74,7 @@ def snapshot(s: Session) -> Snapshot:
     return Snapshot(provinces, sites, rooms, stations, latest)
 
 
-def _fetch(s: Session, sql: str, params: tuple[int, ...] = ()) -> list[tuple[Any, ...]]:
+def _fetch(s: Session, sql: str, params: tuple[int | str, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of a fixed query (positional `?` parameters) straight from the driver, in this session's transaction."""
     if s.get_bind().dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
@@ -133,7 +133,7 @@ def trend(s: Session, snap: Snapshot, config: WebConfig, now_us: int) -> Trend:
     past_bounds, today = bounds[:-1], bounds[-1:]
     newest = _fetch(s, f"SELECT max(id) FROM {UptimeSpan.__tablename__} WHERE start_us < ?",
                     (today[0][1],))[0] if cache else None
-    key = (str(s.get_bind().url), config.timezone, config.trend_days, today[0][0], newest, len(snap.rooms))
+    key = (str(s.get_bind().engine.url), config.timezone, config.trend_days, today[0][0], newest, len(snap.rooms))
     hit = _PAST.get(key) if cache else None
     if hit is not None and time.monotonic() - hit[0] < config.trend_cache_s:
         past = hit[1]

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from evidence.errors import IrmsError
@@ -34,6 +34,7 @@ from verifier.export import export_zip
 from web import audit
 from web import recordings as R
 from web.context import IrmsState
+from web.db import rows_changed
 from web.models import ExportJob, ExportJobState, RecordingSession
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def progress_json(job: ExportJob) -> dict[str, object]:
             "manifest_sha256": job.manifest_sha256, "segments": job.segments, "error": job.error}
 
 
-def _claimable(now_us: int) -> object:
+def _claimable(now_us: int) -> ColumnElement[bool]:
     return or_(ExportJob.state == ExportJobState.QUEUED.value,
                (ExportJob.state == ExportJobState.RUNNING.value) & (ExportJob.lease_us < now_us))
 
@@ -85,11 +86,11 @@ def _claimable(now_us: int) -> object:
 def claim(s: Session, now_us: int, worker: str = WORKER) -> int | None:
     """Take the oldest queued job (or one whose builder's lease ran out) for `worker`; its id, or None."""
     for job_id in s.scalars(select(ExportJob.id).where(_claimable(now_us)).order_by(ExportJob.id).limit(5)):
-        done = s.execute(update(ExportJob).where(ExportJob.id == job_id, _claimable(now_us)).values(  # type: ignore[arg-type]
+        done = rows_changed(s, update(ExportJob).where(ExportJob.id == job_id, _claimable(now_us)).values(
             state=ExportJobState.RUNNING.value, step="checking", worker=worker, lease_us=now_us + LEASE_S * 1_000_000,
             started_us=now_us, objects_done=0, objects_total=0, bytes_written=0, error=""))
         s.commit()
-        if done.rowcount == 1:  # type: ignore[attr-defined]
+        if done == 1:
             return int(job_id)
     return None
 
@@ -150,13 +151,14 @@ class Builder:
             sid, label, who = job.session_id, job.label, job.requested_by
             row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == sid)).one()
             opts = R.options_for(s, row)
-        last = [0.0, ""]
+        last_at, last_step = 0.0, ""
 
         def progress(step: str, done: int, total: int, written: int) -> None:
+            nonlocal last_at, last_step
             now = time.monotonic()
-            if step == last[1] and now - last[0] < PROGRESS_EVERY_S and done < total:
+            if step == last_step and now - last_at < PROGRESS_EVERY_S and done < total:
                 return
-            last[0], last[1] = now, step
+            last_at, last_step = now, step
             with self.st.db.session() as ps:
                 ps.execute(update(ExportJob).where(ExportJob.id == job_id, ExportJob.worker == WORKER).values(
                     step=step, objects_done=done, objects_total=total, bytes_written=written,

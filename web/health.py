@@ -82,7 +82,8 @@ def beat_of(station_id: str, sent_us: int, received_us: int, ok: bool, reasons: 
     doc = doc if isinstance(doc, dict) else {}
     values: dict[str, dict[str, float]] = {}
     for p in doc.get("probes") or ():
-        chart = CHART_OF.get(p.get("check")) if isinstance(p, dict) else None
+        check = p.get("check") if isinstance(p, dict) else None
+        chart = CHART_OF.get(check) if isinstance(check, str) else None
         if chart is not None:
             v = _number(p.get("value"))
             if v is not None:

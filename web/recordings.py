@@ -35,6 +35,7 @@ from verifier.rules import Finding
 from verifier.session import Options, Report, audit
 from verifier.trust import TrustStore
 from web.config import WebConfig
+from web.db import rows_changed
 from web.errors import NotFound, StoreMissing
 from web.heartbeat.witness import witnessed_heads
 from web.models import RecordingSession, SessionEvent, SessionSegment, SessionStatus, Station
@@ -172,7 +173,7 @@ def trust_for(s: Session, station_id: str) -> TrustStore:
 
 
 def options_for(s: Session, row: RecordingSession, ciphertexts: bool = True) -> Options:
-    witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
+    witnessed = [(w["index"], w["chain"]) for w in witnessed_heads(s, row.session_id)]
     return Options(trust=trust_for(s, row.station_id), witnessed=witnessed, media=False, ciphertexts=ciphertexts)
 
 
@@ -271,10 +272,10 @@ def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: 
     after the end judges the whole session). Each segment is checked against its record when served."""
     if row.verified_at_us is not None and t - row.verified_at_us < every_us:
         return row  # looked at just now (most requests: no write, no lock)
-    claimed = s.execute(update(RecordingSession).where(
+    claimed = rows_changed(s, update(RecordingSession).where(
         RecordingSession.id == row.id, RecordingSession.status == SessionStatus.RECORDING.value,
         or_(RecordingSession.verified_at_us.is_(None), RecordingSession.verified_at_us <= t - every_us))
-        .values(verified_at_us=t).execution_options(synchronize_session=False)).rowcount
+        .values(verified_at_us=t).execution_options(synchronize_session=False))
     if not claimed:
         s.commit()
         s.refresh(row)  # another request refreshed it just now: its result
@@ -298,7 +299,7 @@ def refresh_recording(s: Session, store: ObjectStore, row: RecordingSession, t: 
             row.verified_at_us = t  # nothing uploaded yet
     else:
         key = trust_for(s, row.station_id).station_key(row.station_id)
-        witnessed = [(int(w["index"]), str(w["chain"])) for w in witnessed_heads(s, row.session_id)]  # type: ignore[call-overload]
+        witnessed = [(w["index"], w["chain"]) for w in witnessed_heads(s, row.session_id)]
         got = read_on(store, row.prefix, row.session_id, key, next_index=last.idx + 1, prev_chain=last.chain,
                       witnessed=witnessed)
         if got.records:

@@ -26,7 +26,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -163,7 +163,10 @@ _media_maps: dict[tuple[str, int | None], list[list[int]]] = {}
 KEPT_SESSIONS = 32
 
 
-def _keep(cache: dict[tuple[str, int | None], Any], row: RecordingSession, value: Any) -> Any:
+Kept = TypeVar("Kept")
+
+
+def _keep(cache: dict[tuple[str, int | None], Kept], row: RecordingSession, value: Kept) -> Kept:
     """Keep what was made from a verified session's segment rows (write-once objects: it never changes while
     the verification stands), for the last KEPT_SESSIONS sessions of this worker; return it."""
     if row.verification == "verified" and row.status != SessionStatus.RECORDING.value:  # a live one still grows

@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wtforms import IntegerField, StringField
@@ -30,6 +31,7 @@ from web import scope
 from web.auth import require_roles
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, NotFound
+from web.forms import CsrfForm
 from web.models import CaseStatus, Disposal, LegalHold, RecordingSession, Role, Tombstone, Unit
 from web.scope import Need
 
@@ -39,19 +41,19 @@ DISPOSAL_ROLES = (Role.PROSECUTOR.value, Role.AUDITOR.value, Role.ADMIN.value)
 APPROVER_ROLES = (Role.PROSECUTOR.value, Role.ADMIN.value)
 
 
-class OutcomeForm(FlaskForm):
+class OutcomeForm(CsrfForm):
     case_number = StringField(validators=[DataRequired(), Length(max=200)])
     status = StringField(validators=[AnyOf([c.value for c in CaseStatus])])
     date = StringField(validators=[DataRequired(), Length(max=40)])
     category = StringField(validators=[Optional(), Length(max=64)])
 
 
-class HoldForm(FlaskForm):
+class HoldForm(CsrfForm):
     reason = StringField(validators=[DataRequired(), Length(max=2000)])
     whole_case = StringField(validators=[Optional(), AnyOf(["", "1"])])
 
 
-class PolicyForm(FlaskForm):
+class PolicyForm(CsrfForm):
     unit = StringField(validators=[Optional(), Length(max=64)])
     category = StringField(validators=[Optional(), Length(max=64)])
     anchor = StringField(validators=[AnyOf(["final", "recorded"])])
@@ -60,11 +62,11 @@ class PolicyForm(FlaskForm):
     mode = StringField(validators=[AnyOf(["governance", "compliance", "GOVERNANCE", "COMPLIANCE"])])
 
 
-class PlainForm(FlaskForm):
+class PlainForm(CsrfForm):
     pass
 
 
-def _valid(form: FlaskForm) -> None:
+def _valid(form: CsrfForm) -> None:
     if not form.validate_on_submit():
         if not form.errors:
             raise BadRequest("form refused")
@@ -108,7 +110,20 @@ class HoldLine:
 # --- reports -------------------------------------------------------------------------------------------------
 
 
-def _report_data(s: Session) -> dict[str, object]:
+class Report(TypedDict):
+    """What the retention report (page and CSV) shows of the sessions in the reader's scope."""
+
+    views: list[RT.View]
+    personal: dict[str, bool]
+    """Session id -> whether the reader may see its personal data (the case number)."""
+    holds: list[HoldLine]
+    disposals: list[Disposal]
+    counts: dict[str, int]
+    statuses: list[str]
+    describe: Callable[[dict[str, Any]], str]
+
+
+def _report_data(s: Session) -> Report:
     sc, rows = _scoped_rows(s)
     t = now_us()
     book = RT.Book.read(s)
@@ -150,23 +165,23 @@ def report_csv(kind: str) -> ResponseReturnValue:
     data = _report_data(db_session())
     out = io.StringIO()
     w = csv.writer(out)
-    personal: dict[str, bool] = data["personal"]  # type: ignore[assignment]
+    personal = data["personal"]
     if kind == "sessions":
         w.writerow(["session_id", "site", "room", "case_number", "status", "retain_until", "applied_until",
                     "policy"])
-        for v in data["views"]:  # type: ignore[attr-defined]
+        for v in data["views"]:
             w.writerow([v.row.session_id, v.row.site, v.row.room,
                         v.row.case_number if personal[v.row.session_id] else "", v.status.value, _iso(v.until_us),
                         _iso(v.row.retain_until_us), RT.describe(v.policy) if v.policy else ""])
     elif kind == "holds":
         w.writerow(["hold", "session_id", "case_number", "placed_by", "placed_at"])
-        for line in data["holds"]:  # type: ignore[attr-defined]
+        for line in data["holds"]:
             for sid in line.sessions:
                 w.writerow([line.hold.id, sid, line.case_number, line.hold.placed_by, _iso(line.hold.placed_at_us)])
     else:
         w.writerow(["disposal", "session_id", "state", "retain_until", "proposed_by", "first_approver",
                     "second_approver", "execute_after", "executed_at", "stopped_by", "stop_reason"])
-        for d in data["disposals"]:  # type: ignore[attr-defined]
+        for d in data["disposals"]:
             w.writerow([d.id, d.session_id, d.state, _iso(d.retain_until_us), d.proposed_by, d.first_approver,
                         d.second_approver, _iso(d.execute_after_us), _iso(d.executed_at_us), d.stopped_by,
                         d.stop_reason if personal.get(d.session_id) else ""])

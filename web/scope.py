@@ -166,7 +166,7 @@ def unit_of(s: Session, row: RecordingSession) -> int | None:
 def units_of(s: Session, rows: list[RecordingSession]) -> dict[str, int | None]:
     if not rows:
         return {}
-    return dict(s.execute(select(RecordingSession.session_id, unit_expr())  # type: ignore[arg-type]
+    return dict(s.execute(select(RecordingSession.session_id, unit_expr())
                           .where(RecordingSession.id.in_([r.id for r in rows]))).all())
 
 

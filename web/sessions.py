@@ -215,5 +215,10 @@ def sealed_copy(row: RecordingSession, label: str) -> tuple[dict[str, object], R
     resp = send_file(zip_name, mimetype="application/zip", as_attachment=True,
                      download_name=f"irms-{row.session_id}-{label}.zip", max_age=0)
     resp.headers["Cache-Control"] = "no-store"
-    resp.call_on_close(lambda: os.path.exists(zip_name) and os.unlink(zip_name))
+
+    def remove() -> None:
+        if os.path.exists(zip_name):
+            os.unlink(zip_name)
+
+    resp.call_on_close(remove)
     return info, resp

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from wtforms import BooleanField, IntegerField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, NumberRange
@@ -34,6 +33,7 @@ from web import replay as RP
 from web.auth import require_roles
 from web.context import db_session, now_us, state
 from web.errors import BadRequest, Conflict, Forbidden, NotFound
+from web.forms import CsrfForm
 from web.live import investigator_markers, server_markers
 from web.models import RecordingSession, Share, ShareAllow
 from web.scope import Need
@@ -45,7 +45,7 @@ PARTY_KINDS = {"defence_counsel": "defence-file", "court": "court-file", "other"
 MAX_DAYS = 90
 
 
-class ShareForm(FlaskForm):
+class ShareForm(CsrfForm):
     party = StringField(validators=[DataRequired(), Length(max=200)])
     party_kind = StringField(validators=[AnyOf(list(PARTY_KINDS))])
     allow = StringField(validators=[AnyOf([a.value for a in ShareAllow])])
@@ -53,15 +53,15 @@ class ShareForm(FlaskForm):
     server_markers = BooleanField(default=False)
 
 
-class RevokeShareForm(FlaskForm):
+class RevokeShareForm(CsrfForm):
     pass
 
 
-class CodeForm(FlaskForm):
+class CodeForm(CsrfForm):
     code = StringField(validators=[DataRequired(), Length(max=200)])
 
 
-def _form_error(form: FlaskForm) -> BadRequest:
+def _form_error(form: CsrfForm) -> BadRequest:
     field, messages = next(iter(form.errors.items()))
     return BadRequest(f"{field}: {messages[0]}")
 

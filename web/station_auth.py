@@ -17,7 +17,6 @@ import base64
 import binascii
 import functools
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from evidence.errors import FormatError, IrmsError, SignatureError
 from evidence.keys import ed25519_public_from_raw
-from evidence.request_auth import SignedRequest, parse_request_headers, verify_request
+from evidence.request_auth import RequestHeaders, SignedRequest, parse_request_headers, verify_request
 from web.db import Database
 from web.errors import Conflict, DatabaseError, Forbidden, Unauthenticated
 from web.models import StationStatus
@@ -56,7 +55,7 @@ def public_key(b64_key: str) -> Ed25519PublicKey:
     return ed25519_public_from_raw(base64.b64decode(b64_key), "station key")
 
 
-def signed_request(headers: Mapping[str, str]) -> SignedRequest:
+def signed_request(headers: RequestHeaders) -> SignedRequest:
     """Who claims to have signed the request (not yet checked); 401 without the signature headers."""
     try:
         return parse_request_headers(headers)
@@ -64,7 +63,7 @@ def signed_request(headers: Mapping[str, str]) -> SignedRequest:
         raise Unauthenticated(str(err)) from None
 
 
-def check_signature(key: Ed25519PublicKey, headers: Mapping[str, str], method: str, path: str, body: bytes,
+def check_signature(key: Ed25519PublicKey, headers: RequestHeaders, method: str, path: str, body: bytes,
                     now_us: int, window_s: int) -> None:
     """The signature verifies and the timestamp is within the window, or 401."""
     try:
@@ -109,11 +108,13 @@ class StationKeys:
         sql = pg_params(KEY_SQL) if self.db.dialect == "postgresql" else KEY_SQL
         raw = self.db.engine.raw_connection()
         try:
-            cur = raw.driver_connection.cursor()
+            conn = raw.driver_connection
+            assert conn is not None  # None only once a pooled connection is closed or detached
+            cur = conn.cursor()
             cur.execute(sql, {"sid": station_id})
             row = cur.fetchone()
             cur.close()
-            raw.driver_connection.rollback()
+            conn.rollback()
         except self.db.engine.dialect.loaded_dbapi.Error as err:
             raise DatabaseError(f"the database failed ({type(err).__name__})") from None
         finally:
@@ -176,7 +177,7 @@ _STATION_NONCE_PG = (f"WITH st AS ({_STATION_SQL} FOR UPDATE), "
                      "SELECT st.*, EXISTS (SELECT 1 FROM n) FROM st")
 
 
-def authenticate(s: Session, headers: Mapping[str, str], method: str, path: str, body: bytes, now_us: int,
+def authenticate(s: Session, headers: RequestHeaders, method: str, path: str, body: bytes, now_us: int,
                  window_s: int) -> StationRef:
     """The station behind a signed request, or the refusal with its status (401, 403, 409).
 

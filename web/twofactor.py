@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from web import audit
+from web.db import rows_changed
 from web.errors import BadRequest, Conflict, Unauthenticated
 from web.models import LoginSession, RecoveryCode, User
 from web.users import end_logins, token_hash
@@ -55,10 +56,10 @@ def _step_of(secret: str, code: str, now_us: int) -> int | None:
 
 def _claim_step(s: Session, user: User, step: int) -> bool:
     """Mark `step` used for `user`, atomically across nodes; False if it (or a later one) was used already."""
-    done = s.execute(update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None),
-                                                                User.totp_last_step < step))
-                     .values(totp_last_step=step).execution_options(synchronize_session=False))
-    if int(done.rowcount or 0) != 1:  # type: ignore[attr-defined]
+    done = rows_changed(s, update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None),
+                                                                      User.totp_last_step < step))
+                        .values(totp_last_step=step).execution_options(synchronize_session=False))
+    if done != 1:
         return False
     user.totp_last_step = step
     return True
@@ -92,10 +93,10 @@ def check_code(s: Session, user: User, code: str, *, now_us: int, ip: str) -> st
         return "totp"
     if len(normalise(code)) != _RECOVERY_LEN:
         raise Unauthenticated("wrong code")
-    used = s.execute(update(RecoveryCode).where(
+    used = rows_changed(s, update(RecoveryCode).where(
         RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _code_hash(code), RecoveryCode.used_at_us.is_(None))
         .values(used_at_us=now_us).execution_options(synchronize_session=False))
-    if int(used.rowcount or 0) != 1:  # type: ignore[attr-defined]
+    if used != 1:
         raise Unauthenticated("wrong code")
     left = recovery_left(s, user)
     audit.append(s, at_us=now_us, actor=user.username, action="totp.recovery_used", target=ip[:64],

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from evidence.errors import FormatError
 from evidence.formats import check_code
 from web import audit
+from web.db import rows_changed
 from web.errors import BadRequest, Conflict, NotFound
 from web.models import CaseAssignment, Role, Room, Site, Unit, UnitKind, User, UserUnit
 
@@ -108,7 +109,7 @@ def assign_user(s: Session, *, username: str, unit: str, personal_data: bool, ac
 def unassign_user(s: Session, *, username: str, unit: str, actor: str, now_us: int) -> None:
     user = user_by_name(s, username)
     unit_row = unit_by_code(s, unit)
-    if s.execute(delete(UserUnit).where(UserUnit.user_id == user.id, UserUnit.unit_id == unit_row.id)).rowcount == 0:
+    if rows_changed(s, delete(UserUnit).where(UserUnit.user_id == user.id, UserUnit.unit_id == unit_row.id)) == 0:
         raise NotFound(f"user {username} is not assigned to unit {unit}")
     audit.append(s, at_us=now_us, actor=actor, action="unit.unassign_user", target=username, detail={"unit": unit})
     s.flush()
@@ -132,8 +133,8 @@ def assign_case(s: Session, *, case_number: str, username: str, actor: str, now_
 
 def unassign_case(s: Session, *, case_number: str, username: str, actor: str, now_us: int) -> None:
     user = user_by_name(s, username)
-    if s.execute(delete(CaseAssignment).where(CaseAssignment.case_number == case_number.strip(),
-                                              CaseAssignment.user_id == user.id)).rowcount == 0:
+    if rows_changed(s, delete(CaseAssignment).where(CaseAssignment.case_number == case_number.strip(),
+                                                   CaseAssignment.user_id == user.id)) == 0:
         raise NotFound(f"case {case_number} is not assigned to {username}")
     audit.append(s, at_us=now_us, actor=actor, action="case.unassign", target=username,
                  detail={"case_number": case_number.strip()})

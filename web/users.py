@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from web import audit
+from web.db import rows_changed
 from web.errors import BadRequest, Conflict, NotFound, TooManyAttempts, Unauthenticated
 from web.models import LoginFailure, LoginSession, Role, User
 
@@ -94,8 +95,7 @@ def end_logins(s: Session, user: User, reason: str, now_us: int, keep: LoginSess
     q = update(LoginSession).where(LoginSession.user_id == user.id, LoginSession.ended_at_us.is_(None))
     if keep is not None:
         q = q.where(LoginSession.id != keep.id)
-    result = s.execute(q.values(ended_at_us=now_us, end_reason=reason[:32]))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_changed(s, q.values(ended_at_us=now_us, end_reason=reason[:32]))
 
 
 def set_active(s: Session, user: User, active: bool, *, actor: str, now_us: int) -> None:
@@ -214,7 +214,7 @@ class Throttle:
 def _wait_s(count: int, last_us: int | None, free: int, t: Throttle, now_us: int) -> int:
     if count < free or last_us is None:
         return 0
-    delay_us = min(t.delay_s * 2 ** min(count - free, 40), t.window_s) * 1_000_000
+    delay_us: int = min(t.delay_s * 2 ** min(count - free, 40), t.window_s) * 1_000_000  # int ** int: typed as Any
     return max(0, math.ceil((last_us + delay_us - now_us) / 1_000_000))
 
 

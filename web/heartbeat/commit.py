@@ -104,6 +104,7 @@ class GroupCommit:
         try:
             raw = self.db.engine.raw_connection()
             conn = raw.driver_connection
+            assert conn is not None  # None only once a pooled connection is closed or detached
             if isinstance(self._backend, Sqlite):
                 if conn.in_transaction:
                     conn.rollback()

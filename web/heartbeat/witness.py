@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -9,7 +11,14 @@ from web.models import WitnessedHead
 from web.ownership import owner_of
 
 
-def witnessed_heads(s: Session, session_id: str) -> list[dict[str, object]]:
+class WitnessedHeadClaim(TypedDict):
+    """One line of the `irms-verify --witness` file."""
+
+    index: int
+    chain: str
+
+
+def witnessed_heads(s: Session, session_id: str) -> list[WitnessedHeadClaim]:
     """Every head the session's owner witnessed, one per index, in order (the `irms-verify --witness` file).
 
     Only the owner's (web/ownership.py): heads other stations sent before the header named the owner
@@ -19,7 +28,7 @@ def witnessed_heads(s: Session, session_id: str) -> list[dict[str, object]]:
     if owner is not None:
         query = query.where(WitnessedHead.station_pk == owner.pk)
     rows = s.execute(query.order_by(WitnessedHead.idx, WitnessedHead.id)).all()
-    out: list[dict[str, object]] = []
+    out: list[WitnessedHeadClaim] = []
     seen: set[tuple[int, str]] = set()
     for idx, head in rows:
         # Index -1 is the genesis (no segment sealed yet); a conflicting claim for an index is kept.
