@@ -99,16 +99,7 @@ class SelftestScheduler:
             code = self.proc.poll()
             if code is None:
                 return 1.0
-            self.proc = None
-            self.runs.append(code)
-            if code == StationBusy.exit_code:
-                print(f"irms-agent: self-test refused: the station is busy; trying again in {self.retry_s:.0f} s",
-                      flush=True)
-                self.due = now + self.retry_s
-            else:
-                print(f"irms-agent: self-test {'passed' if code == 0 else f'failed (exit {code})'}; "
-                      f"the next heartbeat carries it (log {self.log_path})", flush=True)
-                self.due = self._next(now)
+            self._ended(code, now)
             return max(self.due - now, 0.0)
         if now < self.due:
             return self.due - now
@@ -127,11 +118,24 @@ class SelftestScheduler:
         print(f"irms-agent: daily self-test started (pid {self.proc.pid})", flush=True)
         return 1.0
 
+    def _ended(self, code: int, now: float) -> None:
+        """The self-test this scheduler started has ended with `code`: say so, and when the next one is."""
+        self.proc = None
+        self.runs.append(code)
+        if code == StationBusy.exit_code:
+            print(f"irms-agent: self-test refused: the station is busy; trying again in {self.retry_s:.0f} s",
+                  flush=True)
+            self.due = now + self.retry_s
+        else:
+            print(f"irms-agent: self-test {'passed' if code == 0 else f'failed (exit {code})'}; "
+                  f"the next heartbeat carries it (log {self.log_path})", flush=True)
+            self.due = self._next(now)
+
     def stop(self) -> None:
-        """Wait for a running self-test (it owns the station home until it ends; it is never killed)."""
+        """Wait for a running self-test (it owns the station home until it ends; it is never killed), and say
+        how it ended: the daemon may be stopped after it ended but before the next look."""
         if self.proc is not None:
-            self.runs.append(self.proc.wait())
-            self.proc = None
+            self._ended(self.proc.wait(), self.clock())
 
 
 def selftest_command(store: str, site: str, room: str, kit: str, seconds: float) -> list[str]:

@@ -203,14 +203,24 @@ class Builder:
                                  "segments": job.segments, "sha256": job.sha256, "size": job.size})
 
     def _expire(self) -> None:
-        """Remove the files of copies sealed longer ago than `export_keep_s`."""
+        """Remove the files of copies sealed longer ago than `export_keep_s`.
+
+        The job is marked expired (committed) before its file goes, so a job that says "done" always
+        has its file; a file left by a process that died in between is removed by the next pass."""
         cutoff = self.st.clock() - self.st.config.export_keep_s * 1_000_000
         with self.st.db.session() as s:
             old = s.scalars(select(ExportJob).where(ExportJob.state == ExportJobState.DONE.value,
                                                     ExportJob.finished_us < cutoff)).all()
             for job in old:
-                final_path(self.export_dir, job.id).unlink(missing_ok=True)
                 job.state = ExportJobState.EXPIRED.value
+            s.commit()
+            kept = {int(p.name.split(".", 1)[0]): p for p in self.export_dir.glob("*.zip")
+                    if p.name.split(".", 1)[0].isdigit()} if self.export_dir.is_dir() else {}
+            if kept:
+                expired = s.scalars(select(ExportJob.id).where(ExportJob.id.in_(list(kept)),
+                                                               ExportJob.state == ExportJobState.EXPIRED.value)).all()
+                for job_id in expired:
+                    kept[job_id].unlink(missing_ok=True)
 
 
 def builder_of(st: IrmsState, instance_dir: Path, extensions: dict[str, object]) -> Builder:
