@@ -187,7 +187,7 @@ folder (IRMS_HOME, else the instance folder), the others
     # (Not under test configurations, whose instance folder is the source tree's: the test below gives it a home.)
     shared = row.verification == "verified" and row.status != SessionStatus.RECORDING.value and not cfg.testing
     folder = cfg.data_dir(Path(current_app.instance_path)) / "replay-playlists"
-    path = folder / f"{row.session_id}-{row.verified_at_us}.m3u8.gz"
+    path = folder / f"{row.session_id}-{row.verified_at_us}-{R.PLAYLIST_FORM}.m3u8.gz"
     if shared:
         try:
             packed = path.read_bytes()
