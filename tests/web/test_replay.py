@@ -52,6 +52,8 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     expect(page.locator("#timeline rect.tl-recorded").first).to_be_visible()
     page.screenshot(path=str(artifacts_dir / "session-page.png"), full_page=True)
 
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
     page.click("#play-link")
     expect(page.locator("#player-kind")).to_have_text("hls.js")  # hls.js, not Chromium's native HLS
     expect(page.locator("#watermark")).to_contain_text("Prosecutor")
@@ -61,6 +63,9 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     duration = frame["d"]
     assert duration > 7, frame  # the 9-second session
 
+    # the page carried the playlist: the player's first request is the first segment
+    media = [u.rsplit("/", 2)[-2:] for u in asked if "/seg/" in u or u.endswith(".m3u8")]
+    assert media[0] == ["seg", "00000000.ts"] and not any(u.endswith(".m3u8") for u in asked), media
     seek_and_check_picture(page, round(duration / 2, 1), timeout_ms=10_000)
     expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
     page.screenshot(path=str(artifacts_dir / "replay.png"))

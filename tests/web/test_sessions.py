@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -132,9 +134,14 @@ def test_playlist_and_decrypted_segments_key_use_audited_once(sessions_world: Se
                                                               db: Database) -> None:
     sw = sessions_world
     c = as_role(app, "prosecutor")
-    assert c.get(f"/replay/{sw.session_id}").status_code == 200
+    page = c.get(f"/replay/{sw.session_id}")
+    assert page.status_code == 200
     text = c.get(f"/replay/{sw.session_id}/index.m3u8").get_data(as_text=True)
     assert text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" in text and "seg/00000000.ts" in text
+    # The page carries the same playlist (the player asks for no playlist before the first segment), gzipped
+    # when the browser takes it.
+    carried = re.search(r'data-playlist="([^"]*)"', page.get_data(as_text=True))
+    assert carried and html.unescape(carried.group(1)) == text
     prefix = json.loads((sw.store / "sessions" / f"{sw.session_id}.json").read_text())["prefix"]
     # Every segment is in the playlist once, the first alone, later ones grouped (seg/<first>-<last>.ts).
     uris = [line for line in text.splitlines() if line.startswith("seg/")]
@@ -166,6 +173,10 @@ def test_playlist_and_decrypted_segments_key_use_audited_once(sessions_world: Se
         uses = s.scalars(select(AuditEntry).where(AuditEntry.action == "custodian.key_use")).all()
     assert all(json.loads(u.detail)["purpose"] == "replay" for u in uses)
     assert c.get(f"/replay/{sw.session_id}/seg/99999999.ts").status_code == 404
+    zipped = c.get(f"/replay/{sw.session_id}", headers={"Accept-Encoding": "gzip"})  # (a second opening, audited)
+    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.mimetype == "text/html"
+    assert "Content-Security-Policy" in zipped.headers and "no-store" in zipped.headers["Cache-Control"]
+    assert html.escape(text, quote=True) in gzip.decompress(zipped.data).decode()
 
 
 def test_annex_and_two_sealed_copies_verify_offline(sessions_world: SessionsWorld, app: Flask, db: Database,
