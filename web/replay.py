@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from flask import Blueprint, Response, current_app, g, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -114,9 +115,12 @@ def page_html(row: RecordingSession, who: Reader, viewer: str, playlist_url: str
     # outside party's page carries no personal data beyond what the share shows).
     gaps = interruptions_of(db_session(), row, reasons=not who.grant_key)
     text = b"" if extra.get("live") else playlist_of(row)[0]
+    # asked for by static/replay-first.js from the page's head, while the player's scripts still load
+    first = next((line.decode() for line in text.split(b"\n", 16) if line and not line.startswith(b"#")), "")
     html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row), player=True,
                            media_map=json.dumps(media_map_of(row)), viewer=viewer,
                            interruptions=json.dumps(gaps, ensure_ascii=False), playlist=text.decode(),
+                           first_entry=urljoin(playlist_url, first) if first else "",
                            playlist_url=playlist_url, back_url=back_url, **extra)
     headers = {"Content-Security-Policy": REPLAY_CSP, **NO_STORE}
     if text and request.accept_encodings["gzip"]:

@@ -71,9 +71,11 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     duration = frame["d"]
     assert duration > 7, frame  # the 9-second session
 
-    # the page carried the playlist: the player's first request is the first segment
+    # the page carried the playlist: the player's first request is the first segment, asked for once,
+    # from the page's head (static/replay-first.js), not again by hls.js
     media = [u.rsplit("/", 2)[-2:] for u in asked if "/seg/" in u or u.endswith(".m3u8")]
     assert media[0] == ["seg", "00000000.ts"] and not any(u.endswith(".m3u8") for u in asked), media
+    assert media.count(["seg", "00000000.ts"]) == 1, media
     # the next entry is asked for once the first picture is on screen (or the 2 s hold has run out)
     ready, first, second = page.evaluate("() => [window.__ready, window.__firstFrame, performance"
                                          ".getEntriesByType('resource').find(e => e.name.includes('/seg/00000001'))"

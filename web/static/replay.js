@@ -37,6 +37,35 @@
     };
   }
 
+  // The first entry, asked for by static/replay-first.js while the page was loading: hls.js takes its answer
+  // instead of asking again, once; if that request failed, hls.js asks as usual.
+  function firstEntryLoader(Base, early) {
+    return class extends Base {
+      load(context, config, callbacks) {
+        if (!early || new URL(context.url, location.href).href !== early.url) {
+          return super.load(context, config, callbacks);
+        }
+        var mine = early, stats = this.stats;
+        early = null;
+        this.context = context;
+        this.callbacks = callbacks;
+        stats.loading.start = mine.start;
+        mine.data.then((data) => {
+          if (!this.callbacks) { return; }  // aborted meanwhile
+          stats.loading.first = stats.loading.end = Math.max(mine.end, mine.start);
+          stats.loaded = stats.total = data.byteLength;
+          stats.bwEstimate = data.byteLength * 8000 / Math.max(1, stats.loading.end - stats.loading.start);
+          if (callbacks.onProgress) { callbacks.onProgress(stats, context, data, null); }
+          callbacks.onSuccess({ url: context.url, data: data, code: 200 }, stats, context, null);
+        }, () => {
+          if (!this.callbacks) { return; }
+          stats.loading.start = 0;  // a loader is used once: start afresh
+          super.load(context, config, callbacks);
+        });
+      }
+    };
+  }
+
   if (window.Hls && window.Hls.isSupported()) {
     var live = video.getAttribute("data-live") === "yes";
     var carried = video.getAttribute("data-playlist");
@@ -51,7 +80,10 @@
                                   : { maxBufferLength: 20, backBufferLength: 30, enableWorker: false,
                                       startFragPrefetch: true,
                                       pLoader: carried ? pageLoader(window.Hls.DefaultConfig.loader, carried)
-                                                       : undefined });
+                                                       : undefined,
+                                      fLoader: window.irmsFirstEntry
+                                        ? firstEntryLoader(window.Hls.DefaultConfig.loader, window.irmsFirstEntry)
+                                        : undefined });
     hls.on(window.Hls.Events.ERROR, function (_e, data) {
       if (data.fatal) { kind.textContent = "error: " + data.type + " " + data.details; }
     });
