@@ -1,7 +1,8 @@
-/* IRMS replay: the first entry of the playlist asked for while the page is still loading (the player's
-   scripts, ~600 KB, come after it). static/replay.js hands the answer to hls.js; a page where the player
-   is already running, or an answer that fails, leaves hls.js to ask itself. The request is the same
-   checked, audited segment request the player would make. */
+/* IRMS replay: the first entry of the playlist asked for from the page's head, while the rest of the page
+   and the player's scripts (~600 KB) load. A plain script, not async: an async one waited for the main
+   thread behind hls.js (bench/replay.py --trace). static/replay.js hands the answer to hls.js; a page
+   where the player is already running, or an answer that fails, leaves hls.js to ask itself. The request
+   is the same checked segment request, under the grant the page opened, that the player would make. */
 (function () {
   "use strict";
   var script = document.currentScript, url = script && script.getAttribute("data-entry");
