@@ -25,10 +25,11 @@ player's events (ms from the navigation's start), the page's long tasks, and the
 (ms from the seek).
 
 What the two do differently, for reading the figures:
-- The replay page carries its playlist (the text its playlist route serves, web/replay.py), so the
-  replay asks for its first segment while its script runs, often before play() is called; static
-  HLS must fetch index.m3u8 first. That is one request fewer for the prosecutor, and it counts in
-  "play". "open" includes the replay page itself (login, scope, the audit entry and its commit,
+- The replay page carries its playlist (the text its playlist route serves, web/replay.py) and asks
+  for its first entry from its head (static/replay-first.js) while the rest of the page and hls.js
+  load, usually before play() is called; static HLS must fetch index.m3u8, then the first segment,
+  after hls.js has run. That is one request fewer and an earlier one for the prosecutor, and it counts
+  in "play". "open" includes the replay page itself (login, scope, the audit entry and its commit,
   rendering, the playlist within it): it is printed beside "play", and is the time a prosecutor
   waits after clicking; the 8-hour page's playlist (~100 KB, parsed by hls.js as the script runs)
   shows there too, also printed against the 1-minute one.
