@@ -440,43 +440,79 @@ PLAYLIST_GROUP = 5
 """Consecutive segments of one run served as one playlist entry (byte-concatenated MPEG-TS, ~10 s)."""
 
 
-def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group: int = PLAYLIST_GROUP,
+PLAYLIST_FORM = 2
+"""Bumped whenever `playlist` makes other text from the same segments: the servers' kept playlists
+(web/replay.py) are named with it, so an upgrade does not serve one made the old way."""
+
+GAP_TOLERANCE_US = 300_000
+"""A gap between consecutive segments of a run longer than this is a discontinuity (the verifier's V16 bound)."""
+
+
+def media_ends(segments: Sequence[Seg], gap_tolerance_us: int = GAP_TOLERANCE_US) -> list[tuple[bool, int]]:
+    """For each segment: whether it begins a stretch of the media timeline (the first one, a run change or a gap
+    over the tolerance: a discontinuity), and where it ends on that timeline (µs from the session's media start).
+
+    Within a stretch the player places the media by its timestamps, and a record's times are its media's (the
+    recorder's segment list): a segment ends where it ends after the stretch's first start, so a gap under the
+    tolerance (a camera stream's hiccup, a looped clip's seam) shifts nothing after it. Adding up durations
+    instead dropped every such gap: the benchmark's 8-hour session (a 1-minute clip looped, a 64 ms seam each
+    minute) drifted 7.6 s from its media by the middle, where a seek loaded the entry the playlist named, found
+    its pictures later than the playlist said, and loaded the entry before it as well (bench/replay.py)."""
+    out: list[tuple[bool, int]] = []
+    prev: Seg | None = None
+    at = first = end = 0  # where the stretch begins on the timeline, its first start (wall clock), the last end
+    for x in segments:
+        new = prev is None or (x.run != prev.run
+                               or x.start_us - (prev.start_us + prev.duration_us) > gap_tolerance_us)
+        if new:
+            at, first = end, x.start_us
+        # never back: V16 allows an overlap of up to 0.3 s, which a very short segment could end inside of
+        end = max(end, at + x.start_us + x.duration_us - first)
+        out.append((new, end))
+        prev = x
+    return out
+
+
+def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = GAP_TOLERANCE_US, group: int = PLAYLIST_GROUP,
              live: bool = False, ended: bool = True) -> str:
     """An HLS VOD playlist of the segments: a discontinuity (with the wall-clock time) at every run change
     and every interruption. Up to `group` consecutive segments of a run form one entry,
     `seg/<first>-<last>.ts` (a lone one `seg/<index>.ts`), served decrypted one segment at a time: an
     8-hour session is a playlist of ~2,900 entries instead of 14,400. The very first entry is a single
-    segment so that playback starts after one segment, not five.
+    segment so that playback starts after one segment, not five. Each entry lasts from the end of the one
+    before it to its own end on the media timeline (`media_ends`: a short gap is the next entry's, not lost),
+    in whole milliseconds of that timeline, so the entries add up to where the player finds the media.
 
-    `live`: an HLS EVENT playlist, one entry per segment (entries never change as segments come); without the
-    end tag until the session `ended`: the player follows its live edge and may scroll back."""
+    `live`: an HLS EVENT playlist, one entry per segment (entries never change as segments come: an entry's
+    length needs only the segment before it); without the end tag until the session `ended`: the player
+    follows its live edge and may scroll back."""
     if live:
         group = 1
     entries: list[list[Seg]] = []
+    ends: list[int] = []  # each entry's end on the media timeline, ms
     breaks: set[int] = set()  # entries that begin after a discontinuity
-    prev: Seg | None = None
-    for x in segments:
-        new_run = prev is not None and (x.run != prev.run
-                                        or x.start_us - (prev.start_us + prev.duration_us) > gap_tolerance_us)
-        if prev is None or new_run or len(entries) == 1 or len(entries[-1]) >= group:
-            if new_run:
+    for x, (new, end_us) in zip(segments, media_ends(segments, gap_tolerance_us), strict=True):
+        if not entries or new or len(entries) == 1 or len(entries[-1]) >= group:
+            if new and entries:
                 breaks.add(len(entries))
             entries.append([])
+            ends.append(0)
         entries[-1].append(x)
-        prev = x
+        ends[-1] = round(end_us / 1000)
+    lengths = [b - a for a, b in zip([0, *ends], ends, strict=False)]
     # RFC 8216 4.3.3.1: each EXTINF rounded to the nearest integer is at most the target duration. Rounding up
     # instead made 1.04 s segments a 2 s target, and a live player keeps (and polls) a target duration behind
     # the live edge.
-    target = max((math.floor(sum(x.duration_us for x in e) / 1e6 + 0.5) for e in entries), default=1)
+    target = max((math.floor(ms / 1000 + 0.5) for ms in lengths), default=1)
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{max(target, 1)}", "#EXT-X-MEDIA-SEQUENCE:0",
              "#EXT-X-PLAYLIST-TYPE:EVENT" if live else "#EXT-X-PLAYLIST-TYPE:VOD"]
-    for n, e in enumerate(entries):
+    for n, (e, ms) in enumerate(zip(entries, lengths, strict=True)):
         if n == 0:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(e[0].start_us)}")
         elif n in breaks:
             lines.append("#EXT-X-DISCONTINUITY")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(e[0].start_us)}")
-        lines.append(f"#EXTINF:{sum(x.duration_us for x in e) / 1e6:.3f},")
+        lines.append(f"#EXTINF:{ms // 1000}.{ms % 1000:03d},")
         lines.append(f"seg/{e[0].idx:08d}.ts" if len(e) == 1 else f"seg/{e[0].idx:08d}-{e[-1].idx:08d}.ts")
     if ended:
         lines.append("#EXT-X-ENDLIST")
@@ -484,15 +520,14 @@ def playlist(segments: Sequence[Seg], *, gap_tolerance_us: int = 300_000, group:
 
 
 def media_map(segments: Sequence[Seg]) -> list[list[int]]:
-    """[[media offset ms, wall-clock start ms], ...] at each discontinuity: the page shows recording time."""
+    """[[media offset ms, wall-clock start ms], ...] at each discontinuity, on the playlist's timeline
+    (`media_ends`): the page shows recording time."""
     out: list[list[int]] = []
-    offset = 0
-    prev: Seg | None = None
-    for x in segments:
-        if prev is None or x.run != prev.run or x.start_us - (prev.start_us + prev.duration_us) > 300_000:
-            out.append([offset // 1000, x.start_us // 1000])
-        offset += x.duration_us
-        prev = x
+    end_us = 0
+    for x, (new, end) in zip(segments, media_ends(segments), strict=True):
+        if new:
+            out.append([round(end_us / 1000), x.start_us // 1000])
+        end_us = end
     return out
 
 

@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 from flask import Blueprint, Response, current_app, g, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -104,16 +105,30 @@ def _playable(session_id: str) -> RecordingSession:
 
 def page_html(row: RecordingSession, who: Reader, viewer: str, playlist_url: str, back_url: str | None,
               extra: dict[str, Any] | None = None) -> Response:
+    """The player page. A replay (not a live view, whose playlist grows) carries its playlist, the text that
+    `playlist_url` serves: the player asks for the first segment as its script runs, one round trip (and one
+    request's login and scope checks) sooner than after fetching the playlist (bench/replay.py)."""
     end_grant(row, who)
     grant(row, "page", who)
+    extra = extra or {}
     # Pauses and interruptions for the scrubber: causes and times; the free-text reasons only to users (an
     # outside party's page carries no personal data beyond what the share shows).
     gaps = interruptions_of(db_session(), row, reasons=not who.grant_key)
+    text = b"" if extra.get("live") else playlist_of(row)[0]
+    # asked for by static/replay-first.js from the page's head, while the player's scripts still load
+    first = next((line.decode() for line in text.split(b"\n", 16) if line and not line.startswith(b"#")), "")
     html = render_template("sessions/replay.html", row=row, failed=R.failed_rules(row), player=True,
                            media_map=json.dumps(media_map_of(row)), viewer=viewer,
-                           interruptions=json.dumps(gaps, ensure_ascii=False),
-                           playlist_url=playlist_url, back_url=back_url, **(extra or {}))
-    return Response(html, headers={"Content-Security-Policy": REPLAY_CSP, **NO_STORE})
+                           interruptions=json.dumps(gaps, ensure_ascii=False), playlist=text.decode(),
+                           first_entry=urljoin(playlist_url, first) if first else "",
+                           playlist_url=playlist_url, back_url=back_url, **extra)
+    headers = {"Content-Security-Policy": REPLAY_CSP, **NO_STORE}
+    if text and request.accept_encodings["gzip"]:
+        # ~100 KB of playlist for 8 hours (~10 KB gzipped). The page echoes nothing a request sends, so a
+        # compressed body tells an eavesdropper nothing of the CSRF token (BREACH needs chosen text in it).
+        return Response(gzip.compress(html.encode(), 6), mimetype="text/html",
+                        headers={**headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return Response(html, headers=headers)
 
 
 def interruptions_of(s: Session, row: RecordingSession, *, reasons: bool) -> list[dict[str, Any]]:
@@ -150,7 +165,7 @@ def playlist(session_id: str) -> ResponseReturnValue:
 
 def playlist_response(row: RecordingSession, who: Reader) -> Response:
     grant(row, "playlist", who)
-    cached = _playlists.get((row.session_id, row.verified_at_us)) or _shared_playlist(row)
+    cached = playlist_of(row)
     headers = {**NO_STORE, "Vary": "Accept-Encoding"}
     if request.accept_encodings["gzip"]:
         return Response(cached[1], mimetype="application/vnd.apple.mpegurl",
@@ -176,6 +191,11 @@ def _keep(cache: dict[tuple[str, int | None], Kept], row: RecordingSession, valu
     return value
 
 
+def playlist_of(row: RecordingSession) -> tuple[bytes, bytes]:
+    """The session's replay playlist, plain and gzipped."""
+    return _playlists.get((row.session_id, row.verified_at_us)) or _shared_playlist(row)
+
+
 SHARED_PLAYLISTS = 512
 """Playlist files kept in the instance folder (the oldest removed beyond it): ~10 KB for 8 hours."""
 
@@ -190,7 +210,7 @@ folder (IRMS_HOME, else the instance folder), the others
     # (Not under test configurations, whose instance folder is the source tree's: the test below gives it a home.)
     shared = row.verification == "verified" and row.status != SessionStatus.RECORDING.value and not cfg.testing
     folder = cfg.data_dir(Path(current_app.instance_path)) / "replay-playlists"
-    path = folder / f"{row.session_id}-{row.verified_at_us}.m3u8.gz"
+    path = folder / f"{row.session_id}-{row.verified_at_us}-{R.PLAYLIST_FORM}.m3u8.gz"
     if shared:
         try:
             packed = path.read_bytes()

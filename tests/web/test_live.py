@@ -146,6 +146,9 @@ def test_live_refresh_reads_only_new_records(sessions_world: SessionsWorld, app:
     # A live segment plays through replay's checked, decrypting route.
     resp = c.get(f"/replay/{sid}/seg/00000003.ts")
     assert resp.status_code == 200 and resp.mimetype == "video/mp2t" and resp.data[:1] == b"G"
+    # The live page carries no playlist (a replay page does): the player follows the growing one.
+    page = c.get(f"/replay/{sid}/live")
+    assert page.status_code == 200 and b'data-src="/replay/' in page.data and b"data-playlist" not in page.data
 
 
 def test_live_refresh_stops_at_a_record_out_of_place(sessions_world: SessionsWorld, app: Flask, db: Database,

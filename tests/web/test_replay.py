@@ -30,6 +30,13 @@ def db_url(tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
 
 
 
+FIRST_FRAME_JS = """document.addEventListener('DOMContentLoaded', () => {
+  const v = document.getElementById('player');
+  window.__ready = performance.now();
+  if (v) { v.requestVideoFrameCallback(() => { window.__firstFrame = performance.now(); }); }
+});"""
+
+
 def login_as(page: Page, base: str, username: str) -> None:
     log_in(page, base, username, PASSWORD)
 
@@ -52,6 +59,9 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     expect(page.locator("#timeline rect.tl-recorded").first).to_be_visible()
     page.screenshot(path=str(artifacts_dir / "session-page.png"), full_page=True)
 
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    page.add_init_script(FIRST_FRAME_JS)
     page.click("#play-link")
     expect(page.locator("#player-kind")).to_have_text("hls.js")  # hls.js, not Chromium's native HLS
     expect(page.locator("#watermark")).to_contain_text("Prosecutor")
@@ -61,6 +71,16 @@ def test_prosecutor_finds_plays_seeks_and_exports(sessions_world: SessionsWorld,
     duration = frame["d"]
     assert duration > 7, frame  # the 9-second session
 
+    # the page carried the playlist: the player's first request is the first segment, asked for once,
+    # from the page's head (static/replay-first.js), not again by hls.js
+    media = [u.rsplit("/", 2)[-2:] for u in asked if "/seg/" in u or u.endswith(".m3u8")]
+    assert media[0] == ["seg", "00000000.ts"] and not any(u.endswith(".m3u8") for u in asked), media
+    assert media.count(["seg", "00000000.ts"]) == 1, media
+    # the next entry is asked for once the first picture is on screen (or the 2 s hold has run out)
+    ready, first, second = page.evaluate("() => [window.__ready, window.__firstFrame, performance"
+                                         ".getEntriesByType('resource').find(e => e.name.includes('/seg/00000001'))"
+                                         ".startTime]")
+    assert second >= first or first - ready > 1900, (ready, first, second)
     seek_and_check_picture(page, round(duration / 2, 1), timeout_ms=10_000)
     expect(page.locator("#recorded-at")).to_have_text(re.compile(r"\d\d/\d\d/\d{4}"))
     page.screenshot(path=str(artifacts_dir / "replay.png"))

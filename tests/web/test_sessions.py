@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -132,9 +134,14 @@ def test_playlist_and_decrypted_segments_key_use_audited_once(sessions_world: Se
                                                               db: Database) -> None:
     sw = sessions_world
     c = as_role(app, "prosecutor")
-    assert c.get(f"/replay/{sw.session_id}").status_code == 200
+    page = c.get(f"/replay/{sw.session_id}")
+    assert page.status_code == 200
     text = c.get(f"/replay/{sw.session_id}/index.m3u8").get_data(as_text=True)
     assert text.startswith("#EXTM3U") and "#EXT-X-ENDLIST" in text and "seg/00000000.ts" in text
+    # The page carries the same playlist (the player asks for no playlist before the first segment), gzipped
+    # when the browser takes it.
+    carried = re.search(r'data-playlist="([^"]*)"', page.get_data(as_text=True))
+    assert carried and html.unescape(carried.group(1)) == text
     prefix = json.loads((sw.store / "sessions" / f"{sw.session_id}.json").read_text())["prefix"]
     # Every segment is in the playlist once, the first alone, later ones grouped (seg/<first>-<last>.ts).
     uris = [line for line in text.splitlines() if line.startswith("seg/")]
@@ -166,6 +173,10 @@ def test_playlist_and_decrypted_segments_key_use_audited_once(sessions_world: Se
         uses = s.scalars(select(AuditEntry).where(AuditEntry.action == "custodian.key_use")).all()
     assert all(json.loads(u.detail)["purpose"] == "replay" for u in uses)
     assert c.get(f"/replay/{sw.session_id}/seg/99999999.ts").status_code == 404
+    zipped = c.get(f"/replay/{sw.session_id}", headers={"Accept-Encoding": "gzip"})  # (a second opening, audited)
+    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.mimetype == "text/html"
+    assert "Content-Security-Policy" in zipped.headers and "no-store" in zipped.headers["Cache-Control"]
+    assert html.escape(text, quote=True) in gzip.decompress(zipped.data).decode()
 
 
 def test_annex_and_two_sealed_copies_verify_offline(sessions_world: SessionsWorld, app: Flask, db: Database,
@@ -454,6 +465,31 @@ def test_a_playlist_is_made_once_for_every_worker(sessions_world: SessionsWorld,
     assert c.get(url).data == text
     gz = c.get(url, headers={"Accept-Encoding": "gzip"})
     assert gzip.decompress(gz.data) == text
+
+
+def test_playlist_follows_the_media_timeline_over_short_gaps() -> None:
+    """A gap under the tolerance (no discontinuity) belongs to the entry after it: the entries add up to where each
+    segment's media ends after its run's start, as the player places it by its timestamps, not to the sum of the
+    durations (bench/replay.py: a looped clip's 64 ms seams drifted an 8-hour session 7.6 s by its middle)."""
+    from web.recordings import Seg, media_map, playlist
+    t0, d, seam = 1_800_000_000_000_000, 2_000_000, 64_000
+    segs = [Seg(i, 0, t0 + i * d + (i // 3) * seam, d) for i in range(12)]  # a 64 ms gap before 3, 6 and 9
+    segs += [Seg(12 + i, 1, t0 + (40 + i) * d, d) for i in range(3)]  # after a pause, run 1
+    text = playlist(segs)
+    entries = [(a, b) for a, b in zip(text.splitlines(), text.splitlines()[1:], strict=False)
+               if a.startswith("#EXTINF:")]
+    assert entries == [("#EXTINF:2.000,", "seg/00000000.ts"), ("#EXTINF:10.064,", "seg/00000001-00000005.ts"),
+                       ("#EXTINF:10.128,", "seg/00000006-00000010.ts"), ("#EXTINF:2.000,", "seg/00000011.ts"),
+                       ("#EXTINF:6.000,", "seg/00000012-00000014.ts")]
+    # segment 11 ends 24.192 s after the run's start; run 1 begins there on the timeline, as the media map says
+    assert segs[11].start_us + d - t0 == 24_192_000
+    assert media_map(segs) == [[0, t0 // 1000], [24_192, (t0 + 40 * d) // 1000]]
+    assert text.count("#EXT-X-DISCONTINUITY") == 1
+    # A live playlist's entries never change as segments come (each needs only the segment before it).
+    live = [playlist(segs[:n], live=True, ended=False).split("#EXT-X-PROGRAM-DATE-TIME", 1)[1]
+            for n in range(1, len(segs) + 1)]
+    assert all(b.startswith(a) for a, b in zip(live, live[1:], strict=False))
+    assert "#EXTINF:2.064,\nseg/00000003.ts" in live[-1]
 
 
 def test_playlist_groups_segments_within_runs() -> None:

@@ -17,14 +17,96 @@
   });
   function stamp(ms) { return fmt.format(new Date(ms)); }
 
+  // A replay page carries its playlist (data-playlist, the text data-src serves): hls.js takes it from the page
+  // instead of asking the server for it, once; any later load of a playlist goes to the server as before.
+  function pageLoader(Base, text) {
+    return class extends Base {
+      load(context, config, callbacks) {
+        if (text === null || context.type !== "manifest") { return super.load(context, config, callbacks); }
+        var body = text, stats = this.stats, now = performance.now(), self = this;
+        text = null;
+        stats.loading.start = stats.loading.first = stats.loading.end = now;
+        stats.loaded = stats.total = body.length;
+        this.context = context;
+        this.callbacks = callbacks;
+        // answered as a network load is, after load() has returned
+        Promise.resolve().then(function () {
+          if (self.callbacks) { callbacks.onSuccess({ url: context.url, data: body }, stats, context, null); }
+        });
+      }
+    };
+  }
+
+  // The first entry, asked for by static/replay-first.js while the page was loading: hls.js takes its answer
+  // instead of asking again, once; if that request failed, hls.js asks as usual.
+  function firstEntryLoader(Base, early) {
+    return class extends Base {
+      load(context, config, callbacks) {
+        if (!early || new URL(context.url, location.href).href !== early.url) {
+          return super.load(context, config, callbacks);
+        }
+        var mine = early, stats = this.stats;
+        early = null;
+        this.context = context;
+        this.callbacks = callbacks;
+        stats.loading.start = mine.start;
+        mine.data.then((data) => {
+          if (!this.callbacks) { return; }  // aborted meanwhile
+          stats.loading.first = stats.loading.end = Math.max(mine.end, mine.start);
+          stats.loaded = stats.total = data.byteLength;
+          stats.bwEstimate = data.byteLength * 8000 / Math.max(1, stats.loading.end - stats.loading.start);
+          if (callbacks.onProgress) { callbacks.onProgress(stats, context, data, null); }
+          callbacks.onSuccess({ url: context.url, data: data, code: 200 }, stats, context, null);
+        }, () => {
+          if (!this.callbacks) { return; }
+          stats.loading.start = 0;  // a loader is used once: start afresh
+          super.load(context, config, callbacks);
+        });
+      }
+    };
+  }
+
   if (window.Hls && window.Hls.isSupported()) {
     var live = video.getAttribute("data-live") === "yes";
+    var carried = video.getAttribute("data-playlist");
+    // A replay asks for its first segment as soon as it has the playlist (startFragPrefetch), not at hls.js's
+    // next 100 ms tick after the media source has opened; and remuxes on this thread: hls.js's worker starts
+    // only when the first segment has come, by evaluating all of hls.js again, which put 60-230 ms between
+    // the segment and its picture on the 2-core bench machine (bench/replay.py --trace). The price: each
+    // 10 s entry's remux (about 50 ms more of this thread for 720p at 3 Mbps there); the picture itself is
+    // composited off this thread. The live view keeps the worker.
     var hls = new window.Hls(live ? { liveSyncDurationCount: 1, liveMaxLatencyDurationCount: 3,
                                       maxBufferLength: 20, backBufferLength: 600, enableWorker: true }
-                                  : { maxBufferLength: 20, backBufferLength: 30, enableWorker: true });
+                                  : { maxBufferLength: 20, backBufferLength: 30, enableWorker: false,
+                                      startFragPrefetch: true,
+                                      pLoader: carried ? pageLoader(window.Hls.DefaultConfig.loader, carried)
+                                                       : undefined,
+                                      fLoader: window.irmsFirstEntry
+                                        ? firstEntryLoader(window.Hls.DefaultConfig.loader, window.irmsFirstEntry)
+                                        : undefined });
     hls.on(window.Hls.Events.ERROR, function (_e, data) {
       if (data.fatal) { kind.textContent = "error: " + data.type + " " + data.details; }
     });
+    if (!live) {
+      // The picture first: until a frame is on screen (at the start, and after each seek) hls.js buffers
+      // no further ahead than the entry it shows; then as usual (20 s). The next entry's download and remux
+      // (on this thread) came in just before the picture and delayed it (bench/replay.py --trace). Held at
+      // most 2 s: a page in the background presents no frame.
+      var ahead = hls.config.maxMaxBufferLength, holds = 0;
+      var release = function () { hls.config.maxMaxBufferLength = ahead; };
+      var hold = function () {
+        var mine = ++holds;
+        hls.config.maxMaxBufferLength = 1;
+        setTimeout(function () { if (holds === mine) { release(); } }, 2000);
+      };
+      var onPicture = function () {
+        if (video.requestVideoFrameCallback) { video.requestVideoFrameCallback(release); } else { release(); }
+      };
+      hold();
+      onPicture();
+      video.addEventListener("seeking", hold);
+      video.addEventListener("seeked", onPicture);
+    }
     hls.loadSource(src);
     hls.attachMedia(video);
     window.irmsPlayer = "hls.js";
@@ -177,9 +259,11 @@
   position();
 
   if (markersUrl && scrubber && list) {
-    // The markers wait for the first picture (or 2 s): fetched beside the playlist and the first segment,
-    // they held the server's threads while the picture waited (bench/replay.py).
-    video.addEventListener("loadeddata", poll, { once: true });
+    // The markers wait for the first picture on screen (or 2 s): fetched beside the first segment, or once the
+    // picture was decoded but not yet shown, their request took the server's and the machine's time while the
+    // picture waited (bench/replay.py).
+    if (video.requestVideoFrameCallback) { video.requestVideoFrameCallback(poll); }
+    else { video.addEventListener("playing", poll, { once: true }); }
     setTimeout(poll, 2000);
     video.addEventListener("durationchange", function () { if (last) { draw(last); } });
     var form = document.getElementById("marker-form");  // none on a shared link: an outside party adds none
