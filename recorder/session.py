@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from evidence.canonical import canonical_json, parse_json_object
 from evidence.chain import chain_genesis
@@ -448,11 +448,10 @@ class Recorder:
                 return 0
             self._list_sizes[run.dir] = size
         clock = self._timing(sid)
-        if run.t0_us is None and final:
+        t0 = run.t0_us
+        if t0 is None:  # only when final: a poll captures nothing before the run's origin is known
             t0 = self._run_t0(sid, run, final=True)
-            if t0 is not None:
-                self.journal.set_run_t0(sid, run.run, t0)
-        t0 = run.t0_us if run.t0_us is not None else self._run_t0(sid, run, final=True) or run.launched_us
+            self.journal.set_run_t0(sid, run.run, t0)
         if final:
             self._origins.pop(run.dir, None)
         known = self.journal.known_files(sid, run.run)
@@ -691,14 +690,22 @@ class Recorder:
             self._timings[sid] = timing(header["kit"]["devices"])
         return self._timings[sid]
 
+    @overload
+    def _run_t0(self, sid: str, run: RunRow, final: Literal[True]) -> int: ...
+    @overload
+    def _run_t0(self, sid: str, run: RunRow, final: bool = False) -> int | None: ...
+
     def _run_t0(self, sid: str, run: RunRow, final: bool = False) -> int | None:
         """The origin of a run whose t0 was not known at launch, once it can be known.
 
         A generated kit: when its first segment appears (ffmpeg's -re clock starts then). A
-        camera-timed run: from the arrival of its first sound (recorder.origin); a run that ended
-        before that was known (`final`) falls back to the lead before its launch.
+        camera-timed run: from the arrival of its first sound (recorder.origin). A run that ended
+        before that was seen (`final`: after a crash, or one that never got going) takes its launch,
+        less the lead on a camera's clock.
         """
         if self._timing(sid) != CAMERA_CLOCK:
+            if final:
+                return run.launched_us
             return self.clock.now_us() if (Path(run.dir) / "seg000000.ts").exists() else None
         origin = self._origins.get(run.dir)
         t0 = origin.t0_us(final) if origin is not None else None
