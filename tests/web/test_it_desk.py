@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 from sqlalchemy import select
 
 from tests.plugins.browser import log_in
@@ -239,6 +239,36 @@ def test_auto_refresh_replaces_the_page_in_place(country: str, app: Flask, now: 
     expect(page.locator("#auto-refresh")).to_have_value("5")  # kept across the refresh
     page.reload()
     expect(page.locator("#auto-refresh")).to_have_value("5")  # and across a reload (this browser's choice)
+    page.select_option("#auto-refresh", "0")
+
+
+def test_a_refresh_chosen_before_the_page_script_runs_is_kept(country: str, app: Flask, now: FakeNow, chromium_page: Page,
+                                                             live_server: Callable[[Flask], str]) -> None:
+    """A hand quicker than the page's script (a slow link): the choice made before the script ran is the one kept.
+
+    CI saw this as a race: the interval was picked between the page's arrival and its deferred script, so the
+    page refreshed every 5 s but the refreshed page offered the default again, and so did the next visit.
+    """
+    page = chromium_page
+    base = live_server(app)
+    page.set_viewport_size(WIDE)
+    _login(page, base, "it.desk")
+    page.wait_for_load_state("load")
+    held: list[Route] = []
+    page.route("**/static/tables.js*", lambda route: held.append(route))
+    page.goto(base + "/", wait_until="commit")
+    page.wait_for_selector("#auto-refresh")
+    page.select_option("#auto-refresh", "5")
+    assert len(held) == 1, "the page script was not held back"
+    held[0].continue_()
+    page.evaluate("() => { window.notReloaded = true; }")
+    now.advance(3600)
+    expect(page.locator("#rooms-working")).to_have_text("0", timeout=12_000)
+    assert page.evaluate("() => window.notReloaded") is True
+    expect(page.locator("#auto-refresh")).to_have_value("5")  # kept across the refresh
+    page.unroute("**/static/tables.js*")
+    page.reload()
+    expect(page.locator("#auto-refresh")).to_have_value("5")  # and by this browser for the next visit
     page.select_option("#auto-refresh", "0")
 
 

@@ -104,6 +104,7 @@
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.querySelector("main"), main = document.querySelector("main");
+        keepRefresh(currentSeconds());  // the choice on screen now is the one the new <main> must show
         if (fresh && main) { main.innerHTML = fresh.innerHTML; main.setAttribute("data-refreshed", String(Date.now())); }
         init();
       })
@@ -119,14 +120,24 @@
     return sel ? parseInt(sel.value, 10) || 0 : 0;
   }
 
+  function keepRefresh(seconds) {
+    try { localStorage.setItem(REFRESH_KEY, String(seconds)); } catch (e) { /* private mode */ }
+  }
+
   function initRefresh() {
     var sel = document.getElementById("auto-refresh");
     if (!sel) { schedule(0); return; }
-    var kept = null;
-    try { kept = localStorage.getItem(REFRESH_KEY); } catch (e) { kept = null; }
-    if (kept !== null && sel.querySelector('option[value="' + kept + '"]')) { sel.value = kept; }
+    var chosen = sel.selectedOptions.length && !sel.selectedOptions[0].defaultSelected;
+    if (chosen) {
+      // picked before this script ran (a quick hand, or the browser restoring the form): that choice wins
+      keepRefresh(currentSeconds());
+    } else {
+      var kept = null;
+      try { kept = localStorage.getItem(REFRESH_KEY); } catch (e) { kept = null; }
+      if (kept !== null && sel.querySelector('option[value="' + kept + '"]')) { sel.value = kept; }
+    }
     sel.addEventListener("change", function () {
-      try { localStorage.setItem(REFRESH_KEY, sel.value); } catch (e) { /* private mode */ }
+      keepRefresh(currentSeconds());
       schedule(currentSeconds());
     });
     schedule(currentSeconds());
