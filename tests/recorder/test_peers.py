@@ -151,7 +151,11 @@ def test_ffmpeg_hears_the_tone_at_minus_9_dbfs(mic_peer: MicPeer) -> None:
     raw = ffmpeg("-f", "pulse", "-sample_rate", str(MIC_RATE), "-channels", "1", "-t", "1", "-i", mic_peer.source,
                  "-f", "s16le", "-")
     audio = np.frombuffer(raw, np.int16).astype(np.float64) / 32768
-    level = 20 * np.log10(np.sqrt(np.mean(audio**2)))
+    # The tone's level is the median of 100 ms windows: on a loaded machine (load 8-10 in the full suite) the
+    # sound server can drop a few periods, and their silence pulled a whole-second RMS to -9.6 dBFS.
+    windows = audio[: len(audio) // (MIC_RATE // 10) * (MIC_RATE // 10)].reshape(-1, MIC_RATE // 10)
+    assert len(windows) >= 8, f"only {len(audio)} samples heard in 1 s"
+    level = float(np.median(20 * np.log10(np.sqrt(np.mean(windows**2, axis=1)) + 1e-12)))
     assert level == pytest.approx(-9.0, abs=0.5)
 
 

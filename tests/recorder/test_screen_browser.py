@@ -250,5 +250,10 @@ def test_investigator_runs_a_whole_session(chromium_page: Any, screen_server: Sc
         time.sleep(0.5)  # the last uploads may still be on their way
     assert res.returncode == 0, res.stdout + res.stderr
     report = json.loads(res.stdout)
-    assert [i["cause"] for i in report["interruptions"]] == ["pause"]
-    assert report["interruptions"][0]["reason"] == PAUSE
+    pauses = [i for i in report["interruptions"] if i["cause"] == "pause"]
+    assert [i["reason"] for i in pauses] == [PAUSE]
+    # The generated kit follows the encoder's pace: on a machine loaded by the rest of the suite the encoder
+    # can fall behind real time, and the recorder then declares that time (never leaves it unexplained).
+    # Any other interruption must be that declaration.
+    others = [i for i in report["interruptions"] if i["cause"] != "pause"]
+    assert all(i["cause"] == "encoder_stall" and "overloaded" in i["reason"] for i in others), others
