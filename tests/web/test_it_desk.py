@@ -242,7 +242,8 @@ def test_auto_refresh_replaces_the_page_in_place(country: str, app: Flask, now: 
     page.select_option("#auto-refresh", "0")
 
 
-def test_a_refresh_chosen_before_the_page_script_runs_is_kept(country: str, app: Flask, now: FakeNow, chromium_page: Page,
+def test_a_refresh_chosen_before_the_page_script_runs_is_kept(country: str, app: Flask, now: FakeNow,
+                                                             chromium_page: Page,
                                                              live_server: Callable[[Flask], str]) -> None:
     """A hand quicker than the page's script (a slow link): the choice made before the script ran is the one kept.
 
