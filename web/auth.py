@@ -40,6 +40,7 @@ from web.users import (
     end_login,
     find_login,
     note_failure,
+    refuse_if_throttled,
     start_login,
 )
 
@@ -225,9 +226,7 @@ def second_factor() -> ResponseReturnValue:
         s = db_session()
         user, ip = pending.user, client_address()
         try:
-            wait = _wait_s(s, user.username, ip)
-            if wait:
-                raise TooManyAttempts(f"too many wrong codes from this address; try again in {wait} s")
+            refuse_if_throttled(s, user.username, ip, now_us(), _throttle(), "wrong codes")
             method = TF.check_code(s, user, form.code.data or "", now_us=now_us(), ip=ip)
         except TooManyAttempts as err:
             error, status = str(err), err.http_status
@@ -240,11 +239,6 @@ def second_factor() -> ResponseReturnValue:
     elif request.method == "POST":
         error, status = i18n.translate("wrong code", lang_now()), 400
     return render_template("login_code.html", form=form, error=error), status
-
-
-def _wait_s(s: Any, username: str, ip: str) -> int:
-    from web.users import throttle_wait_s
-    return throttle_wait_s(s, username, ip, now_us(), _throttle())
 
 
 def _enrolling() -> tuple[Any, Login | None]:
@@ -285,9 +279,7 @@ def enrol_confirm() -> ResponseReturnValue:
         raise BadRequest(f"{field}: {messages[0]}")
     s = db_session()
     ip = client_address()
-    wait = _wait_s(s, user.username, ip)
-    if wait:
-        raise TooManyAttempts(f"too many wrong codes from this address; try again in {wait} s")
+    refuse_if_throttled(s, user.username, ip, now_us(), _throttle(), "wrong codes")
     try:
         codes = TF.confirm_enrolment(s, user, form.code.data or "", now_us=now_us(), ip=ip)
     except Unauthenticated as err:

@@ -356,6 +356,17 @@ class LoginFailure(Base):
     at_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class LoginRefusal(Base):
+    """A login the throttle refused, kept as long as the failures: it bounds the audit of refusals to one per
+    address between two counted failures (web/users.py `refuse_if_throttled`)."""
+
+    __tablename__ = "login_refusals"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100))
+    ip: Mapped[str] = mapped_column(String(64), index=True)
+    at_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class SessionStatus(StrEnum):
     RECORDING = "recording"
     ENDED = "ended"

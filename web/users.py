@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from web import audit
 from web.db import rows_changed
 from web.errors import BadRequest, Conflict, NotFound, TooManyAttempts, Unauthenticated
-from web.models import LoginFailure, LoginSession, Role, User
+from web.models import LoginFailure, LoginRefusal, LoginSession, Role, User
 
 _hasher = PasswordHasher()
 # Spent on unknown users too, so timing does not reveal which usernames exist.
@@ -232,10 +232,33 @@ def throttle_wait_s(s: Session, username: str, ip: str, now_us: int, t: Throttle
                                                                           now_us))
 
 
+def refuse_if_throttled(s: Session, username: str, ip: str, now_us: int, t: Throttle, what: str) -> None:
+    """Raise TooManyAttempts if this address must still wait before trying `username` again.
+
+    The refusal is audited (`login.throttled`: the name tried, the address, the wait), but only the first one
+    from an address since its last counted failure: a guesser knocking while held back, with any names, adds
+    one entry per failure it was allowed, so the audit shows the hammering without being flooded by it."""
+    username, ip = username[:100], ip[:64]
+    wait = throttle_wait_s(s, username, ip, now_us, t)
+    if wait <= 0:
+        return
+    last_failure = s.execute(select(func.max(LoginFailure.at_us)).where(LoginFailure.ip == ip)).scalar() or 0
+    audited = s.execute(select(LoginRefusal.id).where(LoginRefusal.ip == ip, LoginRefusal.at_us >= last_failure)
+                        .limit(1)).first()
+    if audited is None:
+        s.add(LoginRefusal(username=username, ip=ip, at_us=now_us))
+        audit.append(s, at_us=now_us, actor=username or "?", action="login.throttled", target=ip,
+                     detail={"wait_s": wait})
+        s.commit()
+    raise TooManyAttempts(f"too many {what} from this address; try again in {wait} s")
+
+
 def note_failure(s: Session, username: str, ip: str, now_us: int, throttle: Throttle, action: str) -> None:
     """A failed password or second-factor code: counted by the throttle, audited, committed at once."""
     s.add(LoginFailure(username=username[:100], ip=ip[:64], at_us=now_us))
-    s.execute(delete(LoginFailure).where(LoginFailure.at_us < now_us - throttle.window_s * 1_000_000))
+    forgotten = now_us - throttle.window_s * 1_000_000
+    s.execute(delete(LoginFailure).where(LoginFailure.at_us < forgotten))
+    s.execute(delete(LoginRefusal).where(LoginRefusal.at_us < forgotten))
     audit.append(s, at_us=now_us, actor=username or "?", action=action, target=ip[:64])
     s.commit()
 
@@ -254,9 +277,7 @@ def check_login(s: Session, *, username: str, password: str, ip: str, now_us: in
     A user whose auth_source is `ldap` is checked by `directory(username, password)` (web/ldap_login.py), and
     only if enabled here: a user disabled in IRMS is refused whatever the directory says."""
     username, ip = username[:100], ip[:64]
-    wait = throttle_wait_s(s, username, ip, now_us, throttle)
-    if wait > 0:
-        raise TooManyAttempts(f"too many failed logins from this address; try again in {wait} s")
+    refuse_if_throttled(s, username, ip, now_us, throttle, "failed logins")
     user = s.scalars(select(User).where(User.username == username)).first()
     if user is not None and user.auth_source == LDAP:
         ok = user.active and directory is not None and directory(username, password)

@@ -215,6 +215,44 @@ def test_wrong_passwords_from_one_address_do_not_lock_out_the_user(world: World,
     assert login(attacker, "victim") == 302  # the right password after the wait
 
 
+def test_logins_refused_by_the_throttle_are_audited_once_per_failure_not_per_try(world: World, app: Flask,
+                                                                                 now: FakeNow, db: Database) -> None:
+    """A guesser held back keeps knocking: the audit shows that it did (who, from where, how long it still had to
+    wait), but one entry per address between two counted failures, however often it knocks and whatever
+    username it sprays, so hammering cannot flood the audit log."""
+    world.user("victim", "prosecutor")
+    attacker = from_addr(app, "203.0.113.9")
+    for _ in range(5):
+        assert login(attacker, "victim", "guess-guess-guess") == 401
+    for name in ("victim", "victim", "victim"):
+        assert login(attacker, name, "guess-guess-guess") == 429
+    held = [r for r in audit_rows(db, "login.") if r[1] == "login.throttled"]
+    assert held == [("victim", "login.throttled", "203.0.113.9", {"wait_s": 30})]
+    # the next counted failure (after the wait) opens a new period: its first refusal is audited again
+    now.advance(31)
+    assert login(attacker, "victim", "guess-guess-guess") == 401
+    for _ in range(3):
+        assert login(attacker, "victim", "guess-guess-guess") == 429
+    held = [r for r in audit_rows(db, "login.") if r[1] == "login.throttled"]
+    assert [r[3] for r in held] == [{"wait_s": 30}, {"wait_s": 60}]
+    # the user's own login from elsewhere is neither refused nor counted as a refusal
+    assert login(from_addr(app, "198.51.100.2"), "victim") == 302
+    assert len([r for r in audit_rows(db, "login.") if r[1] == "login.throttled"]) == 2
+
+
+def test_a_sprayer_refused_by_address_is_audited_once_whatever_names_it_tries(world: World, app: Flask,
+                                                                              db: Database) -> None:
+    for i in range(20):
+        world.user(f"u{i}", "auditor")
+    sprayer = from_addr(app, "203.0.113.50")
+    assert [login(sprayer, f"u{i}", "Password123!") for i in range(20)] == [401] * 20
+    assert [login(sprayer, f"made-up-{i}", "Password123!") for i in range(50)] == [429] * 50
+    held = [r for r in audit_rows(db, "login.") if r[1] == "login.throttled"]
+    assert [(r[0], r[2]) for r in held] == [("made-up-0", "203.0.113.50")]
+    with db.session() as s:  # what bounds it is kept no longer than the failures it follows
+        assert s.execute(text("SELECT count(*) FROM login_refusals")).scalar() == 1
+
+
 def test_password_spraying_from_one_address_is_slowed(world: World, app: Flask) -> None:
     for i in range(21):
         world.user(f"u{i}", "auditor")
