@@ -348,7 +348,8 @@ def test_torn_segments_on_a_nearly_full_disk_are_kept_for_inspection_never_seale
     rec.journal.set_run_t0(sid, run.run, rec.clock.now_us())
     listed = lambda: len((run_dir / SEGMENT_LIST).read_text().splitlines()) if (run_dir / SEGMENT_LIST).exists() else 0  # noqa: E731
     wait_for(lambda: listed() >= 4, 60, "four listed segments")
-    sup.stop()
+    rec.capture_stopping(sid, "stopped")  # as the capture loop journals it: the span ends here, not after the
+    sup.stop()                            # tearing below (which took over 3 s on a loaded machine: V17)
     n_listed = listed()
     cut, holed = run_dir / "seg000001.ts", run_dir / "seg000002.ts"
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 3])
