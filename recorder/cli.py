@@ -255,6 +255,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     rec = _recorder(args)
+    if args.retry_held:
+        who = os.environ.get("USER") or str(os.getuid())
+        for name in rec.journal.retry_held(f"held, put back in the queue by {who}"):
+            print(f"irms-agent: {name}: held, put back in the queue by {who}; checked again before any upload",
+                  file=sys.stderr)
     pending = rec.finish_uploads()
     held = _report_held(rec)
     print(json.dumps({"pending_uploads": pending, "held": held}) if args.json else f"{pending} objects still queued")
@@ -338,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("upload", help="upload whatever is still queued")
     _store_args(p)
+    p.add_argument("--retry-held", action="store_true",
+                   help="first put the objects held back (quarantined, damaged) in the queue again, once the store or "
+                        "the outbox was put right; each is checked as before: other bytes in the store or a torn file "
+                        "hold it again")
     p.set_defaults(func=cmd_upload)
 
     try:

@@ -351,6 +351,17 @@ class Journal:
             if row is not None:
                 self.add_event(row[0], at_us, f"object_{state}", error[:500])
 
+    def retry_held(self, note: str) -> list[str]:
+        """Put every held object back in the queue (the operator put the store or the outbox right). The uploader
+        checks each again exactly as the first time: a torn file or other bytes in the store hold it again."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            names = [r[0] for r in self.db.execute(
+                "SELECT name FROM objects WHERE state IN ('quarantined', 'damaged') ORDER BY seq").fetchall()]
+            self.db.execute("UPDATE objects SET state='pending', last_error=?"
+                            " WHERE state IN ('quarantined', 'damaged')", (note[:500],))
+        return names
+
     def held_objects(self) -> list[Held]:
         rows = self.db.execute("SELECT name, session_id, path, state, COALESCE(last_error, '') FROM objects"
                                " WHERE state IN ('quarantined', 'damaged') ORDER BY seq").fetchall()

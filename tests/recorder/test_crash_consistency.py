@@ -209,6 +209,21 @@ def test_refused_object_is_quarantined_and_the_queue_moves_on(station: Station, 
     assert upload.returncode == 4 and "quarantined" in upload.stderr, upload.stderr
     # Everything else of the session went, including its manifest.
     assert (store / name.replace("session.json", "manifest.json")).exists()
+    # Put back in the queue while the store still holds the other bytes: checked again, held again.
+    retry = agent(station, "upload", "--store", str(store), *PLACE, "--retry-held", "--json")
+    assert retry.returncode == 4, retry.stderr
+    assert f"irms-agent: {name}: held, put back in the queue" in retry.stderr
+    assert [(h["name"], h["state"]) for h in json.loads(retry.stdout)["held"]] == [(name, "quarantined")]
+    assert (store / name).read_bytes() == b'{"not": "this header"}' and header.exists()
+    # The store's administrator takes the wrong object away; the operator retries: the kept copy goes, the session
+    # verifies, nothing is held any more.
+    (store / name).unlink()
+    retry = agent(station, "upload", "--store", str(store), *PLACE, "--retry-held", "--json")
+    assert retry.returncode == 0, retry.stderr
+    assert json.loads(retry.stdout) == {"pending_uploads": 0, "held": []}
+    assert not header.exists()
+    code, report = verify(station, store, sid)
+    assert code == 0, report
     next_session_records_and_uploads(station, store)
 
 
@@ -241,6 +256,10 @@ def test_torn_outbox_object_is_reported_kept_and_never_uploaded(station: Station
     assert code == 1 and [(f["rule"][:3], f["segment"]) for f in findings] == [("V05", 1)], findings  # type: ignore[index,union-attr]
     upload = agent(station, "upload", "--store", str(store), *PLACE)
     assert upload.returncode == 4 and "damaged" in upload.stderr, upload.stderr
+    # Put back in the queue while still torn: its digest is checked again, it is held again and never uploaded.
+    retry = agent(station, "upload", "--store", str(store), *PLACE, "--retry-held")
+    assert retry.returncode == 4 and f"error: damaged {name}" in retry.stderr, retry.stderr
+    assert not (store / name).exists() and torn.read_bytes() == half
     next_session_records_and_uploads(station, store)
 
 
