@@ -199,6 +199,7 @@ RULE_WORDS = {
 ACTION_WORDS = {
     "session.view": "viewed", "session.replay": "replayed", "session.live": "watched live",
     "session.marker": "marker added", "session.annex": "annex printed",
+    "session.case_corrected": N_("case number corrected"),
     "session.export_requested": "sealed copy asked for", "session.export": "sealed copy made",
     "session.export_failed": "sealed copy failed", "session.export_download": "sealed copy downloaded",
     "custodian.key_use": "data key used", "share.create": "shared", "share.revoke": "share revoked",

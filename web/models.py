@@ -388,6 +388,11 @@ class RecordingSession(Base):
     site: Mapped[str] = mapped_column(String(64), default="")
     room: Mapped[str] = mapped_column(String(64), default="")
     case_number: Mapped[str] = mapped_column(String(200), default="", index=True)
+    """The case the session belongs to: the signed header's, unless a prosecutor corrected it (case_corrected)."""
+    case_number_filed: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    """The case number as typed at the station: the signed header's, never changed here."""
+    case_corrected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """A prosecutor corrected the case number (`session.case_corrected` in the audit log says who, when and why)."""
     suspect: Mapped[str] = mapped_column(String(300), default="", index=True)
     interrogators: Mapped[str] = mapped_column(Text, default="[]")
     legal_basis: Mapped[str] = mapped_column(Text, default="")

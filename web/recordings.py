@@ -65,8 +65,9 @@ def store_of(cfg: WebConfig) -> ObjectStore:
 def get_or_create(s: Session, session_id: str, now_us: int) -> RecordingSession:
     row = s.scalars(select(RecordingSession).where(RecordingSession.session_id == session_id)).first()
     if row is None:
-        row = RecordingSession(session_id=session_id, station_id="", site="", room="", case_number="", suspect="",
-                               interrogators="[]", legal_basis="", end_reason="",
+        row = RecordingSession(session_id=session_id, station_id="", site="", room="", case_number="",
+                               case_number_filed="", case_corrected=False, suspect="", interrogators="[]",
+                               legal_basis="", end_reason="",
                                status=SessionStatus.RECORDING.value, prefix="", header_known=False,
                                verification="", verification_findings="[]", manifest_sha256="", manifest="",
                                updated_at_us=now_us)
@@ -81,7 +82,9 @@ def apply_header(row: RecordingSession, header: dict[str, Any], prefix: str | No
     row.station_id = str(header.get("station_id", row.station_id))[:64]
     row.site = str(header.get("site", row.site))[:64]
     row.room = str(header.get("room", row.room))[:64]
-    row.case_number = str(case.get("case_number", ""))[:200]
+    row.case_number_filed = str(case.get("case_number", ""))[:200]
+    if not row.case_corrected:  # a prosecutor's correction stands (web/sessions.py `correct_case`)
+        row.case_number = row.case_number_filed
     row.suspect = str(case.get("suspect", ""))[:300]
     row.interrogators = json.dumps(list(case.get("interrogators", [])), ensure_ascii=False)
     row.legal_basis = str(case.get("legal_basis", ""))

@@ -19,9 +19,11 @@ import os
 import tempfile
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, g, render_template, request, send_file
+from flask import Blueprint, Response, g, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
 
 from verifier.annex import build_annex, load_session_documents
 from verifier.export import export_zip
@@ -29,14 +31,16 @@ from web import audit, i18n, scope
 from web import recordings as R
 from web.auth import require_roles
 from web.context import db_session, lang, now_us, state
-from web.errors import BadRequest
+from web.errors import BadRequest, Conflict, Forbidden
+from web.forms import CsrfForm
 from web.models import AuditEntry, RecordingSession, SessionStatus, Share
 from web.scope import Need
 
 bp = Blueprint("sessions", __name__, url_prefix="/sessions")
 VIEW_ROLES = scope.ROLES[Need.VIEW]
 CONTENT_ROLES = scope.ROLES[Need.CONTENT]
-CUSTODY_ACTIONS = ("session.view", "session.replay", "session.live", "session.marker", "session.annex",
+CUSTODY_ACTIONS = ("session.view", "session.case_corrected", "session.replay", "session.live", "session.marker",
+                   "session.annex",
                    "session.export_requested", "session.export", "session.export_failed", "session.export_download",
                    "custodian.key_use", "share.create", "share.revoke", "share.open",
                    "share.replay", "share.export")
@@ -170,7 +174,9 @@ def detail(session_id: str) -> ResponseReturnValue:
         custody_detail=_custody_detail, shares=shares, now_us=t, share_form=ShareForm(),
         revoke_form=RevokeShareForm(), ret=RT.view_of(s, row, t), holds=RT.session_holds(s, row),
         case=s.get(Case, row.case_number) if row.case_number else None, case_statuses=[c.value for c in CaseStatus],
-        hold_form=HoldForm(), outcome_form=OutcomeForm(), plain_form=PlainForm())
+        hold_form=HoldForm(), outcome_form=OutcomeForm(), plain_form=PlainForm(), case_form=CaseCorrectionForm(),
+        may_correct_case=can_content and not row.disposed_at_us and (
+            scope.current(s).national or scope.unit_of(s, row) in scope.current(s).units))
 
 
 def _custody_detail(entry: AuditEntry) -> str:
@@ -178,6 +184,43 @@ def _custody_detail(entry: AuditEntry) -> str:
     d = json.loads(entry.detail or "{}")
     keep = ("purpose", "key_index", "via", "label", "job", "verification", "share", "until_us", "allow")
     return ", ".join(f"{k}={d[k]}" for k in keep if k in d)
+
+
+class CaseCorrectionForm(CsrfForm):
+    case_number = StringField(validators=[DataRequired(), Length(max=200)])
+    reason = StringField(validators=[DataRequired(), Length(max=2000)])
+
+
+@bp.route("/<session_id>/case-number", methods=["POST"])
+@require_roles(*CONTENT_ROLES)
+def correct_case(session_id: str) -> ResponseReturnValue:
+    """A case number mistyped at the station, corrected: the session then belongs to the right case (its scope,
+    its retention, its holds). Only a prosecutor of the session's unit may (a prosecutor who sees it only through
+    the case as typed may not move it); the signed header keeps what was typed, the page shows both, and the audit
+    log says who corrected it, when and why. Refused while a legal hold of the whole case covers the session: the
+    correction would take it out from under the hold."""
+    s = db_session()
+    row = scope.session_for(s, session_id, Need.CONTENT).row
+    sc = scope.current(s)
+    if not (sc.national or scope.unit_of(s, row) in sc.units):
+        raise Forbidden("only a prosecutor of the session's unit may correct its case number")
+    form = CaseCorrectionForm()
+    if not form.validate_on_submit():
+        field, messages = next(iter(form.errors.items()))
+        raise BadRequest(f"{field}: {messages[0]}")
+    new = " ".join((form.case_number.data or "").split())
+    if new == row.case_number:
+        raise BadRequest(f"the session already belongs to case {new}")
+    from web.retention import session_holds
+    held = [h for h in session_holds(s, row) if h.case_number]
+    if held:
+        raise Conflict(f"legal hold #{held[0].id} of case {row.case_number} covers this session: "
+                       "lift it before correcting the case number")
+    old, row.case_number, row.case_corrected = row.case_number, new, True
+    audit.append(s, at_us=now_us(), actor=g.user.username, action="session.case_corrected", target=session_id,
+                 detail={"from": old, "to": new, "filed": row.case_number_filed, "reason": form.reason.data or ""})
+    s.commit()
+    return redirect(url_for("sessions.detail", session_id=session_id))
 
 
 @bp.route("/<session_id>/annex.pdf")

@@ -104,6 +104,7 @@ EXPECTED: dict[str, dict[str, int]] = {
                           auditor_out=200),
     "sessions.detail": VIEW,
     "sessions.annex": CONTENT,
+    "sessions.correct_case": row(403, prosecutor=302, prosecutor_out=404),  # the unit's prosecutor only
     "exports.create": CONTENT_POST,
     "exports.index": row(403, prosecutor=200, prosecutor_out=200, prosecutor_case=200),
     "exports.job": OWN_JOB,
@@ -162,6 +163,7 @@ MORE_FORMS: dict[str, dict[str, Any]] = {
     "retention.add_policy": {"unit": "VKS-HNI", "anchor": "final", "years": 10, "days": 0, "mode": "compliance"},
     "retention.outcome": {"case_number": "7/2026/HS", "status": "judgment", "date": "2026-12-01"},
     "retention.hold": {"reason": "kháng cáo"},
+    "sessions.correct_case": {"case_number": "17/2026/HS", "reason": "nhập nhầm"},
     "auth.language": {"language": "vi"},
     "admin.add_user": {"username": "new-user", "display_name": "New", "role": "auditor"},
     "admin.set_role": {"role": "auditor"},
