@@ -208,6 +208,13 @@ def session_for(s: Session, session_id: str, need: Need) -> Seen:
     return Seen(row, shows_personal(sc, unit, row.case_number))
 
 
+def reads_by_unit(s: Session, row: RecordingSession) -> bool:
+    """Does the logged-in user read `row` through their units (or nationally), not only through a case assigned by
+    name? (Who may correct its case number: web/sessions.py `correct_case`.)"""
+    sc = current(s)
+    return sc.national or unit_of(s, row) in sc.units
+
+
 def integrity_allowed(s: Session, session_id: str) -> bool:
     """May the logged-in user read the witnessed heads of `session_id`? A session the server knows only by
     witnessed heads (no header yet) is in the unit of the room its owning station is enrolled for."""

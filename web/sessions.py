@@ -175,8 +175,7 @@ def detail(session_id: str) -> ResponseReturnValue:
         revoke_form=RevokeShareForm(), ret=RT.view_of(s, row, t), holds=RT.session_holds(s, row),
         case=s.get(Case, row.case_number) if row.case_number else None, case_statuses=[c.value for c in CaseStatus],
         hold_form=HoldForm(), outcome_form=OutcomeForm(), plain_form=PlainForm(), case_form=CaseCorrectionForm(),
-        may_correct_case=can_content and not row.disposed_at_us and (
-            scope.current(s).national or scope.unit_of(s, row) in scope.current(s).units))
+        may_correct_case=can_content and not row.disposed_at_us and scope.reads_by_unit(s, row))
 
 
 def _custody_detail(entry: AuditEntry) -> str:
@@ -201,9 +200,10 @@ def correct_case(session_id: str) -> ResponseReturnValue:
     correction would take it out from under the hold."""
     s = db_session()
     row = scope.session_for(s, session_id, Need.CONTENT).row
-    sc = scope.current(s)
-    if not (sc.national or scope.unit_of(s, row) in sc.units):
+    if not scope.reads_by_unit(s, row):
         raise Forbidden("only a prosecutor of the session's unit may correct its case number")
+    if row.disposed_at_us is not None:
+        raise Conflict(f"session {session_id} was disposed of: its tombstone keeps the case number it had")
     form = CaseCorrectionForm()
     if not form.validate_on_submit():
         field, messages = next(iter(form.errors.items()))
