@@ -19,6 +19,7 @@ from sqlalchemy import select
 from recorder.cli import main as agent
 from recorder.heartbeat import HeartbeatQueue
 from recorder.journal import Journal, SessionRow
+from tests.plugins.base import loopback_http
 from tests.plugins.recording import Station as AgentStation
 from tests.web.conftest import World
 from web.app import create_app
@@ -92,7 +93,6 @@ def test_a_proxy_saying_403_is_the_server_away_not_a_revocation(
     way answering 403 with its own page must not stop the daemon: the heartbeat stays queued and goes
     through once the server is reached again. (Before, any 401/403 stopped the daemon with exit 2.)"""
     import http.server
-    import threading
 
     class Portal(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
@@ -107,19 +107,13 @@ def test_a_proxy_saying_403_is_the_server_away_not_a_revocation(
         def log_message(self, *args: object) -> None:
             pass
 
-    portal = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Portal)
-    thread = threading.Thread(target=portal.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_http(Portal) as portal:
         assert agent(["enroll", "--server", server, "--code", world.code("HN-TTG", "P01")]) == 0
         capsys.readouterr()
-        assert agent(["run", "--once", "--server", f"http://127.0.0.1:{portal.server_address[1]}"]) == 3
+        assert agent(["run", "--once", "--server", portal]) == 3
         out = capsys.readouterr()
         assert "server away" in out.out and "not as the IRMS server answers" in out.out, out
         assert "revoked" not in out.err
-    finally:
-        portal.shutdown()
-        thread.join(5)
     assert agent(["run", "--once"]) == 0  # the server itself: the queued heartbeat and this one delivered
     with db.session() as s:
         assert len(s.scalars(select(Heartbeat)).all()) == 2
