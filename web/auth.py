@@ -274,9 +274,7 @@ def enrol_confirm() -> ResponseReturnValue:
     """The first code confirms the enrolment; the recovery codes are shown once."""
     user, pending = _enrolling()
     form = CodeForm()
-    if not form.validate_on_submit():
-        field, messages = next(iter(form.errors.items()))
-        raise BadRequest(f"{field}: {messages[0]}")
+    form.require_valid()
     s = db_session()
     ip = client_address()
     refuse_if_throttled(s, user.username, ip, now_us(), _throttle(), "wrong codes")
@@ -322,9 +320,7 @@ def account() -> ResponseReturnValue:
     form = PasswordForm()
     done = False
     if request.method == "POST":
-        if not form.validate_on_submit():
-            field, messages = next(iter(form.errors.items()))
-            raise BadRequest(f"{field}: {messages[0]}")
+        form.require_valid()
         if form.new.data != form.again.data:
             raise BadRequest("the new passwords differ")
         s = db_session()

@@ -66,14 +66,6 @@ class PlainForm(CsrfForm):
     pass
 
 
-def _valid(form: CsrfForm) -> None:
-    if not form.validate_on_submit():
-        if not form.errors:
-            raise BadRequest("form refused")
-        name, messages = next(iter(form.errors.items()))
-        raise BadRequest(f"{name}: {messages[0]}")
-
-
 def parse_date(text: str, tz: str) -> int:
     """A date (YYYY-MM-DD: that day's start) or a date and time, in the server's time zone unless given."""
     try:
@@ -197,7 +189,7 @@ def report_csv(kind: str) -> ResponseReturnValue:
 def add_policy() -> ResponseReturnValue:
     s = db_session()
     form = PolicyForm()
-    _valid(form)
+    form.require_valid()
     RT.add_policy(s, unit=(form.unit.data or "").strip() or None, category=form.category.data or "",
                   anchor=form.anchor.data or "", years=int(form.years.data or 0), days=int(form.days.data or 0),
                   mode=form.mode.data or "", actor=g.user.username, now_us=now_us())
@@ -224,7 +216,7 @@ def policies() -> ResponseReturnValue:
 def outcome() -> ResponseReturnValue:
     s = db_session()
     form = OutcomeForm()
-    _valid(form)
+    form.require_valid()
     case_number = (form.case_number.data or "").strip()
     if not RT.case_allowed(s, scope.current(s), case_number):
         raise NotFound(f"no case {case_number}")
@@ -241,7 +233,7 @@ def hold(session_id: str) -> ResponseReturnValue:
     s = db_session()
     row = scope.session_for(s, session_id, Need.CONTENT).row
     form = HoldForm()
-    _valid(form)
+    form.require_valid()
     if form.whole_case.data == "1" and not row.case_number:
         raise BadRequest(f"session {session_id} names no case")
     RT.place_hold(s, R.store_of(state().config), session_id="" if form.whole_case.data == "1" else session_id,
@@ -258,7 +250,7 @@ def lift(hold_id: int) -> ResponseReturnValue:
     row = s.get(LegalHold, hold_id)
     if row is None or not RT.hold_allowed(s, scope.current(s), row):
         raise NotFound(f"no hold {hold_id}")
-    _valid(PlainForm())
+    PlainForm().require_valid()
     RT.lift_hold(s, R.store_of(state().config), row, actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(request.referrer or url_for("retention.report"))
@@ -297,7 +289,7 @@ def disposals() -> ResponseReturnValue:
 @require_roles(Role.ADMIN.value)
 def propose() -> ResponseReturnValue:
     s = db_session()
-    _valid(PlainForm())
+    PlainForm().require_valid()
     RT.propose(s, actor=g.user.username, now_us=now_us())
     s.commit()
     return redirect(url_for("retention.disposals"))
@@ -308,7 +300,7 @@ def propose() -> ResponseReturnValue:
 def approve(disposal_id: int) -> ResponseReturnValue:
     s = db_session()
     d = _disposal(s, disposal_id, Need.CONTENT)
-    _valid(PlainForm())
+    PlainForm().require_valid()
     try:
         RT.approve(s, d, actor=g.user.username, now_us=now_us())
     finally:
@@ -321,7 +313,7 @@ def approve(disposal_id: int) -> ResponseReturnValue:
 def stop(disposal_id: int) -> ResponseReturnValue:
     s = db_session()
     d = _disposal(s, disposal_id, Need.CONTENT)
-    _valid(PlainForm())
+    PlainForm().require_valid()
     RT.stop(s, d, actor=g.user.username, reason="stopped by hand", now_us=now_us())
     s.commit()
     return redirect(url_for("retention.disposals"))

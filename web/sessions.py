@@ -205,9 +205,7 @@ def correct_case(session_id: str) -> ResponseReturnValue:
     if row.disposed_at_us is not None:
         raise Conflict(f"session {session_id} was disposed of: its tombstone keeps the case number it had")
     form = CaseCorrectionForm()
-    if not form.validate_on_submit():
-        field, messages = next(iter(form.errors.items()))
-        raise BadRequest(f"{field}: {messages[0]}")
+    form.require_valid()
     new = " ".join((form.case_number.data or "").split())
     if new == row.case_number:
         raise BadRequest(f"the session already belongs to case {new}")
